@@ -1,0 +1,1 @@
+"""Bundled YAML configuration (installed as mer_eval.configs)."""

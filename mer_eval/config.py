@@ -1,0 +1,256 @@
+"""Configuration: ``configs/default.yaml`` < ``--config FILE`` < ``--set key=value``.
+
+Validated by pydantic with ``extra="forbid"`` everywhere, so a misspelt key is an error that names the
+key and the keys allowed there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _C(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelsConfig(_C):
+    dir: Optional[str] = None  # like MER_EVAL_MODELS_DIR; the env var wins when both are set
+    paths: dict[str, str] = Field(default_factory=dict)  # model key -> explicit local path
+    ids: dict[str, str] = Field(default_factory=dict)  # model key -> hub id to use instead of the default
+    allow_download: bool = False  # let libraries fetch from the hub when online and HF_HUB_OFFLINE is unset
+
+
+class CacheConfig(_C):
+    enabled: bool = True
+    dir: Optional[str] = None  # default: $MER_EVAL_CACHE_DIR or ~/.cache/mer-eval
+
+
+class ClipConfig(_C):
+    backend: Literal["open_clip", "transformers"] = "open_clip"
+    model: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"
+    video_frames: int = Field(0, ge=0, le=64)  # 0: peak frame only; k: also the mean over k frames
+
+
+class ClapConfig(_C):
+    backend: Literal["transformers", "laion_clap"] = "transformers"
+    window_s: float = Field(10.0, gt=0)
+    hop_s: float = Field(10.0, gt=0)
+    max_windows: int = Field(6, ge=1)
+
+
+class NLIConfig(_C):
+    max_premise_sentences: int = Field(12, ge=1)
+    pairs: list[str] = Field(
+        default_factory=lambda: ["visual_expression", "visual_objective", "audio_description", "video_content"]
+    )
+
+
+class AUF1Config(_C):
+    source: Literal["auto", "openface", "mediapipe", "self"] = "auto"
+    confidence: float = Field(0.8, ge=0, le=1)
+    intensity_threshold: float = Field(1.0, ge=0, le=5)
+    use_presence: bool = True
+    window_frames: int = Field(3, ge=0)  # +- frames around the peak
+
+
+class ASRConfig(_C):
+    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    model: str = "whisper-base"
+    language: Optional[str] = None  # None: detect
+    normaliser: Literal["basic", "whisper"] = "basic"
+    beam_size: int = Field(1, ge=1)
+
+
+class TextQualityConfig(_C):
+    mattr_window: int = Field(50, ge=5)
+    repetition_n: int = Field(3, ge=2, le=6)
+
+
+class LabelConfig(_C):
+    task: Literal["emotion", "sentiment"] = "emotion"
+    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
+
+
+class CrossModalConfig(_C):
+    embedding_model: Optional[str] = "minilm"  # model key, or null to skip semantic agreement
+
+
+class MetricsConfig(_C):
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    clap: ClapConfig = Field(default_factory=ClapConfig)
+    nli: NLIConfig = Field(default_factory=NLIConfig)
+    au_f1: AUF1Config = Field(default_factory=AUF1Config)
+    asr_wer: ASRConfig = Field(default_factory=ASRConfig)
+    text_quality: TextQualityConfig = Field(default_factory=TextQualityConfig)
+    label_agreement: LabelConfig = Field(default_factory=LabelConfig)
+    cross_modal: CrossModalConfig = Field(default_factory=CrossModalConfig)
+
+
+class ScoreConfig(_C):
+    metrics: list[str] = Field(
+        default_factory=lambda: [
+            "text_quality", "label_agreement", "cross_modal", "au_f1", "asr_wer", "clip", "clap", "nli",
+        ]
+    )
+    batch_size: int = Field(16, ge=1)
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    composite: str = "mer-v1"
+
+
+class ProviderConfig(_C):
+    model: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key_env: Optional[str] = None  # name of the environment variable holding the key
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+    rate_limit_per_s: Optional[float] = Field(None, gt=0)
+    temperature: float = 0.0
+    max_tokens: int = Field(512, ge=1)
+
+
+def _providers() -> dict[str, ProviderConfig]:
+    return {
+        "offline": ProviderConfig(),
+        "openai": ProviderConfig(model="gpt-4o-mini", base_url="https://api.openai.com/v1",
+                                 api_key_env="OPENAI_API_KEY"),
+        "ollama": ProviderConfig(model="llama3.2", base_url="http://localhost:11434/v1"),
+        "gemini": ProviderConfig(model="gemini-2.0-flash", api_key_env="GEMINI_API_KEY"),
+        "hf": ProviderConfig(model="smollm2", max_tokens=256),
+    }
+
+
+class GenerateConfig(_C):
+    type: Literal["mer", "au", "audio", "video", "image"] = "mer"
+    task: Literal["emotion", "sentiment"] = "emotion"
+    provider: str = "offline"
+    threshold: float = Field(0.8, ge=0, le=5)
+    peak_distance: int = Field(15, ge=8)
+    peak_rule: Literal["mer-factory", "merr"] = "mer-factory"
+    au_backend: Literal["auto", "openface", "mediapipe", "pyfeat"] = "auto"
+    openface_bin: Optional[str] = None
+    video_frames: int = Field(4, ge=1, le=64)
+    concurrency: int = Field(4, ge=1)
+    asr_model: str = "whisper-base"
+    seed: int = 0
+
+
+class Config(_C):
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=_providers)
+    gates: Optional[str] = "default"  # name of configs/gates/<name>.yaml or a path
+    tolerances: dict[str, float] = Field(default_factory=lambda: {"composite_score": 2.0, "asr_wer": 0.02})
+
+    def hash(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ---- loading -----------------------------------------------------------------------------------
+
+def configs_root():
+    """The bundled ``configs`` folder (``mer_eval.configs`` once installed)."""
+    return resources.files("mer_eval.configs")
+
+
+def read_bundled_yaml(relpath: str) -> Any:
+    f = configs_root().joinpath(relpath)
+    return yaml.safe_load(f.read_text(encoding="utf-8"))
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _parse_set(item: str) -> dict:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. score.batch_size=8")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set {item!r}: bad key {key!r}")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    d: dict = {}
+    cur = d
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = value
+    return d
+
+
+def _allowed_at(loc: tuple) -> list[str]:
+    """Field names allowed at the parent of ``loc`` (walks the model tree)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if model is None or not hasattr(model, "model_fields"):
+            return []
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        if hasattr(ann, "model_fields"):
+            model = ann
+        else:
+            args = getattr(ann, "__args__", ())
+            model = next((a for a in args if hasattr(a, "model_fields")), None)
+    return sorted(model.model_fields) if model is not None and hasattr(model, "model_fields") else []
+
+
+def format_validation_error(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_at(loc)
+            lines.append(f"unknown config key '{key}'; allowed here: {', '.join(allowed) or '(none)'}")
+        elif err["type"] == "literal_error":
+            lines.append(f"bad value for '{key}': {err['input']!r}; allowed values: "
+                         f"{err.get('ctx', {}).get('expected', '')}")
+        else:
+            lines.append(f"bad value for '{key}': {err['input']!r} ({err['msg']})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(path: Optional[Path] = None, sets: Optional[list[str]] = None) -> Config:
+    data = read_bundled_yaml("default.yaml") or {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        user = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        if not isinstance(user, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at top level")
+        data = _deep_merge(data, user)
+    for item in sets or []:
+        data = _deep_merge(data, _parse_set(item))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None

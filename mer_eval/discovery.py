@@ -1,0 +1,463 @@
+"""Dataset discovery: turn an INPUT (media folder, MER-Factory output root, MER-Factory JSON files, or a
+JSONL/CSV manifest) into :class:`Sample` objects, saying what was skipped and why.
+
+Nothing outside the input root (and any extra media roots the caller names) is read: ids are sanitised,
+manifest paths must resolve inside the roots, and symlinks that lead out are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from mer_eval import merfactory
+from mer_eval.paths import UnsafePathError, is_within, resolve_media_path, sanitize_sample_id
+from mer_eval.schema import Annotation, Sample, SampleType, clean_text
+
+VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+AUDIO_EXT = {".wav", ".flac", ".mp3", ".m4a", ".ogg"}
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp"}
+SKIP_DIRS = {"error_logs", ".llm_cache", "errors", "__pycache__", ".git"}
+LABEL_FILE_NAMES = ("labels.csv", "label.csv", "label_file.csv")
+TRANSCRIPT_CSV_NAMES = ("transcripts.csv", "transcript.csv")
+
+
+class DiscoveryError(ValueError):
+    pass
+
+
+@dataclass
+class Dataset:
+    kind: str  # media | mer-factory | mer-factory-files | manifest
+    root: Path
+    samples: list[Sample]
+    notes: list[str] = field(default_factory=list)  # dataset-level: skipped files and why
+    label_file: Optional[Path] = None
+
+    def by_id(self) -> dict[str, Sample]:
+        return {s.id: s for s in self.samples}
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+def _walk_files(root: Path, notes: list[str]) -> Iterable[Path]:
+    """All files under root, not descending into skipped dirs, not following links out of root."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.startswith("."):
+                continue
+            p = Path(dirpath) / fn
+            if p.is_symlink() and not is_within(p, root):
+                notes.append(f"{p.relative_to(root)}: skipped, symlink leads outside {root}")
+                continue
+            yield p
+
+
+def read_label_file(path: Path) -> dict[str, str]:
+    """MER-Factory's ``--label-file``: CSV ``name,label`` (name = file stem)."""
+    out: dict[str, str] = {}
+    with Path(path).open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        fields = [h.strip().lower() for h in (reader.fieldnames or [])]
+        if "name" not in fields or "label" not in fields:
+            raise DiscoveryError(f"label file {path}: needs columns 'name,label', found {reader.fieldnames}")
+        for row in reader:
+            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+            if row.get("name"):
+                out[Path(row["name"]).stem] = row.get("label", "")
+    return out
+
+
+_SPHINX_LINE = re.compile(r"^\s*(?:<s>)?\s*(.*?)\s*(?:</s>)?\s*\(([^()]+)\)\s*$")
+
+
+def read_transcripts(path: Path) -> dict[str, str]:
+    """Reference transcripts: CSV ``name,transcript`` or CMU Sphinx ``<s> words </s> (file-id)`` lines."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig")
+    out: dict[str, str] = {}
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        cols = {h.strip().lower(): h for h in reader.fieldnames or []}
+        tcol = cols.get("transcript") or cols.get("text") or cols.get("reference")
+        if "name" not in cols or tcol is None:
+            raise DiscoveryError(f"{path}: needs columns 'name,transcript', found {reader.fieldnames}")
+        for row in reader:
+            out[Path(row[cols["name"]].strip()).stem] = row[tcol].strip()
+        return out
+    for line in text.splitlines():
+        m = _SPHINX_LINE.match(line)
+        if m and m.group(1):
+            out[Path(m.group(2).strip()).stem] = m.group(1).strip()
+    return out
+
+
+def _is_openface_csv(p: Path) -> bool:
+    try:
+        with p.open(encoding="utf-8", errors="replace") as f:
+            head = f.readline()
+    except OSError:
+        return False
+    cols = [c.strip() for c in head.split(",")]
+    return "frame" in cols and any(c.startswith("AU") and c.endswith("_r") for c in cols)
+
+
+def _unique_ids(items: list[tuple[str, str]]) -> dict[str, str]:
+    """(key, raw stem or relative name) -> unique sanitised ids; collisions get their folder prefix."""
+    counts: dict[str, int] = {}
+    for _, stem in items:
+        sid = sanitize_sample_id(Path(stem).name)
+        counts[sid] = counts.get(sid, 0) + 1
+    out = {}
+    for key, stem in items:
+        sid = sanitize_sample_id(Path(stem).name)
+        if counts[sid] > 1:
+            sid = sanitize_sample_id(stem.replace("/", "__"))
+        out[key] = sid
+    return out
+
+
+# ---- kinds --------------------------------------------------------------------------------------
+
+def detect_kind(path: Path) -> str:
+    path = Path(path)
+    if path.is_file():
+        suf = path.suffix.lower()
+        if suf in (".jsonl", ".csv"):
+            return "manifest"
+        if suf == ".json":
+            return "mer-factory-files"
+        raise DiscoveryError(f"{path}: a file input must be a .jsonl/.csv manifest or a MER-Factory .json")
+    if not path.is_dir():
+        raise DiscoveryError(f"{path} does not exist")
+    subdirs = [d for d in sorted(path.iterdir()) if d.is_dir() and d.name not in SKIP_DIRS
+               and not d.name.startswith(".")]
+    for d in subdirs:
+        for f in d.iterdir():
+            if f.suffix == ".json" and merfactory.result_kind(f) is not None:
+                return "mer-factory"
+    for f in sorted(path.iterdir()):
+        if f.is_file() and f.suffix.lower() == ".json" and f.name != "run.json":
+            try:
+                data = merfactory.load_json(f)
+            except (merfactory.MerFactoryFormatError, OSError):
+                continue
+            if merfactory.result_kind(f, data) is not None:
+                return "mer-factory-files"
+    return "media"
+
+
+def discover(
+    input_path: Path,
+    label_file: Optional[Path] = None,
+    transcripts: Optional[Path] = None,
+    media_roots: Optional[list[Path]] = None,
+) -> Dataset:
+    input_path = Path(input_path)
+    kind = detect_kind(input_path)
+    root = input_path if input_path.is_dir() else input_path.parent
+    if kind == "media":
+        ds = _discover_media(root)
+    elif kind == "mer-factory":
+        ds = _discover_mer_factory_root(root, media_roots or [])
+    elif kind == "mer-factory-files":
+        files = [input_path] if input_path.is_file() else sorted(
+            p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".json" and p.name != "run.json")
+        ds = _discover_mer_factory_files(root, files)
+    else:
+        ds = _discover_manifest(input_path, media_roots or [])
+    _apply_labels(ds, label_file)
+    _apply_transcripts(ds, transcripts)
+    return ds
+
+
+def _apply_labels(ds: Dataset, label_file: Optional[Path]) -> None:
+    if label_file is None:
+        for n in LABEL_FILE_NAMES:
+            if (ds.root / n).is_file():
+                label_file = ds.root / n
+                break
+    if label_file is None:
+        return
+    labels = read_label_file(label_file)
+    ds.label_file = Path(label_file)
+    matched = 0
+    for s in ds.samples:
+        stem_keys = {s.id}
+        for p in s.media().values():
+            stem_keys.add(Path(p).stem)
+        for k in stem_keys:
+            if k in labels and labels[k]:
+                s.label = labels[k]
+                matched += 1
+                break
+    ds.notes.append(f"labels: {matched} of {len(ds.samples)} samples matched in {Path(label_file).name}")
+
+
+def _apply_transcripts(ds: Dataset, transcripts: Optional[Path]) -> None:
+    if transcripts is None:
+        return
+    table = read_transcripts(transcripts)
+    for s in ds.samples:
+        keys = [s.id] + [Path(p).stem for p in s.media().values()]
+        for k in keys:
+            if k in table:
+                s.reference_transcript = table[k]
+                break
+
+
+def _discover_media(root: Path) -> Dataset:
+    notes: list[str] = []
+    groups: dict[tuple[Path, str], dict[str, Path]] = {}
+    transcripts: dict[str, str] = {}
+    label_names = set(LABEL_FILE_NAMES)
+    files = list(_walk_files(root, notes))
+    for p in files:
+        if p.name == "transcription" or p.suffix.lower() == ".transcription":
+            transcripts.update(read_transcripts(p))
+        elif p.name.lower() in TRANSCRIPT_CSV_NAMES:
+            transcripts.update(read_transcripts(p))
+    for p in files:
+        suf = p.suffix.lower()
+        key = (p.parent, p.stem)
+        if suf in VIDEO_EXT:
+            groups.setdefault(key, {})["video"] = p
+        elif suf in AUDIO_EXT:
+            groups.setdefault(key, {})["audio"] = p
+        elif suf in IMAGE_EXT:
+            if p.stem.endswith("_peak_frame"):
+                groups.setdefault((p.parent, p.stem[: -len("_peak_frame")]), {})["peak_frame_image"] = p
+            else:
+                groups.setdefault(key, {})["image"] = p
+    for p in files:
+        suf = p.suffix.lower()
+        key = (p.parent, p.stem)
+        if suf == ".csv" and p.name.lower() not in label_names | set(TRANSCRIPT_CSV_NAMES):
+            if key in groups and _is_openface_csv(p):
+                groups[key]["openface_csv"] = p
+            elif _is_openface_csv(p):
+                notes.append(f"{p.relative_to(root)}: OpenFace CSV with no media of the same name; skipped")
+        elif suf == ".txt" and key in groups:
+            groups[key]["transcript_file"] = p
+    ids = _unique_ids([(f"{k[0]}|{k[1]}", str((k[0] / k[1]).relative_to(root))) for k in groups])
+    samples = []
+    for (parent, stem), media in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        sid = ids[f"{parent}|{stem}"]
+        if "video" in media:
+            stype = SampleType.mer
+        elif "audio" in media:
+            stype = SampleType.audio
+        elif "image" in media:
+            stype = SampleType.image
+        else:
+            notes.append(f"{(parent / stem).relative_to(root)}: only a peak frame, no media; skipped")
+            continue
+        ref = None
+        if "transcript_file" in media:
+            ref = clean_text(media["transcript_file"].read_text(encoding="utf-8-sig"))
+        ref = ref or transcripts.get(stem)
+        samples.append(
+            Sample(
+                id=sid,
+                type=stype,
+                source="media",
+                video=media.get("video"),
+                audio=media.get("audio"),
+                image=media.get("image"),
+                peak_frame_image=media.get("peak_frame_image"),
+                openface_csv=media.get("openface_csv"),
+                reference_transcript=ref,
+            )
+        )
+    if not samples:
+        notes.append(f"no media files ({', '.join(sorted(VIDEO_EXT | AUDIO_EXT | IMAGE_EXT))}) under {root}")
+    return Dataset(kind="media", root=root, samples=samples, notes=notes)
+
+
+def _media_index(roots: list[Path]) -> dict[str, dict[str, Path]]:
+    idx: dict[str, dict[str, Path]] = {}
+    notes: list[str] = []
+    for r in roots:
+        if not Path(r).is_dir():
+            continue
+        for p in _walk_files(Path(r), notes):
+            suf = p.suffix.lower()
+            kind = "video" if suf in VIDEO_EXT else "audio" if suf in AUDIO_EXT else "image" if suf in IMAGE_EXT \
+                else None
+            if kind:
+                idx.setdefault(p.stem, {}).setdefault(kind, p)
+    return idx
+
+
+def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
+    notes: list[str] = []
+    run_json = root / "run.json"
+    roots = list(media_roots)
+    if run_json.is_file():
+        try:
+            inp = json.loads(run_json.read_text(encoding="utf-8")).get("input")
+            if inp and Path(inp).is_dir():
+                roots.append(Path(inp))
+        except (json.JSONDecodeError, OSError) as e:
+            notes.append(f"run.json unreadable: {e}")
+    media = _media_index(roots)
+    dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in SKIP_DIRS
+            and not d.name.startswith(".")]
+    samples = []
+    for d in dirs:
+        if d.is_symlink() and not is_within(d, root):
+            notes.append(f"{d.name}: skipped, symlink leads outside {root}")
+            continue
+        try:
+            sid = sanitize_sample_id(d.name)
+        except UnsafePathError as e:
+            notes.append(f"{d.name}: skipped ({e})")
+            continue
+        s = Sample(id=sid, source="mer-factory", folder=d)
+        kinds: list[SampleType] = []
+        for f in sorted(d.iterdir()):
+            if f.is_symlink() and not is_within(f, root):
+                notes.append(f"{d.name}/{f.name}: skipped, symlink leads outside {root}")
+                continue
+            suf = f.suffix.lower()
+            if suf == ".json":
+                kind = merfactory.result_kind(f)
+                if kind is None:
+                    continue
+                try:
+                    data = merfactory.load_json(f)
+                except merfactory.MerFactoryFormatError as e:
+                    s.notes.append(str(e))
+                    continue
+                s.notes.extend(merfactory.merge_result(s.annotation, kind, data))
+                s.annotation_files[kind.value] = f
+                kinds.append(kind)
+                s.label = s.label or merfactory.ground_truth(data)
+                stem = merfactory.source_stem(data)
+                if stem and stem in media:
+                    for mk, mp in media[stem].items():
+                        if getattr(s, mk) is None:
+                            setattr(s, mk, mp)
+            elif suf in AUDIO_EXT and s.audio is None:
+                s.audio = f
+            elif suf == ".csv" and _is_openface_csv(f):
+                s.openface_csv = f
+            elif suf in IMAGE_EXT and f.stem.endswith("_peak_frame"):
+                s.peak_frame_image = f
+            elif suf in VIDEO_EXT and s.video is None:
+                s.video = f
+            elif suf in IMAGE_EXT and s.image is None:
+                s.image = f
+        if not kinds:
+            notes.append(f"{d.name}: no MER-Factory result JSON; skipped")
+            continue
+        order = [SampleType.mer, SampleType.image, SampleType.video, SampleType.audio, SampleType.au]
+        s.type = next(t for t in order if t in kinds)
+        if s.media().get("video") is None and s.id in media:
+            for mk, mp in media[s.id].items():
+                if getattr(s, mk) is None:
+                    setattr(s, mk, mp)
+        samples.append(s)
+    return Dataset(kind="mer-factory", root=root, samples=samples, notes=notes)
+
+
+def _discover_mer_factory_files(root: Path, files: list[Path]) -> Dataset:
+    notes: list[str] = []
+    entries = []
+    for f in files:
+        try:
+            data = merfactory.load_json(f)
+        except merfactory.MerFactoryFormatError as e:
+            notes.append(str(e))
+            continue
+        kind = merfactory.result_kind(f, data)
+        if kind is None:
+            notes.append(f"{f.name}: not a MER-Factory result (keys: {', '.join(list(data)[:6])}); skipped")
+            continue
+        entries.append((f, kind, data))
+    ids = _unique_ids([(str(f), merfactory.sample_stem(f)) for f, _, _ in entries])
+    samples = []
+    for f, kind, data in entries:
+        s = Sample(id=ids[str(f)], type=kind, source="mer-factory", annotation=Annotation())
+        s.notes.extend(merfactory.merge_result(s.annotation, kind, data))
+        if "video_id" in data and "coarse_descriptions" in data:
+            s.source = "mer-factory-legacy"
+        s.annotation_files[kind.value] = f
+        s.label = merfactory.ground_truth(data)
+        samples.append(s)
+    return Dataset(kind="mer-factory-files", root=root, samples=samples, notes=notes)
+
+
+_MANIFEST_MEDIA = {"video": "video", "audio": "audio", "image": "image", "peak_frame": "peak_frame_image",
+                   "peak_frame_image": "peak_frame_image", "openface_csv": "openface_csv", "csv": "openface_csv"}
+_MANIFEST_TEXT = {"label": "label", "ground_truth_label": "label", "reference_transcript": "reference_transcript",
+                  "transcript_reference": "reference_transcript"}
+
+
+def _discover_manifest(path: Path, media_roots: list[Path]) -> Dataset:
+    root = path.parent
+    roots = [root] + list(media_roots)
+    rows: list[dict] = []
+    if path.suffix.lower() == ".jsonl":
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DiscoveryError(f"{path.name}:{n}: not JSON ({e})") from None
+                if not isinstance(obj, dict):
+                    raise DiscoveryError(f"{path.name}:{n}: expected an object")
+                rows.append(obj)
+    else:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = [dict(r) for r in csv.DictReader(f)]
+    notes: list[str] = []
+    samples = []
+    ann_fields = set(Annotation.model_fields)
+    for n, row in enumerate(rows, start=1):
+        row = {str(k).strip(): v for k, v in row.items() if k is not None}
+        raw_id = row.get("id") or row.get("name") or row.get("sample_id")
+        if not raw_id:
+            media_val = next((row[k] for k in ("video", "audio", "image") if row.get(k)), None)
+            raw_id = Path(media_val).stem if media_val else None
+        if not raw_id:
+            notes.append(f"row {n}: no id and no media; skipped")
+            continue
+        try:
+            sid = sanitize_sample_id(str(raw_id)) if row.get("id") is None else _strict_id(str(raw_id))
+        except UnsafePathError as e:
+            notes.append(f"row {n}: skipped ({e})")
+            continue
+        kw: dict = {}
+        bad = False
+        for k, attr in _MANIFEST_MEDIA.items():
+            v = row.get(k)
+            if v:
+                try:
+                    kw[attr] = resolve_media_path(str(v), root, roots)
+                except UnsafePathError as e:
+                    notes.append(f"row {n} ({sid}): skipped ({e})")
+                    bad = True
+                    break
+        if bad:
+            continue
+        for k, attr in _MANIFEST_TEXT.items():
+            if row.get(k):
+                kw[attr] = str(row[k]).strip()
+        ann = Annotation(**{k: clean_text(v) for k, v in row.items() if k in ann_fields and isinstance(v, str)})
+        stype = row.get("type") or ("mer" if kw.get("video") else "audio" if kw.get("audio") else "image")
+        samples.append(Sample(id=sid, type=stype, source="manifest", annotation=ann, **kw))
+    return Dataset(kind="manifest", root=root, samples=samples, notes=notes)
+
+
+def _strict_id(raw: str) -> str:
+    """Ids given explicitly in a manifest are checked, not rewritten: ``../x`` is refused, not renamed."""
+    from mer_eval.paths import check_sample_id
+
+    return check_sample_id(raw)

@@ -1,0 +1,188 @@
+"""The metric interface every family in ``mer_eval.metrics`` implements.
+
+A family (one file under ``metrics/``) declares its metadata as class attributes, says per sample
+which input is missing (``missing_inputs``), loads its model lazily (``load``, raising
+:class:`ModelUnavailable` with the model id and where it looked) and scores a *batch* of samples in
+``compute``. :meth:`Metric.score` does the rest for every family alike: ``not_applicable`` results,
+``unavailable`` when the model cannot load, ``error`` with the exception's message when a batch fails,
+and the content-hash result cache.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Optional
+
+from mer_eval.schema import MetricResult, ModelRef, Sample, Status
+
+
+class ModelUnavailable(RuntimeError):
+    """The weights or backend a metric needs are not here; the message says which and where it looked."""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    higher_is_better: bool
+    range: tuple[Optional[float], Optional[float]]
+    formula: str
+    primary: bool = True  # shown in summary tables; secondary outputs still go to every file
+
+
+@dataclass
+class ScoreContext:
+    device: str = "cpu"
+    batch_size: int = 16
+    cache: Any = None  # mer_eval.cache.Cache or None
+    config: Any = None  # mer_eval.config.Config
+    progress: Optional[Callable[[int], None]] = None  # advance(n)
+    model_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Metric:
+    name: ClassVar[str]
+    version: ClassVar[str]
+    outputs: ClassVar[tuple[OutputSpec, ...]]
+    requires: ClassVar[str]  # one line: which inputs it needs
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: Optional[dict[str, Any]] = None, ctx: Optional[ScoreContext] = None):
+        self.params: dict[str, Any] = dict(params or {})
+        self.ctx = ctx or ScoreContext()
+        self._loaded = False
+        self._load_error: Optional[str] = None
+
+    # ---- to implement -------------------------------------------------------------------------
+    def missing_inputs(self, sample: Sample) -> Optional[str]:
+        """Why this sample cannot be scored (``not_applicable``), or None."""
+        return None
+
+    def load(self) -> None:
+        """Load models once. Raise ModelUnavailable(reason) when weights/backends are missing."""
+
+    def model_ref(self) -> Optional[ModelRef]:
+        return None
+
+    def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
+        """The content that determines this sample's results (texts, file sha256s). None: don't cache."""
+        return None
+
+    def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        raise NotImplementedError
+
+    # ---- helpers for implementations ------------------------------------------------------------
+    @classmethod
+    def output_names(cls) -> list[str]:
+        return [o.name for o in cls.outputs]
+
+    def ok(self, sample_id: str, metric: str, value: float, **kw: Any) -> MetricResult:
+        kw.setdefault("model", self.model_ref())
+        kw.setdefault("params", self.public_params())
+        return MetricResult.ok(sample_id, metric, value, self.version, **kw)
+
+    def not_ok(self, sample_id: str, status: Status, reason: str, outputs: Optional[Iterable[str]] = None,
+               **kw: Any) -> list[MetricResult]:
+        kw.setdefault("params", self.public_params())
+        return [
+            MetricResult.missing(sample_id, m, status, reason, self.version, **kw)
+            for m in (outputs or self.output_names())
+        ]
+
+    def public_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.params.items() if not k.startswith("_")}
+
+    def timed(self, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        """Run a model call and add its wall time to the context's pure model time."""
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            self.ctx.model_seconds[self.name] = self.ctx.model_seconds.get(self.name, 0.0) + (
+                time.perf_counter() - t0
+            )
+
+    # ---- the shared driver ----------------------------------------------------------------------
+    def ensure_loaded(self) -> Optional[str]:
+        if not self._loaded and self._load_error is None:
+            try:
+                self.load()
+                self._loaded = True
+            except ModelUnavailable as e:
+                self._load_error = str(e)
+        return self._load_error
+
+    def _cache_key(self, sample: Sample) -> Optional[str]:
+        cache = self.ctx.cache
+        if cache is None:
+            return None
+        inputs = self.cache_key_inputs(sample)
+        if inputs is None:
+            return None
+        ref = self.model_ref()
+        return cache.key(
+            namespace=f"metric:{self.name}",
+            version=self.version,
+            model=(ref.id, ref.sha256) if ref else None,
+            params=self.public_params(),
+            inputs=inputs,
+        )
+
+    def score(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        """Score all samples: every sample gets one result per output, whatever happens."""
+        out: dict[str, list[MetricResult]] = {}
+        todo: list[Sample] = []
+        for s in samples:
+            why = self.missing_inputs(s)
+            if why:
+                out[s.id] = self.not_ok(s.id, Status.not_applicable, why)
+                self._advance(1)
+            else:
+                todo.append(s)
+        if not todo:
+            return out
+        load_error = self.ensure_loaded()
+        if load_error:
+            for s in todo:
+                out[s.id] = self.not_ok(s.id, Status.unavailable, load_error)
+            self._advance(len(todo))
+            return out
+        keys: dict[str, Optional[str]] = {}
+        misses: list[Sample] = []
+        for s in todo:
+            key = self._cache_key(s)
+            keys[s.id] = key
+            hit = self.ctx.cache.get(key) if key is not None else None
+            if hit is not None:
+                out[s.id] = [MetricResult.model_validate({**r, "cached": True}) for r in hit]
+                self._advance(1)
+            else:
+                misses.append(s)
+        bs = max(1, int(self.ctx.batch_size or 1))
+        for i in range(0, len(misses), bs):
+            batch = misses[i : i + bs]
+            try:
+                res = self.compute(batch)
+            except ModelUnavailable as e:
+                res = {s.id: self.not_ok(s.id, Status.unavailable, str(e)) for s in batch}
+            except Exception as e:  # a failing batch is reported per sample, never scored
+                tb = traceback.extract_tb(e.__traceback__)
+                where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+                res = {
+                    s.id: self.not_ok(s.id, Status.error, f"{type(e).__name__}: {e}{where}") for s in batch
+                }
+            for s in batch:
+                results = res.get(s.id) or self.not_ok(
+                    s.id, Status.error, f"{self.name} returned no result for this sample"
+                )
+                out[s.id] = results
+                key = keys.get(s.id)
+                if key is not None and all(r.status in (Status.ok, Status.not_applicable) for r in results):
+                    self.ctx.cache.put(key, [r.model_dump(mode="json") for r in results])
+            self._advance(len(batch))
+        return out
+
+    def _advance(self, n: int) -> None:
+        if self.ctx.progress is not None:
+            self.ctx.progress(n)

@@ -1,0 +1,145 @@
+"""The run store: per-sample folders in MER-Factory's layout, atomic writes, ``run.json``, a run lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from mer_eval import __version__
+from mer_eval.paths import check_sample_id, safe_join
+from mer_eval.schema import RunManifest, load_manifest
+
+LOCK_NAME = ".mer-eval.lock"
+TRACKED_PACKAGES = ("numpy", "pandas", "pydantic", "jiwer", "textstat", "torch", "transformers", "open_clip_torch",
+                    "faster-whisper", "ctranslate2", "mediapipe", "ai-edge-litert", "av", "scikit-learn")
+
+
+class RunLockedError(RuntimeError):
+    pass
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def git_sha() -> Optional[str]:
+    here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for p in TRACKED_PACKAGES:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+class RunStore:
+    """A run folder: ``OUT/<id>/<id>_merr_data.json`` etc., ``OUT/errors/<id>.json``, ``OUT/run.json``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._lock_fd: Optional[int] = None
+
+    # -- lock ----------------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self) -> Iterator["RunStore"]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = (self.root / LOCK_NAME).read_text().strip() or "another process"
+            raise RunLockedError(f"{self.root} is being written by {holder}; wait for it or use another OUT")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}".encode())
+        self._lock_fd = fd
+        try:
+            yield self
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            self._lock_fd = None
+
+    # -- paths ---------------------------------------------------------------------------------------
+    def sample_dir(self, sample_id: str) -> Path:
+        return safe_join(self.root, check_sample_id(sample_id))
+
+    def sample_file(self, sample_id: str, suffix: str) -> Path:
+        """``OUT/<id>/<id><suffix>``, e.g. suffix ``_merr_data.json``."""
+        return self.sample_dir(sample_id) / f"{sample_id}{suffix}"
+
+    def error_file(self, sample_id: str) -> Path:
+        return safe_join(self.root, "errors", f"{check_sample_id(sample_id)}.json")
+
+    # -- writes --------------------------------------------------------------------------------------
+    def write_json(self, sample_id: str, name: str, obj: Any) -> Path:
+        p = self.sample_dir(sample_id) / name
+        atomic_write_json(p, obj)
+        return p
+
+    def write_error(self, sample_id: str, stage: str, reason: str, **extra: Any) -> Path:
+        p = self.error_file(sample_id)
+        atomic_write_json(p, {"sample_id": sample_id, "stage": stage, "reason": reason,
+                              "time": datetime.now(timezone.utc).isoformat(), **extra})
+        return p
+
+    def clear_error(self, sample_id: str) -> None:
+        p = self.error_file(sample_id)
+        if p.exists():
+            p.unlink()
+
+    # -- manifest ------------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "run.json"
+
+    def read_manifest(self) -> Optional[RunManifest]:
+        return load_manifest(self.manifest_path) if self.manifest_path.is_file() else None
+
+    def write_manifest(self, m: RunManifest) -> None:
+        atomic_write_text(self.manifest_path, m.model_dump_json(indent=2) + "\n")
+
+    def new_manifest(self, **kw: Any) -> RunManifest:
+        return RunManifest(tool_version=__version__, git_sha=git_sha(), package_versions=package_versions(), **kw)
