@@ -72,6 +72,10 @@ class Metric:
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         raise NotImplementedError
 
+    def aggregate(self, samples: list[Sample], results: dict[str, list[MetricResult]]) -> dict[str, Any]:
+        """Dataset-level figures (e.g. accuracy, macro-F1) beyond per-sample means; {} when none."""
+        return {}
+
     # ---- helpers for implementations ------------------------------------------------------------
     @classmethod
     def output_names(cls) -> list[str]:
