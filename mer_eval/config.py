@@ -119,6 +119,9 @@ class ProviderConfig(_C):
     rate_limit_per_s: Optional[float] = Field(None, gt=0)
     temperature: float = 0.0
     max_tokens: int = Field(512, ge=1)
+    # input modalities the endpoint accepts, replacing the provider's defaults (text is always included),
+    # e.g. [text, image, audio] for an audio-capable OpenAI-compatible server; null: provider defaults
+    capabilities: Optional[list[Literal["text", "image", "audio", "video"]]] = None
 
 
 def _providers() -> dict[str, ProviderConfig]:
