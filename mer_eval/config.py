@@ -147,6 +147,9 @@ class GenerateConfig(_C):
     video_frames: int = Field(4, ge=1, le=64)
     concurrency: int = Field(4, ge=1)
     asr_model: str = "whisper-base"
+    asr_language: Optional[str] = None  # None: detect; e.g. "en" forces it
+    au_rule_table: Literal["mer-factory", "merr"] = "mer-factory"  # table for the au_text pseudo-label
+    au_max_frames: int = Field(900, ge=1)  # MediaPipe AU backend: frames analysed at most (evenly spread)
     seed: int = 0
 
 
