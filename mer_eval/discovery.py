@@ -461,3 +461,25 @@ def _strict_id(raw: str) -> str:
     from mer_eval.paths import check_sample_id
 
     return check_sample_id(raw)
+
+
+def discover_tree(root: Path, label_file: Optional[Path] = None, transcripts: Optional[Path] = None,
+                  ) -> list[Dataset]:
+    """A folder that holds several datasets side by side (e.g. ``examples/``: ``media/`` and ``mer-factory/``):
+    each MER-Factory subfolder is its own dataset, the rest is one media dataset. A plain dataset folder
+    gives a list of one."""
+    root = Path(root)
+    kind = detect_kind(root)
+    if kind != "media":
+        return [discover(root, label_file=label_file, transcripts=transcripts)]
+    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in SKIP_DIRS and not d.name.startswith(".")]
+    nested = [d for d in subs if detect_kind(d) != "media"]
+    if not nested:
+        return [discover(root, label_file=label_file, transcripts=transcripts)]
+    out = [discover(d, label_file=label_file, transcripts=transcripts) for d in nested]
+    media_subs = [d for d in subs if d not in nested]
+    for d in media_subs:
+        ds = discover(d, label_file=label_file, transcripts=transcripts)
+        if ds.samples:
+            out.insert(0, ds)
+    return out

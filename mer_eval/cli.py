@@ -1,0 +1,193 @@
+"""The ``mer-eval`` command line. It calls everything; nothing imports it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from mer_eval import __version__
+
+# command name -> "module:attribute", imported only when that command is listed or run
+LAZY_COMMANDS = {
+    "generate": "mer_eval.generators.commands:generate",
+    "export": "mer_eval.generators.commands:export",
+    "compare": "mer_eval.reports.commands:compare",
+    "gate": "mer_eval.reports.commands:gate",
+    "bless": "mer_eval.reports.commands:bless",
+    "regress": "mer_eval.reports.commands:regress",
+    "report": "mer_eval.reports.commands:report",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        import importlib.util
+
+        present = {n for n, spec in LAZY_COMMANDS.items() if importlib.util.find_spec(spec.split(":")[0])}
+        return sorted(set(super().list_commands(ctx)) | present)
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None or name not in LAZY_COMMANDS:
+            return cmd
+        from mer_eval.registry import load_object
+
+        return load_object(LAZY_COMMANDS[name])
+
+
+def config_options(f):
+    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override one config key, e.g. --set score.batch_size=8 (repeatable).")(f)
+    f = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="YAML file with the same keys as configs/default.yaml.")(f)
+    return f
+
+
+def load_cfg(config_path: Optional[Path], sets) -> "object":
+    from mer_eval.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path, list(sets or []))
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def console():
+    from rich.console import Console
+
+    return Console(width=max(100, min(160, int(os.environ.get("COLUMNS", "140")))))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mer-eval")
+def main():
+    """mer-eval: measure the quality of multimodal emotion recognition (MER) annotations.
+
+    \b
+    validate INPUT   what the dataset holds and what each stage / metric can use
+    models           every model mer-eval knows, where it resolved, or why not
+    generate IN OUT  run the MER annotation pipeline (MER-Factory layout)
+    score RUN        per-sample metrics + composite -> evaluation.json, scores.parquet
+    compare / gate / bless / regress / report   act on scores
+    demo             all of it on the bundled example data
+    """
+
+
+# ---- validate -----------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("input_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV name,label (MER-Factory's --label-file).")
+@click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Reference transcripts: CSV name,transcript or CMU Sphinx 'transcription' file.")
+@config_options
+def validate(input_path, label_file, transcripts, config_path, sets):
+    """Show what INPUT holds and, per stage and metric, which samples it can use and why not."""
+    from mer_eval.validate import render_validation
+
+    cfg = load_cfg(config_path, sets)
+    render_validation(console(), input_path, cfg, label_file=label_file, transcripts=transcripts)
+
+
+# ---- models -------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@config_options
+def models(as_json, config_path, sets):
+    """List every model mer-eval knows: role, where it resolved, sha256, or exactly why it is missing."""
+    from mer_eval.models import KNOWN_MODELS, resolve_from_config
+
+    cfg = load_cfg(config_path, sets)
+    rows = [resolve_from_config(k, cfg) for k in KNOWN_MODELS]
+    if as_json:
+        click.echo(json.dumps([{**r.ref(), "key": r.key, "role": r.role, "available": r.available,
+                                "reason": r.reason, "looked": r.looked} for r in rows], indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title="mer-eval models", show_lines=True)
+    for c in ("key", "role", "id", "available", "where", "sha256 / why not"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        if r.available and r.source != "download":
+            where = f"{r.source}: {r.path}"
+            detail = (r.sha256 or "")[:16]
+            avail = "[green]yes[/green]"
+        elif r.available:
+            where, detail, avail = "hub (download on first use)", r.reason or "", "[yellow]download[/yellow]"
+        else:
+            first = (r.reason or "").split("; looked in:")[0]
+            offline = "downloads are off" + (r.reason or "").rsplit("downloads are off", 1)[-1] \
+                if "downloads are off" in (r.reason or "") else ""
+            detail = "\n".join([first, "looked in:"] + [f"• {p}" for p in r.looked] + ([offline] if offline else []))
+            where, avail = "-", "[red]no[/red]"
+        t.add_row(r.key, r.role, r.id, avail, where, detail)
+    console().print(t)
+
+
+# ---- score --------------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("input_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write evaluation files (default: the run folder itself).")
+@click.option("--metrics", help="Comma-separated metric families (default: score.metrics in config).")
+@click.option("--batch-size", type=int, help="Samples per model batch.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]))
+@click.option("--no-cache", is_flag=True, help="Do not read or write the result cache.")
+@click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_options
+def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file, transcripts, config_path, sets):
+    """Score every sample of a run folder (ours or MER-Factory's)."""
+    from mer_eval.scoring import score_run
+    from mer_eval.summary import print_score_summary
+
+    sets = list(sets)
+    if batch_size:
+        sets.append(f"score.batch_size={batch_size}")
+    if device:
+        sets.append(f"score.device={device}")
+    cfg = load_cfg(config_path, sets)
+    names = [m.strip() for m in metrics.split(",")] if metrics else None
+    con = console()
+    outcome = score_run(input_path, cfg, out_dir=out_dir, metrics=names, use_cache=not no_cache, progress=True,
+                        label_file=label_file, transcripts=transcripts, console=con)
+    print_score_summary(con, outcome)
+
+
+# ---- demo ---------------------------------------------------------------------------------------
+
+def examples_dir() -> Path:
+    env = os.environ.get("MER_EVAL_EXAMPLES")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent / "examples"
+    if here.is_dir():
+        return here
+    raise click.ClickException("bundled examples/ not found (run from a source checkout or set MER_EVAL_EXAMPLES)")
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("mer-eval-demo"),
+              show_default=True, help="Where the demo writes its runs and report.")
+@config_options
+def demo(out_dir, config_path, sets):
+    """Validate, generate, score and report on the bundled real example data (offline)."""
+    from mer_eval.demo import run_demo
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = load_cfg(config_path, sets)
+    code = run_demo(console(), examples_dir(), Path(out_dir), cfg)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""``mer-eval score``: run every configured metric family over a run's samples, batched, then the composite.
+
+Writes ``OUT/<id>/evaluation.json``, ``OUT/evaluation_summary.csv`` (MER-Factory's columns first),
+``OUT/scores.parquet`` (long form) and the ``score`` section of ``OUT/run.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from mer_eval import registry
+from mer_eval.cache import Cache
+from mer_eval.composite import composite_metric_result, load_spec
+from mer_eval.config import Config
+from mer_eval.discovery import Dataset, discover
+from mer_eval.metric import Metric, ScoreContext
+from mer_eval.schema import MetricResult, ModelRef, SampleEvaluation, ScoreSection, Status
+from mer_eval.store import RunStore, atomic_write_bytes, atomic_write_text
+
+MER_FACTORY_COLUMNS = [
+    "sample_id", "distinct1", "distinct2", "repetition_rate", "fkgl", "au_pr", "au_re", "au_f1",
+    "clip_image_score", "clap_audio_score", "nli_consistency_score", "nli_entail_rate", "nli_contra_rate",
+    "asr_wer", "composite_score",
+]
+LONG_COLUMNS = ["sample_id", "metric", "family", "value", "status", "reason", "model", "model_sha256",
+                "metric_version", "higher_is_better", "cached"]
+
+
+@dataclass
+class ScoreOutcome:
+    out_dir: Path
+    dataset: Dataset
+    results: dict[str, list[MetricResult]]  # sample id -> all results incl. composite_score
+    families: dict[str, Metric]
+    section: ScoreSection
+    aggregates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(_long_rows(self.results, self.families), columns=LONG_COLUMNS)
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch  # noqa: PLC0415 (lazy: only when a run asks for auto)
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def _family_params(config: Config, family: str) -> dict[str, Any]:
+    sec = getattr(config.metrics, family, None)
+    return sec.model_dump(mode="json") if sec is not None else {}
+
+
+def _output_index(families: dict[str, Metric]) -> dict[str, tuple[str, bool]]:
+    idx = {"composite_score": ("composite", True)}
+    for fam, m in families.items():
+        for o in m.outputs:
+            idx[o.name] = (fam, o.higher_is_better)
+    return idx
+
+
+def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metric]) -> list[dict]:
+    idx = _output_index(families)
+    rows = []
+    for sid, rs in results.items():
+        for r in rs:
+            fam, hib = idx.get(r.metric, ("unknown", True))
+            rows.append({
+                "sample_id": sid, "metric": r.metric, "family": fam, "value": r.value,
+                "status": r.status.value, "reason": r.reason,
+                "model": r.model.id if r.model else None,
+                "model_sha256": r.model.sha256 if r.model else None,
+                "metric_version": r.metric_version, "higher_is_better": hib, "cached": r.cached,
+            })
+    return rows
+
+
+def _mean(vals: list[float]) -> Optional[float]:
+    vals = [v for v in vals if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def score_dataset(
+    dataset: Dataset,
+    out_dir: Path,
+    config: Config,
+    metrics: Optional[list[str]] = None,
+    use_cache: Optional[bool] = None,
+    progress: bool = False,
+    console: Any = None,
+) -> ScoreOutcome:
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc)
+    names = list(metrics or config.score.metrics)
+    use_cache = config.cache.enabled if use_cache is None else use_cache
+    cache = Cache(Path(config.cache.dir) if config.cache.dir else None) if use_cache else None
+    hits0 = cache.hits if cache else 0
+    ctx = ScoreContext(device=resolve_device(config.score.device), batch_size=config.score.batch_size,
+                       cache=cache, config=config)
+    families: dict[str, Metric] = {}
+    for name in names:
+        cls = registry.get_metric(name)
+        families[name] = cls(_family_params(config, name), ctx)
+    samples = dataset.samples
+    results: dict[str, list[MetricResult]] = {s.id: [] for s in samples}
+    aggregates: dict[str, dict[str, Any]] = {}
+
+    prog = None
+    if progress and samples:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        prog = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=False)
+        prog.start()
+    try:
+        for name, fam in families.items():
+            task = prog.add_task(name, total=len(samples)) if prog else None
+            ctx.progress = (lambda n, t=task: prog.advance(t, n)) if prog else None
+            fam_results = fam.score(samples)
+            for sid, rs in fam_results.items():
+                results[sid].extend(rs)
+            aggregates[name] = fam.aggregate(samples, fam_results)
+    finally:
+        if prog:
+            prog.stop()
+        ctx.progress = None
+
+    spec = load_spec(config.score.composite)
+    evaluations = {}
+    for s in samples:
+        comp = spec.compute(s.id, results[s.id])
+        results[s.id].append(composite_metric_result(comp))
+        evaluations[s.id] = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp)
+
+    seconds = time.perf_counter() - t0
+    outcome = ScoreOutcome(out_dir=Path(out_dir), dataset=dataset, results=results, families=families,
+                           section=ScoreSection(), aggregates=aggregates, seconds=seconds,
+                           model_seconds=sum(ctx.model_seconds.values()))
+    outcome.section = _section(outcome, spec.version, started, cache.hits - hits0 if cache else 0)
+    _write(outcome, evaluations, config)
+    return outcome
+
+
+def _section(o: ScoreOutcome, composite_version: str, started: datetime, hits: int) -> ScoreSection:
+    versions = {}
+    models: dict[str, ModelRef] = {}
+    for fam, m in o.families.items():
+        for out in m.outputs:
+            versions[out.name] = m.version
+    versions["composite_score"] = composite_version
+    counts: dict[str, dict[str, int]] = {}
+    values: dict[str, list[float]] = {}
+    for rs in o.results.values():
+        for r in rs:
+            c = counts.setdefault(r.metric, {s.value: 0 for s in Status})
+            c[r.status.value] += 1
+            if r.status == Status.ok:
+                values.setdefault(r.metric, []).append(r.value)
+            if r.model is not None and r.model.id:
+                fam = next((f for f, m in o.families.items() if r.metric in m.output_names()), r.metric)
+                models.setdefault(fam, r.model)
+    return ScoreSection(
+        metrics=list(o.families), metric_versions=versions, composite_version=composite_version, models=models,
+        counts_by_status=counts, means={k: _mean(values.get(k, [])) for k in counts},
+        started=started, finished=datetime.now(timezone.utc), seconds=round(o.seconds, 3),
+        model_seconds=round(o.model_seconds, 3), cache_hits=hits,
+    )
+
+
+def _write(o: ScoreOutcome, evaluations: dict[str, SampleEvaluation], config: Config) -> None:
+    import io
+
+    import pandas as pd
+
+    store = RunStore(o.out_dir)
+    with store.locked():
+        for sid, ev in evaluations.items():
+            atomic_write_text(store.sample_dir(sid) / "evaluation.json", ev.model_dump_json(indent=2) + "\n")
+        long = o.frame()
+        buf = io.BytesIO()
+        long.to_parquet(buf, index=False)
+        atomic_write_bytes(o.out_dir / "scores.parquet", buf.getvalue())
+        atomic_write_text(o.out_dir / "evaluation_summary.csv", wide_summary(long).to_csv(index=False))
+        manifest = store.read_manifest() or store.new_manifest(command="score", input=str(o.dataset.root))
+        manifest.score = o.section
+        manifest.config = config.model_dump(mode="json")
+        manifest.config_hash = config.hash()
+        manifest.extra["score_aggregates"] = o.aggregates
+        store.write_manifest(manifest)
+
+
+def wide_summary(long):
+    """One row per sample: MER-Factory's columns first, then ours, then ``<metric>_status`` / ``_reason``."""
+    import pandas as pd
+
+    if long.empty:
+        return pd.DataFrame(columns=MER_FACTORY_COLUMNS)
+    values = long.pivot_table(index="sample_id", columns="metric", values="value", aggfunc="first", dropna=False)
+    status = long.pivot(index="sample_id", columns="metric", values="status")
+    reason = long.pivot(index="sample_id", columns="metric", values="reason")
+    metrics_order = list(dict.fromkeys(long["metric"]))
+    ours = [m for m in metrics_order if m not in MER_FACTORY_COLUMNS]
+    out = pd.DataFrame(index=status.index)
+    for col in MER_FACTORY_COLUMNS[1:] + ours:
+        out[col] = values[col] if col in values.columns else None
+    for m in metrics_order:
+        out[f"{m}_status"] = status[m]
+        out[f"{m}_reason"] = reason[m]
+    out = out.reset_index().rename(columns={"index": "sample_id"})
+    return out
+
+
+def score_run(
+    input_path: Path,
+    config: Config,
+    out_dir: Optional[Path] = None,
+    metrics: Optional[list[str]] = None,
+    use_cache: Optional[bool] = None,
+    progress: bool = False,
+    label_file: Optional[Path] = None,
+    transcripts: Optional[Path] = None,
+    console: Any = None,
+) -> ScoreOutcome:
+    ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts)
+    out = Path(out_dir) if out_dir is not None else (Path(input_path) if Path(input_path).is_dir()
+                                                      else Path(input_path).parent)
+    return score_dataset(ds, out, config, metrics=metrics, use_cache=use_cache, progress=progress,
+                         console=console)
+
+
+def load_scores(run_dir: Path):
+    """The long-form score table of a scored run (``scores.parquet``)."""
+    import pandas as pd
+
+    p = Path(run_dir) / "scores.parquet"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found: run `mer-eval score {run_dir}` first")
+    df = pd.read_parquet(p)
+    for col in LONG_COLUMNS:
+        if col not in df.columns:  # files from older versions keep loading
+            df[col] = None
+    return df

@@ -1,0 +1,56 @@
+"""Console summary of a scored run: mean, coverage and reasons per metric, top / bottom samples."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from mer_eval.schema import Status
+
+
+def metric_table_rows(outcome: Any) -> list[dict]:
+    """One row per metric: n ok / n, mean, and the most common reasons it could not score."""
+    rows = []
+    per_metric: dict[str, list] = {}
+    for rs in outcome.results.values():
+        for r in rs:
+            per_metric.setdefault(r.metric, []).append(r)
+    for metric, rs in per_metric.items():
+        ok = [r.value for r in rs if r.status == Status.ok]
+        reasons = Counter(f"{r.status.value}: {r.reason}" for r in rs if r.status != Status.ok)
+        model = next((r.model.id for r in rs if r.model is not None), None)
+        rows.append({
+            "metric": metric,
+            "ok": len(ok),
+            "n": len(rs),
+            "mean": sum(ok) / len(ok) if ok else None,
+            "model": model,
+            "reasons": reasons.most_common(3),
+        })
+    return rows
+
+
+def print_score_summary(con, outcome: Any, top: int = 3) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"scores: {outcome.out_dir}  ({len(outcome.results)} samples, "
+                    f"{outcome.seconds:.1f} s, cache hits {outcome.section.cache_hits})")
+    for c in ("metric", "coverage", "mean", "model", "why not (most common)"):
+        t.add_column(c, overflow="fold")
+    for row in metric_table_rows(outcome):
+        mean = "-" if row["mean"] is None else f"{row['mean']:.3f}"
+        why = "\n".join(f"{n}× {r[:120]}" for r, n in row["reasons"]) or "-"
+        t.add_row(row["metric"], f"{row['ok']}/{row['n']}", mean, row["model"] or "-", why)
+    con.print(t)
+    comps = [(sid, r.value) for sid, rs in outcome.results.items() for r in rs
+             if r.metric == "composite_score" and r.status == Status.ok]
+    comps.sort(key=lambda x: x[1], reverse=True)
+    if comps:
+        best = ", ".join(f"{s} {v:.1f}" for s, v in comps[:top])
+        worst = ", ".join(f"{s} {v:.1f}" for s, v in comps[-top:][::-1])
+        con.print(f"composite ({outcome.section.composite_version}): top {best}  ·  bottom {worst}")
+    for fam, agg in outcome.aggregates.items():
+        if agg:
+            figures = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in agg.items())
+            con.print(f"{fam} (dataset level): {figures}")
+    con.print(f"wrote {outcome.out_dir}/evaluation_summary.csv, scores.parquet, <id>/evaluation.json, run.json")
