@@ -63,6 +63,9 @@ class AUF1Config(_C):
     intensity_threshold: float = Field(1.0, ge=0, le=5)
     use_presence: bool = True
     window_frames: int = Field(3, ge=0)  # +- frames around the peak
+    texts: list[str] = Field(  # annotation fields whose AU claims are checked
+        default_factory=lambda: ["visual_expression", "llm_au_description", "final_summary"]
+    )
 
 
 class ASRConfig(_C):
