@@ -79,6 +79,7 @@ class ASRConfig(_C):
 class TextQualityConfig(_C):
     mattr_window: int = Field(50, ge=5)
     repetition_n: int = Field(3, ge=2, le=6)
+    cjk_threshold: float = Field(0.3, ge=0, le=1)  # share of CJK characters above which tokens are characters
 
 
 class LabelConfig(_C):

@@ -35,3 +35,32 @@ def split_sentences(text: str) -> list[str]:
 def words(text: str) -> list[str]:
     """Lower-case word tokens (letters, digits, apostrophes)."""
     return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", (text or "").lower())
+
+
+_MIXED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+(?:'[^\W_]+)?")
+
+
+def mixed_tokens(text: str) -> list[str]:
+    """Tokens for CJK or mixed text: every CJK character is a token, runs of other letters/digits (Latin
+    words) are one token each, lower-cased; punctuation and spaces are dropped."""
+    out = []
+    for m in _MIXED.finditer((text or "").lower()):
+        tok = m.group(0)
+        if len(tok) > 1 and has_cjk(tok):  # a run mixing CJK with letters: split the CJK off
+            out.extend(t for t in _MIXED.findall(_CJK.sub(lambda c: f" {c.group(0)} ", tok)))
+        else:
+            out.append(tok)
+    return out
+
+
+_TRANSCRIPT_WRAPPER = re.compile(
+    r"""^\s*(?:the\s+)?(?:audio\s+)?(?:transcript(?:ion)?|subtitles?|speech)(?:\s+is)?\s*[:：]\s*"""
+    r"""['"“‘「]?(?P<t>.*?)['"”’」]?\s*$""",
+    re.I | re.S,
+)
+
+
+def unwrap_transcript(text: str) -> str:
+    """``"The audio transcript is: '...'"`` -> ``"..."``; other text unchanged."""
+    m = _TRANSCRIPT_WRAPPER.match(text or "")
+    return m.group("t").strip() if m and m.group("t").strip() else (text or "").strip()

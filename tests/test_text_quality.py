@@ -1,0 +1,119 @@
+"""TextQuality: hand-computed values, real MER-Factory summaries, CJK text, missing summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from mer_eval.metric import ScoreContext
+from mer_eval.metrics.text_quality import TextQuality, english_check, mattr
+from mer_eval.schema import Annotation, Sample, Status
+from mer_eval.text import words
+
+
+def _sample(sid: str, summary) -> Sample:
+    return Sample(id=sid, annotation=Annotation(final_summary=summary))
+
+
+def _by_name(results):
+    return {r.metric: r for r in results}
+
+
+def test_hand_computed_short_text():
+    # tokens: the cat sat on the mat the cat sat (9)
+    m = TextQuality({"mattr_window": 5, "repetition_n": 3})
+    r = _by_name(m.score([_sample("a", "The cat sat on the mat. The cat sat!")])["a"])
+    assert r["distinct1"].value == pytest.approx(5 / 9)  # the cat sat on mat
+    assert r["distinct2"].value == pytest.approx(6 / 8)  # the-cat, cat-sat repeat once each
+    assert r["repetition_rate"].value == pytest.approx(1 / 7)  # only "the cat sat" repeats among 7 trigrams
+    # windows of 5: 4/5, 5/5, 4/5, 4/5, 4/5
+    assert r["mattr"].value == pytest.approx(0.84)
+    assert r["mattr"].details["mattr_method"] == "mattr"
+    assert r["summary_words"].value == 9
+    import textstat
+
+    assert r["fkgl"].status == Status.ok
+    assert r["fkgl"].value == pytest.approx(textstat.flesch_kincaid_grade("The cat sat on the mat. The cat sat!"))
+    assert r["flesch_reading_ease"].value == pytest.approx(
+        textstat.flesch_reading_ease("The cat sat on the mat. The cat sat!"))
+
+
+def test_mattr_falls_back_to_ttr_and_distinct2_needs_two_tokens():
+    assert mattr(["a", "b", "a"], 50) == (pytest.approx(2 / 3), "ttr")
+    m = TextQuality({"mattr_window": 50})
+    r = _by_name(m.score([_sample("one", "Happy.")])["one"])
+    assert r["distinct1"].value == 1.0
+    assert r["mattr"].details["mattr_method"] == "ttr"
+    assert r["distinct2"].status == Status.not_applicable and r["distinct2"].value is None
+    assert r["repetition_rate"].status == Status.not_applicable
+
+
+def test_no_summary_is_not_applicable():
+    m = TextQuality({})
+    for summary in (None, "   "):
+        res = m.score([_sample("empty", summary)])["empty"]
+        assert len(res) == len(TextQuality.outputs)
+        assert all(r.status == Status.not_applicable and r.value is None for r in res)
+        assert "no final summary" in res[0].reason
+
+
+def _ngram_rep(tokens, n):
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return 1 - len(set(grams)) / len(grams)
+
+
+def test_real_mer_factory_summaries(shared_data):
+    from mer_eval.discovery import discover
+
+    ds = discover(shared_data / "annotations-mer-factory")
+    with_summary = [s for s in ds.samples if s.annotation.final_summary]
+    assert len(with_summary) >= 5
+    m = TextQuality({"mattr_window": 50, "repetition_n": 3}, ScoreContext())
+    out = m.score(ds.samples)
+    for s in ds.samples:
+        r = _by_name(out[s.id])
+        assert set(r) == set(TextQuality.output_names())
+        if not s.annotation.final_summary:
+            assert all(x.status == Status.not_applicable for x in r.values())
+            continue
+        toks = words(s.annotation.final_summary)
+        assert r["summary_words"].value == len(toks) > 100
+        assert r["distinct1"].value == pytest.approx(len(set(toks)) / len(toks))
+        assert r["repetition_rate"].value == pytest.approx(_ngram_rep(toks, 3))
+        assert 0 < r["distinct1"].value < r["distinct2"].value <= 1
+        assert r["distinct1"].value < r["mattr"].value < 1  # window TTR exceeds whole-text TTR
+        assert r["fkgl"].status == Status.ok and 5 < r["fkgl"].value < 25
+    gem = _by_name(out["gemini_merr"])
+    # the gemini summary repeats little: check against an independent count
+    assert gem["repetition_rate"].value < 0.1
+
+
+def test_chinese_text_uses_characters(shared_data):
+    from mer_eval.discovery import discover
+
+    ds = discover(shared_data / "annotations-mer-factory").by_id()
+    zh = ds["gemini_merr"].annotation.transcript  # 我哪知道啊？ 我也没有这方面的经验。 (real Chinese text)
+    assert zh and english_check(zh) is not None
+    m = TextQuality({"mattr_window": 50, "repetition_n": 3})
+    r = _by_name(m.score([_sample("zh", zh)])["zh"])
+    # 15 characters, 我 twice -> 14 distinct; 14 bigrams all distinct; 13 trigrams, none repeated
+    assert r["summary_words"].value == 15
+    assert r["distinct1"].value == pytest.approx(14 / 15)
+    assert r["distinct2"].value == 1.0
+    assert r["repetition_rate"].value == 0.0
+    assert r["distinct1"].details["unit"] == "cjk_characters+latin_words"
+    assert r["fkgl"].status == Status.not_applicable
+    assert "textstat readability supports" in r["fkgl"].reason
+    assert r["flesch_reading_ease"].status == Status.not_applicable
+
+
+def test_cache_key_inputs_and_cache_hit(tmp_path):
+    from mer_eval.cache import Cache
+
+    cache = Cache(tmp_path / "c.sqlite")
+    m = TextQuality({"mattr_window": 5}, ScoreContext(cache=cache))
+    s = _sample("c", "one two three one two three four")
+    first = m.score([s])["c"]
+    second = TextQuality({"mattr_window": 5}, ScoreContext(cache=cache)).score([s])["c"]
+    assert all(r.cached for r in second) and not any(r.cached for r in first)
+    assert [r.value for r in first] == [r.value for r in second]
+    assert m.cache_key_inputs(s) == {"final_summary": s.annotation.final_summary}
