@@ -245,6 +245,12 @@ def _discover_media(root: Path) -> Dataset:
                 notes.append(f"{p.relative_to(root)}: OpenFace CSV with no media of the same name; skipped")
         elif suf == ".txt" and key in groups:
             groups[key]["transcript_file"] = p
+    # a still image that shares its stem with a video is its own sample (MER-Factory would write both to
+    # OUT/<stem>/ and clobber one): it gets the id "<stem>_<ext>"
+    for (parent, stem), media in list(groups.items()):
+        if "video" in media and "image" in media:
+            img = media.pop("image")
+            groups[(parent, f"{stem}_{img.suffix.lstrip('.').lower()}")] = {"image": img}
     ids = _unique_ids([(f"{k[0]}|{k[1]}", str((k[0] / k[1]).relative_to(root))) for k in groups])
     samples = []
     for (parent, stem), media in sorted(groups.items(), key=lambda kv: str(kv[0])):

@@ -67,7 +67,8 @@ def load_json(path: Path) -> dict:
 
 
 _TRANSCRIPT_PATTERNS = [
-    re.compile(r"""transcript\s*(?:is)?\s*[:：]\s*['"“‘]?(.+?)['"”’]?\s*$""", re.I | re.S),
+    re.compile(r"""^(?:the\s+)?(?:audio\s+)?transcript(?:ion)?\s*(?:is)?\s*[:：]\s*['"“‘]?(.+?)['"”’]?\s*$""",
+               re.I | re.S),
     re.compile(r"""^(?:speech|subtitles?|transcription)\s*[:：]\s*(.*)$""", re.I | re.S),
 ]
 
