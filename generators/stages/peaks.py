@@ -23,6 +23,9 @@ else slight; emotions sorted by that mean, highest first. As in MER-Factory, a p
 is left out, an emotion whose ``_c`` columns are not all in the CSV is skipped, and when no peak is left the
 list is ``["neutral"]``.
 
+``peak_distance`` counts video frames: for a table holding every n-th frame (the MediaPipe backend caps
+its rows) the distance handed to ``find_peaks`` is ``round(peak_distance / n)`` rows.
+
 ``overall_peak_frame_info`` = {``frame_number`` (OpenFace's, 1-based), ``timestamp``,
 ``top_aus_intensities``: AUs at the peak with ``_r`` > 0.8 that have a FACS name}. For a video the peak
 frame is decoded (0-based index = frame_number - 1) and saved as ``<id>_peak_frame.png``.
@@ -130,7 +133,12 @@ def analyse(of: OpenFaceData, threshold: float = 0.8, peak_distance: int = 15, r
                    overall_peak_frame_info=None,
                    reason=f"no face: none of the {of.n} frames has success 1 and confidence >= {min_confidence}")
         return out
-    idxs, _ = find_peaks(series, height=threshold, distance=peak_distance)
+    # peak_distance is in video frames; a table of every n-th frame (MediaPipe's capped rows) spaces
+    # its rows n frames apart, so find_peaks gets the distance in rows.
+    step = float(np.median(np.diff(frames))) if of.n > 1 else 1.0
+    row_distance = max(1, int(round(peak_distance / max(step, 1.0))))
+    out["row_distance"] = row_distance
+    idxs, _ = find_peaks(series, height=threshold, distance=row_distance)
     peaks, strings = [], []
     for i in idxs:
         t = float(ts[i]) if ts is not None else None
@@ -182,12 +190,16 @@ def save_peak_frame(video: Path, frame_number: int, out: Path) -> Path:
 
     from mer_eval.media import read_video_frames
 
-    frames = read_video_frames(video, indices=[int(frame_number) - 1])
-    if isinstance(frames, dict):
-        frames = list(frames.values())
-    if frames is None or len(frames) == 0:
+    from mer_eval.media import MediaError
+
+    try:
+        frames = read_video_frames(video, indices=[int(frame_number) - 1])
+    except MediaError as e:
+        raise StageError(STAGE, f"could not decode peak frame {frame_number} (index {frame_number - 1}): {e}") \
+            from None
+    if not frames:
         raise StageError(STAGE, f"could not decode frame {frame_number} (index {frame_number - 1}) of {video.name}")
-    Image.fromarray(_to_rgb_array(frames[0])).save(out)
+    Image.fromarray(_to_rgb_array(frames[0][2])).save(out)
     return out
 
 
