@@ -1,0 +1,131 @@
+"""Label agreement: does the emotion the final summary concludes match the ground-truth label?
+
+Prediction (see :mod:`mer_eval.metrics.emotion_text`): the closing statement MER-Factory asks for ("the core
+emotional state is X, ..."; also "X is the most likely emotion", "the inferred sentiment is X", a line
+``Emotion: X``), its first known emotion word mapped with :func:`mer_eval.facs.canonical_emotion` plus
+``metrics.label_agreement.emotion_map``. Without such a statement, the emotion mentioned most often
+(``details.method = "dominant_words"``). Task ``sentiment`` maps both sides to positive / negative / neutral
+(:func:`mer_eval.facs.canonical_sentiment`; an emotion conclusion counts by its valence).
+
+Decisions:
+
+* no label, or no summary: ``not_applicable``;
+* a label that maps to no canonical class: ``not_applicable`` naming it (add it to ``emotion_map``);
+* a summary that concludes no emotion, or concludes something that maps to none: ``not_applicable``
+  ("summary concludes no emotion" / "summary concludes '<phrase>', which maps to no ..."). These samples are
+  left out of the dataset figures, and :meth:`LabelAgreement.aggregate` reports how many there were
+  (``n_no_prediction``) so a summary writer that never commits cannot look accurate by omission unnoticed.
+
+Dataset level (:meth:`LabelAgreement.aggregate`, scikit-learn): accuracy (= WAR, weighted average recall),
+macro-F1 over the classes seen in labels or predictions, UAR (unweighted average recall = balanced
+accuracy over the label classes), and n.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from mer_eval.facs import canonical_emotion, canonical_sentiment
+from mer_eval.metric import Metric, OutputSpec
+from mer_eval.metrics.emotion_text import concluded_emotion, concluded_sentiment
+from mer_eval.schema import MetricResult, Sample, Status
+
+NO_EMOTION = "summary concludes no emotion"
+
+
+def _balanced(y_true: list[str], y_pred: list[str], fn: Any) -> float:
+    """Recall averaged over the label classes; predictions of classes no label has are simply wrong."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return fn(y_true, y_pred)
+
+
+class LabelAgreement(Metric):
+    name = "label_agreement"
+    version = "1.0"
+    requires = "sample.label and annotation.final_summary"
+    description = "Whether the emotion (or sentiment) the final summary concludes equals the ground-truth label."
+    outputs = (
+        OutputSpec("label_match", True, (0.0, 1.0),
+                   "1 if the summary's concluded emotion (canonical) equals the label (canonical), else 0"),
+    )
+
+    @property
+    def task(self) -> str:
+        return str(self.params.get("task", "emotion"))
+
+    @property
+    def emotion_map(self) -> dict[str, str]:
+        return dict(self.params.get("emotion_map") or {})
+
+    def _canon_label(self, label: str) -> Optional[str]:
+        if self.task == "sentiment":
+            return canonical_sentiment(label, self.emotion_map)
+        return canonical_emotion(label, self.emotion_map)
+
+    def missing_inputs(self, sample: Sample) -> Optional[str]:
+        if not (sample.label or "").strip():
+            return "sample has no ground-truth label"
+        if not (sample.annotation.final_summary or "").strip():
+            return "annotation has no final summary"
+        if self._canon_label(sample.label) is None:
+            kind = "sentiment (positive/negative/neutral)" if self.task == "sentiment" else "canonical emotion"
+            return (f"label {sample.label!r} maps to no {kind}; add it to "
+                    "metrics.label_agreement.emotion_map")
+        return None
+
+    def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
+        return {"label": sample.label, "final_summary": sample.annotation.final_summary}
+
+    def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        out: dict[str, list[MetricResult]] = {}
+        for s in samples:
+            label = self._canon_label(s.label or "")
+            f = (concluded_sentiment if self.task == "sentiment" else concluded_emotion)(
+                s.annotation.final_summary, self.emotion_map)
+            details = {**f.as_details(), "label_raw": s.label, "label": label, "task": self.task}
+            if f.emotion is None:
+                if f.raw is None:
+                    why = NO_EMOTION
+                else:
+                    kind = "sentiment" if self.task == "sentiment" else "canonical emotion"
+                    why = f"summary concludes {f.raw!r}, which maps to no {kind}"
+                out[s.id] = self.not_ok(s.id, Status.not_applicable, why, details=details)
+                continue
+            out[s.id] = [self.ok(s.id, "label_match", 1.0 if f.emotion == label else 0.0, details=details)]
+        return out
+
+    def aggregate(self, samples: list[Sample], results: dict[str, list[MetricResult]]) -> dict[str, Any]:
+        from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+        y_true: list[str] = []
+        y_pred: list[str] = []
+        no_pred = no_label = 0
+        for s in samples:
+            for r in results.get(s.id, []):
+                if r.metric != "label_match":
+                    continue
+                if r.status == Status.ok:
+                    y_true.append(r.details["label"])
+                    y_pred.append(r.details["predicted"])
+                elif r.status == Status.not_applicable and r.details.get("label"):
+                    no_pred += 1
+                elif r.status == Status.not_applicable:
+                    no_label += 1
+        out: dict[str, Any] = {"task": self.task, "n": len(y_true), "n_no_prediction": no_pred,
+                               "n_not_applicable_other": no_label}
+        if not y_true:
+            out["reason"] = "no sample has both a usable label and a concluded emotion"
+            return out
+        labels = sorted(set(y_true) | set(y_pred))
+        acc = float(accuracy_score(y_true, y_pred))
+        out.update({
+            "accuracy": acc,
+            "war": acc,
+            "uar": float(_balanced(y_true, y_pred, balanced_accuracy_score)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "classes": labels,
+        })
+        return out

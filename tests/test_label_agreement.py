@@ -1,0 +1,109 @@
+"""LabelAgreement on real MER-Factory summaries, the sentiment task, and dataset figures vs scikit-learn."""
+
+from __future__ import annotations
+
+import pytest
+
+from mer_eval.metrics.label_agreement import NO_EMOTION, LabelAgreement
+from mer_eval.schema import Annotation, Sample, Status
+
+
+def _real(shared_data):
+    from mer_eval.discovery import discover
+
+    return discover(shared_data / "annotations-mer-factory").by_id()
+
+
+def _one(metric, sample):
+    (r,) = metric.score([sample])[sample.id]
+    return r
+
+
+def test_real_summaries_emotion_task(shared_data):
+    ds = _real(shared_data)
+    m = LabelAgreement({"task": "emotion"})
+    # default_merr_data_MER: "In conclusion, the core emotional state is surprise, ..."
+    r = _one(m, ds["default_merr_data_MER"].model_copy(update={"label": "surprise"}))
+    assert r.status == Status.ok and r.value == 1.0
+    assert r.details["predicted"] == "surprise" and r.details["method"] == "conclusion"
+    r = _one(m, ds["default_merr_data_MER"].model_copy(update={"label": "hap"}))  # MER2023 spelling
+    assert r.value == 0.0 and r.details["label"] == "happy"
+    # gemini_merr: "the core emotional state is frustration" -> anger family
+    r = _one(m, ds["gemini_merr"].model_copy(update={"label": "Anger"}))
+    assert r.value == 1.0 and r.details["predicted_raw"] == "frustration" and r.details["predicted"] == "angry"
+    # llava: "the core emotional state is likely one of mild irritation or annoyance"
+    r = _one(m, ds["llava-llama3_llama3.2"].model_copy(update={"label": "angry"}))
+    assert r.value == 1.0 and r.details["predicted_raw"] == "irritation"
+    # bakllava (older schema) states no conclusion: dominant emotion words ("sadness" x4, ...)
+    r = _one(m, ds["bakllava_llama3.2_merr"].model_copy(update={"label": "sad"}))
+    assert r.value == 1.0 and r.details["method"] == "dominant_words" and r.details["counts"]["sad"] == 4
+    # the sentiment summary concludes "Positive": no emotion under the emotion task
+    r = _one(m, ds["default_merr_data_sentiment"].model_copy(update={"label": "happy"}))
+    assert r.status == Status.not_applicable and r.value is None
+    assert "'positive'" in r.reason and "maps to no canonical emotion" in r.reason
+
+
+def test_real_summaries_sentiment_task(shared_data):
+    ds = _real(shared_data)
+    m = LabelAgreement({"task": "sentiment"})
+    r = _one(m, ds["default_merr_data_sentiment"].model_copy(update={"label": "positive"}))
+    assert r.value == 1.0 and r.details["predicted"] == "positive"
+    r = _one(m, ds["default_merr_data_sentiment"].model_copy(update={"label": "neg"}))
+    assert r.value == 0.0 and r.details["label"] == "negative"
+    # an emotion conclusion counts by its valence: frustration -> negative
+    r = _one(m, ds["gemini_merr"].model_copy(update={"label": "negative"}))
+    assert r.value == 1.0 and r.details["predicted"] == "negative"
+
+
+def test_not_applicable_paths(shared_data):
+    ds = _real(shared_data)
+    m = LabelAgreement({})
+    r = _one(m, ds["gemini_merr"])  # no label in the file
+    assert r.status == Status.not_applicable and "no ground-truth label" in r.reason
+    r = _one(m, Sample(id="nosum", label="happy"))
+    assert r.status == Status.not_applicable and r.value is None and "no final summary" in r.reason
+    r = _one(m, Sample(id="x", label="happy", annotation=Annotation(final_summary="The man stands in a room.")))
+    assert r.status == Status.not_applicable and r.reason == NO_EMOTION
+    r = _one(m, ds["gemini_merr"].model_copy(update={"label": "bored"}))
+    assert r.status == Status.not_applicable and "emotion_map" in r.reason
+    # ... which the config's emotion_map fixes (the phrase also maps through it)
+    m2 = LabelAgreement({"emotion_map": {"bored": "neutral"}})
+    r = _one(m2, ds["gemini_merr"].model_copy(update={"label": "bored"}))
+    assert r.status == Status.ok and r.value == 0.0 and r.details["label"] == "neutral"
+
+
+def test_negation_and_variants():
+    m = LabelAgreement({})
+    s = Sample(id="v", label="sad", annotation=Annotation(
+        final_summary="He is not angry at all. Sadness is the most likely emotion here."))
+    r = _one(m, s)
+    assert r.value == 1.0 and r.details["predicted"] == "sad"
+    s = Sample(id="w", label="fear", annotation=Annotation(final_summary="Analysis...\nEmotion: Fearful\n"))
+    assert _one(m, s).value == 1.0
+
+
+def test_aggregate_equals_sklearn():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    # hand example: labels vs concluded emotions
+    pairs = [("happy", "happy"), ("happy", "sad"), ("sad", "sad"), ("angry", "angry"), ("angry", "sad"),
+             ("angry", "angry"), ("neutral", "surprise")]
+    samples = [
+        Sample(id=f"s{i}", label=lab, annotation=Annotation(
+            final_summary=f"In conclusion, the core emotional state is {pred}, and the most likely cause is x."))
+        for i, (lab, pred) in enumerate(pairs)
+    ]
+    samples.append(Sample(id="nolab", annotation=Annotation(final_summary="the core emotional state is joy")))
+    samples.append(Sample(id="nopred", label="sad", annotation=Annotation(final_summary="A room.")))
+    m = LabelAgreement({})
+    res = m.score(samples)
+    agg = m.aggregate(samples, res)
+    yt = [a for a, _ in pairs]
+    yp = [b for _, b in pairs]
+    assert agg["n"] == 7 and agg["n_no_prediction"] == 1
+    assert agg["accuracy"] == pytest.approx(accuracy_score(yt, yp)) == pytest.approx(4 / 7)
+    assert agg["war"] == agg["accuracy"]
+    # UAR by hand: happy 1/2, sad 1/1, angry 2/3, neutral 0/1 -> mean
+    assert agg["uar"] == pytest.approx(balanced_accuracy_score(yt, yp)) == pytest.approx((0.5 + 1 + 2 / 3 + 0) / 4)
+    assert agg["macro_f1"] == pytest.approx(f1_score(yt, yp, average="macro", zero_division=0))
+    assert m.aggregate(samples[-2:], {k: v for k, v in res.items() if k in ("nolab", "nopred")})["n"] == 0
