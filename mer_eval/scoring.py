@@ -41,6 +41,7 @@ class ScoreOutcome:
     aggregates: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     model_seconds: float = 0.0
+    model_seconds_by_family: dict[str, float] = field(default_factory=dict)
 
     def frame(self):
         import pandas as pd
@@ -148,7 +149,8 @@ def score_dataset(
     seconds = time.perf_counter() - t0
     outcome = ScoreOutcome(out_dir=Path(out_dir), dataset=dataset, results=results, families=families,
                            section=ScoreSection(), aggregates=aggregates, seconds=seconds,
-                           model_seconds=sum(ctx.model_seconds.values()))
+                           model_seconds=sum(ctx.model_seconds.values()),
+                           model_seconds_by_family=dict(ctx.model_seconds))
     outcome.section = _section(outcome, spec.version, started, cache.hits - hits0 if cache else 0)
     _write(outcome, evaluations, config)
     return outcome
