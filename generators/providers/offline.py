@@ -1,0 +1,65 @@
+"""The offline provider (default): no language model, fully deterministic.
+
+Every text is built by templates from ``request.context`` -- the measured signals (AUs, AU pseudo-labels,
+FER probabilities, prosody, transcript) -- for each ``purpose``. It reads measured signals, not pixels, so
+it accepts requests with images/audio/video attached (and ignores the files) but it never describes a
+scene: for ``visual_description`` / ``video_description`` :meth:`OfflineProvider.absent_reason` says why
+the field stays empty (MER-Factory writes ``""`` for a missing modality; the pipeline does the same and
+records the reason in ``mer_eval_meta.json``). Called anyway, those purposes raise :class:`ProviderError`
+rather than return invented text.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Optional
+
+from mer_eval.generators import synthesis
+from mer_eval.generators.providers.base import Capability, Provider, ProviderError, ProviderRequest
+
+OFFLINE_VERSION = "offline-templates-v1"
+NO_VISION = "visual scene not described (offline provider has no vision model)"
+NO_VIDEO = "video content not described (offline provider has no vision model)"
+
+
+class OfflineProvider(Provider):
+    name: ClassVar[str] = "offline"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.text, Capability.image, Capability.audio, Capability.video})
+    default_model: ClassVar[Optional[str]] = OFFLINE_VERSION
+
+    PURPOSES: ClassVar[tuple[str, ...]] = ("tone", "synthesis", "au_description", "coarse",
+                                           "visual_description", "video_description")
+
+    @property
+    def model_id(self) -> str:
+        # the templates are the model; a configured model name cannot change what they say
+        return OFFLINE_VERSION
+
+    def absent_reason(self, purpose: str) -> Optional[str]:
+        """Why this provider leaves a field empty (None: it writes the field)."""
+        if purpose == "visual_description":
+            return NO_VISION
+        if purpose == "video_description":
+            return NO_VIDEO
+        return None
+
+    def render(self, req: ProviderRequest) -> str:
+        ev = dict(req.context or {})
+        p = req.purpose
+        if p == "tone":
+            return synthesis.offline_tone(ev)
+        if p == "synthesis":
+            return synthesis.offline_summary(ev)
+        if p == "au_description":
+            return synthesis.offline_au_description(ev)
+        if p == "coarse":
+            return synthesis.coarse_description(ev)
+        reason = self.absent_reason(p)
+        if reason:
+            raise ProviderError(f"offline provider: {reason}", retryable=False)
+        raise ProviderError(f"offline provider: unknown purpose {p!r}; known: {', '.join(self.PURPOSES)}",
+                            retryable=False)
+
+    async def _call(self, req: ProviderRequest) -> tuple[str, dict]:
+        text = self.render(req)
+        return text, {"template": OFFLINE_VERSION, "purpose": req.purpose}

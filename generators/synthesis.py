@@ -1,0 +1,295 @@
+"""Synthesis: the coarse description (template concatenation of the clues, like MERR's coarse set) and
+the fine one (a provider's reasoning over the clues, ending in a parseable conclusion).
+
+Prompts are versioned template files under ``generators/prompts/`` (``<name>.v<N>.txt``, ``${field}``
+placeholders); their sha256 go into ``run.json`` ``prompt_hashes`` so a changed prompt is a changed run.
+
+The *evidence* is a plain dict of measured signals (built by the pipeline from the stage outputs):
+
+=====================  ==========================================================================
+key                    meaning
+=====================  ==========================================================================
+task                   ``emotion`` | ``sentiment``
+label                  ground-truth label or None (label-aware prompts use it)
+peaks                  MER-Factory's ``chronological_emotion_peaks`` strings
+au_text                AU text at the peak (``Cheek raiser (intensity: 1.45), ...``) or ""
+top_aus                {``AU06_r``: 1.45, ...} at the peak
+au_pseudo_label        rule-based emotion of the peak AUs (MER-Factory's table) or None
+fer                    {emotion: probability} from the FER classifier at the peak frame, or {}
+transcript             ASR transcript or None
+tone                   measured tone description (prosody in words) or None
+prosody                raw prosody measurements (dict)
+tone_emotion           an emotion read from the voice by a measured rule, or None
+visual_objective       description of the peak frame, or "" (none)
+video_content          description of the clip, or "" (none)
+peak_frame/peak_time   the overall peak (OpenFace frame number, seconds)
+=====================  ==========================================================================
+
+Offline rule for X (label-free), documented here and in the summary text it writes: every measured cue
+casts one vote -- the AU pseudo-label, the FER argmax, the tone emotion (each mapped onto the canonical
+emotions of :mod:`mer_eval.facs`). X is the emotion with the most votes; ties are broken by the order
+AU > FER > tone (the AU rules are the most specific evidence). With no measured cue X is
+``undetermined``. For sentiment, every vote is first mapped to positive/negative/neutral
+(:data:`mer_eval.facs.EMOTION_TO_SENTIMENT`) and the same rule applies. Label-aware: X is the label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from pathlib import Path
+from string import Template
+from typing import Any, Optional
+
+from mer_eval.facs import EMOTION_TO_SENTIMENT, canonical_emotion, canonical_sentiment
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+UNKNOWN_CAUSE = "not determinable from the measured signals alone (offline provider, no language model)"
+UNDETERMINED = "undetermined"
+VOTE_ORDER = ("au", "fer", "tone")
+
+
+# ---- prompts ------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _prompt_files() -> dict[str, Path]:
+    """name (without version) -> newest version's file."""
+    best: dict[str, tuple[int, Path]] = {}
+    for p in sorted(PROMPTS_DIR.glob("*.txt")):
+        m = re.match(r"^(?P<name>.+)\.v(?P<v>\d+)\.txt$", p.name)
+        if not m:
+            continue
+        v = int(m.group("v"))
+        if m.group("name") not in best or v > best[m.group("name")][0]:
+            best[m.group("name")] = (v, p)
+    return {k: p for k, (_, p) in best.items()}
+
+
+def prompt_names() -> list[str]:
+    return sorted(_prompt_files())
+
+
+def prompt_path(name: str) -> Path:
+    files = _prompt_files()
+    if name not in files:
+        raise KeyError(f"no prompt template {name!r} in {PROMPTS_DIR}; known: {', '.join(sorted(files))}")
+    return files[name]
+
+
+def prompt_hashes() -> dict[str, str]:
+    """``{"synthesis_emotion.v1": sha256, ...}`` for every template in use."""
+    out = {}
+    for name, p in sorted(_prompt_files().items()):
+        out[p.name[: -len(".txt")]] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def render_prompt(name: str, fields: dict[str, Any]) -> str:
+    text = prompt_path(name).read_text(encoding="utf-8")
+    return Template(text).safe_substitute({k: _show(v) for k, v in fields.items()}).strip()
+
+
+def synthesis_prompt_name(task: str, label: Optional[str]) -> str:
+    return f"synthesis_{task}{'_label' if label else ''}"
+
+
+def _show(v: Any) -> str:
+    """Evidence value as prompt text; absent values say so."""
+    if v is None or v == "" or v == [] or v == {}:
+        return "(not available)"
+    if isinstance(v, dict):
+        items = sorted(v.items(), key=lambda kv: -kv[1]) if all(isinstance(x, (int, float))
+                                                                   for x in v.values()) else v.items()
+        return ", ".join(f"{k} {x:.2f}" if isinstance(x, float) else f"{k} {x}" for k, x in items)
+    if isinstance(v, (list, tuple)):
+        return "; ".join(str(x) for x in v)
+    return str(v)
+
+
+def prompt_fields(ev: dict) -> dict[str, Any]:
+    return {
+        "peaks": ev.get("peaks"),
+        "au_text": ev.get("au_text"),
+        "au_pseudo_label": ev.get("au_pseudo_label"),
+        "fer": _top_fer(ev.get("fer") or {}, 3),
+        "visual_objective": ev.get("visual_objective"),
+        "transcript": ev.get("transcript"),
+        "tone": ev.get("tone"),
+        "prosody": ev.get("prosody"),
+        "video_content": ev.get("video_content"),
+        "label": ev.get("label"),
+    }
+
+
+def _top_fer(fer: dict, k: int) -> dict:
+    items = sorted(((str(e), float(p)) for e, p in fer.items()), key=lambda kv: -kv[1])[:k]
+    return dict(items)
+
+
+# ---- coarse --------------------------------------------------------------------------------------
+
+def coarse_description(ev: dict) -> str:
+    """MERR's coarse caption: the clues concatenated by a template (only those that were measured)."""
+    parts = []
+    if ev.get("au_text") and ev["au_text"] != "Neutral expression.":
+        parts.append(f"The facial action units at the peak frame are: {ev['au_text']}.")
+    elif ev.get("au_text"):
+        parts.append("The face shows a neutral expression at the peak frame (no action unit above threshold).")
+    if ev.get("au_pseudo_label"):
+        parts.append(f"By the action-unit rules the expression reads as {ev['au_pseudo_label']}.")
+    fer = _top_fer(ev.get("fer") or {}, 1)
+    if fer:
+        (e, p), = fer.items()
+        parts.append(f"The facial expression classifier rates {e} highest ({p:.2f}).")
+    if ev.get("visual_objective"):
+        parts.append(ev["visual_objective"].rstrip(".") + ".")
+    if ev.get("tone"):
+        parts.append(f"The tone of voice: {ev['tone'].rstrip('.')}.")
+    if ev.get("transcript"):
+        parts.append(f"The subtitle reads: \"{ev['transcript']}\".")
+    if ev.get("video_content"):
+        parts.append(ev["video_content"].rstrip(".") + ".")
+    return " ".join(parts)
+
+
+# ---- the conclusion ------------------------------------------------------------------------------
+
+_CONCLUSION_EMO = re.compile(r"core emotional state is\s*\[?\s*\**([^,.\]\n*]+?)\**\s*\]?\s*(?:,|\.|$| and)",
+                             re.I | re.M)
+_CONCLUSION_SENT = re.compile(r"sentiment is\s*\[?\s*\**([^,.\]\n*]+?)\**\s*\]?\s*(?:,|\.|$| and)",
+                              re.I | re.M)
+_CAUSE = re.compile(r"most likely cause is\s*\[?(.+?)\]?\s*\.?\s*$", re.I | re.S)
+
+
+def parse_conclusion(text: Optional[str], task: str = "emotion") -> Optional[str]:
+    """X of the closing line ("the core emotional state is X" / "the overall sentiment is X"), canonical
+    when it maps onto the canonical set, else as written; None when there is no such line."""
+    if not text:
+        return None
+    pat = _CONCLUSION_SENT if task == "sentiment" else _CONCLUSION_EMO
+    hits = pat.findall(text)
+    if not hits and task == "sentiment":  # a sentiment run may still conclude with an emotion
+        hits = _CONCLUSION_EMO.findall(text)
+    if not hits:
+        return None
+    raw = hits[-1].strip().strip("\"'").strip()
+    canon = canonical_sentiment(raw) if task == "sentiment" else canonical_emotion(raw)
+    return canon or raw.lower()
+
+
+def vote(ev: dict, task: str = "emotion") -> tuple[str, dict[str, str]]:
+    """The offline rule for X (see the module docstring). Returns (X, {cue: its vote})."""
+    votes: dict[str, str] = {}
+    au = canonical_emotion(ev.get("au_pseudo_label")) if ev.get("au_pseudo_label") else None
+    if au:
+        votes["au"] = au
+    fer = _top_fer(ev.get("fer") or {}, 1)
+    if fer:
+        f = canonical_emotion(next(iter(fer)))
+        if f:
+            votes["fer"] = f
+    if ev.get("tone_emotion"):
+        t = canonical_emotion(ev["tone_emotion"])
+        if t:
+            votes["tone"] = t
+    if task == "sentiment":
+        votes = {k: EMOTION_TO_SENTIMENT.get(v, "neutral") for k, v in votes.items()}
+    if not votes:
+        return UNDETERMINED, votes
+    counts: dict[str, int] = {}
+    for cue in VOTE_ORDER:
+        if cue in votes:
+            counts[votes[cue]] = counts.get(votes[cue], 0) + 1
+    best = max(counts.values())
+    for cue in VOTE_ORDER:  # ties: AU > FER > tone
+        if cue in votes and counts[votes[cue]] == best:
+            return votes[cue], votes
+    raise AssertionError("unreachable")
+
+
+def offline_summary(ev: dict) -> str:
+    """The offline provider's fine summary: deterministic reasoning over the measured evidence only."""
+    task = ev.get("task") or "emotion"
+    label = ev.get("label")
+    lines: list[str] = []
+    peaks = [p for p in (ev.get("peaks") or []) if p]
+    if peaks and peaks != ["neutral"]:
+        lines.append("Over time, the facial action units show these emotion peaks: " + "; ".join(peaks) + ".")
+    elif peaks:
+        lines.append("Over time, no emotion peak rises above the action-unit threshold.")
+    if ev.get("au_text"):
+        when = ""
+        if ev.get("peak_time") is not None:
+            when = f" ({float(ev['peak_time']):.2f} s"
+            when += f", frame {ev['peak_frame']})" if ev.get("peak_frame") is not None else ")"
+        if ev["au_text"] == "Neutral expression.":
+            lines.append(f"At the overall peak frame{when} no action unit exceeds the intensity threshold.")
+        else:
+            lines.append(f"At the overall peak frame{when} the measured action units are {ev['au_text']}.")
+    if ev.get("au_pseudo_label"):
+        lines.append(f"By the action-unit emotion rules this reads as {ev['au_pseudo_label']}.")
+    fer = _top_fer(ev.get("fer") or {}, 3)
+    if fer:
+        lines.append("The facial expression classifier at the peak frame gives "
+                     + ", ".join(f"{e} {p:.2f}" for e, p in fer.items()) + ".")
+    if ev.get("transcript"):
+        lines.append(f"The speech transcript is: \"{ev['transcript']}\".")
+    if ev.get("tone"):
+        lines.append(f"The voice, as measured: {ev['tone'].rstrip('.')}.")
+    if ev.get("tone_emotion"):
+        lines.append(f"The voice measurements suggest {ev['tone_emotion']}.")
+    x, votes = vote(ev, task)
+    if label:
+        target = (canonical_sentiment(label) if task == "sentiment" else canonical_emotion(label)) or label
+        agree = [cue for cue, v in votes.items() if v == target]
+        disagree = [f"{cue} ({v})" for cue, v in votes.items() if v != target]
+        if agree:
+            lines.append(f"The known label {target} is supported by the {', '.join(_CUE_NAMES[c] for c in agree)}.")
+        if disagree:
+            lines.append("It is not supported by " + ", ".join(
+                f"the {_CUE_NAMES[d.split(' ')[0]]} {d[d.index(' ') + 1:]}" for d in disagree) + ".")
+        x = target
+    elif votes:
+        n_for = sum(1 for v in votes.values() if v == x)
+        lines.append(f"{n_for} of {len(votes)} measured cues point to {x} "
+                     f"({', '.join(f'{_CUE_NAMES[c]}: {v}' for c, v in votes.items())}); "
+                     "ties are resolved in the order action units, expression classifier, voice.")
+    else:
+        lines.append("No emotion cue was measured, so the emotional state cannot be determined.")
+    if task == "sentiment":
+        lines.append(f"In conclusion, the overall sentiment is {x}, and the most likely cause is {UNKNOWN_CAUSE}.")
+    else:
+        lines.append(f"In conclusion, the core emotional state is {x}, and the most likely cause is {UNKNOWN_CAUSE}.")
+    return " ".join(lines)
+
+
+_CUE_NAMES = {"au": "action-unit rules", "fer": "expression classifier", "tone": "voice"}
+
+
+def offline_tone(ev: dict) -> str:
+    """MER-Factory's audio_analysis shape: the transcript on the first line (``Speech:`` when none),
+    then the measured tone."""
+    tr = (ev.get("transcript") or "").strip().replace("\n", " ")
+    if tr and re.match(r"^(speaker'?s? tone|tone|audio characteristics|pitch|background|the audio features|"
+                       r"the speaker|speech|subtitles?|transcription)\b", tr, re.I):
+        tr = f"Transcript: {tr}"
+    first = tr if tr else "Speech:"
+    tone = ev.get("tone")
+    if not tone and ev.get("prosody"):
+        tone = "measured prosody: " + _show(ev["prosody"])
+    if not tone:
+        return first
+    return f"{first}\nAudio Characteristics: {tone.strip()}"
+
+
+def offline_au_description(ev: dict) -> str:
+    au = ev.get("au_text") or ""
+    if not au or au == "Neutral expression.":
+        return "No facial action unit exceeds the intensity threshold; the expression is neutral by the AU rules."
+    s = f"The measured action units are {au}."
+    if ev.get("au_pseudo_label"):
+        s += f" Together they match the action-unit pattern of {ev['au_pseudo_label']}."
+    else:
+        s += " They match none of the action-unit emotion patterns."
+    return s
