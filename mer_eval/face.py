@@ -54,9 +54,10 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -227,13 +228,13 @@ def _bbox(landmarks, w: int, h: int) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def detect_one(img: ImageLike, config: Any = None, num_faces: int = 5) -> Optional[FaceResult]:
+def detect_one(img: ImageLike, config: Any = None, num_faces: int = 5) -> FaceResult | None:
     """AUs of the largest face in one image; None when no face is found."""
+    lm = get_landmarker(config, num_faces)  # first: a missing model or package is ModelUnavailable
     import mediapipe as mp
 
     arr = to_rgb_array(img)
     h, w = arr.shape[:2]
-    lm = get_landmarker(config, num_faces)
     with _LOCK:  # one graph per process; IMAGE mode calls are serialised
         res = lm.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=arr))
     faces = list(res.face_landmarks or [])
@@ -250,14 +251,14 @@ def detect_one(img: ImageLike, config: Any = None, num_faces: int = 5) -> Option
                       image_size=(w, h), extra={"all_bboxes": boxes})
 
 
-def detect(images: Iterable[ImageLike], config: Any = None, num_faces: int = 5) -> list[Optional[FaceResult]]:
+def detect(images: Iterable[ImageLike], config: Any = None, num_faces: int = 5) -> list[FaceResult | None]:
     """One :class:`FaceResult` (largest face) or None (no face) per image."""
     return [detect_one(im, config, num_faces) for im in images]
 
 
 # ---- video -> OpenFace-like rows ----------------------------------------------------------------------
 
-def _frames_pyav(path: Path, every_n: int, max_frames: Optional[int]) -> Iterator[tuple[int, float, Any]]:
+def _frames_pyav(path: Path, every_n: int, max_frames: int | None) -> Iterator[tuple[int, float, Any]]:
     """(0-based frame index, timestamp s, PIL image), streamed so long videos never sit in memory."""
     import av
 
@@ -282,27 +283,34 @@ def _frames_pyav(path: Path, every_n: int, max_frames: Optional[int]) -> Iterato
                 return
 
 
-def _frames(path: Path, every_n: int, max_frames: Optional[int]) -> Iterator[tuple[int, float, Any]]:
+def _frames(path: Path, every_n: int, max_frames: int | None) -> Iterator[tuple[int, float, Any]]:
     """Frames via ``mer_eval.media.read_video_frames`` when it exists and the count is bounded, else PyAV.
 
-    ``read_video_frames`` returns a list (all frames decoded into memory), so it is used only with
-    ``max_frames``; the unbounded case streams with PyAV.
+    ``read_video_frames`` returns a list (all requested frames decoded into memory) and refuses indices
+    past the end, so it is used only with ``max_frames`` and a known frame count; otherwise, or when the
+    container overstated its frame count, frames are streamed with PyAV.
     """
     if max_frames is not None:
         try:
-            from mer_eval.media import read_video_frames  # type: ignore[attr-defined]
+            from mer_eval import media
         except ImportError:
-            read_video_frames = None
-        if read_video_frames is not None:
-            indices = [k * every_n for k in range(int(max_frames))]
-            got = read_video_frames(path, indices=indices)
-            for idx, ts, im in got:
-                yield int(idx), float(ts), im
-            return
+            media = None  # type: ignore[assignment]
+        if media is not None and hasattr(media, "read_video_frames") and hasattr(media, "probe"):
+            n = media.probe(path).n_frames
+            if n:
+                indices = [i for i in (k * every_n for k in range(int(max_frames))) if i < n]
+                try:
+                    got = media.read_video_frames(path, indices=indices)
+                except media.MediaError:
+                    got = None
+                if got is not None:
+                    for idx, ts, im in got:
+                        yield int(idx), float(ts), im
+                    return
     yield from _frames_pyav(path, every_n, max_frames)
 
 
-def detect_video(path: Union[str, Path], every_n: int = 1, max_frames: Optional[int] = None,
+def detect_video(path: str | Path, every_n: int = 1, max_frames: int | None = None,
                  config: Any = None) -> Iterator[dict[str, float]]:
     """OpenFace-like rows, one per sampled frame.
 
@@ -323,7 +331,7 @@ def detect_video(path: Union[str, Path], every_n: int = 1, max_frames: Optional[
         yield row
 
 
-def write_openface_csv(rows: Iterable[dict[str, float]], path: Union[str, Path]) -> Path:
+def write_openface_csv(rows: Iterable[dict[str, float]], path: str | Path) -> Path:
     """Write rows in OpenFace 2.x's layout (``frame, face_id, timestamp, confidence, success, AU.._r, AU.._c``).
 
     Headers and values are separated by ``", "`` as OpenFace writes them. AU columns of frames without a face

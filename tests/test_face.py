@@ -110,3 +110,21 @@ def test_no_face_video(faces, tmp_path):
     assert all("AU12_r" not in r for r in rows)  # never zero-filled in the rows
     of = read_openface_csv(face.write_openface_csv(rows, tmp_path / "n.csv"))
     assert of.n == 3 and not of.valid_mask().any()
+
+
+def test_streaming_path_matches_media_path(faces):
+    # max_frames=None streams with PyAV; max_frames set goes through mer_eval.media.read_video_frames
+    streamed = list(face.detect_video(faces / "single_face.mp4", every_n=30))
+    assert [r["frame"] for r in streamed] == [1, 31, 61]  # 72 frames
+    listed = list(face.detect_video(faces / "single_face.mp4", every_n=30, max_frames=10))
+    assert [r["frame"] for r in listed] == [1, 31, 61]  # indices past the end are not asked for
+    for a, b in zip(streamed, listed):
+        assert a["timestamp"] == pytest.approx(b["timestamp"], abs=1e-3)
+        assert a["AU12_r"] == pytest.approx(b["AU12_r"], abs=1e-3)
+
+
+def test_face_then_no_face_video(faces):
+    rows = list(face.detect_video(faces / "face_noface.mov", every_n=20))
+    assert len(rows) == 9  # 169 frames
+    ok = [r["success"] for r in rows]
+    assert 1 in ok and 0 in ok

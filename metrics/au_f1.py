@@ -1,0 +1,558 @@
+"""AU-F1: the facial Action Units an annotation's text claims versus AUs detected independently.
+
+Claims
+    Read from the annotation fields in ``au_f1.texts`` (default ``visual_expression``, ``llm_au_description``,
+    ``final_summary``): FACS names (:data:`mer_eval.facs.AU_NAMES`), everyday synonyms
+    (:data:`mer_eval.facs.AU_SYNONYMS`), and explicit codes (``AU6``, ``AU06``, ``AU 6``, ``AU06_r``,
+    ``AU6+12``). Phrases are matched longest first on word boundaries, and a shorter phrase inside a longer
+    match does not count again ("inner brow raiser" is AU01 only, not also AU02's "brow raise").
+    A mention is *negated* when a negation cue ("no", "not", "n't", "never", "without", "absence",
+    "absent", "lack(ing)", "none", "neither", "nor", "cannot", "free of", "devoid of") is among the
+    :data:`NEG_WINDOW` words before it within the same clause (a clause ends at ``. , ; : ! ? ( ) newline``
+    or at "and", "but", "however", "although", "though", "while", "whereas", "yet"; "or" keeps the scope so
+    "without smiling or frowning" negates both), or when it is followed by "is/are absent" / "(is) not
+    present|visible|detected|observed|evident|seen". Negated AUs are *claimed absent*, not present; an AU
+    with both a plain and a negated mention counts as claimed present and is listed in ``conflicting``.
+    Claims of AUs OpenFace does not measure (e.g. AU24) are listed in ``outside_universe`` and not scored.
+
+Detections (``au_f1.source``)
+    ``openface``: the sample's OpenFace CSV. Frames with ``success == 1`` and ``confidence >= confidence``
+    are valid. The peak is ``annotation.peak_frame`` (an OpenFace frame number, 1-based), else the frame
+    nearest ``annotation.peak_timestamp``, else the valid frame of maximum overall intensity (sum of the
+    ``_r`` columns, MER-Factory's rule). The window is the valid frames whose number lies within
+    ``peak +- window_frames``. An AU is detected when ``(use_presence and mean(AUxx_c) >= 0.5) or
+    mean(AUxx_r) >= intensity_threshold`` over the window (AU28 has ``_c`` only).
+    ``mediapipe``: :mod:`mer_eval.face` on ``sample.frame_image()`` (peak-frame image, else the image), the
+    same rule on its one frame (its ``_c`` is ``_r >= 1.0``); no face -> ``not_applicable``.
+    ``self``: the numbers the text was generated from: the sample's own CSV (rule as ``openface``), else
+    ``top_aus_intensities`` (every AU listed there counts as detected: MER-Factory lists the AUs it passed
+    to the LLM, those with intensity > 0.8).
+    ``auto``: an independent OpenFace CSV -> MediaPipe on the frame image -> ``self``.
+
+Independence
+    MER-Factory writes the AU text from the sample's own OpenFace CSV, so checking the text against that CSV
+    measures faithfulness to the input, not correctness. A CSV is *self* when (1) ``mer_eval_meta.json`` in
+    the sample folder names the AU source the annotation was generated from and it is this CSV (same path
+    or same sha256; a named ``mediapipe`` backend with another file is independent), else (2) the CSV sits
+    in MER-Factory's layout ``<id>/<id>.csv`` of a MER-Factory sample, else (3) the annotation's
+    ``top_aus_intensities`` equal this CSV's values at ``peak_frame`` (within 0.006). Every result carries
+    ``details.au_source`` (``openface`` | ``mediapipe`` | ``self``) and ``params.au_source``; composites can
+    choose to ignore ``self``.
+
+Outputs, over the AU universe OpenFace measures (its ``_r`` and ``_c`` sets, 18 AUs), with C the claimed
+present AUs and D the detected ones, TP = |C & D|:
+    ``au_pr`` = TP / |C| (not_applicable when the text claims no AU), ``au_re`` = TP / |D| (not_applicable
+    when nothing is detected), ``au_f1`` = 2 TP / (|C| + |D|) (not_applicable when both are empty). Claims
+    with nothing detected give precision 0 and F1 0: a real measurement of claims the face does not show.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mer_eval.config import AUF1Config
+from mer_eval.facs import AU_NAMES, AU_SYNONYMS, OPENFACE_C_AUS, OPENFACE_R_AUS, au_code
+from mer_eval.metric import Metric, ModelUnavailable, OutputSpec, ScoreContext
+from mer_eval.schema import MetricResult, ModelRef, Sample, Status
+
+UNIVERSE: tuple[str, ...] = tuple(sorted(set(OPENFACE_R_AUS) | set(OPENFACE_C_AUS)))
+NEG_WINDOW = 5  # words before a mention searched for a negation cue
+
+# ---- claims ---------------------------------------------------------------------------------------
+
+_NEG_WORDS = {"no", "not", "never", "without", "absence", "absent", "lack", "lacks", "lacking", "none",
+              "neither", "nor", "cannot", "nothing"}
+_NEG_BIGRAMS = {("free", "of"), ("devoid", "of")}
+_CLAUSE_END = re.compile(r"[.,;:!?()\[\]\n]|\b(?:and|but|however|although|though|while|whereas|yet)\b")
+_POST_NEG = re.compile(
+    r"^\s*(?:(?:is|are|was|were|remains?|stays?)\s+)?(?:absent|not\s+(?:present|visible|detected|observed|"
+    r"evident|seen|shown|active))\b"
+)
+_CODE = re.compile(r"\bau\s*[-_]?\s*0*(\d{1,2})(?:_[rc])?\b((?:\s*\+\s*(?:au\s*)?0*\d{1,2}(?:_[rc])?\b)*)")
+_CODE_MORE = re.compile(r"\+\s*(?:au\s*)?0*(\d{1,2})")
+
+
+def _phrases() -> list[tuple[str, str, re.Pattern]]:
+    out: dict[str, str] = {}
+    for au in UNIVERSE:
+        names = set(AU_SYNONYMS.get(au, ()))
+        if au in AU_NAMES:
+            names.add(re.sub(r"\s*\(.*?\)", "", AU_NAMES[au]).strip().lower())
+        for n in names:
+            out.setdefault(n.lower(), au)
+    pats = []
+    for phrase, au in sorted(out.items(), key=lambda kv: (-len(kv[0]), kv[0])):
+        body = r"\s+".join(re.escape(w) for w in phrase.split())
+        # light inflection on the last word: "jaw drops", "frowned", "smiled"
+        pats.append((phrase, au, re.compile(r"(?<![\w])" + body + r"(?:s|es|d|ed)?(?![\w])")))
+    return pats
+
+
+_PHRASES = _phrases()
+
+
+@dataclass
+class Mention:
+    au: str
+    text: str
+    start: int
+    negated: bool
+    field: str = ""
+
+
+@dataclass
+class Claims:
+    present: set[str] = field(default_factory=set)
+    absent: set[str] = field(default_factory=set)  # negated and never claimed plainly
+    conflicting: set[str] = field(default_factory=set)  # plain and negated mentions both
+    outside_universe: set[str] = field(default_factory=set)
+    mentions: list[Mention] = field(default_factory=list)
+
+    def merge(self, other: Claims) -> None:
+        self.mentions += other.mentions
+        self.outside_universe |= other.outside_universe
+        self._finish()
+
+    def _finish(self) -> None:
+        plain = {m.au for m in self.mentions if not m.negated}
+        neg = {m.au for m in self.mentions if m.negated}
+        self.present = plain
+        self.absent = neg - plain
+        self.conflicting = neg & plain
+
+
+def _words(s: str) -> list[str]:
+    return re.findall(r"[a-z]+(?:'[a-z]+)?", s)
+
+
+def _negated(text: str, start: int, end: int) -> bool:
+    before = text[max(0, start - 120):start]
+    cut = None
+    for m in _CLAUSE_END.finditer(before):
+        cut = m.end()
+    if cut is not None:
+        before = before[cut:]
+    ws = _words(before)[-NEG_WINDOW:]
+    for i, w in enumerate(ws):
+        if w in _NEG_WORDS or w.endswith("n't"):
+            return True
+        if i + 1 < len(ws) and (w, ws[i + 1]) in _NEG_BIGRAMS:
+            return True
+    return bool(_POST_NEG.match(text[end:end + 60]))
+
+
+def extract_claims(text: str | None, field_name: str = "") -> Claims:
+    """AUs a text claims present / absent (see the module docstring for the rules)."""
+    c = Claims()
+    if not text:
+        return c
+    t = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    taken = np.zeros(len(t) + 1, dtype=bool)
+    for m in _CODE.finditer(t):
+        codes = [m.group(1)] + _CODE_MORE.findall(m.group(2) or "")
+        neg = _negated(t, m.start(), m.end())
+        for num in codes:
+            au = f"{int(num):02d}"
+            if au in UNIVERSE:
+                c.mentions.append(Mention(au, m.group(0), m.start(), neg, field_name))
+            else:
+                c.outside_universe.add(au)
+        taken[m.start():m.end()] = True
+    for phrase, au, pat in _PHRASES:
+        for m in pat.finditer(t):
+            if taken[m.start():m.end()].any():
+                continue
+            taken[m.start():m.end()] = True
+            c.mentions.append(Mention(au, phrase, m.start(), _negated(t, m.start(), m.end()), field_name))
+    c.mentions.sort(key=lambda x: x.start)
+    c._finish()
+    return c
+
+
+# ---- detections -----------------------------------------------------------------------------------
+
+class _Skip(Exception):
+    """This source cannot serve the sample; ``status`` says how to report it if nothing else can."""
+
+    def __init__(self, status: Status, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Detection:
+    au_source: str  # openface | mediapipe | self
+    detected: set[str]
+    intensities: dict[str, float]  # AU -> mean _r used (or the MediaPipe intensity / listed value)
+    presence: dict[str, float]  # AU -> mean _c used
+    source_file: str | None
+    how: str  # which reader: openface-csv | mediapipe | top_aus_intensities
+    frames: list[int] = field(default_factory=list)
+    peak_frame: int | None = None
+    peak_from: str | None = None
+    model: ModelRef | None = None
+    self_why: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    from mer_eval.cache import file_sha256
+
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        if a.is_file() and b.is_file() and a.stat().st_size == b.stat().st_size:
+            return file_sha256(a) == file_sha256(b)
+    except OSError:
+        return False
+    return False
+
+
+def _meta_au_source(meta: dict) -> tuple[str | None, str | None]:
+    """(backend, file) of the AU source named in ``mer_eval_meta.json``, in the shapes we accept."""
+    backend = None
+    path = None
+    for key in ("au_source", "au", "aus"):
+        v = meta.get(key)
+        if isinstance(v, dict):
+            backend = backend or v.get("backend") or v.get("source") or v.get("name")
+            path = path or v.get("path") or v.get("csv") or v.get("file")
+        elif isinstance(v, str):
+            if v.lower().endswith(".csv") or "/" in v:
+                path = path or v
+            else:
+                backend = backend or v
+    backend = backend or meta.get("au_backend")
+    path = path or meta.get("au_csv") or meta.get("openface_csv")
+    return (str(backend).lower() if backend else None), (str(path) if path else None)
+
+
+def csv_is_self(sample: Sample, csv: Path) -> tuple[bool, str]:
+    """Whether the annotation's AU text was generated from ``csv`` (see Independence above)."""
+    csv = Path(csv)
+    folders = [d for d in (sample.folder, csv.parent) if d is not None]
+    for d in folders:
+        mp = Path(d) / "mer_eval_meta.json"
+        if mp.is_file():
+            try:
+                meta = json.loads(mp.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise _Skip(Status.error, f"{mp}: unreadable ({e})") from None
+            backend, named = _meta_au_source(meta if isinstance(meta, dict) else {})
+            if named:
+                p = Path(named)
+                if not p.is_absolute():
+                    p = mp.parent / p
+                if _same_file(p, csv):
+                    return True, f"{mp.name} names {csv.name} as the AU source of the annotation"
+                return False, f"{mp.name} names {p.name} ({backend or 'unknown backend'}) as the AU source"
+            if backend == "mediapipe":
+                return False, f"{mp.name}: the annotation's AUs came from MediaPipe, not this OpenFace CSV"
+            if backend:
+                return True, f"{mp.name}: the annotation's AUs came from {backend} (this CSV's kind)"
+    if sample.source.startswith("mer-factory"):
+        folder = sample.folder or csv.parent
+        if csv.parent.resolve() == Path(folder).resolve() and csv.stem == Path(folder).name:
+            return True, f"MER-Factory layout {Path(folder).name}/{csv.name}: the AU text was written from it"
+    ann = sample.annotation
+    if ann.top_aus_intensities and ann.peak_frame is not None:
+        from mer_eval.openface import OpenFaceError, read_openface_csv
+
+        try:
+            of = read_openface_csv(csv)
+        except (OpenFaceError, OSError):
+            return False, "CSV unreadable; not compared"
+        idx = of.row_index_of_frame(ann.peak_frame)
+        if idx is not None:
+            vals = of.intensities(idx)
+            same = all(k in vals and abs(vals[k] - v) <= 0.006 for k, v in ann.top_aus_intensities.items()
+                       if au_code(k) is not None)
+            if same:
+                return True, (f"the annotation's top_aus_intensities equal {csv.name} at frame "
+                              f"{ann.peak_frame}: the text was written from these numbers")
+    return False, "no sign the annotation was generated from this CSV"
+
+
+def _au_rule(intensity: dict[str, float], presence: dict[str, float], p: AUF1Config) -> set[str]:
+    out = set()
+    for au in UNIVERSE:
+        c = presence.get(au)
+        r = intensity.get(au)
+        if (p.use_presence and c is not None and c >= 0.5) or (r is not None and r >= p.intensity_threshold):
+            out.add(au)
+    return out
+
+
+def detect_openface(sample: Sample, csv: Path, p: AUF1Config, au_source: str) -> Detection:
+    from mer_eval.openface import OpenFaceError, overall_intensity, read_openface_csv
+
+    try:
+        of = read_openface_csv(csv)
+    except (OpenFaceError, OSError) as e:
+        raise _Skip(Status.error, f"OpenFace CSV {Path(csv).name} unreadable: {e}") from None
+    valid = of.valid_mask(p.confidence)
+    if of.n == 0 or not valid.any():
+        raise _Skip(Status.not_applicable, f"{Path(csv).name}: no frame with success=1 and confidence >= "
+                                           f"{p.confidence} ({of.n} frames)")
+    frames = of.data["frame"].astype(int)
+    ann = sample.annotation
+    peak, peak_from = None, None
+    if ann.peak_frame is not None:
+        if of.row_index_of_frame(ann.peak_frame) is not None:
+            peak, peak_from = int(ann.peak_frame), "annotation.peak_frame"
+        else:
+            peak_from = f"annotation.peak_frame {ann.peak_frame} not in the CSV; "
+    if peak is None and ann.peak_timestamp is not None and "timestamp" in of.data:
+        i = int(np.argmin(np.abs(of.data["timestamp"] - float(ann.peak_timestamp))))
+        peak, peak_from = int(frames[i]), (peak_from or "") + "nearest to annotation.peak_timestamp"
+    if peak is None:
+        oi = np.where(valid, overall_intensity(of), -np.inf)
+        i = int(np.argmax(oi))
+        peak, peak_from = int(frames[i]), (peak_from or "") + "max overall intensity among valid frames"
+    win = valid & (np.abs(frames - peak) <= p.window_frames)
+    if not win.any():
+        raise _Skip(Status.not_applicable,
+                    f"{Path(csv).name}: no frame with success=1 and confidence >= {p.confidence} within "
+                    f"+-{p.window_frames} of peak frame {peak}")
+    inten = {c[2:4]: float(np.mean(of.data[c][win])) for c in of.au_r if c[2:4] in UNIVERSE}
+    pres = {c[2:4]: float(np.mean(of.data[c][win])) for c in of.au_c if c[2:4] in UNIVERSE}
+    return Detection(au_source=au_source, detected=_au_rule(inten, pres, p), intensities=inten, presence=pres,
+                     source_file=str(csv), how="openface-csv", frames=[int(f) for f in frames[win]],
+                     peak_frame=peak, peak_from=peak_from)
+
+
+def detect_mediapipe(sample: Sample, p: AUF1Config, config: Any, timed=None) -> Detection:
+    from mer_eval import face
+
+    img = sample.frame_image()
+    if img is None:
+        raise _Skip(Status.not_applicable, "no peak-frame image or image for MediaPipe")
+    try:
+        r = timed(face.detect_one, img, config) if timed else face.detect_one(img, config)
+    except ModelUnavailable as e:
+        raise _Skip(Status.unavailable, f"MediaPipe face-landmarker: {e}") from None
+    res = face.resolution(config)
+    ref = ModelRef(id=f"mediapipe-face-landmarker ({res.id})", sha256=res.sha256,
+                   path=str(res.path) if res.path else None, source=res.source)
+    if r is None:
+        raise _Skip(Status.not_applicable, f"no face detected in {Path(img).name} (MediaPipe FaceLandmarker)")
+    inten = {c[2:4]: v for c, v in r.aus.items()}
+    pres = {c[2:4]: v for c, v in r.presence.items()}
+    return Detection(au_source="mediapipe", detected=_au_rule(inten, pres, p), intensities=inten,
+                     presence=pres, source_file=str(img), how="mediapipe", model=ref,
+                     extra={"n_faces": r.n_faces, "bbox": list(r.bbox)})
+
+
+def detect_top_aus(sample: Sample) -> Detection:
+    top = sample.annotation.top_aus_intensities
+    inten = {}
+    for k, v in top.items():
+        code = au_code(k)
+        if code in UNIVERSE:
+            inten[code] = float(v)
+    src = sample.annotation_files.get("mer") or next(iter(sample.annotation_files.values()), None)
+    return Detection(au_source="self", detected=set(inten), intensities=inten, presence={},
+                     source_file=str(src) if src else None, how="top_aus_intensities",
+                     peak_frame=sample.annotation.peak_frame, peak_from="annotation.peak_frame",
+                     self_why="top_aus_intensities are the numbers the AU text was written from")
+
+
+# ---- the metric -----------------------------------------------------------------------------------
+
+class AUF1(Metric):
+    name = "au_f1"
+    version = "1.0"
+    outputs = (
+        OutputSpec("au_pr", True, (0.0, 1.0), "|claimed & detected| / |claimed| over OpenFace's 18 AUs"),
+        OutputSpec("au_re", True, (0.0, 1.0), "|claimed & detected| / |detected|", primary=False),
+        OutputSpec("au_f1", True, (0.0, 1.0), "2 |claimed & detected| / (|claimed| + |detected|)"),
+    )
+    requires = "an AU-describing text, and an OpenFace CSV, a face image, or top_aus_intensities"
+    description = "AUs the text claims (names, synonyms, codes; negation-aware) vs AUs detected at the peak"
+
+    def __init__(self, params: dict[str, Any] | None = None, ctx: ScoreContext | None = None):
+        merged = {**AUF1Config().model_dump(), **(params or {})}
+        self.cfg = AUF1Config.model_validate(merged)
+        super().__init__(self.cfg.model_dump(), ctx)
+
+    # --- inputs
+    def _texts(self, s: Sample) -> dict[str, str]:
+        out = {}
+        for f in self.cfg.texts:
+            v = getattr(s.annotation, f, None)
+            if isinstance(v, str) and v.strip():
+                out[f] = v
+        return out
+
+    def missing_inputs(self, sample: Sample) -> str | None:
+        if not self._texts(sample):
+            return f"no AU-describing text ({', '.join(self.cfg.texts)} all empty)"
+        src = self.cfg.source
+        has_csv = sample.openface_csv is not None
+        has_img = sample.frame_image() is not None
+        has_top = bool(sample.annotation.top_aus_intensities)
+        if src == "openface" and not has_csv:
+            return "au_f1.source=openface but the sample has no OpenFace CSV"
+        if src == "mediapipe" and not has_img:
+            return "au_f1.source=mediapipe but the sample has no peak-frame image or image"
+        if src == "self" and not (has_csv or has_top):
+            return "au_f1.source=self but the sample has no OpenFace CSV or top_aus_intensities"
+        if src == "auto" and not (has_csv or has_img or has_top):
+            return "no AU source: no OpenFace CSV, no peak-frame image or image, no top_aus_intensities"
+        return None
+
+    def load(self) -> None:
+        if self.cfg.source == "mediapipe":
+            from mer_eval import face
+
+            face.get_landmarker(self.ctx.config)  # raises ModelUnavailable with where it looked
+
+    def model_ref(self) -> ModelRef | None:
+        if self.cfg.source not in ("auto", "mediapipe"):
+            return None
+        from mer_eval import face
+
+        res = face.resolution(self.ctx.config)
+        if not res.available:
+            return None
+        return ModelRef(id=f"mediapipe-face-landmarker ({res.id})", sha256=res.sha256,
+                        path=str(res.path) if res.path else None, source=res.source)
+
+    def cache_key_inputs(self, sample: Sample) -> dict[str, Any] | None:
+        inputs: dict[str, Any] = {"texts": self._texts(sample), "peak_frame": sample.annotation.peak_frame,
+                                  "peak_timestamp": sample.annotation.peak_timestamp,
+                                  "top_aus": sample.annotation.top_aus_intensities, "source": sample.source}
+        if sample.openface_csv is not None:
+            inputs["csv"] = Path(sample.openface_csv)
+            try:
+                inputs["csv_self"] = csv_is_self(sample, Path(sample.openface_csv))[0]
+            except _Skip:
+                return None
+        img = sample.frame_image()
+        if img is not None:
+            inputs["image"] = Path(img)
+        return inputs
+
+    # --- scoring
+    def _detect(self, s: Sample) -> tuple[Detection, dict[str, str]]:
+        src = self.cfg.source
+        skipped: dict[str, str] = {}
+        failures: list[_Skip] = []
+        csv = Path(s.openface_csv) if s.openface_csv is not None else None
+        csv_self: tuple[bool, str] | None = csv_is_self(s, csv) if csv is not None else None
+
+        def attempt(kind: str, fn):
+            try:
+                return fn()
+            except _Skip as e:
+                skipped[kind] = e.reason
+                failures.append(e)
+                return None
+
+        det: Detection | None = None
+        if src == "openface":
+            assert csv is not None and csv_self is not None
+            det = attempt("openface", lambda: detect_openface(s, csv, self.cfg,
+                                                              "self" if csv_self[0] else "openface"))
+        elif src == "mediapipe":
+            det = attempt("mediapipe", lambda: detect_mediapipe(s, self.cfg, self.ctx.config, self.timed))
+        else:
+            if src == "auto":
+                if csv is not None and csv_self is not None and not csv_self[0]:
+                    det = attempt("openface", lambda: detect_openface(s, csv, self.cfg, "openface"))
+                elif csv is not None and csv_self is not None:
+                    skipped["openface"] = f"not independent: {csv_self[1]}"
+                if det is None and s.frame_image() is not None:
+                    det = attempt("mediapipe", lambda: detect_mediapipe(s, self.cfg, self.ctx.config, self.timed))
+            if det is None:
+                if csv is not None and csv_self is not None and csv_self[0]:
+                    det = attempt("self", lambda: detect_openface(s, csv, self.cfg, "self"))
+                elif src == "self" and csv is not None:
+                    skipped["self"] = f"{csv.name} is not the annotation's own AU source ({csv_self[1]})"
+                if det is None and s.annotation.top_aus_intensities:
+                    det = detect_top_aus(s)
+        if det is None:
+            reason = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no AU source"
+            statuses = {f.status for f in failures}
+            status = (Status.error if Status.error in statuses else
+                      Status.unavailable if Status.unavailable in statuses else Status.not_applicable)
+            raise _Skip(status, reason)
+        if det.au_source == "self" and det.self_why is None and csv_self is not None:
+            det.self_why = csv_self[1]
+        if det.au_source == "openface" and csv_self is not None:
+            det.extra["independence"] = csv_self[1]
+        return det, skipped
+
+    def _score(self, s: Sample) -> list[MetricResult]:
+        texts = self._texts(s)
+        claims = Claims()
+        per_field = {}
+        for f, t in texts.items():
+            c = extract_claims(t, f)
+            per_field[f] = sorted(c.present)
+            claims.merge(c)
+        try:
+            det, skipped = self._detect(s)
+        except _Skip as e:
+            return self.not_ok(s.id, e.status, e.reason,
+                               params={**self.public_params(), "au_source": None},
+                               details={"au_source": None, "claimed": sorted(claims.present),
+                                        "negated": sorted(claims.absent), "texts": list(texts)})
+        C, D = claims.present, det.detected
+        tp, fp, fn = C & D, C - D, D - C
+        details = {
+            "au_source": det.au_source,
+            "independent": det.au_source != "self",
+            "self_reason": det.self_why if det.au_source == "self" else None,
+            "source": det.how,
+            "source_file": det.source_file,
+            "texts": list(texts),
+            "claimed": sorted(C),
+            "claimed_by_text": per_field,
+            "negated": sorted(claims.absent),
+            "conflicting": sorted(claims.conflicting),
+            "outside_universe": sorted(claims.outside_universe),
+            "negated_but_detected": sorted(claims.absent & D),
+            "detected": sorted(D),
+            "tp": sorted(tp), "fp": sorted(fp), "fn": sorted(fn),
+            "intensities": {k: round(v, 3) for k, v in sorted(det.intensities.items())},
+            "presence": {k: round(v, 3) for k, v in sorted(det.presence.items())},
+            "peak_frame": det.peak_frame,
+            "peak_from": det.peak_from,
+            "frames": det.frames,
+            "skipped_sources": skipped,
+            "mentions": [{"au": m.au, "text": m.text, "field": m.field, "negated": m.negated}
+                         for m in claims.mentions][:60],
+            **det.extra,
+        }
+        params = {**self.public_params(), "au_source": det.au_source}
+        kw = {"params": params, "details": details, "model": det.model}
+        out: list[MetricResult] = []
+        if C:
+            out.append(self.ok(s.id, "au_pr", len(tp) / len(C), **kw))
+        else:
+            out += self.not_ok(s.id, Status.not_applicable, "the text claims no AU: precision undefined",
+                               ["au_pr"], params=params, details=details)
+        if D:
+            out.append(self.ok(s.id, "au_re", len(tp) / len(D), **kw))
+        else:
+            out += self.not_ok(s.id, Status.not_applicable,
+                               f"no AU detected ({det.au_source}): recall undefined", ["au_re"],
+                               params=params, details=details)
+        if C or D:
+            out.append(self.ok(s.id, "au_f1", 2 * len(tp) / (len(C) + len(D)), **kw))
+        else:
+            out += self.not_ok(s.id, Status.not_applicable,
+                               f"no AU claimed and none detected ({det.au_source}): F1 undefined", ["au_f1"],
+                               params=params, details=details)
+        return out
+
+    def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        return {s.id: self._score(s) for s in samples}

@@ -1,0 +1,273 @@
+"""AU-F1 on real OpenFace CSVs, real MER-Factory output and real face photos.
+
+Hand computations: ``openface_default_wmv_aus.csv`` frames 219-223 (224 is absent, 225 is the cut-off row)
+around the MER-Factory peak 222 all have success 1, confidence 0.98, and ``_c`` = 1 for AU05, AU25, AU26
+only; mean ``_r`` of AU25 = 1.83 and AU26 = 1.91 are the only ones >= 1.0 (AU02: 0.84). So detected =
+{05, 25, 26} with ``use_presence`` and {25, 26} without.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from mer_eval.metrics.au_f1 import AUF1, extract_claims
+
+from mer_eval.cache import Cache
+from mer_eval.config import Config
+from mer_eval.metric import ScoreContext
+from mer_eval.models import resolve
+from mer_eval.schema import Annotation, Sample, Status
+
+needs_face_model = pytest.mark.skipif(not resolve("face-landmarker", with_sha=False).available,
+                                      reason="face-landmarker .task file not installed")
+
+
+def _by(results):
+    return {r.metric: r for r in results}
+
+
+def _score(sample, cfg=None, **params):
+    m = AUF1(params, ScoreContext(config=cfg or Config()))
+    return _by(m.score([sample])[sample.id])
+
+
+@pytest.fixture
+def wmv(shared_data):
+    return shared_data / "openface" / "openface_default_wmv_aus.csv"
+
+
+@pytest.fixture
+def mer_json(shared_data):
+    return shared_data / "annotations-mer-factory" / "default_merr_data_MER.json"
+
+
+def _wmv_sample(csv, text, peak=222, **ann):
+    return Sample(id="wmv", openface_csv=csv,
+                  annotation=Annotation(visual_expression=text, peak_frame=peak, **ann))
+
+
+# ---- claims ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,present,absent", [
+    ("Lips part (intensity: 1.94), Jaw drop (intensity: 2.08)", {"25", "26"}, set()),
+    ("no smile, jaw drop", {"26"}, {"12"}),
+    ("without smiling or frowning", set(), {"12", "04"}),
+    ("The person is not frowning and is smiling.", {"12"}, {"04"}),
+    ("There is an absence of any cheek raise. Eyes wide.", {"05"}, {"06"}),
+    ("AU12 is absent", set(), {"12"}),
+    ("He doesn't smile but raises his eyebrows", {"02"}, {"12"}),
+    ("Inner brow raiser", {"01"}, set()),  # not also AU02's "brow raise"
+    ("AU6+12, AU 25, AU04_r and AU05", {"06", "12", "25", "04", "05"}, set()),
+    ("the jaw drops and he frowned", {"26", "04"}, set()),
+    ("Neutral expression.", set(), set()),
+])
+def test_claims(text, present, absent):
+    c = extract_claims(text)
+    assert c.present == present
+    assert c.absent == absent
+
+
+def test_claims_outside_universe_and_conflict():
+    c = extract_claims("AU24 and a smile; later no smile")
+    assert c.outside_universe == {"24"}
+    assert c.present == {"12"} and c.conflicting == {"12"} and c.absent == set()
+
+
+# ---- OpenFace source ---------------------------------------------------------------------------
+
+def test_correct_description_openface(wmv):
+    r = _score(_wmv_sample(wmv, "Lips part (intensity: 1.94), Jaw drop (intensity: 2.08)"))
+    assert r["au_pr"].value == 1.0
+    assert r["au_re"].value == pytest.approx(2 / 3)
+    assert r["au_f1"].value == pytest.approx(0.8)
+    d = r["au_f1"].details
+    assert d["au_source"] == "openface" and d["independent"] is True
+    assert r["au_f1"].params["au_source"] == "openface"
+    assert d["detected"] == ["05", "25", "26"]
+    assert d["frames"] == [219, 220, 221, 222, 223]
+    assert d["peak_frame"] == 222 and d["peak_from"] == "annotation.peak_frame"
+    assert d["intensities"]["25"] == pytest.approx(1.828, abs=0.001)
+    assert d["texts"] == ["visual_expression"]
+    # intensity rule only: detected {25, 26} -> perfect
+    r = _score(_wmv_sample(wmv, "Lips part, Jaw drop"), use_presence=False)
+    assert r["au_f1"].details["detected"] == ["25", "26"]
+    assert r["au_f1"].value == 1.0 and r["au_pr"].value == 1.0 and r["au_re"].value == 1.0
+
+
+def test_peak_fallbacks(wmv):
+    # a peak frame the CSV lacks: nearest timestamp (14.733 s is frame 222), else max overall intensity
+    r = _score(_wmv_sample(wmv, "Jaw drop", peak=999, peak_timestamp=14.733))
+    d = r["au_f1"].details
+    assert d["peak_frame"] == 222 and "not in the CSV" in d["peak_from"] and "timestamp" in d["peak_from"]
+    r = _score(_wmv_sample(wmv, "Jaw drop", peak=None))
+    assert r["au_f1"].details["peak_frame"] == 222  # MER-Factory's overall peak is the max-intensity frame
+    assert "max overall intensity" in r["au_f1"].details["peak_from"]
+    r = _score(_wmv_sample(wmv, "Jaw drop", peak=20), window_frames=0)
+    assert r["au_f1"].details["frames"] == [20]
+
+
+def test_hallucinated_negated_and_codes(wmv):
+    r = _score(_wmv_sample(wmv, "A broad smile with raised cheeks and furrowed brows"))
+    assert r["au_f1"].details["claimed"] == ["04", "06", "12"]
+    assert r["au_pr"].value == 0.0 and r["au_re"].value == 0.0 and r["au_f1"].value == 0.0
+    r = _score(_wmv_sample(wmv, "no smile, jaw drop"))
+    assert r["au_f1"].details["claimed"] == ["26"] and r["au_f1"].details["negated"] == ["12"]
+    assert r["au_pr"].value == 1.0
+    assert r["au_re"].value == pytest.approx(1 / 3)
+    assert r["au_f1"].value == pytest.approx(0.5)  # 2*1 / (1 + 3)
+    r = _score(_wmv_sample(wmv, "AU25 and AU 26 present, AU05_r elevated"))
+    assert r["au_f1"].value == 1.0
+    # a claim on top of a correct pair: P = 2/3, R = 2/3
+    r = _score(_wmv_sample(wmv, "AU25, AU26, AU12"))
+    assert r["au_pr"].value == pytest.approx(2 / 3) and r["au_f1"].value == pytest.approx(2 / 3)
+
+
+def test_no_claims_and_nothing_detected(wmv):
+    r = _score(_wmv_sample(wmv, "The background is a plain room."))
+    assert r["au_pr"].status == Status.not_applicable and "claims no AU" in r["au_pr"].reason
+    assert r["au_re"].value == 0.0 and r["au_f1"].value == 0.0
+    # threshold 5 and no presence: nothing detected; claims -> precision 0, recall undefined
+    r = _score(_wmv_sample(wmv, "jaw drop"), use_presence=False, intensity_threshold=5.0)
+    assert r["au_pr"].value == 0.0 and r["au_f1"].value == 0.0
+    assert r["au_re"].status == Status.not_applicable and "recall undefined" in r["au_re"].reason
+    r = _score(_wmv_sample(wmv, "Neutral expression."), use_presence=False, intensity_threshold=5.0)
+    assert all(x.status == Status.not_applicable for x in r.values())
+    assert "F1 undefined" in r["au_f1"].reason
+
+
+def test_openface_test_csv_max_intensity_peak(shared_data):
+    csv = shared_data / "openface" / "OpenFace_Test.csv"
+    s = Sample(id="t", openface_csv=csv, annotation=Annotation(visual_expression="Upper lid raiser, lip tightener"))
+    r = _score(s)
+    d = r["au_f1"].details
+    assert d["peak_frame"] == 13 and "max overall intensity" in d["peak_from"]
+    assert d["frames"] == list(range(10, 17))
+    assert d["detected"] == ["05", "23"]
+    assert r["au_f1"].value == 1.0
+    # 99 frames have confidence 0.883, frame 35 has 0.983: at 0.9 only frame 35 is valid, at 0.99 none
+    r = _score(s, confidence=0.9)
+    assert r["au_f1"].details["peak_frame"] == 35 and r["au_f1"].details["frames"] == [35]
+    r = _score(s, confidence=0.99)
+    assert r["au_f1"].status == Status.not_applicable and "confidence >= 0.99" in r["au_f1"].reason
+
+
+# ---- self / independence -----------------------------------------------------------------------
+
+def test_self_flag_mer_factory_layout(tmp_path, wmv, mer_json):
+    from mer_eval.discovery import discover
+
+    d = tmp_path / "out" / "default"
+    d.mkdir(parents=True)
+    shutil.copy(wmv, d / "default.csv")
+    shutil.copy(mer_json, d / "default_merr_data.json")
+    ds = discover(tmp_path / "out")
+    (s,) = ds.samples
+    assert s.openface_csv is not None and s.annotation.peak_frame == 222
+    r = _score(s)
+    for out in ("au_pr", "au_re", "au_f1"):
+        assert r[out].details["au_source"] == "self"
+        assert r[out].params["au_source"] == "self"
+    d = r["au_f1"].details
+    assert d["independent"] is False and "MER-Factory layout" in d["self_reason"]
+    assert d["texts"] == ["visual_expression", "final_summary"]
+    # final_summary also says "smiles" (from the video overview): claims {12, 25, 26} vs {05, 25, 26}
+    assert d["claimed"] == ["12", "25", "26"] and d["claimed_by_text"]["visual_expression"] == ["25", "26"]
+    assert r["au_f1"].value == pytest.approx(2 / 3)
+    r = _score(s, texts=["visual_expression"])
+    assert r["au_f1"].value == pytest.approx(0.8)
+    assert r["au_f1"].details["texts"] == ["visual_expression"]
+
+
+def test_self_by_content_and_top_aus(wmv, mer_json):
+    # a sample not in MER-Factory's layout whose top_aus_intensities equal the CSV's frame 222 -> self
+    s = _wmv_sample(wmv, "Lips part, Jaw drop", top_aus_intensities={"AU25_r": 1.94, "AU26_r": 2.08})
+    r = _score(s)
+    assert r["au_f1"].details["au_source"] == "self"
+    assert "top_aus_intensities equal" in r["au_f1"].details["self_reason"]
+    # numbers that differ from the CSV: independent
+    s = _wmv_sample(wmv, "Lips part, Jaw drop", top_aus_intensities={"AU25_r": 3.0})
+    assert _score(s)["au_f1"].details["au_source"] == "openface"
+    # no CSV at all: top_aus_intensities are the only source -> self, every listed AU detected
+    s = Sample(id="x", annotation=Annotation(visual_expression="Lips part, Jaw drop, smile",
+                                             top_aus_intensities={"AU25_r": 1.94, "AU26_r": 2.08}))
+    r = _score(s)
+    assert r["au_f1"].details["au_source"] == "self" and r["au_f1"].details["source"] == "top_aus_intensities"
+    assert r["au_pr"].value == pytest.approx(2 / 3) and r["au_re"].value == 1.0
+    # source=openface forced on a self CSV still says self
+    s = _wmv_sample(wmv, "Lips part, Jaw drop", top_aus_intensities={"AU25_r": 1.94, "AU26_r": 2.08})
+    assert _score(s, source="openface")["au_f1"].details["au_source"] == "self"
+
+
+def test_meta_json_decides_independence(tmp_path, wmv):
+    d = tmp_path / "run" / "s1"
+    d.mkdir(parents=True)
+    csv = d / "s1.csv"
+    shutil.copy(wmv, csv)
+    s = Sample(id="s1", source="mer-eval", folder=d, openface_csv=csv,
+               annotation=Annotation(visual_expression="Lips part, Jaw drop", peak_frame=222))
+    (d / "mer_eval_meta.json").write_text(json.dumps({"au_backend": "mediapipe"}))
+    assert _score(s)["au_f1"].details["au_source"] == "openface"
+    (d / "mer_eval_meta.json").write_text(json.dumps({"au_source": {"backend": "openface", "path": "s1.csv"}}))
+    r = _score(s)
+    assert r["au_f1"].details["au_source"] == "self" and "names s1.csv" in r["au_f1"].details["self_reason"]
+
+
+# ---- MediaPipe source --------------------------------------------------------------------------
+
+@needs_face_model
+def test_mediapipe_on_photos(shared_data):
+    faces = shared_data / "faces"
+    happy = Sample(id="h", image=faces / "0-f15-hao-ph.jpg",
+                   annotation=Annotation(visual_expression="smiling, cheeks raised"))
+    r = _score(happy)
+    d = r["au_f1"].details
+    assert d["au_source"] == "mediapipe" and d["independent"] is True
+    assert "12" in d["detected"]
+    assert r["au_re"].value > 0 and r["au_pr"].value >= 0.5
+    assert r["au_f1"].model is not None and r["au_f1"].model.sha256
+    anger = Sample(id="a", image=faces / "15-f13-anc-ph.jpg",
+                   annotation=Annotation(visual_expression="a broad smile"))
+    r = _score(anger, source="mediapipe")
+    assert r["au_pr"].value == 0.0
+    mountain = Sample(id="m", image=faces / "free-mountain-vector-01.jpg",
+                      annotation=Annotation(visual_expression="smiling"))
+    r = _score(mountain)
+    assert r["au_f1"].status == Status.not_applicable
+    assert "no face detected in free-mountain-vector-01.jpg" in r["au_f1"].reason
+
+
+def test_missing_weights_unavailable(tmp_path, shared_data):
+    cfg = Config()
+    cfg.models.paths["face-landmarker"] = str(tmp_path / "missing.task")
+    s = Sample(id="h", image=shared_data / "faces" / "0-f15-hao-ph.jpg",
+               annotation=Annotation(visual_expression="smiling"))
+    for source in ("mediapipe", "auto"):
+        r = _score(s, cfg, source=source)
+        assert r["au_f1"].status == Status.unavailable, source
+        assert "missing.task" in r["au_f1"].reason
+
+
+def test_missing_everything_not_applicable(wmv):
+    r = _score(Sample(id="e"))
+    assert all(x.status == Status.not_applicable for x in r.values())
+    assert "no AU-describing text" in r["au_f1"].reason
+    r = _score(Sample(id="e", annotation=Annotation(visual_expression="smiling")))
+    assert r["au_f1"].status == Status.not_applicable and "no AU source" in r["au_f1"].reason
+    r = _score(Sample(id="e", openface_csv=wmv, annotation=Annotation(visual_expression="smiling")),
+               source="mediapipe")
+    assert r["au_f1"].status == Status.not_applicable and "no peak-frame image" in r["au_f1"].reason
+
+
+def test_cache_roundtrip(tmp_path, wmv):
+    cache = Cache(tmp_path / "c")
+    m = AUF1({}, ScoreContext(config=Config(), cache=cache))
+    s = _wmv_sample(wmv, "Lips part, Jaw drop")
+    first = _by(m.score([s])["wmv"])
+    second = _by(AUF1({}, ScoreContext(config=Config(), cache=cache)).score([s])["wmv"])
+    assert second["au_f1"].cached and second["au_f1"].value == first["au_f1"].value == pytest.approx(0.8)
+    # another text is another key
+    s2 = _wmv_sample(wmv, "Jaw drop")
+    third = _by(AUF1({}, ScoreContext(config=Config(), cache=cache)).score([s2])["wmv"])
+    assert not third["au_f1"].cached and third["au_f1"].value == pytest.approx(0.5)
