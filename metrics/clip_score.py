@@ -1,0 +1,370 @@
+"""CLIP image-text score: does the visual description match what is seen?
+
+Text: the sample's visual description (``Annotation.visual_text()``: ``visual_objective``, else
+``image_description``, else ``video_content``). Image: the still it is about (``Sample.frame_image()``:
+the peak-frame image, else the image). A video sample without such a still uses the frame of
+``annotation.peak_frame`` decoded from the video (OpenFace frames are 1-based), else the video's middle
+frame; ``details.frame_source`` says which.
+
+Outputs
+
+* ``clip_image_score`` = CLIPScore = 2.5 · max(cos(E_image, E_text), 0) (Hessel et al. 2021,
+  "CLIPScore: A Reference-free Evaluation Metric for Image Captioning"), range 0..2.5.
+* ``clip_image_cosine`` = the raw cosine cos(E_image, E_text), range -1..1.
+* ``clip_video_score`` (only with ``video_frames: k > 0`` and a video): the mean CLIPScore of the text
+  against ``k`` evenly spaced frames (centres of k equal segments, :func:`mer_eval.media.evenly_spaced`);
+  ``not_applicable`` otherwise, with the reason.
+
+Long text: CLIP's text window is 77 tokens (75 without the start/end tokens). A description that does
+not fit is never silently truncated: it is split into sentences (:func:`mer_eval.text.split_sentences`),
+a sentence still longer than the window is cut into consecutive windows of tokens, every chunk is
+embedded, and the text embedding is the mean of the L2-normalised chunk embeddings (re-normalised).
+``details.text_chunks`` gives the number of chunks and ``details.text_chunk_tokens`` their lengths.
+
+Backends: ``open_clip`` (default; model key ``clip``: a folder with ``open_clip_config.json`` loads as
+``local-dir:``, otherwise ``open_clip.create_model_and_transforms(<model>, pretrained=<weights file>)``)
+and ``transformers`` (model key ``clip-hf``: ``CLIPModel`` + ``CLIPProcessor``). All texts of a batch go
+through one text forward and all images through one image forward.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
+from mer_eval.schema import MetricResult, ModelRef, Sample, Status
+from mer_eval.text import split_sentences
+
+CLIPSCORE_W = 2.5
+
+
+# ---- helpers shared with the CLAP metric --------------------------------------------------------
+
+def resolve_device(device: Optional[str]) -> str:
+    if device in (None, "", "auto"):
+        import torch  # noqa: PLC0415
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def text_chunks(text: str, encode: Callable[[str], list[int]], window: int) -> list[tuple[str, list[int]]]:
+    """``(chunk text, token ids without special tokens)`` pieces that each fit ``window`` tokens.
+
+    The whole text when it fits; else its sentences, and sentences still too long cut into windows.
+    """
+    ids = encode(text)
+    if len(ids) <= window:
+        return [(text, ids)]
+    out: list[tuple[str, list[int]]] = []
+    for sent in split_sentences(text) or [text]:
+        sids = encode(sent)
+        if not sids:
+            continue
+        if len(sids) <= window:
+            out.append((sent, sids))
+        else:
+            for i in range(0, len(sids), window):
+                out.append((f"{sent} [tokens {i}-{min(i + window, len(sids)) - 1}]", sids[i: i + window]))
+    return out
+
+
+def special_tokens(tok) -> tuple[list[int], list[int]]:
+    """The special token ids a transformers tokenizer puts before and after a text."""
+    plain = tok("a", add_special_tokens=False)["input_ids"]
+    full = tok("a", add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(plain) + 1):
+        if full[i: i + len(plain)] == plain:
+            return list(full[:i]), list(full[i + len(plain):])
+    raise ModelUnavailable(f"cannot tell the special tokens of tokenizer {type(tok).__name__}")
+
+
+def hf_text_window(tok, max_positions: Optional[int], n_special: int, position_offset: int = 0) -> int:
+    limits = [int(max_positions) - position_offset] if max_positions else []
+    mml = getattr(tok, "model_max_length", None)
+    if mml and mml < 1_000_000:
+        limits.append(int(mml))
+    if not limits:
+        raise ModelUnavailable(f"tokenizer {type(tok).__name__} states no maximum length")
+    return min(limits) - n_special
+
+
+def pad_ids(seqs: list[list[int]], pad_id: int):
+    import torch  # noqa: PLC0415
+
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def as_features(out: Any):
+    """transformers 5 returns a model output whose ``pooler_output`` is the projected embedding."""
+    if hasattr(out, "pooler_output") and not hasattr(out, "shape"):
+        return out.pooler_output
+    return out
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+def mean_direction(rows: np.ndarray) -> np.ndarray:
+    """Mean of L2-normalised rows, re-normalised."""
+    return normalise(normalise(rows).mean(axis=0))
+
+
+def model_ref_from(res) -> ModelRef:
+    return ModelRef(id=res.id, sha256=res.sha256, path=str(res.path) if res.path else None, source=res.source)
+
+
+# ---- backends -----------------------------------------------------------------------------------
+
+class _OpenClip:
+    def __init__(self, res, model_name: str, pretrained: str, device: str):
+        import open_clip  # noqa: PLC0415
+        import torch  # noqa: PLC0415
+
+        p = res.path
+        if p is not None and p.is_dir() and (p / "open_clip_config.json").is_file():
+            ident = f"local-dir:{p}"
+            model, _, preprocess = open_clip.create_model_and_transforms(ident, device=device)
+            tok = open_clip.get_tokenizer(ident)
+            self.how = ident
+        else:
+            weights = str(res.weights_file) if res.weights_file else pretrained  # download source: the tag
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights,
+                                                                         device=device)
+            tok = open_clip.get_tokenizer(model_name)
+            self.how = f"{model_name} pretrained={weights}"
+        if not (hasattr(tok, "encode") and hasattr(tok, "sot_token_id")):
+            raise ModelUnavailable(f"open_clip tokenizer {type(tok).__name__} is not supported (needs the "
+                                   "BPE SimpleTokenizer to split long text into windows)")
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tok = tok
+        self.device = device
+        self.ctx_len = int(getattr(tok, "context_length", 77) or 77)
+        self.window = self.ctx_len - 2
+        self.torch = torch
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok.encode(text))
+
+    def text_features(self, chunks: list[list[int]]) -> np.ndarray:
+        torch = self.torch
+        ids = torch.zeros((len(chunks), self.ctx_len), dtype=torch.long)
+        for i, c in enumerate(chunks):
+            seq = [self.tok.sot_token_id] + c + [self.tok.eot_token_id]
+            ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        with torch.inference_mode():
+            return self.model.encode_text(ids.to(self.device)).float().cpu().numpy()
+
+    def image_features(self, images: list) -> np.ndarray:
+        torch = self.torch
+        x = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        with torch.inference_mode():
+            return self.model.encode_image(x).float().cpu().numpy()
+
+
+class _HFClip:
+    def __init__(self, res, device: str):
+        import torch  # noqa: PLC0415
+        from transformers import CLIPModel, CLIPProcessor  # noqa: PLC0415
+
+        src = str(res.path) if res.path is not None else res.id
+        self.model = CLIPModel.from_pretrained(src).to(device).eval()
+        self.proc = CLIPProcessor.from_pretrained(src)
+        self.tok = self.proc.tokenizer
+        self.pre, self.post = special_tokens(self.tok)
+        self.window = hf_text_window(self.tok, self.model.config.text_config.max_position_embeddings,
+                                     len(self.pre) + len(self.post))
+        pad = self.tok.pad_token_id
+        self.pad_id = pad if pad is not None else (self.post[-1] if self.post else 0)
+        self.device = device
+        self.torch = torch
+        self.how = src
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def text_features(self, chunks: list[list[int]]) -> np.ndarray:
+        ids, mask = pad_ids([self.pre + c + self.post for c in chunks], self.pad_id)
+        with self.torch.inference_mode():
+            out = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+        return as_features(out).float().cpu().numpy()
+
+    def image_features(self, images: list) -> np.ndarray:
+        px = self.proc.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+        with self.torch.inference_mode():
+            out = self.model.get_image_features(pixel_values=px)
+        return as_features(out).float().cpu().numpy()
+
+
+# ---- the metric ---------------------------------------------------------------------------------
+
+class ClipImageText(Metric):
+    """CLIPScore of the visual description against the peak frame / image (see the module docstring).
+
+    Text longer than CLIP's 77-token window is split into sentences, over-long sentences into token
+    windows; the text embedding is the mean of the normalised chunk embeddings
+    (``details.text_chunks``). No silent truncation.
+    """
+
+    name = "clip"
+    version = "1.0"
+    requires = "a visual description (visual_objective / image_description / video_content) and a peak-frame image, image or video"
+    description = "CLIPScore (Hessel et al. 2021) of the visual description against the peak frame or image"
+    outputs = (
+        OutputSpec("clip_image_score", True, (0.0, 2.5),
+                   "CLIPScore = 2.5 * max(cos(E_image, E_text), 0) (Hessel et al. 2021); E = CLIP embeddings"),
+        OutputSpec("clip_image_cosine", True, (-1.0, 1.0),
+                   "raw cosine cos(E_image, E_text) of the CLIP image and text embeddings", primary=False),
+        OutputSpec("clip_video_score", True, (0.0, 2.5),
+                   "mean over k evenly spaced video frames of CLIPScore = 2.5 * max(cos(E_frame, E_text), 0)",
+                   primary=False),
+    )
+
+    def __init__(self, params: Optional[dict[str, Any]] = None, ctx=None):
+        super().__init__(params, ctx)
+        self._backend: Any = None
+        self._ref: Optional[ModelRef] = None
+
+    # -- inputs --
+    def _video_frames_k(self) -> int:
+        return int(self.params.get("video_frames", 0) or 0)
+
+    def missing_inputs(self, sample: Sample) -> Optional[str]:
+        if not sample.annotation.visual_text():
+            return "no visual description (visual_objective, image_description and video_content are absent)"
+        if sample.frame_image() is None and sample.video is None:
+            return "no peak-frame image, image or video to compare the visual description with"
+        return None
+
+    def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
+        img = sample.frame_image()
+        return {
+            "text": sample.annotation.visual_text(),
+            "image": img,
+            "video": sample.video if (img is None or self._video_frames_k() > 0) else None,
+            "peak_frame": sample.annotation.peak_frame if img is None else None,
+        }
+
+    # -- model --
+    def load(self) -> None:
+        from mer_eval.models import load_once, resolve_from_config  # noqa: PLC0415
+
+        backend = self.params.get("backend", "open_clip")
+        key = "clip" if backend == "open_clip" else "clip-hf"
+        module = "open_clip" if backend == "open_clip" else "transformers"
+        import importlib.util  # noqa: PLC0415
+
+        if importlib.util.find_spec(module) is None or importlib.util.find_spec("torch") is None:
+            raise ModelUnavailable(f"CLIP backend {backend} needs the python packages {module} and torch")
+        res = resolve_from_config(key, self.ctx.config)
+        if not res.available:
+            raise ModelUnavailable(res.reason or f"{res.id} not found")
+        device = resolve_device(self.ctx.device)
+        model_name = str(self.params.get("model", "ViT-B-32"))
+        pretrained = str(self.params.get("pretrained", ""))
+        if backend == "open_clip":
+            loader = lambda: _OpenClip(res, model_name, pretrained, device)  # noqa: E731
+        else:
+            loader = lambda: _HFClip(res, device)  # noqa: E731
+        try:
+            self._backend = load_once(("clip", backend, str(res.path), res.sha256, model_name, device), loader)
+        except (OSError, RuntimeError, ValueError) as e:
+            if isinstance(e, ModelUnavailable):
+                raise
+            raise ModelUnavailable(f"{res.id} at {res.path} ({res.source}) did not load: {type(e).__name__}: {e}") from e
+        self._ref = model_ref_from(res)
+
+    def model_ref(self) -> Optional[ModelRef]:
+        return self._ref
+
+    # -- scoring --
+    def _still(self, s: Sample) -> tuple[Any, dict[str, Any]]:
+        from mer_eval import media  # noqa: PLC0415
+
+        img = s.frame_image()
+        if img is not None:
+            src = "peak_frame_image" if s.peak_frame_image is not None else "image"
+            return media.load_image(img), {"frame_source": src, "image": str(img)}
+        pf = s.annotation.peak_frame
+        if pf is not None and pf >= 1:
+            return media.frame_at(s.video, pf - 1), {
+                "frame_source": f"video frame {pf - 1} (0-based) = annotation.peak_frame {pf} (no peak-frame image)",
+                "video": str(s.video)}
+        idx, ts, im = media.middle_frame(s.video)
+        return im, {"frame_source": f"video middle frame {idx} at {ts:.3f}s (no peak frame)",
+                    "video": str(s.video)}
+
+    def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        from mer_eval.media import MediaError  # noqa: PLC0415
+
+        be = self._backend
+        k = self._video_frames_k()
+        out: dict[str, list[MetricResult]] = {}
+        prepared = []  # (sample, chunks, still image, frames, details, video_reason)
+        for s in samples:
+            text = s.annotation.visual_text() or ""
+            try:
+                still, det = self._still(s)
+                frames: list = []
+                vreason = None
+                if k <= 0:
+                    vreason = "video_frames is 0 (metrics.clip.video_frames); only the still is scored"
+                elif s.video is None:
+                    vreason = "no video for the frame-sampled score"
+                else:
+                    frames = media_frames(s.video, k)
+            except MediaError as e:
+                out[s.id] = self.not_ok(s.id, Status.error, f"cannot read the image/video: {e}")
+                continue
+            chunks = text_chunks(text, be.encode, be.window)
+            if not chunks:
+                out[s.id] = self.not_ok(s.id, Status.not_applicable, "the visual description has no tokens")
+                continue
+            det.update(text_chunks=len(chunks), text_chunk_tokens=[len(c[1]) for c in chunks],
+                       text_window=be.window)
+            prepared.append((s, chunks, still, frames, det, vreason))
+        if not prepared:
+            return out
+        all_chunks = [c[1] for p in prepared for c in p[1]]
+        all_images = [im for p in prepared for im in [p[2]] + [f[2] for f in p[3]]]
+        tfeat = self.timed(be.text_features, all_chunks)
+        ifeat = normalise(self.timed(be.image_features, all_images))
+        ti = ii = 0
+        for s, chunks, _still, frames, det, vreason in prepared:
+            t = mean_direction(tfeat[ti: ti + len(chunks)])
+            ti += len(chunks)
+            cos = float(np.dot(ifeat[ii], t))
+            ii += 1
+            res = [
+                self.ok(s.id, "clip_image_score", CLIPSCORE_W * max(cos, 0.0), details=dict(det)),
+                self.ok(s.id, "clip_image_cosine", cos, details=dict(det)),
+            ]
+            if frames:
+                fcos = [float(np.dot(ifeat[ii + j], t)) for j in range(len(frames))]
+                ii += len(frames)
+                vdet = {**det, "frames": [f[0] for f in frames], "frame_times": [round(f[1], 3) for f in frames],
+                        "frame_cosines": fcos, "video": str(s.video)}
+                res.append(self.ok(s.id, "clip_video_score",
+                                   float(np.mean([CLIPSCORE_W * max(c, 0.0) for c in fcos])), details=vdet))
+            else:
+                res += self.not_ok(s.id, Status.not_applicable, vreason or "no frames", ["clip_video_score"])
+            out[s.id] = res
+        return out
+
+
+def media_frames(video: Path, k: int) -> list:
+    from mer_eval import media  # noqa: PLC0415
+
+    return media.read_video_frames(video, k=k)
