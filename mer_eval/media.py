@@ -44,6 +44,10 @@ class MediaError(RuntimeError):
     """A media file cannot be read, or lacks the stream asked for; the message says which and why."""
 
 
+class NoAudioError(MediaError):
+    """The file is readable but holds no audio: no audio stream, or only digital silence."""
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     path: str
@@ -205,7 +209,7 @@ def _decode_audio_av(p: Path) -> tuple[np.ndarray, int]:
     c = _open(p)
     try:
         if not c.streams.audio:
-            raise MediaError(f"{p}: no audio stream")
+            raise NoAudioError(f"{p}: no audio stream")
         stream = c.streams.audio[0]
         chunks: list[np.ndarray] = []
         sr = None
@@ -250,8 +254,9 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 def load_audio(path: PathLike, sr: int = 16000, allow_silent: bool = False) -> np.ndarray:
     """Mono float32 audio at ``sr`` Hz from an audio *or* video file.
 
-    Raises :class:`MediaError` when the file has no audio stream, cannot be decoded, or (unless
-    ``allow_silent``) its audio is digital silence (all samples exactly zero).
+    Raises :class:`NoAudioError` (a :class:`MediaError`) when the file has no audio stream or (unless
+    ``allow_silent``) its audio is digital silence (all samples exactly zero), :class:`MediaError` when it
+    cannot be decoded.
     """
     p = _check_file(path)
     x: Optional[np.ndarray] = None
@@ -263,7 +268,7 @@ def load_audio(path: PathLike, sr: int = 16000, allow_silent: bool = False) -> n
         except MediaError as e:
             av_err = e
     if x is None:
-        if av_err is not None and "no audio stream" in str(av_err):
+        if isinstance(av_err, NoAudioError):
             raise av_err
         try:
             x, src_sr = _decode_audio_sf(p)
@@ -274,7 +279,7 @@ def load_audio(path: PathLike, sr: int = 16000, allow_silent: bool = False) -> n
     if x.size == 0:
         raise MediaError(f"{p}: audio stream decodes to no samples")
     if not allow_silent and not np.any(x):
-        raise MediaError(f"{p}: the audio stream is digital silence (every sample is 0); treated as no audio")
+        raise NoAudioError(f"{p}: the audio stream is digital silence (every sample is 0); treated as no audio")
     return resample(x, src_sr, int(sr))
 
 

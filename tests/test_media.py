@@ -67,12 +67,15 @@ def test_load_audio_from_audio_and_video(shared_data):
 
 
 def test_load_audio_no_audio(shared_data):
-    with pytest.raises(MediaError, match="digital silence"):
+    with pytest.raises(media.NoAudioError, match="digital silence"):
         media.load_audio(shared_data / "faces" / "WolfgangLanger_Pexels.mp4")
     silent = media.load_audio(shared_data / "faces" / "WolfgangLanger_Pexels.mp4", allow_silent=True)
     assert not np.any(silent)
-    with pytest.raises(MediaError, match="no audio stream"):
+    with pytest.raises(media.NoAudioError, match="no audio stream"):
         media.load_audio(shared_data / "faces" / "single_face.jpg")
+    with pytest.raises(MediaError) as e:  # unreadable is not "no audio"
+        media.load_audio(shared_data / "speech-jfk" / "jfk.txt")
+    assert not isinstance(e.value, media.NoAudioError)
 
 
 def test_resample_matches_native_rate(shared_data):
