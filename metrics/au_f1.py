@@ -31,13 +31,19 @@ Detections (``au_f1.source``)
 
 Independence
     MER-Factory writes the AU text from the sample's own OpenFace CSV, so checking the text against that CSV
-    measures faithfulness to the input, not correctness. A CSV is *self* when (1) ``mer_eval_meta.json`` in
-    the sample folder names the AU source the annotation was generated from and it is this CSV (same path
-    or same sha256; a named ``mediapipe`` backend with another file is independent), else (2) the CSV sits
-    in MER-Factory's layout ``<id>/<id>.csv`` of a MER-Factory sample, else (3) the annotation's
-    ``top_aus_intensities`` equal this CSV's values at ``peak_frame`` (within 0.006). Every result carries
-    ``details.au_source`` (``openface`` | ``mediapipe`` | ``self``) and ``params.au_source``; composites can
-    choose to ignore ``self``.
+    measures faithfulness to the input, not correctness. :func:`provenance` reads what the sample folder
+    records about the AU source of the annotation (``mer_eval_meta.json``'s ``au_source``, mer-eval's stage
+    files ``<id>_au.json`` / ``<id>_peaks.json``). A CSV is *self* when (1) a recorded AU file is this CSV
+    (same path, same bytes, or - for a moved run whose recorded path is gone - the same name); a recorded
+    file that is another file makes it independent; else (2) a recorded backend (``openface``, ``mediapipe``,
+    ...) and the CSV sits in the sample folder as ``<id>.csv`` (what the generator wrote); a non-OpenFace
+    backend with a CSV elsewhere is independent; else (3) the CSV is in MER-Factory's layout ``<id>/<id>.csv``
+    of a MER-Factory sample; else (4) the annotation's ``top_aus_intensities`` equal this CSV's values at
+    ``peak_frame`` (within 0.006). MediaPipe on the frame is *self* when the recorded backend is
+    ``mediapipe`` (same model, same frame). ``auto`` skips non-independent sources while an independent one
+    is left and says so in ``skipped_sources``. Every result carries ``details.au_source`` (``openface`` |
+    ``mediapipe`` | ``self``), ``details.self_reason`` and ``params.au_source``; composites can choose to
+    ignore ``self``.
 
 Outputs, over the AU universe OpenFace measures (its ``_r`` and ``_c`` sets, 18 AUs), with C the claimed
 present AUs and D the detected ones, TP = |C & D|:
@@ -203,9 +209,12 @@ class Detection:
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    """Same path, or same bytes. A named file that no longer exists (a moved run) matches by name."""
     from mer_eval.cache import file_sha256
 
     try:
+        if not a.exists():
+            return a.name == b.name
         if a.resolve() == b.resolve():
             return True
         if a.is_file() and b.is_file() and a.stat().st_size == b.stat().st_size:
@@ -215,52 +224,80 @@ def _same_file(a: Path, b: Path) -> bool:
     return False
 
 
-def _meta_au_source(meta: dict) -> tuple[str | None, str | None]:
-    """(backend, file) of the AU source named in ``mer_eval_meta.json``, in the shapes we accept."""
-    backend = None
-    path = None
-    for key in ("au_source", "au", "aus"):
-        v = meta.get(key)
-        if isinstance(v, dict):
-            backend = backend or v.get("backend") or v.get("source") or v.get("name")
-            path = path or v.get("path") or v.get("csv") or v.get("file")
-        elif isinstance(v, str):
-            if v.lower().endswith(".csv") or "/" in v:
-                path = path or v
-            else:
-                backend = backend or v
-    backend = backend or meta.get("au_backend")
-    path = path or meta.get("au_csv") or meta.get("openface_csv")
-    return (str(backend).lower() if backend else None), (str(path) if path else None)
+@dataclass
+class Provenance:
+    """Where the annotation's AU text came from, as far as the sample folder records it."""
+
+    backend: str | None = None  # openface | mediapipe | pyfeat | ...
+    files: list[Path] = field(default_factory=list)  # AU CSVs the text was generated from
+    where: str | None = None  # the file that said so
 
 
-def csv_is_self(sample: Sample, csv: Path) -> tuple[bool, str]:
+def _read_json(p: Path) -> dict:
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise _Skip(Status.error, f"{p}: unreadable ({e})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def provenance(sample: Sample) -> Provenance:
+    """Read ``mer_eval_meta.json`` (``au_source``: a backend name, or a dict with ``backend``/``path``; or
+    ``au_backend`` / ``au_csv``) and mer-eval's stage files ``<id>_au.json`` (``au_source``, ``csv``) and
+    ``<id>_peaks.json`` (``au_source``, ``au_csv``) in the sample folder."""
+    pv = Provenance()
+    if sample.folder is None:
+        return pv
+    folder = Path(sample.folder)
+    ids = dict.fromkeys([sample.id, folder.name])
+    cands = [folder / "mer_eval_meta.json"] + [folder / f"{i}_{st}.json" for i in ids for st in ("au", "peaks")]
+    for f in cands:
+        if not f.is_file():
+            continue
+        d = _read_json(f)
+        backend, paths = None, []
+        for key in ("au_source", "au", "aus"):
+            v = d.get(key)
+            if isinstance(v, dict):
+                backend = backend or v.get("backend") or v.get("source") or v.get("name")
+                paths += [v.get(k) for k in ("path", "csv", "file")]
+            elif isinstance(v, str):
+                if v.lower().endswith(".csv") or "/" in v:
+                    paths.append(v)
+                else:
+                    backend = backend or v
+        backend = backend or d.get("au_backend")
+        paths += [d.get(k) for k in ("au_csv", "csv")]
+        paths = [x for x in paths if isinstance(x, str) and x]
+        if backend or paths:
+            pv.where = pv.where or f.name
+            pv.backend = pv.backend or (str(backend).lower() if backend else None)
+            for x in paths:
+                q = Path(x)
+                pv.files.append(q if q.is_absolute() else folder / q)
+    return pv
+
+
+def csv_is_self(sample: Sample, csv: Path, pv: Provenance | None = None) -> tuple[bool, str]:
     """Whether the annotation's AU text was generated from ``csv`` (see Independence above)."""
     csv = Path(csv)
-    folders = [d for d in (sample.folder, csv.parent) if d is not None]
-    for d in folders:
-        mp = Path(d) / "mer_eval_meta.json"
-        if mp.is_file():
-            try:
-                meta = json.loads(mp.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise _Skip(Status.error, f"{mp}: unreadable ({e})") from None
-            backend, named = _meta_au_source(meta if isinstance(meta, dict) else {})
-            if named:
-                p = Path(named)
-                if not p.is_absolute():
-                    p = mp.parent / p
-                if _same_file(p, csv):
-                    return True, f"{mp.name} names {csv.name} as the AU source of the annotation"
-                return False, f"{mp.name} names {p.name} ({backend or 'unknown backend'}) as the AU source"
-            if backend == "mediapipe":
-                return False, f"{mp.name}: the annotation's AUs came from MediaPipe, not this OpenFace CSV"
-            if backend:
-                return True, f"{mp.name}: the annotation's AUs came from {backend} (this CSV's kind)"
-    if sample.source.startswith("mer-factory"):
-        folder = sample.folder or csv.parent
-        if csv.parent.resolve() == Path(folder).resolve() and csv.stem == Path(folder).name:
-            return True, f"MER-Factory layout {Path(folder).name}/{csv.name}: the AU text was written from it"
+    pv = pv if pv is not None else provenance(sample)
+    folder = Path(sample.folder) if sample.folder is not None else None
+    in_layout = folder is not None and csv.parent.resolve() == folder.resolve() and csv.stem in (
+        folder.name, sample.id)
+    if pv.files:
+        for f in pv.files:
+            if _same_file(f, csv):
+                return True, f"{pv.where} names {f.name} as the AU source of the annotation: the same file"
+        return False, (f"{pv.where} names {', '.join(f.name for f in pv.files)} "
+                       f"({pv.backend or 'unknown backend'}) as the AU source; {csv.name} is another file")
+    if pv.backend:
+        if in_layout:
+            return True, f"{pv.where}: the annotation's AUs came from {pv.backend}, written to {csv.name}"
+        if pv.backend != "openface":
+            return False, f"{pv.where}: the annotation's AUs came from {pv.backend}, not this OpenFace CSV"
+    if sample.source.startswith("mer-factory") and in_layout:
+        return True, f"MER-Factory layout {folder.name}/{csv.name}: the AU text was written from it"
     ann = sample.annotation
     if ann.top_aus_intensities and ann.peak_frame is not None:
         from mer_eval.openface import OpenFaceError, read_openface_csv
@@ -271,9 +308,9 @@ def csv_is_self(sample: Sample, csv: Path) -> tuple[bool, str]:
             return False, "CSV unreadable; not compared"
         idx = of.row_index_of_frame(ann.peak_frame)
         if idx is not None:
-            vals = of.intensities(idx)
-            same = all(k in vals and abs(vals[k] - v) <= 0.006 for k, v in ann.top_aus_intensities.items()
-                       if au_code(k) is not None)
+            vals = {au_code(c): v for c, v in of.intensities(idx).items()}
+            listed = {au_code(k): float(v) for k, v in ann.top_aus_intensities.items() if au_code(k)}
+            same = bool(listed) and all(k in vals and abs(vals[k] - v) <= 0.006 for k, v in listed.items())
             if same:
                 return True, (f"the annotation's top_aus_intensities equal {csv.name} at frame "
                               f"{ann.peak_frame}: the text was written from these numbers")
@@ -438,6 +475,12 @@ class AUF1(Metric):
         img = sample.frame_image()
         if img is not None:
             inputs["image"] = Path(img)
+        if sample.folder is not None:  # provenance files decide self / independent
+            folder = Path(sample.folder)
+            for n in ("mer_eval_meta.json", f"{sample.id}_au.json", f"{sample.id}_peaks.json",
+                      f"{folder.name}_au.json", f"{folder.name}_peaks.json"):
+                if (folder / n).is_file():
+                    inputs[f"provenance:{n}"] = folder / n
         return inputs
 
     # --- scoring
@@ -445,8 +488,12 @@ class AUF1(Metric):
         src = self.cfg.source
         skipped: dict[str, str] = {}
         failures: list[_Skip] = []
+        pv = provenance(s)
         csv = Path(s.openface_csv) if s.openface_csv is not None else None
-        csv_self: tuple[bool, str] | None = csv_is_self(s, csv) if csv is not None else None
+        csv_self: tuple[bool, str] | None = csv_is_self(s, csv, pv) if csv is not None else None
+        # MediaPipe on the frame is the annotation's own source when our generator used MediaPipe too
+        mp_self = (f"{pv.where}: the annotation's AUs came from MediaPipe FaceLandmarker too"
+                   if pv.backend == "mediapipe" else None)
 
         def attempt(kind: str, fn):
             try:
@@ -456,13 +503,19 @@ class AUF1(Metric):
                 failures.append(e)
                 return None
 
+        def mediapipe() -> Detection:
+            d = detect_mediapipe(s, self.cfg, self.ctx.config, self.timed)
+            if mp_self:
+                d.au_source, d.self_why = "self", mp_self
+            return d
+
         det: Detection | None = None
         if src == "openface":
             assert csv is not None and csv_self is not None
             det = attempt("openface", lambda: detect_openface(s, csv, self.cfg,
                                                               "self" if csv_self[0] else "openface"))
         elif src == "mediapipe":
-            det = attempt("mediapipe", lambda: detect_mediapipe(s, self.cfg, self.ctx.config, self.timed))
+            det = attempt("mediapipe", mediapipe)
         else:
             if src == "auto":
                 if csv is not None and csv_self is not None and not csv_self[0]:
@@ -470,12 +523,17 @@ class AUF1(Metric):
                 elif csv is not None and csv_self is not None:
                     skipped["openface"] = f"not independent: {csv_self[1]}"
                 if det is None and s.frame_image() is not None:
-                    det = attempt("mediapipe", lambda: detect_mediapipe(s, self.cfg, self.ctx.config, self.timed))
+                    if mp_self:
+                        skipped["mediapipe"] = f"not independent: {mp_self}"
+                    else:
+                        det = attempt("mediapipe", mediapipe)
             if det is None:
                 if csv is not None and csv_self is not None and csv_self[0]:
                     det = attempt("self", lambda: detect_openface(s, csv, self.cfg, "self"))
-                elif src == "self" and csv is not None:
+                elif src == "self" and csv is not None and csv_self is not None:
                     skipped["self"] = f"{csv.name} is not the annotation's own AU source ({csv_self[1]})"
+                if det is None and mp_self and s.frame_image() is not None:
+                    det = attempt("self", mediapipe)
                 if det is None and s.annotation.top_aus_intensities:
                     det = detect_top_aus(s)
         if det is None:

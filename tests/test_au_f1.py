@@ -200,24 +200,45 @@ def test_self_by_content_and_top_aus(wmv, mer_json):
     assert _score(s, source="openface")["au_f1"].details["au_source"] == "self"
 
 
-def test_meta_json_decides_independence(tmp_path, wmv):
+def test_meta_json_decides_independence(tmp_path, shared_data, wmv):
+    # a mer-eval run folder: <id>/<id>.csv is the AU CSV the generator wrote (here: OpenFace_Test.csv's
+    # bytes) and the AU text was written from; an OpenFace CSV run on the clip elsewhere is independent
     d = tmp_path / "run" / "s1"
     d.mkdir(parents=True)
-    csv = d / "s1.csv"
-    shutil.copy(wmv, csv)
-    s = Sample(id="s1", source="mer-eval", folder=d, openface_csv=csv,
-               annotation=Annotation(visual_expression="Lips part, Jaw drop", peak_frame=222))
-    (d / "mer_eval_meta.json").write_text(json.dumps({"au_backend": "mediapipe"}))
-    assert _score(s)["au_f1"].details["au_source"] == "openface"
-    (d / "mer_eval_meta.json").write_text(json.dumps({"au_source": {"backend": "openface", "path": "s1.csv"}}))
-    r = _score(s)
-    assert r["au_f1"].details["au_source"] == "self" and "names s1.csv" in r["au_f1"].details["self_reason"]
+    generated = d / "s1.csv"
+    shutil.copy(shared_data / "openface" / "OpenFace_Test.csv", generated)
+    external = tmp_path / "openface" / "s1_openface.csv"
+    external.parent.mkdir()
+    shutil.copy(wmv, external)
+    ann = Annotation(visual_expression="Lips part, Jaw drop", peak_frame=222)
+    (d / "mer_eval_meta.json").write_text(json.dumps({"au_source": "mediapipe"}))
+    s_gen = Sample(id="s1", source="mer-factory", folder=d, openface_csv=generated, annotation=ann)
+    s_ext = Sample(id="s1", source="mer-factory", folder=d, openface_csv=external, annotation=ann)
+    r = _score(s_gen)["au_f1"]
+    assert r.details["au_source"] == "self" and "came from mediapipe" in r.details["self_reason"]
+    r = _score(s_ext)["au_f1"]
+    assert r.details["au_source"] == "openface" and r.value == pytest.approx(0.8)
+    # the au stage file names the CSV (an absolute path of a run since moved: matched by name)
+    (d / "s1_au.json").write_text(json.dumps({"au_source": "mediapipe", "csv": "/elsewhere/run/s1/s1.csv"}))
+    assert _score(s_gen)["au_f1"].details["au_source"] == "self"
+    r = _score(s_ext)["au_f1"]
+    assert r.details["au_source"] == "openface" and "s1_openface.csv is another file" in r.details["independence"]
+    # a named path with the same bytes as the scored CSV is self
+    (d / "s1_au.json").unlink()
+    (d / "mer_eval_meta.json").write_text(json.dumps({"au_source": {"backend": "openface",
+                                                                    "path": str(external)}}))
+    r = _score(s_ext)["au_f1"]
+    assert r.details["au_source"] == "self" and "the same file" in r.details["self_reason"]
+    # an unreadable meta file is an error, never a guess
+    (d / "mer_eval_meta.json").write_text("{not json")
+    r = _score(s_ext)["au_f1"]
+    assert r.status == Status.error and "mer_eval_meta.json" in r.reason
 
 
 # ---- MediaPipe source --------------------------------------------------------------------------
 
 @needs_face_model
-def test_mediapipe_on_photos(shared_data):
+def test_mediapipe_on_photos(shared_data, tmp_path):
     faces = shared_data / "faces"
     happy = Sample(id="h", image=faces / "0-f15-hao-ph.jpg",
                    annotation=Annotation(visual_expression="smiling, cheeks raised"))
@@ -227,6 +248,12 @@ def test_mediapipe_on_photos(shared_data):
     assert "12" in d["detected"]
     assert r["au_re"].value > 0 and r["au_pr"].value >= 0.5
     assert r["au_f1"].model is not None and r["au_f1"].model.sha256
+    # when our generator's AU text came from MediaPipe too, MediaPipe on the frame is not independent
+    run = tmp_path / "h"
+    run.mkdir()
+    (run / "mer_eval_meta.json").write_text(json.dumps({"au_source": "mediapipe"}))
+    r = _score(happy.model_copy(update={"folder": run}))
+    assert r["au_f1"].details["au_source"] == "self" and r["au_f1"].details["skipped_sources"]["mediapipe"]
     anger = Sample(id="a", image=faces / "15-f13-anc-ph.jpg",
                    annotation=Annotation(visual_expression="a broad smile"))
     r = _score(anger, source="mediapipe")
