@@ -4,7 +4,9 @@ Claims
     Read from the annotation fields in ``au_f1.texts`` (default ``visual_expression``, ``llm_au_description``,
     ``final_summary``): FACS names (:data:`mer_eval.facs.AU_NAMES`), everyday synonyms
     (:data:`mer_eval.facs.AU_SYNONYMS`), and explicit codes (``AU6``, ``AU06``, ``AU 6``, ``AU06_r``,
-    ``AU6+12``). Phrases are matched longest first on word boundaries, and a shorter phrase inside a longer
+    ``AU6+12``). Phrases are matched longest first on word boundaries (the last word may take s/es/d/ed,
+    and "is/are/was/were" or a degree word such as "slightly" may sit between the words, so "lips are
+    slightly parted" is "lips parted"), and a shorter phrase inside a longer
     match does not count again ("inner brow raiser" is AU01 only, not also AU02's "brow raise").
     A mention is *negated* when a negation cue ("no", "not", "n't", "never", "without", "absence",
     "absent", "lack(ing)", "none", "neither", "nor", "cannot", "free of", "devoid of") is among the
@@ -25,8 +27,9 @@ Detections (``au_f1.source``)
     ``mediapipe``: :mod:`mer_eval.face` on ``sample.frame_image()`` (peak-frame image, else the image), the
     same rule on its one frame (its ``_c`` is ``_r >= 1.0``); no face -> ``not_applicable``.
     ``self``: the numbers the text was generated from: the sample's own CSV (rule as ``openface``), else
-    ``top_aus_intensities`` (every AU listed there counts as detected: MER-Factory lists the AUs it passed
-    to the LLM, those with intensity > 0.8).
+    ``top_aus_intensities`` (a listed AU is detected when its value >= ``intensity_threshold``: the same
+    intensity rule as everywhere, so an AU MER-Factory listed at 0.85, above its own 0.8 cut, but claimed
+    in the text counts against precision at the default 1.0).
     ``auto``: an independent OpenFace CSV -> MediaPipe on the frame image -> ``self``.
 
 Independence
@@ -84,6 +87,9 @@ _CODE = re.compile(r"\bau\s*[-_]?\s*0*(\d{1,2})(?:_[rc])?\b((?:\s*\+\s*(?:au\s*)
 _CODE_MORE = re.compile(r"\+\s*(?:au\s*)?0*(\d{1,2})")
 
 
+_FILLER = r"\s+(?:(?:is|are|was|were|being|slightly|widely|fully|partly|partially|somewhat|very)\s+)*"
+
+
 def _phrases() -> list[tuple[str, str, re.Pattern]]:
     out: dict[str, str] = {}
     for au in UNIVERSE:
@@ -94,7 +100,8 @@ def _phrases() -> list[tuple[str, str, re.Pattern]]:
             out.setdefault(n.lower(), au)
     pats = []
     for phrase, au in sorted(out.items(), key=lambda kv: (-len(kv[0]), kv[0])):
-        body = r"\s+".join(re.escape(w) for w in phrase.split())
+        # copulas and degree words may sit between a phrase's words: "lips are slightly parted"
+        body = _FILLER.join(re.escape(w) for w in phrase.split())
         # light inflection on the last word: "jaw drops", "frowned", "smiled"
         pats.append((phrase, au, re.compile(r"(?<![\w])" + body + r"(?:s|es|d|ed)?(?![\w])")))
     return pats
@@ -387,7 +394,7 @@ def detect_mediapipe(sample: Sample, p: AUF1Config, config: Any, timed=None) -> 
                      extra={"n_faces": r.n_faces, "bbox": list(r.bbox)})
 
 
-def detect_top_aus(sample: Sample) -> Detection:
+def detect_top_aus(sample: Sample, p: AUF1Config) -> Detection:
     top = sample.annotation.top_aus_intensities
     inten = {}
     for k, v in top.items():
@@ -395,7 +402,7 @@ def detect_top_aus(sample: Sample) -> Detection:
         if code in UNIVERSE:
             inten[code] = float(v)
     src = sample.annotation_files.get("mer") or next(iter(sample.annotation_files.values()), None)
-    return Detection(au_source="self", detected=set(inten), intensities=inten, presence={},
+    return Detection(au_source="self", detected=_au_rule(inten, {}, p), intensities=inten, presence={},
                      source_file=str(src) if src else None, how="top_aus_intensities",
                      peak_frame=sample.annotation.peak_frame, peak_from="annotation.peak_frame",
                      self_why="top_aus_intensities are the numbers the AU text was written from")
@@ -535,7 +542,7 @@ class AUF1(Metric):
                 if det is None and mp_self and s.frame_image() is not None:
                     det = attempt("self", mediapipe)
                 if det is None and s.annotation.top_aus_intensities:
-                    det = detect_top_aus(s)
+                    det = detect_top_aus(s, self.cfg)
         if det is None:
             reason = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no AU source"
             statuses = {f.status for f in failures}

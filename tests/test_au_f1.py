@@ -61,6 +61,8 @@ def _wmv_sample(csv, text, peak=222, **ann):
     ("Inner brow raiser", {"01"}, set()),  # not also AU02's "brow raise"
     ("AU6+12, AU 25, AU04_r and AU05", {"06", "12", "25", "04", "05"}, set()),
     ("the jaw drops and he frowned", {"26", "04"}, set()),
+    ("her lips are slightly parted; the brows were lowered", {"25", "04"}, set()),
+    ("the corners of the mouth are turned down", {"15"}, set()),
     ("Neutral expression.", set(), set()),
 ])
 def test_claims(text, present, absent):
@@ -195,6 +197,12 @@ def test_self_by_content_and_top_aus(wmv, mer_json):
     r = _score(s)
     assert r["au_f1"].details["au_source"] == "self" and r["au_f1"].details["source"] == "top_aus_intensities"
     assert r["au_pr"].value == pytest.approx(2 / 3) and r["au_re"].value == 1.0
+    # listed values below intensity_threshold are not detected (bakllava's older output lists 0.06 and up)
+    s = Sample(id="x", annotation=Annotation(visual_expression="Brow lowerer, jaw drop",
+                                             top_aus_intensities={"AU04_r": 0.58, "AU26_r": 1.33}))
+    r = _score(s)
+    assert r["au_f1"].details["detected"] == ["26"] and r["au_pr"].value == 0.5
+    assert r["au_f1"].value == pytest.approx(2 / 3)
     # source=openface forced on a self CSV still says self
     s = _wmv_sample(wmv, "Lips part, Jaw drop", top_aus_intensities={"AU25_r": 1.94, "AU26_r": 2.08})
     assert _score(s, source="openface")["au_f1"].details["au_source"] == "self"
