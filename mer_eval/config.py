@@ -74,6 +74,7 @@ class ASRConfig(_C):
     language: Optional[str] = None  # None: detect
     normaliser: Literal["basic", "whisper"] = "basic"
     beam_size: int = Field(1, ge=1)
+    cjk_threshold: float = Field(0.3, ge=0, le=1)  # CJK share of the reference above which CER is over characters
 
 
 class TextQualityConfig(_C):

@@ -1,0 +1,239 @@
+"""ASR word / character error rate of the annotation's transcript.
+
+* Hypothesis: ``annotation.transcript`` (a wrapper such as ``The audio transcript is: '...'`` is removed,
+  :func:`mer_eval.text.unwrap_transcript`). No transcript, or an empty one: ``not_applicable``.
+* Reference: ``sample.reference_transcript`` when present (``details.reference = "ground_truth"``), else a
+  baseline transcript of ``sample.audio`` (or the video's audio track) by faster-whisper with the model
+  ``metrics.asr_wer.model`` (default ``whisper-base``, resolved offline by :mod:`mer_eval.models`; loaded once
+  per process; ``details.reference = "whisper:<model id>"``, the baseline text in ``details.reference_text``).
+  Baseline transcripts are cached by audio content hash, model and decoding options.
+* Error rates are jiwer's with the *reference first*: ``jiwer.wer(reference, hypothesis)`` (MER-Factory's
+  evaluator passes them the other way round, which swaps insertions and deletions and changes the
+  denominator). ``details`` carries hits / substitutions / deletions / insertions.
+* Normalisation, applied to both sides before scoring (``metrics.asr_wer.normaliser``):
+  ``basic``: lower-case, a hyphen / dash / slash between two word characters becomes a space ("ill-disposed"
+  and "ill disposed" are the same two words), remove punctuation (every Unicode ``P*`` character), collapse
+  and strip spaces (jiwer transforms); ``whisper``: the ``whisper-normalizer`` package's ``EnglishTextNormalizer`` (spelling,
+  numbers, contractions), or its ``BasicTextNormalizer`` for CJK text; ``unavailable`` when not installed.
+* CJK (Chinese / Japanese / Korean script is at least ``cjk_threshold`` of the reference's characters): word
+  boundaries are not written, so ``asr_wer`` is ``not_applicable`` and ``asr_cer`` is an error rate over units
+  where every CJK character is one unit and every run of Latin letters / digits (a Latin word) is one unit
+  (:func:`mer_eval.text.mixed_tokens`). For other text ``asr_cer`` is jiwer's character error rate (spaces
+  count as characters, as in jiwer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
+from mer_eval.schema import MetricResult, ModelRef, Sample, Status
+from mer_eval.text import cjk_ratio, mixed_tokens, unwrap_transcript
+
+
+def basic_normaliser() -> Callable[[str], str]:
+    import jiwer
+
+    t = jiwer.Compose([jiwer.ToLowerCase(), jiwer.SubstituteRegexes({r"(?<=\w)[-\u2010-\u2015/](?=\w)": " "}),
+                       jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
+    return lambda s: t(s)
+
+
+def whisper_normaliser(cjk: bool) -> Callable[[str], str]:
+    try:
+        if cjk:
+            from whisper_normalizer.basic import BasicTextNormalizer as N
+        else:
+            from whisper_normalizer.english import EnglishTextNormalizer as N
+    except ImportError:
+        raise ModelUnavailable("normaliser 'whisper' needs the whisper-normalizer package "
+                               "(pip install whisper-normalizer)") from None
+    n = N()
+    return lambda s: " ".join(n(s).split())
+
+
+def error_rates(reference: str, hypothesis: str, cjk: bool) -> dict[str, Any]:
+    """jiwer figures for already-normalised texts; ``reference`` first."""
+    import jiwer
+
+    if cjk:
+        ref_u, hyp_u = " ".join(mixed_tokens(reference)), " ".join(mixed_tokens(hypothesis))
+        o = jiwer.process_words(ref_u, hyp_u)
+        return {"cer": o.wer, "units": "cjk_characters+latin_words", "hits": o.hits,
+                "substitutions": o.substitutions, "deletions": o.deletions, "insertions": o.insertions,
+                "reference_units": len(ref_u.split())}
+    w = jiwer.process_words(reference, hypothesis)
+    c = jiwer.process_characters(reference, hypothesis)
+    return {"wer": w.wer, "cer": c.cer, "units": "words", "hits": w.hits, "substitutions": w.substitutions,
+            "deletions": w.deletions, "insertions": w.insertions, "reference_words": len(reference.split())}
+
+
+class ASRWER(Metric):
+    name = "asr_wer"
+    version = "1.0"
+    requires = "annotation.transcript and (sample.reference_transcript or audio/video for a Whisper baseline)"
+    description = "WER / CER of the annotation's transcript against the ground truth or a Whisper baseline."
+    outputs = (
+        OutputSpec("asr_wer", False, (0.0, None), "(S + D + I) / N words of the reference (jiwer.wer(ref, hyp))"),
+        OutputSpec("asr_cer", False, (0.0, None),
+                   "(S + D + I) / N characters of the reference (CJK: characters + Latin words as units)"),
+    )
+
+    def __init__(self, params: Optional[dict[str, Any]] = None, ctx: Any = None):
+        super().__init__(params, ctx)
+        self._res: Any = None
+
+    # ---- inputs -----------------------------------------------------------------------------------
+    @staticmethod
+    def hypothesis(sample: Sample) -> Optional[str]:
+        t = sample.annotation.transcript
+        t = unwrap_transcript(t) if t else None
+        return t or None
+
+    @staticmethod
+    def audio_source(sample: Sample) -> Optional[Path]:
+        return sample.audio or sample.video
+
+    def missing_inputs(self, sample: Sample) -> Optional[str]:
+        if self.hypothesis(sample) is None:
+            return "annotation has no transcript"
+        if not (sample.reference_transcript or "").strip() and self.audio_source(sample) is None:
+            return ("no reference transcript (sample.reference_transcript) and no audio or video to "
+                    "transcribe a Whisper baseline from")
+        return None
+
+    def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
+        ref = (sample.reference_transcript or "").strip()
+        return {"hypothesis": self.hypothesis(sample), "reference": ref or None,
+                "audio": None if ref else self.audio_source(sample)}
+
+    # ---- model ------------------------------------------------------------------------------------
+    def _resolution(self) -> Any:
+        if self._res is None:
+            from mer_eval.models import resolve_from_config
+
+            self._res = resolve_from_config(str(self.params.get("model", "whisper-base")), self.ctx.config)
+        return self._res
+
+    def model_ref(self) -> Optional[ModelRef]:
+        res = self._resolution()
+        if not res.available:
+            return None
+        return ModelRef(id=res.id, sha256=res.sha256, path=str(res.path) if res.path else None, source=res.source)
+
+    def _whisper(self) -> Any:
+        backend = self.params.get("backend", "faster-whisper")
+        if backend != "faster-whisper":
+            raise ModelUnavailable(f"ASR backend {backend!r} is not implemented in mer-eval; "
+                                   "set metrics.asr_wer.backend: faster-whisper")
+        res = self._resolution()
+        if not res.available or res.path is None:
+            raise ModelUnavailable(f"Whisper baseline model {self.params.get('model', 'whisper-base')}: "
+                                   f"{res.reason}")
+        try:
+            import faster_whisper  # noqa: F401
+        except ImportError:
+            raise ModelUnavailable("faster-whisper is not installed (pip install faster-whisper)") from None
+        from mer_eval.models import load_once
+
+        dev = self.ctx.device if self.ctx.device in ("cpu", "cuda") else "auto"
+        compute_type = "int8" if dev == "cpu" else "default"
+
+        def _load() -> Any:
+            from faster_whisper import WhisperModel
+
+            return WhisperModel(str(res.path), device=dev, compute_type=compute_type)
+
+        return load_once(("faster-whisper", str(res.path), dev, compute_type), _load)
+
+    def _baseline(self, model: Any, audio: Path) -> dict[str, Any]:
+        """Whisper's transcript of ``audio`` (cached by content hash, model and decoding options)."""
+        cache = self.ctx.cache
+        res = self._resolution()
+        opts = {"language": self.params.get("language"), "beam_size": int(self.params.get("beam_size", 1))}
+        key = None
+        if cache is not None:
+            key = cache.key(namespace="asr_wer:baseline", version=self.version, model=(res.id, res.sha256),
+                            params=opts, inputs={"audio": Path(audio)})
+            hit = cache.get(key)
+            if hit is not None:
+                return {**hit, "cached": True}
+
+        def _run() -> tuple[list[Any], Any]:
+            segments, info = model.transcribe(str(audio), language=opts["language"], beam_size=opts["beam_size"])
+            return list(segments), info
+
+        segs, info = self.timed(_run)
+        out = {"text": " ".join(s.text.strip() for s in segs).strip(), "language": info.language,
+               "language_probability": round(float(info.language_probability), 4),
+               "duration_s": round(float(info.duration), 3)}
+        if key is not None:
+            cache.put(key, out)
+        return out
+
+    # ---- scoring ----------------------------------------------------------------------------------
+    def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        out: dict[str, list[MetricResult]] = {}
+        model: Any = None
+        model_error: Optional[str] = None
+        thr = float(self.params.get("cjk_threshold", 0.3))
+        for s in samples:
+            hyp = self.hypothesis(s) or ""
+            ref = (s.reference_transcript or "").strip()
+            details: dict[str, Any] = {}
+            ref_model: Optional[ModelRef] = None
+            if ref:
+                details["reference"] = "ground_truth"
+            else:
+                if model is None and model_error is None:
+                    try:
+                        model = self._whisper()
+                    except ModelUnavailable as e:
+                        model_error = str(e)
+                if model_error is not None:
+                    out[s.id] = self.not_ok(s.id, Status.unavailable, model_error)
+                    continue
+                audio = self.audio_source(s)
+                try:
+                    base = self._baseline(model, audio)
+                except Exception as e:  # one unreadable file is that sample's error, not the batch's
+                    out[s.id] = self.not_ok(s.id, Status.error,
+                                            f"Whisper baseline of {audio} failed: {type(e).__name__}: {e}")
+                    continue
+                ref = base["text"]
+                ref_model = self.model_ref()
+                details.update({"reference": f"whisper:{self._resolution().id}", "reference_text": ref,
+                                "whisper_language": base["language"],
+                                "whisper_language_probability": base["language_probability"],
+                                "audio_duration_s": base["duration_s"]})
+                if not ref:
+                    out[s.id] = self.not_ok(s.id, Status.not_applicable,
+                                            f"the Whisper baseline found no speech in {audio}", details=details)
+                    continue
+            cjk = cjk_ratio(ref) >= thr
+            norm_name = str(self.params.get("normaliser", "basic"))
+            try:
+                norm = whisper_normaliser(cjk) if norm_name == "whisper" else basic_normaliser()
+            except ModelUnavailable as e:
+                out[s.id] = self.not_ok(s.id, Status.unavailable, str(e), details=details)
+                continue
+            ref_n, hyp_n = norm(ref), norm(hyp)
+            details.update({"normaliser": norm_name, "reference_normalised": ref_n, "hypothesis_normalised": hyp_n,
+                            "script": "cjk" if cjk else "latin"})
+            if not ref_n.strip():
+                out[s.id] = self.not_ok(s.id, Status.not_applicable, "reference transcript is empty after "
+                                        f"{norm_name} normalisation", details=details)
+                continue
+            er = error_rates(ref_n, hyp_n, cjk)
+            details.update({k: v for k, v in er.items() if k not in ("wer", "cer")})
+            res: list[MetricResult] = []
+            if cjk:
+                res.extend(self.not_ok(s.id, Status.not_applicable,
+                                       "WER needs written word boundaries; CJK text has none (see asr_cer, over "
+                                       "characters with Latin words as units)", ["asr_wer"], details=details))
+            else:
+                res.append(self.ok(s.id, "asr_wer", er["wer"], details=details, model=ref_model))
+            res.append(self.ok(s.id, "asr_cer", er["cer"], details=details, model=ref_model))
+            out[s.id] = res
+        return out
