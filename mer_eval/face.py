@@ -133,7 +133,8 @@ def blendshapes_to_aus(bs: dict[str, float]) -> tuple[dict[str, float], dict[str
 
 # ---- the landmarker ---------------------------------------------------------------------------------
 
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # serialises detect() calls on the one landmarker
+_LOAD_LOCK = threading.Lock()  # one load even when generator threads ask at once
 
 
 def resolution(config: Any = None):
@@ -180,7 +181,8 @@ def get_landmarker(config: Any = None, num_faces: int = 5):
         atexit.register(_close_quietly, lm)  # closing in __del__ at interpreter exit raises noise
         return lm
 
-    return load_once(("face-landmarker", str(path.resolve()), int(num_faces)), _load)
+    with _LOAD_LOCK:
+        return load_once(("face-landmarker", str(path.resolve()), int(num_faces)), _load)
 
 
 def _close_quietly(lm) -> None:

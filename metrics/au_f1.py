@@ -16,6 +16,8 @@ Claims
     present|visible|detected|observed|evident|seen". Negated AUs are *claimed absent*, not present; an AU
     with both a plain and a negated mention counts as claimed present and is listed in ``conflicting``.
     Claims of AUs OpenFace does not measure (e.g. AU24) are listed in ``outside_universe`` and not scored.
+    Texts with more than :data:`CJK_MAX` CJK characters are skipped (``skipped_texts``): the vocabulary is
+    English, and a Chinese description would otherwise read as "claims nothing".
 
 Detections (``au_f1.source``)
     ``openface``: the sample's OpenFace CSV. Frames with ``success == 1`` and ``confidence >= confidence``
@@ -72,6 +74,7 @@ from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 
 UNIVERSE: tuple[str, ...] = tuple(sorted(set(OPENFACE_R_AUS) | set(OPENFACE_C_AUS)))
 NEG_WINDOW = 5  # words before a mention searched for a negation cue
+CJK_MAX = 0.3  # texts with a larger share of CJK characters are not read for claims
 
 # ---- claims ---------------------------------------------------------------------------------------
 
@@ -428,15 +431,29 @@ class AUF1(Metric):
 
     # --- inputs
     def _texts(self, s: Sample) -> dict[str, str]:
-        out = {}
+        return self._texts_and_skipped(s)[0]
+
+    def _texts_and_skipped(self, s: Sample) -> tuple[dict[str, str], dict[str, str]]:
+        """The configured AU texts present; texts mostly in CJK script are skipped (claims are read with
+        English FACS vocabulary only, so a Chinese description would look like "claims nothing")."""
+        from mer_eval.text import cjk_ratio
+
+        out, skipped = {}, {}
         for f in self.cfg.texts:
             v = getattr(s.annotation, f, None)
             if isinstance(v, str) and v.strip():
-                out[f] = v
-        return out
+                r = cjk_ratio(v)
+                if r > CJK_MAX:
+                    skipped[f] = f"{r:.0%} CJK characters; AU claims are read from English text only"
+                else:
+                    out[f] = v
+        return out, skipped
 
     def missing_inputs(self, sample: Sample) -> str | None:
-        if not self._texts(sample):
+        texts, skipped = self._texts_and_skipped(sample)
+        if not texts:
+            if skipped:
+                return "; ".join(f"{k}: {v}" for k, v in skipped.items())
             return f"no AU-describing text ({', '.join(self.cfg.texts)} all empty)"
         src = self.cfg.source
         has_csv = sample.openface_csv is not None
@@ -556,7 +573,7 @@ class AUF1(Metric):
         return det, skipped
 
     def _score(self, s: Sample) -> list[MetricResult]:
-        texts = self._texts(s)
+        texts, skipped_texts = self._texts_and_skipped(s)
         claims = Claims()
         per_field = {}
         for f, t in texts.items():
@@ -579,6 +596,7 @@ class AUF1(Metric):
             "source": det.how,
             "source_file": det.source_file,
             "texts": list(texts),
+            "skipped_texts": skipped_texts,
             "claimed": sorted(C),
             "claimed_by_text": per_field,
             "negated": sorted(claims.absent),

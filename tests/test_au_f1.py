@@ -295,6 +295,17 @@ def test_missing_everything_not_applicable(wmv):
     assert r["au_f1"].status == Status.not_applicable and "no peak-frame image" in r["au_f1"].reason
 
 
+def test_cjk_text_is_skipped_not_scored(wmv):
+    s = _wmv_sample(wmv, "嘴唇微张，下巴下垂")  # "lips slightly parted, jaw dropped" in Chinese
+    r = _score(s)
+    assert r["au_f1"].status == Status.not_applicable and "English text only" in r["au_f1"].reason
+    s = _wmv_sample(wmv, "嘴唇微张，下巴下垂", final_summary="His jaw drops.")
+    r = _score(s)
+    assert r["au_f1"].details["texts"] == ["final_summary"]
+    assert "visual_expression" in r["au_f1"].details["skipped_texts"]
+    assert r["au_pr"].value == 1.0
+
+
 def test_cache_roundtrip(tmp_path, wmv):
     cache = Cache(tmp_path / "c")
     m = AUF1({}, ScoreContext(config=Config(), cache=cache))

@@ -128,3 +128,14 @@ def test_face_then_no_face_video(faces):
     assert len(rows) == 9  # 169 frames
     ok = [r["success"] for r in rows]
     assert 1 in ok and 0 in ok
+
+
+def test_threads_share_one_landmarker(faces):
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [faces / "0-f15-hao-ph.jpg", faces / "astronaut.png"] * 3
+    with ThreadPoolExecutor(4) as ex:
+        res = list(ex.map(face.detect_one, paths))
+    assert all(r is not None for r in res)
+    assert res[0].aus == res[2].aus == res[4].aus  # same image, same numbers, whatever the thread
+    assert face.get_landmarker() is face.get_landmarker()
