@@ -317,3 +317,27 @@ def test_cache_roundtrip(tmp_path, wmv):
     s2 = _wmv_sample(wmv, "Jaw drop")
     third = _by(AUF1({}, ScoreContext(config=Config(), cache=cache)).score([s2])["wmv"])
     assert not third["au_f1"].cached and third["au_f1"].value == pytest.approx(0.5)
+
+
+@needs_face_model
+def test_auto_prefers_peak_frame_over_self_csv(tmp_path, shared_data, wmv, mer_json):
+    from PIL import Image
+
+    from mer_eval.discovery import discover
+
+    d = tmp_path / "out" / "default"
+    d.mkdir(parents=True)
+    shutil.copy(wmv, d / "default.csv")
+    shutil.copy(mer_json, d / "default_merr_data.json")
+    # a real open-mouthed (surprise) face stands in for the peak frame MER-Factory saves
+    Image.open(shared_data / "faces" / "0-f1-su-ph.jpg").save(d / "default_peak_frame.png")
+    (s,) = discover(tmp_path / "out").samples
+    assert s.peak_frame_image is not None
+    r = _score(s)
+    det = r["au_f1"].details
+    assert det["au_source"] == "mediapipe" and det["independent"] is True
+    assert det["skipped_sources"]["openface"].startswith("not independent: MER-Factory layout")
+    assert "26" in det["detected"] and "26" in det["tp"]
+    assert r["au_f1"].model is not None and r["au_f1"].model.sha256
+    # forcing the CSV gives the self check again
+    assert _score(s, source="openface")["au_f1"].details["au_source"] == "self"
