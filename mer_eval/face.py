@@ -46,6 +46,11 @@ Scaling and presence: ``intensity = clip(5 * score, 0, 5)`` puts a blendshape sc
 intensity scale (score 0.2 -> 1.0, "trace" on FACS' A-E scale); an AU is present (``AUxx_c = 1``) when its
 intensity is >= :data:`PRESENCE_THRESHOLD` (1.0), i.e. a blendshape score >= 0.2.
 
+Known limit, measured on the real photos in ``shared/data/faces``: MediaPipe's ``cheekSquint`` stays near 0
+even on a Duchenne smile (happy photo: AU12 4.04, AU07 2.79, AU06 < 1), so AU06 is under-detected and the
+eye narrowing of a genuine smile shows up as AU07. The map is left faithful to the blendshape names rather
+than tuned to these photos.
+
 Blendshape scores are not calibrated FACS intensities: the mapping gives the same *names* and a comparable
 *range*, not OpenFace's numbers. A face that is not found is ``None``, never a row of zeros.
 """
