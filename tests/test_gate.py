@@ -1,0 +1,249 @@
+"""mer-eval gate on runs scored by mer-eval's scorer from real MER-Factory outputs and LibriVox speech."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mer_eval.gates import GateError, evaluate, gate_run, load_gate, load_rules, parse_rule, read_scores
+from mer_eval.reports.commands import COMMANDS, gate_cmd
+from score_fixtures import copy_run, scored_run, shared_or_skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    shared = shared_or_skip()
+    root = tmp_path_factory.mktemp("gate-runs")
+    return {
+        "good": scored_run(shared, root / "good"),
+        "bad": scored_run(shared, root / "bad", degraded=True),
+        "mer_v1": scored_run(shared, root / "mer_v1", composite=None),
+    }
+
+
+def ok_values(run: Path, metric: str) -> dict[str, float]:
+    df = read_scores(run)
+    g = df[(df.metric == metric) & (df.status == "ok")]
+    return dict(zip(g.sample_id, g.value.astype(float)))
+
+
+def all_ids(run: Path) -> list[str]:
+    return sorted(set(read_scores(run).sample_id))
+
+
+def read_csv(p: Path) -> list[dict[str, str]]:
+    with p.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---- parsing --------------------------------------------------------------------------------------
+
+def test_parse_rule_forms():
+    r = parse_rule("composite_score >= 60")
+    assert (r.kind, r.mode, r.op, r.threshold, r.name) == ("absolute", "require", "ge", 60.0, "composite_score_ge_60")
+    r = parse_rule("nli_contra_rate > 3 x median")
+    assert (r.kind, r.mode, r.op, r.number) == ("relative", "flag", "gt", 3.0)
+    r = parse_rule("distinct2 < 0.5 x median")
+    assert (r.kind, r.mode, r.op, r.number) == ("relative", "flag", "lt", 0.5)
+    r = parse_rule("composite_score bottom 10%")
+    assert (r.kind, r.side, r.number) == ("percentile", "bottom", 10.0)
+    r = parse_rule("asr_wer is ok")
+    assert r.kind == "status" and r.required == frozenset({"unavailable", "not_applicable", "error", "missing"})
+    r = parse_rule("flag: asr_wer > 0.5", name="wer_high", required=["error"])
+    assert (r.mode, r.name, r.required) == ("flag", "wer_high", frozenset({"error"}))
+    for bad in ("composite_score >=", "composite_score ~ 3", "x bottom 120%", "a > 3 x mean", ""):
+        with pytest.raises(GateError):
+            parse_rule(bad)
+    with pytest.raises(GateError, match="required statuses"):
+        parse_rule("asr_wer <= 0.3", required=["broken"])
+
+
+def test_bundled_default_gate_and_yaml_file(tmp_path):
+    rules, origin = load_rules("default")
+    assert origin == "configs/gates/default.yaml"
+    by_name = {r.name: r for r in rules}
+    assert by_name["composite_min"].threshold == 60.0
+    assert by_name["contradiction_outlier"].kind == "relative"
+    assert by_name["scoring_errors"].required == frozenset({"error"})
+    y = tmp_path / "g.yaml"
+    y.write_text("rules:\n  - asr_wer <= 0.3\n  - {rule: 'composite_score worst 20%', name: tail}\n")
+    rules, origin = load_rules(y, ["distinct2 >= 0.5"])
+    assert [r.name for r in rules] == ["asr_wer_le_0_3", "tail", "distinct2_ge_0_5"]
+    assert origin == f"{y}, --rule"
+    with pytest.raises(GateError, match="no bundled gate"):
+        load_rules("nonexistent")
+    y.write_text("rules:\n  - {rule: 'asr_wer <= 1', colour: red}\n")
+    with pytest.raises(GateError, match="colour"):
+        load_rules(y)
+
+
+# ---- decisions on real scored runs ---------------------------------------------------------------------
+
+def test_absolute_threshold_include_list(runs, tmp_path):
+    run = copy_run(runs["good"], tmp_path / "run")
+    comp = ok_values(run, "composite_score")
+    expected = sorted(s for s, v in comp.items() if v >= 80)
+    assert 0 < len(expected) < len(comp)  # the threshold splits this real run
+    res = gate_run(run, None, ["composite_score >= 80"])
+    assert sorted(res.included) == expected
+    assert sorted((run / "include.txt").read_text().split()) == expected
+    rows = {r["sample_id"]: r for r in read_csv(run / "gate.csv")}
+    for sid, v in comp.items():
+        row = rows[sid]
+        assert row["decision"] == ("include" if v >= 80 else "exclude")
+        assert row["is_composite_score_ge_80_issue"] == str(v < 80)
+        assert float(row["composite_score_ge_80_score"]) == pytest.approx(v)
+        if v < 80:
+            assert f"composite_score = {v:.4g}, needs >= 80" in row["failed"]
+    assert load_gate(run) == {sid: sid in expected for sid in comp}
+    meta = json.loads((run / "gate.json").read_text())
+    assert meta["counts"]["included"] == len(expected)
+    assert meta["counts"]["per_rule"]["composite_score_ge_80"] == {
+        "failed": len(comp) - len(expected), "passed": len(expected), "skipped": 0}
+
+
+def test_not_ok_metric_is_skipped_with_reason_unless_required(runs, tmp_path):
+    run = copy_run(runs["good"], tmp_path / "run")
+    wer = ok_values(run, "asr_wer")
+    df = read_scores(run)
+    not_ok = df[(df.metric == "asr_wer") & (df.status != "ok")]
+    assert len(wer) == 5 and len(not_ok) == 5  # LibriVox samples scored; MER-Factory ones not applicable
+    res = gate_run(run, None, ["asr_wer <= 0.3"])
+    assert sorted(res.included) == all_ids(run)  # nothing silently failed ...
+    rows = {r["sample_id"]: r for r in read_csv(run / "gate.csv")}
+    for sid, st, reason in zip(not_ok.sample_id, not_ok.status, not_ok.reason):
+        assert rows[sid]["skipped"] == f"asr_wer_le_0_3: skipped: {st}: {reason}"  # ... nor silently passed
+        assert rows[sid]["is_asr_wer_le_0_3_issue"] == "" and rows[sid]["asr_wer_le_0_3_score"] == ""
+    # required: not_applicable now excludes those samples, with the reason
+    rules = [parse_rule("asr_wer <= 0.3", required=["not_applicable"])]
+    res = evaluate(read_scores(run), rules)
+    assert sorted(res.included) == sorted(wer)
+    d = {x.sample_id: x for x in res.decisions}
+    for sid, reason in zip(not_ok.sample_id, not_ok.reason):
+        assert d[sid].failed == [f"asr_wer_le_0_3: asr_wer is not_applicable: {reason} (required)"]
+    # status rule
+    res = evaluate(read_scores(run), [parse_rule("asr_wer is ok")])
+    assert sorted(res.included) == sorted(wer)
+
+
+def test_composite_below_coverage_is_skipped_or_required(runs, tmp_path):
+    """Under mer-v1 the text metrics alone are below min coverage: the composite is not_applicable."""
+    run = copy_run(runs["mer_v1"], tmp_path / "run")
+    df = read_scores(run)
+    comp = df[df.metric == "composite_score"]
+    assert set(comp.status) == {"not_applicable"}
+    res = gate_run(run, "default")
+    assert res.included == [d.sample_id for d in res.decisions]  # the bundled gate skips, never guesses
+    for d in res.decisions:
+        assert any(s.startswith("composite_min: skipped: not_applicable: below_min_coverage") for s in d.skipped)
+    res = gate_run(run, None, ["composite_score is ok"])
+    assert res.included == []
+
+
+def test_error_status_required_by_default_gate(runs, tmp_path):
+    """A metric that failed with status error (written as the scorer writes it) excludes via the default gate."""
+    import pandas as pd
+
+    run = copy_run(runs["good"], tmp_path / "run")
+    df = pd.read_parquet(run / "scores.parquet")
+    victim = "gemini_merr"
+    m = (df.sample_id == victim) & (df.metric == "composite_score")
+    df.loc[m, ["value", "status", "reason"]] = [None, "error", "RuntimeError: composite failed at composite.py:1"]
+    df.to_parquet(run / "scores.parquet", index=False)
+    res = gate_run(run, "default")
+    d = {x.sample_id: x for x in res.decisions}
+    assert not d[victim].include
+    assert "scoring_errors: composite_score is error: RuntimeError: composite failed" in d[victim].failed[0]
+    assert any(s.startswith("composite_min: skipped: error: RuntimeError") for s in d[victim].skipped)
+
+
+def test_relative_median_rule(runs, tmp_path):
+    run = copy_run(runs["good"], tmp_path / "run")
+    rr = ok_values(run, "repetition_rate")
+    med = float(np.median(list(rr.values())))
+    flagged = sorted(s for s, v in rr.items() if v > 2 * med)
+    assert flagged  # llava's summary repeats itself most in this real set
+    res = gate_run(run, None, ["repetition_rate > 2 x median"])
+    rule = res.rules[0]
+    assert rule.threshold == pytest.approx(2 * med)
+    assert sorted(set(all_ids(run)) - set(res.included)) == flagged
+    meta = json.loads((run / "gate.json").read_text())
+    assert meta["rules"][0]["threshold"] == pytest.approx(2 * med)
+    assert f"median {med:.4g} over {len(rr)} ok samples" in meta["rules"][0]["basis"]
+    res = gate_run(run, None, ["distinct2 < 0.5 x median"])  # nothing is that far below the median
+    assert sorted(res.included) == all_ids(run)
+
+
+def test_percentile_rules_follow_direction(runs, tmp_path):
+    run = copy_run(runs["bad"], tmp_path / "run")
+    comp = ok_values(run, "composite_score")
+    q20 = float(np.percentile(list(comp.values()), 20))
+    worst = sorted(s for s, v in comp.items() if v <= q20)
+    res = gate_run(run, None, ["composite_score worst 20%"])
+    assert sorted(set(comp) - set(res.included)) == worst
+    res2 = gate_run(run, None, ["composite_score bottom 20%"])  # same tail for a higher-is-better metric
+    assert res2.included == res.included
+    wer = ok_values(run, "asr_wer")  # lower is better: worst = the highest WERs
+    q80 = float(np.percentile(list(wer.values()), 80))
+    res = gate_run(run, None, ["asr_wer worst 20%"])
+    assert sorted(set(wer) - set(res.included)) == sorted(s for s, v in wer.items() if v >= q80)
+    assert max(wer, key=wer.get) not in res.included
+
+
+def test_cli_gate_copy_to_never_follows_links_out(runs, tmp_path, shared_data):
+    run = copy_run(runs["good"], tmp_path / "run")
+    outside = shared_data / "faces" / "astronaut.png"
+    (run / "lv0880" / "outside_link.png").symlink_to(outside)
+    (run / "lv0880" / "inside_link.wav").symlink_to(run / "lv0880" / "lv0880.wav")
+    dest = tmp_path / "kept"
+    r = CliRunner().invoke(gate_cmd, [str(run), "--rule", "composite_score >= 99", "--copy-to", str(dest)])
+    assert r.exit_code == 0, r.output
+    comp = ok_values(run, "composite_score")
+    expected = sorted(s for s, v in comp.items() if v >= 99)
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == expected
+    assert "lv0880" in expected
+    assert (dest / "run.json").read_bytes() == (run / "run.json").read_bytes()
+    assert not (dest / "lv0880" / "outside_link.png").exists()
+    assert "outside_link.png: symlink leads outside the run; not copied" in r.output
+    inside = dest / "lv0880" / "inside_link.wav"
+    assert inside.is_file() and not inside.is_symlink()
+    assert inside.read_bytes() == (run / "lv0880" / "lv0880.wav").read_bytes()
+    assert f"{len(expected)} of {len(comp)} samples included" in r.output
+    # --copy-to inside the run is refused
+    r = CliRunner().invoke(gate_cmd, [str(run), "--rule", "composite_score >= 99", "--copy-to", str(run / "x")])
+    assert r.exit_code == 2 and "inside the run" in r.output
+
+
+def test_cli_gate_uses_config_gates(runs, tmp_path):
+    run = copy_run(runs["good"], tmp_path / "run")
+    y = tmp_path / "mine.yaml"
+    y.write_text("rules:\n  - composite_score >= 101\n")
+    r = CliRunner().invoke(gate_cmd, [str(run), "--set", f"gates={y}"])
+    assert r.exit_code == 0, r.output
+    assert load_gate(run) == {s: False for s in all_ids(run)}
+    r = CliRunner().invoke(gate_cmd, [str(run), "--rule", "composite_score >= "])
+    assert r.exit_code == 2 and "not understood" in r.output
+    r = CliRunner().invoke(gate_cmd, [str(tmp_path)])
+    assert r.exit_code == 2 and "scores.parquet" in r.output
+
+
+def test_load_gate_absent(tmp_path):
+    assert load_gate(tmp_path) is None
+
+
+def test_commands_list_and_lazy_imports():
+    import subprocess
+    import sys
+
+    assert [c.name for c in COMMANDS] == ["compare", "gate", "bless", "regress", "report"]
+    code = ("import sys, mer_eval.reports.commands as c; "
+            "heavy = [m for m in ('pandas', 'numpy', 'scipy', 'PIL', 'jinja2', 'torch') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stdout + out.stderr
