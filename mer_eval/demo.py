@@ -1,4 +1,10 @@
-"""``mer-eval demo``: the whole job on the bundled real example data, offline."""
+"""``mer-eval demo``: the whole job on the bundled real example data, offline.
+
+1. validate the bundled examples (media + real MER-Factory outputs)
+2. generate annotations for the media with the deterministic offline provider
+3. score our run and the real MER-Factory outputs with every metric whose weights exist here
+4. gate both runs, compare nothing (different samples), and write an HTML report of each
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,32 @@ from mer_eval.validate import render_validation
 
 
 def run_demo(con, examples: Path, out: Path, config: Any) -> int:
+    from mer_eval.generators.commands import print_summary
+    from mer_eval.generators.pipeline import run_generate
+
     out.mkdir(parents=True, exist_ok=True)
     con.rule("[bold]1. validate the bundled examples")
     render_validation(con, examples, config)
 
-    con.rule("[bold]2. score real MER-Factory outputs (examples/mer-factory)")
-    mf = score_run(examples / "mer-factory", config, out_dir=out / "mer-factory-scored", progress=True,
-                   console=con)
+    con.rule("[bold]2. generate annotations for examples/media (provider: offline)")
+    run_dir = out / "run-offline"
+    summary = run_generate(examples / "media", run_dir, config, progress=True, console=con)
+    print_summary(con, summary)
+
+    con.rule("[bold]3a. score our generated run")
+    ours = score_run(run_dir, config, progress=True, console=con)
+    print_score_summary(con, ours)
+
+    con.rule("[bold]3b. score real MER-Factory outputs (examples/mer-factory)")
+    mf_dir = out / "mer-factory-scored"
+    mf = score_run(examples / "mer-factory", config, out_dir=mf_dir, progress=True, console=con)
     print_score_summary(con, mf)
+
+    con.rule("[bold]4. report")
+    from mer_eval.reports.html import write_report
+
+    for d in (run_dir, mf_dir):
+        target = d / "report.html"
+        write_report([d], target)
+        con.print(f"report: [bold]{target.resolve()}[/bold]")
     return 0
