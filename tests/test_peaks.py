@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
-
-from mer_eval.config import load_config
 from mer_eval.generators.stages import StageError
 from mer_eval.generators.stages.au_text import merr_labels, run_au_text
 from mer_eval.generators.stages.peaks import analyse, run_peaks
+
+from mer_eval.config import load_config
 from mer_eval.openface import read_openface_csv
 from mer_eval.schema import Sample
 
@@ -124,3 +123,12 @@ def test_all_frames_without_face(shared_data, tmp_path):
     assert r["face_detected"] is False and r["overall_peak_frame_info"] is None
     assert r["chronological_emotion_peaks"] == [] and "no face" in r["reason"]
     assert run_au_text(Sample(id="nf", openface_csv=p), tmp_path / "nf", load_config()).outputs["au_text"] is None
+
+
+def test_stage_table_resolves():
+    from mer_eval.generators.stages import STAGE_ORDER, get_stage
+
+    for name in STAGE_ORDER:
+        assert callable(get_stage(name))
+    with pytest.raises(KeyError):
+        get_stage("nope")

@@ -7,11 +7,11 @@ import re
 
 import numpy as np
 import pytest
+from mer_eval.generators.stages import StageError
+from mer_eval.generators.stages.audio import describe, prosody, run_audio, timing, yin
+from mer_eval.generators.stages.media import run_media
 
 from mer_eval.config import load_config
-from mer_eval.generators.stages import StageError
-from mer_eval.generators.stages.audio import describe, prosody, run_audio, silent_pauses, timing, yin
-from mer_eval.generators.stages.media import run_media
 from mer_eval.media import load_audio
 from mer_eval.models import resolve
 from mer_eval.schema import Sample

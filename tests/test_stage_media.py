@@ -6,10 +6,10 @@ import json
 import wave
 
 import pytest
-
-from mer_eval.config import load_config
 from mer_eval.generators.stages import StageError
 from mer_eval.generators.stages.media import run_media
+
+from mer_eval.config import load_config
 from mer_eval.schema import Sample
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from mer_eval.config import load_config
 from mer_eval.generators.stages import StageError
 from mer_eval.generators.stages.au import run_au
 from mer_eval.generators.stages.peaks import run_peaks
 from mer_eval.generators.stages.visual import FER_LABELS, run_visual
+
+from mer_eval.config import load_config
 from mer_eval.models import resolve
 from mer_eval.schema import Sample
 
@@ -38,7 +38,7 @@ def test_fer_label_order_matches_fer_package():
     spec = importlib.util.find_spec("fer")
     if spec is None:
         pytest.skip("fer package not installed")
-    src = (Path(list(spec.submodule_search_locations)[0]) / "fer.py").read_text()
+    src = (Path(next(iter(spec.submodule_search_locations))) / "fer.py").read_text()
     body = src[src.index("def _get_labels"):]
     labels = re.findall(r'\d+: "(\w+)"', body[: body.index("}")])
     assert tuple(labels) == FER_LABELS

@@ -28,17 +28,50 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 
 from mer_eval.cache import file_sha256
 from mer_eval.store import atomic_write_json
 
-__all__ = ["StageResult", "StageError", "stage_json_path", "fingerprint", "load_fresh", "write_stage_json",
-           "finish", "STAGE_ORDER"]
+__all__ = [
+    "STAGE_FUNCTIONS",
+    "STAGE_ORDER",
+    "StageError",
+    "StageResult",
+    "fingerprint",
+    "finish",
+    "get_stage",
+    "load_fresh",
+    "read_stage_outputs",
+    "reuse",
+    "stage_json_path",
+    "write_stage_json",
+]
 
 STAGE_ORDER = ("media", "au", "peaks", "au_text", "audio_features", "visual")
+
+# stage name -> "module:function" (imported on demand, so importing this package stays light)
+STAGE_FUNCTIONS = {
+    "media": "mer_eval.generators.stages.media:run_media",
+    "au": "mer_eval.generators.stages.au:run_au",
+    "peaks": "mer_eval.generators.stages.peaks:run_peaks",
+    "au_text": "mer_eval.generators.stages.au_text:run_au_text",
+    "audio_features": "mer_eval.generators.stages.audio:run_audio",
+    "visual": "mer_eval.generators.stages.visual:run_visual",
+}
+
+
+def get_stage(name: str):
+    """The ``run_<stage>`` function of stage ``name``."""
+    import importlib
+
+    if name not in STAGE_FUNCTIONS:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_ORDER)}")
+    mod, _, fn = STAGE_FUNCTIONS[name].partition(":")
+    return getattr(importlib.import_module(mod), fn)
 
 
 class StageError(RuntimeError):
@@ -62,7 +95,7 @@ def stage_json_path(sample_id: str, sample_dir: Path, stage: str) -> Path:
     return Path(sample_dir) / f"{sample_id}_{stage}.json"
 
 
-def fingerprint(inputs: Iterable[Union[Path, str, None]], config: dict[str, Any]) -> dict[str, Any]:
+def fingerprint(inputs: Iterable[Path | str | None], config: dict[str, Any]) -> dict[str, Any]:
     """``inputs_sha256``: sha256 over the inputs' content hashes (strings hashed as text), in order."""
     h = hashlib.sha256()
     for item in inputs:
@@ -76,7 +109,7 @@ def fingerprint(inputs: Iterable[Union[Path, str, None]], config: dict[str, Any]
     return {"inputs_sha256": h.hexdigest(), "config": json.loads(json.dumps(config, default=str))}
 
 
-def load_fresh(path: Path, stage: str, version: str, fp: dict[str, Any]) -> Optional[dict[str, Any]]:
+def load_fresh(path: Path, stage: str, version: str, fp: dict[str, Any]) -> dict[str, Any] | None:
     """The saved stage JSON when its version, inputs and config match ``fp`` and its files exist."""
     try:
         saved = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -113,7 +146,7 @@ def reuse(saved: dict[str, Any], sample_id: str, sample_dir: Path, stage: str) -
                        notes=list(saved.get("notes", [])), reused=True)
 
 
-def read_stage_outputs(sample_id: str, sample_dir: Path, stage: str) -> Optional[dict[str, Any]]:
+def read_stage_outputs(sample_id: str, sample_dir: Path, stage: str) -> dict[str, Any] | None:
     """``outputs`` of an earlier stage's JSON in ``sample_dir``, or None when it has not run."""
     p = stage_json_path(sample_id, sample_dir, stage)
     try:

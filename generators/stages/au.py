@@ -26,14 +26,21 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
+
+from mer_eval.generators.stages import (
+    StageError,
+    StageResult,
+    fingerprint,
+    finish,
+    load_fresh,
+    reuse,
+    stage_json_path,
+)
 
 from mer_eval.config import Config
 from mer_eval.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample
-
-from mer_eval.generators.stages import (StageError, StageResult, fingerprint, finish, load_fresh, reuse,
-                                        stage_json_path)
 
 STAGE = "au"
 VERSION = "1"
@@ -95,7 +102,7 @@ def _openface(sample: Sample, kind: str, media: Path, out_csv: Path, config: Con
     with tempfile.TemporaryDirectory(prefix="mer-eval-openface-") as tmp:
         cmd = [str(exe), "-f", str(media), "-out_dir", tmp, "-aus"]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=OPENFACE_TIMEOUT_S)
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=OPENFACE_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise StageError(STAGE, f"running {' '.join(cmd)} failed: {e}") from None
         produced = Path(tmp) / f"{media.stem}.csv"
@@ -133,7 +140,7 @@ def _mediapipe(kind: str, media: Path, out_csv: Path, config: Config) -> dict[st
                     break
     except ModelUnavailable as e:
         raise StageError(STAGE, f"MediaPipe AU backend unavailable: {e}") from None
-    except MediaError as e:
+    except (MediaError, ValueError) as e:
         raise StageError(STAGE, f"cannot decode {media.name}: {e}") from None
     if not rows:
         raise StageError(STAGE, f"{media.name}: no frame could be decoded")
@@ -142,14 +149,14 @@ def _mediapipe(kind: str, media: Path, out_csv: Path, config: Config) -> dict[st
             "model": face.model_ref(config)}
 
 
-def pyfeat_unavailable() -> Optional[str]:
+def pyfeat_unavailable() -> str | None:
     """None when py-feat can run offline here, else why not."""
     import importlib.util
 
     spec = importlib.util.find_spec("feat")
     if spec is None or not spec.submodule_search_locations:
         return "the py-feat package (module feat) is not installed"
-    res = Path(list(spec.submodule_search_locations)[0]) / "resources"
+    res = Path(next(iter(spec.submodule_search_locations))) / "resources"
     weights = [p for p in res.rglob("*") if p.suffix in (".pth", ".pt", ".onnx", ".safetensors", ".joblib")] \
         if res.is_dir() else []
     if not weights:

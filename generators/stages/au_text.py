@@ -19,14 +19,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mer_eval.generators.stages import (
+    StageError,
+    StageResult,
+    fingerprint,
+    finish,
+    load_fresh,
+    read_stage_outputs,
+    reuse,
+    stage_json_path,
+)
+from mer_eval.generators.stages.peaks import emotions_at
+
 from mer_eval.config import Config
 from mer_eval.facs import MERR_RULES, au_text
 from mer_eval.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample
-
-from mer_eval.generators.stages import (StageError, StageResult, fingerprint, finish, load_fresh,
-                                        read_stage_outputs, reuse, stage_json_path)
-from mer_eval.generators.stages.peaks import emotions_at
 
 STAGE = "au_text"
 VERSION = "1"

@@ -28,18 +28,26 @@ Prosody, measured from the samples only (:func:`prosody`):
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
+from mer_eval.generators.stages import (
+    StageError,
+    StageResult,
+    fingerprint,
+    finish,
+    load_fresh,
+    read_stage_outputs,
+    reuse,
+    stage_json_path,
+)
 
 from mer_eval.config import Config
 from mer_eval.schema import Sample
-
-from mer_eval.generators.stages import (StageError, StageResult, fingerprint, finish, load_fresh,
-                                        read_stage_outputs, reuse, stage_json_path)
 
 STAGE = "audio_features"
 VERSION = "1"
@@ -74,12 +82,12 @@ def yin(x: np.ndarray, sr: int = SR, fmin: float = FMIN, fmax: float = FMAX, win
     """F0 per frame in Hz (NaN where unvoiced) and the frame RMS in dBFS. Vectorised YIN via FFT."""
     x = np.asarray(x, dtype=np.float64)
     w = int(win_s * sr)
-    tau_max = int(math.ceil(sr / fmin))
-    tau_min = max(2, int(math.floor(sr / fmax)))
+    tau_max = math.ceil(sr / fmin)
+    tau_min = max(2, math.floor(sr / fmax))
     length = w + tau_max + 1
     hop = int(hop_s * sr)
     f = _frames(x, length, hop)
-    n_fft = 1 << int(math.ceil(math.log2(length + w)))
+    n_fft = 1 << math.ceil(math.log2(length + w))
     a = np.fft.rfft(f[:, :w], n_fft)
     b = np.fft.rfft(f, n_fft)
     r = np.fft.irfft(np.conj(a) * b, n_fft)[:, : tau_max + 1]  # r[t] = sum_j x_j x_{j+t}, j < w
@@ -178,7 +186,7 @@ def timing(words: list[dict[str, Any]], pause_s: float = PAUSE_S) -> dict[str, A
                 "word_gaps": []}
     span = float(words[-1]["end"]) - float(words[0]["start"])
     pauses = []
-    for a, b in zip(words, words[1:]):
+    for a, b in itertools.pairwise(words):
         gap = float(b["start"]) - float(a["end"])
         if gap > pause_s:
             pauses.append({"after_word": a["word"].strip(), "start": round(float(a["end"]), 2),
@@ -262,7 +270,7 @@ def transcribe(x: np.ndarray, config: Config) -> dict[str, Any]:
 
 # ---- the stage --------------------------------------------------------------------------------------
 
-def _wav(sample: Sample, sample_dir: Path) -> Optional[Path]:
+def _wav(sample: Sample, sample_dir: Path) -> Path | None:
     p = sample_dir / f"{sample.id}.wav"
     if p.is_file():
         return p

@@ -15,13 +15,20 @@ Outputs: ``kind`` (video/audio/image), ``media`` (probe facts), ``wav`` (path or
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
+
+from mer_eval.generators.stages import (
+    StageError,
+    StageResult,
+    fingerprint,
+    finish,
+    load_fresh,
+    reuse,
+    stage_json_path,
+)
 
 from mer_eval.config import Config
 from mer_eval.schema import Sample
-
-from mer_eval.generators.stages import (StageError, StageResult, fingerprint, finish, load_fresh, reuse,
-                                        stage_json_path)
 
 STAGE = "media"
 VERSION = "1"
@@ -55,8 +62,8 @@ def run_media(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
         raise StageError(STAGE, f"cannot read {kind} {path.name}: {e}") from None
     notes: list[str] = []
     files: list[Path] = []
-    wav: Optional[Path] = None
-    seconds: Optional[float] = None
+    wav: Path | None = None
+    seconds: float | None = None
     if kind == "video" and not info.has_video:
         raise StageError(STAGE, f"{path.name} has no video stream")
     if kind == "image" and not (info.is_image or info.has_video):

@@ -34,17 +34,24 @@ frame is decoded (0-based index = frame_number - 1) and saved as ``<id>_peak_fra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
+from mer_eval.generators.stages import (
+    StageError,
+    StageResult,
+    fingerprint,
+    finish,
+    load_fresh,
+    read_stage_outputs,
+    reuse,
+    stage_json_path,
+)
 
 from mer_eval.config import Config
 from mer_eval.facs import AU_NAMES, MER_FACTORY_RULES
 from mer_eval.openface import OpenFaceData, OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample
-
-from mer_eval.generators.stages import (StageError, StageResult, fingerprint, finish, load_fresh,
-                                        read_stage_outputs, reuse, stage_json_path)
 
 STAGE = "peaks"
 VERSION = "1"
@@ -136,7 +143,7 @@ def analyse(of: OpenFaceData, threshold: float = 0.8, peak_distance: int = 15, r
     # peak_distance is in video frames; a table of every n-th frame (MediaPipe's capped rows) spaces
     # its rows n frames apart, so find_peaks gets the distance in rows.
     step = float(np.median(np.diff(frames))) if of.n > 1 else 1.0
-    row_distance = max(1, int(round(peak_distance / max(step, 1.0))))
+    row_distance = max(1, round(peak_distance / max(step, 1.0)))
     out["row_distance"] = row_distance
     idxs, _ = find_peaks(series, height=threshold, distance=row_distance)
     peaks, strings = [], []
@@ -188,9 +195,7 @@ def save_peak_frame(video: Path, frame_number: int, out: Path) -> Path:
     """Decode OpenFace frame ``frame_number`` (1-based) = decode index ``frame_number - 1``; save as PNG."""
     from PIL import Image
 
-    from mer_eval.media import read_video_frames
-
-    from mer_eval.media import MediaError
+    from mer_eval.media import MediaError, read_video_frames
 
     try:
         frames = read_video_frames(video, indices=[int(frame_number) - 1])

@@ -24,16 +24,23 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
+from mer_eval.generators.stages import (
+    StageError,
+    StageResult,
+    fingerprint,
+    finish,
+    load_fresh,
+    read_stage_outputs,
+    reuse,
+    stage_json_path,
+)
 
 from mer_eval.config import Config
 from mer_eval.facs import canonical_emotion
 from mer_eval.schema import Sample
-
-from mer_eval.generators.stages import (StageError, StageResult, fingerprint, finish, load_fresh,
-                                        read_stage_outputs, reuse, stage_json_path)
 
 STAGE = "visual"
 VERSION = "1"
@@ -47,7 +54,7 @@ class FerUnavailable(RuntimeError):
     pass
 
 
-def fer_model(config: Optional[Config] = None):
+def fer_model(config: Config | None = None):
     """(interpreter, resolution); raises :class:`FerUnavailable` with where it looked."""
     from mer_eval.models import load_once, resolve_from_config
 
@@ -75,11 +82,11 @@ def square_crop_box(bbox: tuple[int, int, int, int], size: tuple[int, int], scal
     m = max(x1 - x0, y1 - y0)
     side = m * scale
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - lift * m
-    return (max(0, int(round(cx - side / 2))), max(0, int(round(cy - side / 2))),
-            min(w, int(round(cx + side / 2))), min(h, int(round(cy + side / 2))))
+    return (max(0, round(cx - side / 2)), max(0, round(cy - side / 2)),
+            min(w, round(cx + side / 2)), min(h, round(cy + side / 2)))
 
 
-def fer_input(rgb: np.ndarray, box: Optional[tuple[int, int, int, int]]) -> np.ndarray:
+def fer_input(rgb: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
     """RGB uint8 image (+ crop box) -> the model's ``1x64x64x1`` float32 input."""
     import cv2
 
@@ -89,7 +96,7 @@ def fer_input(rgb: np.ndarray, box: Optional[tuple[int, int, int, int]]) -> np.n
     return (((gray / 255.0) - 0.5) * 2.0)[None, :, :, None]
 
 
-def fer_probabilities(rgb: np.ndarray, box: Optional[tuple[int, int, int, int]], config: Optional[Config] = None
+def fer_probabilities(rgb: np.ndarray, box: tuple[int, int, int, int] | None, config: Config | None = None
                       ) -> tuple[dict[str, float], dict]:
     it, res = fer_model(config)
     x = fer_input(rgb, box)
@@ -106,7 +113,7 @@ def fer_probabilities(rgb: np.ndarray, box: Optional[tuple[int, int, int, int]],
     return probs, res.ref()
 
 
-def classify_image(img: Any, config: Optional[Config] = None) -> dict[str, Any]:
+def classify_image(img: Any, config: Config | None = None) -> dict[str, Any]:
     """FER on the largest face of an image; ``face_detected`` False -> no probabilities."""
     from mer_eval import face
     from mer_eval.metric import ModelUnavailable
