@@ -90,6 +90,9 @@ class LabelConfig(_C):
 
 class CrossModalConfig(_C):
     embedding_model: Optional[str] = "minilm"  # model key, or null to skip semantic agreement
+    au_threshold: float = Field(0.8, ge=0, le=5)  # AU present / rule mean intensity threshold (MER-Factory's 0.8)
+    chunk_words: int = Field(120, ge=10)  # summary chunk size for the sentence embeddings
+    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
 
 
 class MetricsConfig(_C):
