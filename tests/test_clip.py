@@ -218,3 +218,25 @@ def test_unreadable_image_is_an_error_for_that_sample_only(tiny, shared_data, tm
     res = metric([f"models.paths.clip={tiny['open_clip']}"]).score(ss)
     assert res["su"][0].status == Status.ok
     assert res["bad"][0].status == Status.error and "bad.jpg" in res["bad"][0].reason
+
+
+def test_results_cache_by_content(tiny, shared_data, tmp_path):
+    """A second run reads every result from the cache; a changed description is recomputed."""
+    from mer_eval.cache import Cache
+    from mer_eval.metrics.clip_score import ClipImageText
+
+    cfg = load_config(sets=[f"models.paths.clip={tiny['open_clip']}"])
+    ss = samples(shared_data)[:2]
+
+    def run(sams):
+        ctx = ScoreContext(device="cpu", batch_size=4, config=cfg, cache=Cache(tmp_path / "cache"))
+        return ClipImageText(cfg.metrics.clip.model_dump(mode="json"), ctx).score(sams)
+
+    first = run(ss)
+    second = run(ss)
+    for s in ss:
+        assert not any(r.cached for r in first[s.id]) and all(r.cached for r in second[s.id])
+        assert [r.value for r in first[s.id]] == [r.value for r in second[s.id]]
+    changed = ss[0].model_copy(update={"annotation": Annotation(image_description="Something else entirely.")})
+    third = run([changed])
+    assert not any(r.cached for r in third[changed.id])
