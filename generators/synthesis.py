@@ -15,6 +15,7 @@ peaks                  MER-Factory's ``chronological_emotion_peaks`` strings
 au_text                AU text at the peak (``Cheek raiser (intensity: 1.45), ...``) or ""
 top_aus                {``AU06_r``: 1.45, ...} at the peak
 au_pseudo_label        rule-based emotion of the peak AUs (MER-Factory's table) or None
+au_pseudo_labels       every emotion whose AU rule fires at the peak, strongest first
 fer                    {emotion: probability} from the FER classifier at the peak frame, or {}
 transcript             ASR transcript or None
 tone                   measured tone description (prosody in words) or None
@@ -25,11 +26,13 @@ video_content          description of the clip, or "" (none)
 peak_frame/peak_time   the overall peak (OpenFace frame number, seconds)
 =====================  ==========================================================================
 
-Offline rule for X (label-free), documented here and in the summary text it writes: every measured cue
-casts one vote -- the AU pseudo-label, the FER argmax, the tone emotion (each mapped onto the canonical
-emotions of :mod:`mer_eval.facs`). X is the emotion with the most votes; ties are broken by the order
-AU > FER > tone (the AU rules are the most specific evidence). With no measured cue X is
-``undetermined``. For sentiment, every vote is first mapped to positive/negative/neutral
+Offline rule for X (label-free), documented here and in the summary text it writes: each measured cue
+supports emotions (mapped onto the canonical emotions of :mod:`mer_eval.facs`) -- the AU rule table
+supports every emotion whose rule fires at the peak (``au_pseudo_labels``, strongest first), the FER
+classifier its argmax, the voice its ``tone_emotion`` when one was measured. X is the emotion supported by
+the most cues; ties are broken by the order FER > AU rules > voice (the classifier is trained on faces and
+gives a probability; the AU tables are hand-written lookups, e.g. MER-Factory's contempt rule fires on
+many smiles). With no measured cue X is ``undetermined``. For sentiment, every vote is first mapped to positive/negative/neutral
 (:data:`mer_eval.facs.EMOTION_TO_SENTIMENT`) and the same rule applies. Label-aware: X is the label.
 """
 
@@ -47,7 +50,7 @@ from mer_eval.facs import EMOTION_TO_SENTIMENT, canonical_emotion, canonical_sen
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 UNKNOWN_CAUSE = "not determinable from the measured signals alone (offline provider, no language model)"
 UNDETERMINED = "undetermined"
-VOTE_ORDER = ("au", "fer", "tone")
+VOTE_ORDER = ("fer", "au", "tone")
 
 
 # ---- prompts ------------------------------------------------------------------------------------
@@ -178,33 +181,44 @@ def parse_conclusion(text: Optional[str], task: str = "emotion") -> Optional[str
     return canon or raw.lower()
 
 
-def vote(ev: dict, task: str = "emotion") -> tuple[str, dict[str, str]]:
-    """The offline rule for X (see the module docstring). Returns (X, {cue: its vote})."""
-    votes: dict[str, str] = {}
-    au = canonical_emotion(ev.get("au_pseudo_label")) if ev.get("au_pseudo_label") else None
+def _cues(ev: dict, task: str) -> dict[str, list[str]]:
+    """cue -> the canonical emotions (or sentiments) it supports, strongest first."""
+    cues: dict[str, list[str]] = {}
+    fired = list(ev.get("au_pseudo_labels") or [])
+    if not fired and ev.get("au_pseudo_label"):
+        fired = [ev["au_pseudo_label"]]
+    au = [c for c in (canonical_emotion(str(e)) for e in fired) if c]
     if au:
-        votes["au"] = au
+        cues["au"] = list(dict.fromkeys(au))
     fer = _top_fer(ev.get("fer") or {}, 1)
     if fer:
         f = canonical_emotion(next(iter(fer)))
         if f:
-            votes["fer"] = f
+            cues["fer"] = [f]
     if ev.get("tone_emotion"):
         t = canonical_emotion(ev["tone_emotion"])
         if t:
-            votes["tone"] = t
+            cues["tone"] = [t]
     if task == "sentiment":
-        votes = {k: EMOTION_TO_SENTIMENT.get(v, "neutral") for k, v in votes.items()}
-    if not votes:
-        return UNDETERMINED, votes
-    counts: dict[str, int] = {}
-    for cue in VOTE_ORDER:
-        if cue in votes:
-            counts[votes[cue]] = counts.get(votes[cue], 0) + 1
-    best = max(counts.values())
-    for cue in VOTE_ORDER:  # ties: AU > FER > tone
-        if cue in votes and counts[votes[cue]] == best:
-            return votes[cue], votes
+        cues = {k: list(dict.fromkeys(EMOTION_TO_SENTIMENT.get(v, "neutral") for v in vs)) for k, vs in cues.items()}
+    return cues
+
+
+def vote(ev: dict, task: str = "emotion") -> tuple[str, dict[str, str]]:
+    """The offline rule for X (see the module docstring). Returns (X, {cue: what it supports})."""
+    cues = _cues(ev, task)
+    shown = {k: "/".join(v) for k, v in cues.items()}
+    if not cues:
+        return UNDETERMINED, shown
+    support: dict[str, int] = {}
+    for vs in cues.values():
+        for v in vs:
+            support[v] = support.get(v, 0) + 1
+    best = max(support.values())
+    for cue in VOTE_ORDER:  # ties: FER > AU rules (strongest first) > voice
+        for v in cues.get(cue, []):
+            if support[v] == best:
+                return v, shown
     raise AssertionError("unreachable")
 
 
@@ -218,7 +232,12 @@ def offline_summary(ev: dict) -> str:
         lines.append("Over time, the facial action units show these emotion peaks: " + "; ".join(peaks) + ".")
     elif peaks:
         lines.append("Over time, no emotion peak rises above the action-unit threshold.")
-    if ev.get("au_text"):
+    if ev.get("au_text") and ev.get("is_image"):
+        if ev["au_text"] == "Neutral expression.":
+            lines.append("In the image no action unit exceeds the intensity threshold.")
+        else:
+            lines.append(f"In the image the measured action units are {ev['au_text']}.")
+    elif ev.get("au_text"):
         when = ""
         if ev.get("peak_time") is not None:
             when = f" ({float(ev['peak_time']):.2f} s"
@@ -227,11 +246,13 @@ def offline_summary(ev: dict) -> str:
             lines.append(f"At the overall peak frame{when} no action unit exceeds the intensity threshold.")
         else:
             lines.append(f"At the overall peak frame{when} the measured action units are {ev['au_text']}.")
-    if ev.get("au_pseudo_label"):
-        lines.append(f"By the action-unit emotion rules this reads as {ev['au_pseudo_label']}.")
+    fired = [str(e) for e in (ev.get("au_pseudo_labels") or [])] or (
+        [ev["au_pseudo_label"]] if ev.get("au_pseudo_label") else [])
+    if fired:
+        lines.append(f"By the action-unit emotion rules this reads as {' or '.join(fired)}.")
     fer = _top_fer(ev.get("fer") or {}, 3)
     if fer:
-        lines.append("The facial expression classifier at the peak frame gives "
+        lines.append(f"The facial expression classifier on the {'image' if ev.get('is_image') else 'peak frame'} gives "
                      + ", ".join(f"{e} {p:.2f}" for e, p in fer.items()) + ".")
     if ev.get("transcript"):
         lines.append(f"The speech transcript is: \"{ev['transcript']}\".")
@@ -242,8 +263,8 @@ def offline_summary(ev: dict) -> str:
     x, votes = vote(ev, task)
     if label:
         target = (canonical_sentiment(label) if task == "sentiment" else canonical_emotion(label)) or label
-        agree = [cue for cue, v in votes.items() if v == target]
-        disagree = [f"{cue} ({v})" for cue, v in votes.items() if v != target]
+        agree = [cue for cue, v in votes.items() if target in v.split("/")]
+        disagree = [f"{cue} ({v})" for cue, v in votes.items() if target not in v.split("/")]
         if agree:
             lines.append(f"The known label {target} is supported by the {', '.join(_CUE_NAMES[c] for c in agree)}.")
         if disagree:
@@ -251,10 +272,10 @@ def offline_summary(ev: dict) -> str:
                 f"the {_CUE_NAMES[d.split(' ')[0]]} {d[d.index(' ') + 1:]}" for d in disagree) + ".")
         x = target
     elif votes:
-        n_for = sum(1 for v in votes.values() if v == x)
+        n_for = sum(1 for v in votes.values() if x in v.split("/"))
         lines.append(f"{n_for} of {len(votes)} measured cues point to {x} "
                      f"({', '.join(f'{_CUE_NAMES[c]}: {v}' for c, v in votes.items())}); "
-                     "ties are resolved in the order action units, expression classifier, voice.")
+                     "ties are resolved in the order expression classifier, action units, voice.")
     else:
         lines.append("No emotion cue was measured, so the emotional state cannot be determined.")
     if task == "sentiment":

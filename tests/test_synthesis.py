@@ -51,13 +51,16 @@ def test_prompt_templates_render_and_hash():
 def test_vote_rule_majority_and_tie_order():
     assert synthesis.vote({"au_pseudo_label": "happy", "fer": {"sad": 0.6, "happy": 0.3},
                            "tone_emotion": "sad"})[0] == "sad"  # 2 of 3
-    # 1-1-1 tie: AU wins; AU absent: FER wins
-    assert synthesis.vote({"au_pseudo_label": "angry", "fer": {"sad": 0.9}, "tone_emotion": "happy"})[0] == "angry"
-    assert synthesis.vote({"fer": {"fear": 0.5, "happy": 0.2}, "tone_emotion": "happy"})[0] == "fear"
+    # 1-1-1 tie: FER wins; FER absent: the strongest AU rule wins
+    assert synthesis.vote({"au_pseudo_label": "angry", "fer": {"sad": 0.9}, "tone_emotion": "happy"})[0] == "sad"
+    assert synthesis.vote({"au_pseudo_labels": ["contempt", "happy"], "tone_emotion": "sad"})[0] == "contempt"
+    # every fired AU rule supports its emotion: agreement with FER on the second rule wins
+    x, votes = synthesis.vote({"au_pseudo_labels": ["contempt", "happy"], "fer": {"happy": 0.9, "sad": 0.1}})
+    assert x == "happy" and votes == {"au": "contempt/happy", "fer": "happy"}
     assert synthesis.vote({})[0] == synthesis.UNDETERMINED
-    # sentiment: votes mapped first; happy+surprise -> positive vs neutral tie broken by AU
+    # sentiment: votes mapped first; happy (positive) vs surprise (neutral) tie broken by FER
     x, votes = synthesis.vote({"au_pseudo_label": "happy", "fer": {"surprise": 0.8}}, task="sentiment")
-    assert (x, votes) == ("positive", {"au": "positive", "fer": "neutral"})
+    assert (x, votes) == ("neutral", {"au": "positive", "fer": "neutral"})
 
 
 def test_offline_summary_on_real_openface(shared_data):

@@ -1,0 +1,112 @@
+"""Click commands ``generate`` and ``export`` (wired into ``mer_eval.cli`` by name)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+
+
+def _config_options(f):
+    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override one config key, e.g. --set generate.video_frames=8 (repeatable).")(f)
+    f = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="YAML file with the same keys as configs/default.yaml.")(f)
+    return f
+
+
+def _load_cfg(config_path: Optional[Path], sets) -> "object":
+    from mer_eval.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path, list(sets or []))
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@click.command()
+@click.argument("input_path", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--type", "ptype", type=click.Choice(["mer", "au", "audio", "video", "image"]), default=None,
+              help="Processing type (MER-Factory's): mer (default), au, audio, video, image.")
+@click.option("--task", type=click.Choice(["emotion", "sentiment"]), default=None,
+              help="Emotion recognition (default) or sentiment analysis.")
+@click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV name,label (name = file stem): label-aware synthesis and ground_truth_label.")
+@click.option("--threshold", type=float, default=None, help="AU peak threshold (0-5, default 0.8).")
+@click.option("--peak-distance", type=int, default=None, help="Minimum frames between peaks (>= 8, default 15).")
+@click.option("--concurrency", type=int, default=None, help="Samples processed at once (default 4).")
+@click.option("--provider", default=None, help="offline (default, no LLM), openai, ollama, gemini, hf.")
+@click.option("--force", is_flag=True, help="Redo samples whose outputs are up to date.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_config_options
+def generate(input_path, out, ptype, task, label_file, threshold, peak_distance, concurrency, provider, force,
+             no_progress, as_json, config_path, sets):
+    """Turn the media in INPUT into MER-Factory-layout annotations in OUT (resumable)."""
+    from rich.console import Console
+
+    from mer_eval.generators.pipeline import run_generate
+    from mer_eval.store import RunLockedError
+
+    overrides = {"type": ptype, "task": task, "threshold": threshold, "peak_distance": peak_distance,
+                 "concurrency": concurrency, "provider": provider}
+    sets = list(sets or []) + [f"generate.{k}={v}" for k, v in overrides.items() if v is not None]
+    cfg = _load_cfg(config_path, sets)
+    console = Console(stderr=True)
+    try:
+        summary = run_generate(input_path, out, cfg, label_file=label_file, force=force,
+                               progress=not no_progress and not as_json, console=console)
+    except RunLockedError as e:
+        raise click.ClickException(str(e)) from None
+    except (ValueError, KeyError) as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        print_summary(Console(), summary)
+    if summary["failed"] and not summary["done"] and not summary["skipped"]:
+        raise SystemExit(1)
+
+
+def print_summary(console, s: dict) -> None:
+    console.print(f"[bold]generate[/bold] {s['input']} -> {s['out']} (provider {s['provider']}, "
+                  f"model {s['model']}): {s['total']} samples, [green]{s['done']} done[/green], "
+                  f"{s['skipped']} skipped (up to date), [red]{s['failed']} failed[/red] in {s['seconds']:.1f} s")
+    for sid, f in sorted(s["failures"].items()):
+        console.print(f"  [red]failed[/red] {sid}: {f['stage']}: {f['reason']}")
+    for sid, absent in sorted(s.get("absent", {}).items()):
+        for fld, why in absent.items():
+            console.print(f"  [yellow]empty[/yellow] {sid}.{fld}: {why}")
+    for sid, fbs in sorted(s.get("fallbacks", {}).items()):
+        for fb in fbs:
+            console.print(f"  [yellow]fallback[/yellow] {sid}: {fb}")
+    for n in s.get("notes", []):
+        console.print(f"  note: {n}")
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(["csv", "sharegpt", "merr-coarse", "merr-fine", "au-instruct"]))
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (sharegpt also writes dataset_info.json beside it; merr also a .txt).")
+@click.option("--only-included", is_flag=True, help="Only samples the run's gate decision includes.")
+def export(run_dir, fmt, output, only_included):
+    """Export RUN as csv, ShareGPT (LLaMA-Factory), MERR coarse/fine (Emotion-LLaMA) or AU instructions."""
+    from mer_eval.generators.export import ExportError, export_run
+
+    try:
+        res = export_run(run_dir, fmt, output, only_included=only_included)
+    except ExportError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{res.format}: {res.written} samples -> {res.path}")
+    for p in res.extra_files:
+        click.echo(f"  also wrote {p}")
+    for sid, why in sorted(res.skipped.items()):
+        click.echo(f"  skipped {sid}: {why}")
+
+
+COMMANDS = [generate, export]

@@ -1,0 +1,426 @@
+"""``mer-eval export RUN --format ... -o PATH``: a run (ours or MER-Factory's) in training formats.
+
+* ``csv``: one row per sample.
+* ``sharegpt``: LLaMA-Factory's ShareGPT layout as MER-Factory writes it (roles ``user`` / ``gpt``,
+  ``<video><audio>`` / ``<image>`` / ``<audio>`` tags, ``videos`` / ``audios`` / ``images`` lists) plus the
+  ``dataset_info.json`` entry that lets LLaMA-Factory load it.
+* ``merr-coarse`` / ``merr-fine``: Emotion-LLaMA's MERR JSON keyed by sample name (``AU_list``,
+  ``visual_prior_list``, ``audio_prior_list``, ``peak_index`` (string), ``peak_AU_list``, ``pseu_emotion``,
+  ``caption`` or ``smp_reason_caption``, ``text``) and its ``.txt`` (``name frame_count emotion``).
+  ``AU_list`` is really filled from the sample's OpenFace CSV (MER-Factory leaves it empty): the AUs
+  present in at least :data:`AU_LIST_MIN_SHARE` of the frames with a tracked face, most frequent first;
+  present = ``AUxx_c == 1`` where that column exists, else ``AUxx_r >= 1.0``.
+* ``au-instruct``: JSONL ``{"instruction", "input": "AU06: 1.45, AU12: 2.01", "output"}``.
+
+``only_included`` keeps the samples the run's gate decision includes (``mer_eval.gates.load_gate``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from mer_eval.discovery import discover
+from mer_eval.facs import MER_FACTORY_RULES, au_code
+from mer_eval.openface import OpenFaceError, read_openface_csv
+from mer_eval.schema import Sample, SampleType
+from mer_eval.store import atomic_write_json, atomic_write_text
+
+from mer_eval.generators import synthesis
+
+FORMATS = ("csv", "sharegpt", "merr-coarse", "merr-fine", "au-instruct")
+AU_LIST_MIN_SHARE = 0.10
+PRESENT_R = 1.0
+
+QUESTIONS = {
+    ("emotion", "mer"): "What emotion does the person in this video express, and what most likely caused it? "
+                        "Reason over the facial expression, the voice and the words.",
+    ("sentiment", "mer"): "What is the overall sentiment (positive, negative or neutral) of this video, and "
+                          "why? Reason over the facial expression, the voice and the words.",
+    ("emotion", "image"): "What emotion does the person in this image express? Reason over the facial "
+                          "expression.",
+    ("sentiment", "image"): "What is the overall sentiment (positive, negative or neutral) of this image, "
+                            "and why?",
+    ("any", "audio"): "Transcribe the speech, then describe the speaker's tone of voice.",
+    ("any", "video"): "Describe what happens in this video.",
+    ("any", "au"): "Describe the facial expression at the peak of this video in terms of facial action units.",
+}
+AU_INSTRUCTION = ("Given the intensities (0-5) of these facial action units at the peak frame, describe the "
+                  "facial expression and the emotion it indicates.")
+
+
+class ExportError(ValueError):
+    pass
+
+
+@dataclass
+class ExportResult:
+    format: str
+    path: Path
+    written: int
+    skipped: dict[str, str] = field(default_factory=dict)  # sample id -> why it is not in the export
+    extra_files: list[Path] = field(default_factory=list)
+
+
+# ---- per-sample facts ------------------------------------------------------------------------------
+
+def _meta(s: Sample) -> dict:
+    if s.folder is None:
+        return {}
+    p = Path(s.folder) / "mer_eval_meta.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _openface(s: Sample):
+    if s.openface_csv is None or not Path(s.openface_csv).is_file():
+        return None
+    try:
+        return read_openface_csv(Path(s.openface_csv))
+    except OpenFaceError:
+        return None
+
+
+def _present_matrix(of) -> dict[str, np.ndarray]:
+    """AU code -> boolean per frame (presence as documented in the module docstring)."""
+    out: dict[str, np.ndarray] = {}
+    codes = {c[2:4] for c in of.au_r} | {c[2:4] for c in of.au_c}
+    for code in sorted(codes):
+        c_col = of.column(f"AU{code}_c")
+        r_col = of.column(f"AU{code}_r")
+        if c_col is not None:
+            out[code] = c_col >= 0.5
+        elif r_col is not None:
+            out[code] = r_col >= PRESENT_R
+    return out
+
+
+def au_list(of) -> list[str]:
+    """AUs present in >= AU_LIST_MIN_SHARE of the tracked frames, most frequent first (``["AU25", ...]``)."""
+    valid = of.valid_mask(0.0)
+    n = int(valid.sum())
+    if n == 0:
+        return []
+    freq = []
+    for code, pres in _present_matrix(of).items():
+        share = float((pres & valid).sum()) / n
+        if share >= AU_LIST_MIN_SHARE:
+            freq.append((share, code))
+    freq.sort(key=lambda x: (-x[0], x[1]))
+    return [f"AU{c}" for _, c in freq]
+
+
+def top_aus(s: Sample, meta: dict) -> dict[str, float]:
+    """Peak AU intensities: the annotation's, else (image type, whose JSON has no peak info) the run's meta."""
+    if s.annotation.top_aus_intensities:
+        return dict(s.annotation.top_aus_intensities)
+    ev = meta.get("evidence") or {}
+    return {str(k): float(v) for k, v in (ev.get("top_aus") or {}).items()}
+
+
+def peak_frame(s: Sample, meta: dict) -> Optional[int]:
+    if s.annotation.peak_frame is not None:
+        return s.annotation.peak_frame
+    v = (meta.get("evidence") or {}).get("peak_frame")
+    return int(v) if v is not None else None
+
+
+def peak_au_list(s: Sample, of, meta: Optional[dict] = None) -> list[str]:
+    tops = [au_code(k) for k in top_aus(s, meta or {})]
+    if tops:
+        return [f"AU{c}" for c in tops if c]
+    pf = peak_frame(s, meta or {})
+    if of is not None and pf is not None:
+        idx = of.row_index_of_frame(pf)
+        if idx is not None:
+            return [f"AU{code}" for code, pres in _present_matrix(of).items() if pres[idx]]
+    return []
+
+
+def pseudo_emotion(s: Sample, meta: dict, of) -> Optional[str]:
+    """The AU-rule pseudo-label: the run's own when it wrote one, else MER-Factory's rule table at the peak."""
+    pl = meta.get("pseudo_labels") or {}
+    if meta.get("evidence", {}).get("au_pseudo_label"):
+        return meta["evidence"]["au_pseudo_label"]
+    if pl:
+        for table in ("mer-factory", "merr"):
+            v = pl.get(table)
+            if v:
+                first = v[0]
+                return first["emotion"] if isinstance(first, dict) else str(first)
+        return "neutral"
+    if of is None or s.annotation.peak_frame is None:
+        return None
+    idx = of.row_index_of_frame(s.annotation.peak_frame)
+    if idx is None:
+        return None
+    inten = of.intensities(idx)
+    pres = of.presences(idx)
+    best, best_score = None, 0.0
+    for emo, aus in MER_FACTORY_RULES.items():
+        cs = [pres.get(f"AU{a}_c") for a in aus]
+        rs = [inten.get(f"AU{a}_r") for a in aus if f"AU{a}_r" in inten]
+        if sum(1 for c in cs if c == 1) * 2 >= len(aus) and rs:
+            score = float(np.mean(rs))
+            if score >= 0.8 and score > best_score:
+                best, best_score = emo, score
+    return best or "neutral"
+
+
+def _conclusion(s: Sample, meta: dict, task: str) -> Optional[str]:
+    return meta.get("conclusion") or synthesis.parse_conclusion(s.annotation.final_summary, task)
+
+
+def _coarse(s: Sample, meta: dict) -> str:
+    if meta.get("coarse_description"):
+        return meta["coarse_description"]
+    a = s.annotation
+    return synthesis.coarse_description({"au_text": a.visual_expression or "", "visual_objective": a.visual_objective,
+                                         "tone": a.audio_description, "transcript": a.transcript,
+                                         "video_content": a.video_content})
+
+
+def _task(run_dir: Path) -> str:
+    p = Path(run_dir) / "run.json"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        data = {}
+    return ((data.get("config") or {}).get("generate") or {}).get("task") or "emotion"
+
+
+def _wav(s: Sample) -> Optional[Path]:
+    if s.folder is not None:
+        w = Path(s.folder) / f"{s.id}.wav"
+        if w.is_file():
+            return w.resolve()
+    return Path(s.audio).resolve() if s.audio else None
+
+
+# ---- selection -----------------------------------------------------------------------------------
+
+def select_samples(run_dir: Path, only_included: bool) -> tuple[list[Sample], dict[str, str]]:
+    ds = discover(Path(run_dir))
+    skipped: dict[str, str] = {}
+    samples = ds.samples
+    if only_included:
+        try:
+            from mer_eval.gates import load_gate
+        except ImportError as e:
+            raise ExportError(f"--only-included needs mer_eval.gates.load_gate, which is not available ({e})") \
+                from None
+        decision = load_gate(Path(run_dir))
+        if decision is None:
+            raise ExportError(f"--only-included: {run_dir} has no gate decision; run `mer-eval gate {run_dir}` "
+                              "first")
+        kept = []
+        for s in samples:
+            if s.id not in decision:
+                skipped[s.id] = "not in the gate decision"
+            elif not decision[s.id]:
+                skipped[s.id] = "excluded by the gate"
+            else:
+                kept.append(s)
+        samples = kept
+    return samples, skipped
+
+
+# ---- formats --------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("sample_id", "type", "label", "conclusion", "pseudo_emotion", "source_path", "transcript",
+               "audio_description", "visual_expression", "visual_objective", "video_content",
+               "image_description", "final_summary", "peak_frame", "peak_timestamp", "top_aus_intensities",
+               "chronological_emotion_peaks", "provider", "model")
+
+
+def _csv_rows(samples: list[Sample], task: str) -> list[dict]:
+    rows = []
+    for s in samples:
+        meta = _meta(s)
+        a = s.annotation
+        src = meta.get("inputs", {}).get("video") or meta.get("inputs", {}).get("image") \
+            or meta.get("inputs", {}).get("audio") or (str(s.video or s.image or s.audio or ""))
+        rows.append({
+            "sample_id": s.id, "type": s.type.value, "label": s.label or "",
+            "conclusion": _conclusion(s, meta, task) or "",
+            "pseudo_emotion": pseudo_emotion(s, meta, _openface(s)) or "",
+            "source_path": src, "transcript": a.transcript or "", "audio_description": a.audio_description or "",
+            "visual_expression": a.visual_expression or "", "visual_objective": a.visual_objective or "",
+            "video_content": a.video_content or "", "image_description": a.image_description or "",
+            "final_summary": a.final_summary or "",
+            "peak_frame": "" if a.peak_frame is None else a.peak_frame,
+            "peak_timestamp": "" if a.peak_timestamp is None else a.peak_timestamp,
+            "top_aus_intensities": json.dumps(a.top_aus_intensities) if a.top_aus_intensities else "",
+            "chronological_emotion_peaks": " | ".join(a.chronological_emotion_peaks),
+            "provider": a.provider or meta.get("provider") or "", "model": a.model or meta.get("model") or "",
+        })
+    return rows
+
+
+def _sharegpt(samples: list[Sample], task: str, skipped: dict[str, str]) -> list[dict]:
+    out = []
+    for s in samples:
+        a = s.annotation
+        t = s.type.value
+        media: dict[str, list[str]] = {}
+        tags = ""
+        if t == "mer":
+            answer = a.final_summary
+            if s.video:
+                media["videos"] = [str(Path(s.video).resolve())]
+                tags += "<video>"
+            wav = _wav(s)
+            if wav is not None:
+                media["audios"] = [str(wav)]
+                tags += "<audio>"
+        elif t == "image":
+            answer = a.final_summary
+            if s.image:
+                media["images"] = [str(Path(s.image).resolve())]
+                tags = "<image>"
+        elif t == "audio":
+            answer = a.audio_analysis_raw
+            wav = _wav(s)
+            if wav is not None:
+                media["audios"] = [str(wav)]
+                tags = "<audio>"
+        elif t == "video":
+            answer = a.video_content
+            if s.video:
+                media["videos"] = [str(Path(s.video).resolve())]
+                tags = "<video>"
+        else:
+            answer = a.visual_expression
+            if s.video:
+                media["videos"] = [str(Path(s.video).resolve())]
+                tags = "<video>"
+        if not answer:
+            skipped[s.id] = f"no answer text for a {t} sample"
+            continue
+        if not media:
+            skipped[s.id] = "its media file was not found (run.json input folder moved?)"
+            continue
+        q = QUESTIONS.get((task, t)) or QUESTIONS[("any", t)]
+        out.append({"messages": [{"role": "user", "content": f"{tags}\n{q}"},
+                                 {"role": "gpt", "content": answer}], **media})
+    return out
+
+
+def dataset_info_entry(file_name: str, records: list[dict]) -> dict:
+    cols = {"messages": "messages"}
+    for k in ("videos", "audios", "images"):
+        if any(k in r for r in records):
+            cols[k] = k
+    return {"file_name": file_name, "formatting": "sharegpt", "columns": cols,
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "gpt"}}
+
+
+def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str]) -> tuple[dict, list[str]]:
+    data: dict[str, dict] = {}
+    lines: list[str] = []
+    for s in samples:
+        a = s.annotation
+        if s.type not in (SampleType.mer, SampleType.image):
+            skipped[s.id] = f"MERR holds mer/image samples, not {s.type.value}"
+            continue
+        caption = a.final_summary if fine else None
+        if fine and not caption:
+            skipped[s.id] = "no final_summary"
+            continue
+        meta = _meta(s)
+        of = _openface(s)
+        pseu = pseudo_emotion(s, meta, of)
+        entry = {
+            "AU_list": au_list(of) if of is not None else [],
+            "visual_prior_list": [x for x in (a.visual_expression, a.visual_objective or a.image_description) if x],
+            "audio_prior_list": [x for x in (a.audio_description,) if x],
+            "peak_index": "" if peak_frame(s, meta) is None else str(peak_frame(s, meta)),
+            "peak_AU_list": peak_au_list(s, of, meta),
+            "pseu_emotion": pseu or "",
+        }
+        if fine:
+            entry["smp_reason_caption"] = caption
+        else:
+            entry["caption"] = _coarse(s, meta)
+        entry["text"] = a.transcript or ""
+        data[s.id] = entry
+        emotion = s.label or (_conclusion(s, meta, task) if fine else None) or pseu or "unknown"
+        frames = of.n if of is not None else 0
+        lines.append(f"{s.id} {frames} {emotion.replace(' ', '_')}")
+    return data, lines
+
+
+def _au_instruct(samples: list[Sample], skipped: dict[str, str]) -> list[dict]:
+    out = []
+    for s in samples:
+        a = s.annotation
+        meta = _meta(s)
+        tops = top_aus(s, meta)
+        if not tops:
+            skipped[s.id] = ("an audio sample has no action units" if s.type == SampleType.audio
+                             else "no action unit above threshold at the peak, or no face")
+            continue
+        inp = ", ".join(f"AU{au_code(k)}: {v:.2f}" for k, v in tops.items() if au_code(k))
+        pseu = pseudo_emotion(s, meta, _openface(s))
+        text = a.llm_au_description or (a.visual_expression or "")
+        if pseu and pseu != "neutral":
+            output = f"{text.rstrip('.')}. By the action-unit rules the expression indicates {pseu}."
+        else:
+            output = f"{text.rstrip('.')}. These action units match no emotion rule; the expression reads as neutral."
+        out.append({"instruction": AU_INSTRUCTION, "input": inp, "output": output})
+    return out
+
+
+def export_run(run_dir: Path, fmt: str, out: Path, only_included: bool = False) -> ExportResult:
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ExportError(f"{run_dir} is not a run folder")
+    samples, skipped = select_samples(run_dir, only_included)
+    task = _task(run_dir)
+    out = Path(out)
+    extra: list[Path] = []
+    if fmt == "csv":
+        rows = _csv_rows(samples, task)
+        import io
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(out, buf.getvalue())
+        n = len(rows)
+    elif fmt == "sharegpt":
+        recs = _sharegpt(samples, task, skipped)
+        atomic_write_json(out, recs)
+        info_p = out.parent / "dataset_info.json"
+        info: dict[str, Any] = {}
+        if info_p.is_file():
+            try:
+                info = json.loads(info_p.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise ExportError(f"{info_p} exists but is not valid JSON ({e}); not overwriting it") from None
+        info[out.stem] = dataset_info_entry(out.name, recs)
+        atomic_write_json(info_p, info)
+        extra.append(info_p)
+        n = len(recs)
+    elif fmt in ("merr-coarse", "merr-fine"):
+        data, lines = _merr(samples, task, fmt == "merr-fine", skipped)
+        atomic_write_json(out, data)
+        txt = out.with_suffix(".txt")
+        atomic_write_text(txt, "".join(f"{ln}\n" for ln in lines))
+        extra.append(txt)
+        n = len(data)
+    else:
+        recs = _au_instruct(samples, skipped)
+        atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+        n = len(recs)
+    return ExportResult(format=fmt, path=out, written=n, skipped=skipped, extra_files=extra)

@@ -1,0 +1,573 @@
+"""``mer-eval generate``: raw clips -> MER-Factory-layout annotations.
+
+Per sample, the stage sequence of its processing type (MER-Factory's types):
+
+======  ===========================================================================================
+type    stages
+======  ===========================================================================================
+mer     media -> au -> peaks -> au_text -> audio -> visual -> describe -> synthesis
+au      au -> peaks -> au_text
+audio   media -> audio -> describe (tone)
+video   media -> visual -> describe (video description)
+image   au -> peaks -> au_text -> visual -> describe (image + AU description) -> synthesis
+======  ===========================================================================================
+
+Measuring stages (``generators/stages``) run in threads (``asyncio.to_thread``); ``describe`` and
+``synthesis`` ask the provider (async, rate-limited in the provider). Samples run concurrently under a
+semaphore of ``generate.concurrency``. A sample whose stage fails gets ``OUT/errors/<id>.json`` (stage,
+reason) and the run goes on; provider errors are never written as annotation text.
+
+Resume: a sample is skipped when its result JSON and ``mer_eval_meta.json`` exist, the meta's
+``config_hash`` equals this run's and its ``inputs_sha256`` equal the inputs' (media content + label);
+``force`` redoes it. ``OUT/run.json`` is the :class:`RunManifest`; the run holds ``RunStore.locked()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import json
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from mer_eval.cache import Cache, file_sha256
+from mer_eval.config import Config
+from mer_eval.schema import SCHEMA_VERSION, Sample, SampleType
+from mer_eval.store import RunStore, atomic_write_json
+
+from mer_eval.generators import synthesis
+
+META_NAME = "mer_eval_meta.json"
+PIPELINE_VERSION = "1"
+
+SEQUENCES: dict[str, tuple[str, ...]] = {
+    "mer": ("media", "au", "peaks", "au_text", "audio", "visual", "describe", "synthesis"),
+    "au": ("au", "peaks", "au_text"),
+    "audio": ("media", "audio", "describe"),
+    "video": ("media", "visual", "describe"),
+    "image": ("au", "peaks", "au_text", "visual", "describe", "synthesis"),
+}
+RESULT_SUFFIX = {
+    "mer": "_merr_data.json",
+    "au": "_au_analysis.json",
+    "audio": "_audio_analysis.json",
+    "video": "_video_analysis.json",
+    "image": "_image_analysis.json",
+}
+# stage name here -> candidate module names under generators/stages (the audio stage is audio_features)
+STAGE_MODULES = {"audio": ("audio_features", "audio")}
+PROVIDER_STAGES = ("describe", "synthesis")
+
+
+class SampleFailed(Exception):
+    def __init__(self, stage: str, reason: str, **extra: Any):
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+        self.extra = extra
+
+
+# ---- stage functions -----------------------------------------------------------------------------
+
+def stage_function(stage: str) -> Callable:
+    """``run_<stage>`` from ``mer_eval.generators.stages.<module>``."""
+    errors = []
+    for mod in STAGE_MODULES.get(stage, (stage,)):
+        try:
+            m = importlib.import_module(f"mer_eval.generators.stages.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.endswith(f"stages.{mod}"):
+                errors.append(f"stages.{mod} is not installed")
+                continue
+            raise
+        for fn in (f"run_{stage}", f"run_{mod}"):
+            if hasattr(m, fn):
+                return getattr(m, fn)
+        errors.append(f"stages.{mod} has no run_{stage}")
+    raise SampleFailed(stage, "; ".join(errors))
+
+
+# ---- hashing ----------------------------------------------------------------------------------------
+
+def generate_config_hash(config: Config, prompt_hashes: dict[str, str]) -> str:
+    """What decides the outputs: the generate section (less concurrency), the provider's config, the
+    models section and the prompts."""
+    g = config.generate.model_dump(mode="json")
+    g.pop("concurrency", None)
+    prov = config.providers.get(config.generate.provider)
+    blob = json.dumps({"generate": g, "provider": prov.model_dump(mode="json") if prov else None,
+                       "models": config.models.model_dump(mode="json"), "prompts": prompt_hashes,
+                       "pipeline": PIPELINE_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def input_hashes(sample: Sample) -> dict[str, Optional[str]]:
+    out: dict[str, Optional[str]] = {}
+    for k, p in sorted(sample.media().items()):
+        out[k] = file_sha256(p) if Path(p).is_file() else None
+    out["label"] = hashlib.sha256(sample.label.encode()).hexdigest() if sample.label else None
+    return out
+
+
+def effective_type(sample: Sample, requested: str) -> tuple[str, Optional[str]]:
+    """The processing type for this sample: the requested one, unless the sample lacks its media."""
+    has_video, has_audio, has_image = sample.video is not None, sample.audio is not None, sample.image is not None
+    if requested in ("mer", "au", "video") and not has_video:
+        if has_image:
+            return "image", f"type {requested} needs a video; {sample.id} is an image, processed as image"
+        if has_audio:
+            return "audio", f"type {requested} needs a video; {sample.id} is audio only, processed as audio"
+    if requested == "image" and not has_image and not has_video:
+        if has_audio:
+            return "audio", f"type image needs an image; {sample.id} is audio only, processed as audio"
+    if requested == "audio" and not has_audio and not has_video:
+        if has_image:
+            return "image", f"type audio needs audio; {sample.id} is an image, processed as image"
+    return requested, None
+
+
+# ---- evidence -------------------------------------------------------------------------------------
+
+def _first(d: Optional[dict], *keys: str) -> Any:
+    if not d:
+        return None
+    for k in keys:
+        if d.get(k) not in (None, "", [], {}):
+            return d[k]
+    return None
+
+
+def build_evidence(sample: Sample, outputs: dict[str, dict], task: str) -> dict:
+    """The measured signals of one sample as the dict synthesis and providers read (see synthesis.py)."""
+    peaks = outputs.get("peaks") or {}
+    au = outputs.get("au_text") or {}
+    audio = outputs.get("audio") or {}
+    visual = outputs.get("visual") or {}
+    info = peaks.get("overall_peak_frame_info") or {}
+    fer = _first(visual, "fer_probabilities", "fer", "peak_fer")
+    if isinstance(fer, dict) and isinstance(fer.get("probabilities"), dict):
+        fer = fer["probabilities"]
+    return {
+        "task": task,
+        "label": sample.label,
+        "peaks": [] if (sample.video is None and sample.image is not None)
+        else (peaks.get("chronological_emotion_peaks") or []),
+        "au_text": au.get("au_text") or "",
+        "top_aus": info.get("top_aus_intensities") or {},
+        "au_pseudo_label": au.get("pseudo_label"),
+        "au_pseudo_labels": [e["emotion"] if isinstance(e, dict) else str(e)
+                             for e in (au.get("pseudo_labels") or {}).get(au.get("au_rule_table") or "", [])],
+        "is_image": sample.video is None and sample.image is not None,
+        "fer": fer if isinstance(fer, dict) else {},
+        "transcript": _first(audio, "transcript", "text"),
+        "tone": _first(audio, "tone_description", "tone"),
+        "prosody": _first(audio, "prosody") or {},
+        "tone_emotion": _first(audio, "tone_emotion"),
+        "peak_frame": info.get("frame_number"),
+        "peak_time": info.get("timestamp"),
+        "visual_objective": "",
+        "video_content": "",
+    }
+
+
+# ---- the per-sample runner -------------------------------------------------------------------------
+
+class _Run:
+    def __init__(self, store: RunStore, config: Config, provider: Any, prompt_hashes: dict[str, str],
+                 config_hash: str, force: bool, progress: Any, tasks: dict[str, Any]):
+        self.store = store
+        self.config = config
+        self.provider = provider
+        self.prompt_hashes = prompt_hashes
+        self.config_hash = config_hash
+        self.force = force
+        self.progress = progress
+        self.tasks = tasks
+        self.task = config.generate.task
+        self.results: dict[str, dict] = {}
+        self.stage_seconds: dict[str, list[float]] = {}
+
+    # -- progress ------------------------------------------------------------------------------
+    def _advance(self, stage: str) -> None:
+        if self.progress is not None and stage in self.tasks:
+            self.progress.advance(self.tasks[stage])
+
+    # -- resume --------------------------------------------------------------------------------
+    def up_to_date(self, sample: Sample, stype: str, hashes: dict) -> bool:
+        meta_p = self.store.sample_dir(sample.id) / META_NAME
+        result_p = self.store.sample_file(sample.id, RESULT_SUFFIX[stype])
+        if not (meta_p.is_file() and result_p.is_file()) or self.store.error_file(sample.id).exists():
+            return False
+        try:
+            meta = json.loads(meta_p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return False
+        return (meta.get("config_hash") == self.config_hash and meta.get("inputs_sha256") == hashes
+                and meta.get("type") == stype)
+
+    # -- provider calls ------------------------------------------------------------------------
+    async def ask(self, purpose: str, prompt_name: str, ev: dict, meta: dict, field: str,
+                  images: Optional[list[Path]] = None, audio: Optional[Path] = None,
+                  video: Optional[Path] = None, fallback_images: Optional[list[Path]] = None) -> str:
+        """One provider request; returns its text or "" (absent, reason in meta). ProviderError fails
+        the sample (its message is never stored as annotation text)."""
+        from mer_eval.generators.providers.base import CapabilityMissing, ProviderError, ProviderRequest
+
+        reason_fn = getattr(self.provider, "absent_reason", None)
+        reason = reason_fn(purpose) if callable(reason_fn) else None
+        if reason:
+            meta["absent"][field] = reason
+            return ""
+        prompt = synthesis.render_prompt(prompt_name, synthesis.prompt_fields(ev))
+        meta["prompts"][purpose] = prompt_name
+        req = ProviderRequest(prompt=prompt, images=list(images or []), audio=audio, video=video,
+                              purpose=purpose, context=ev)
+        try:
+            self.provider.check(req)
+        except CapabilityMissing as e:
+            cap = e.capability.value
+            if cap == "video" and fallback_images and self.provider.supports("image"):
+                req.video, req.images = None, list(fallback_images)
+                meta["fallbacks"].append(f"{field}: {self.provider.name} lacks video input; "
+                                         f"sent {len(fallback_images)} sampled frames as images")
+            elif cap == "audio" and purpose == "tone":
+                req.audio = None
+                meta["fallbacks"].append(f"{field}: {self.provider.name} lacks audio input; "
+                                         "tone from the transcript and measured prosody as text")
+            else:
+                meta["absent"][field] = (f"{self.provider.name} lacks {cap} input ({e.message}); "
+                                         "field left empty rather than described unseen")
+                return ""
+            try:
+                self.provider.check(req)
+            except CapabilityMissing as e2:
+                meta["absent"][field] = f"{self.provider.name} lacks {e2.capability.value} input; field left empty"
+                return ""
+        try:
+            resp = await self.provider.agenerate(req)
+        except ProviderError as e:
+            raise SampleFailed(f"describe:{purpose}" if purpose != "synthesis" else "synthesis",
+                               str(e), provider=self.provider.name) from None
+        meta["provider_calls"][purpose] = {"model": resp.model, "cached": resp.cached, "attempts": resp.attempts}
+        return resp.text.strip()
+
+    # -- one sample ----------------------------------------------------------------------------
+    async def run_sample(self, sample: Sample, stype: str, sem: asyncio.Semaphore, type_note: Optional[str]) -> None:
+        seq = SEQUENCES[stype]
+        hashes = input_hashes(sample)
+        if not self.force and self.up_to_date(sample, stype, hashes):
+            self.results[sample.id] = {"status": "skipped", "type": stype}
+            for st in seq:
+                self._advance(st)
+            return
+        async with sem:
+            sample_dir = self.store.sample_dir(sample.id)
+            sample_dir.mkdir(parents=True, exist_ok=True)
+            outputs: dict[str, dict] = {}
+            meta: dict[str, Any] = {
+                "schema_version": SCHEMA_VERSION, "sample_id": sample.id, "type": stype,
+                "task": self.task, "provider": self.provider.name, "model": self.provider.model_id,
+                "provider_info": self.provider.describe(), "config_hash": self.config_hash,
+                "inputs_sha256": hashes, "inputs": {k: str(v) for k, v in sample.media().items()},
+                "prompt_hashes": {}, "prompts": {}, "stages": {}, "absent": {}, "fallbacks": [],
+                "provider_calls": {}, "notes": ([type_note] if type_note else []) + list(sample.notes),
+            }
+            done: list[str] = []
+            try:
+                for st in seq:
+                    t0 = time.perf_counter()
+                    if st == "describe":
+                        ev = await self.describe(sample, stype, outputs, meta, sample_dir)
+                        outputs["describe"] = ev
+                    elif st == "synthesis":
+                        outputs["synthesis"] = await self.synthesise(outputs["describe"], meta)
+                    elif st == "audio" and "media" in outputs and not outputs["media"].get("has_speech_audio"):
+                        meta["stages"][st] = {"skipped": "no audio track with sound (see the media stage notes)"}
+                    else:
+                        res = await self.measure(st, sample, sample_dir, outputs)
+                        meta["stages"][st] = {"reused": bool(getattr(res, "reused", False)),
+                                              "notes": list(res.notes)}
+                    dt = time.perf_counter() - t0
+                    meta["stages"].setdefault(st, {})["seconds"] = round(dt, 4)
+                    self.stage_seconds.setdefault(st, []).append(dt)
+                    done.append(st)
+                    self._advance(st)
+                self.write_result(sample, stype, outputs, meta, sample_dir)
+            except SampleFailed as e:
+                self.fail(sample, stype, e.stage, e.reason, seq, done, **e.extra)
+                return
+            except Exception as e:  # noqa: BLE001 - a bug in one sample must not stop the run; recorded
+                stage = next((s for s in seq if s not in done), "write")
+                self.fail(sample, stype, stage, f"{type(e).__name__}: {e}", seq, done,
+                          traceback=traceback.format_exc(limit=6))
+                return
+            self.store.clear_error(sample.id)
+            self.results[sample.id] = {"status": "done", "type": stype,
+                                       "absent": dict(meta["absent"]), "fallbacks": list(meta["fallbacks"])}
+
+    def fail(self, sample: Sample, stype: str, stage: str, reason: str, seq: tuple, done: list[str],
+             **extra: Any) -> None:
+        self.store.write_error(sample.id, stage, reason, type=stype, **extra)
+        # never leave an earlier result standing next to a failure of this run
+        for p in (self.store.sample_file(sample.id, RESULT_SUFFIX[stype]),
+                  self.store.sample_dir(sample.id) / META_NAME):
+            if p.exists():
+                p.unlink()
+        self.results[sample.id] = {"status": "failed", "type": stype, "stage": stage, "reason": reason}
+        for st in seq:
+            if st not in done:
+                self._advance(st)
+
+    async def measure(self, st: str, sample: Sample, sample_dir: Path, outputs: dict) -> Any:
+        from mer_eval.generators.stages import StageError
+
+        fn = stage_function(st)
+        try:
+            res = await asyncio.to_thread(fn, sample, sample_dir, self.config)
+        except StageError as e:
+            raise SampleFailed(e.stage, e.reason) from None
+        outputs[st] = res.outputs
+        return res
+
+    async def describe(self, sample: Sample, stype: str, outputs: dict, meta: dict, sample_dir: Path) -> dict:
+        ev = build_evidence(sample, outputs, self.task)
+        peaks = outputs.get("peaks") or {}
+        au_src = (outputs.get("au") or {}).get("au_source") or peaks.get("au_source")
+        if au_src:
+            meta["au_source"] = au_src
+        if peaks and not peaks.get("face_detected", True):
+            meta["absent"]["visual_expression"] = peaks.get("reason") or "no face detected"
+        visual = outputs.get("visual") or {}
+        frames = []
+        for f in _first(visual, "sampled_frames", "frames", "frame_paths") or []:
+            fp = f.get("path") if isinstance(f, dict) else f
+            if isinstance(fp, str) and Path(fp).is_file():
+                frames.append(Path(fp))
+        peak_png = peaks.get("peak_frame_image")
+        peak_png = Path(peak_png) if peak_png and Path(peak_png).is_file() else None
+        wav = sample_dir / f"{sample.id}.wav"
+        audio_in = wav if wav.is_file() else (Path(sample.audio) if sample.audio else None)
+        has_speech_evidence = bool(outputs.get("audio")) and audio_in is not None
+        if stype in ("mer", "audio"):
+            if has_speech_evidence:
+                ev["audio_analysis"] = await self.ask("tone", "tone", ev, meta, "audio_analysis", audio=audio_in)
+            else:
+                ev["audio_analysis"] = ""
+                why = ((outputs.get("audio") or {}).get("reason")
+                       or "; ".join(meta["stages"].get("media", {}).get("notes") or []) or "no audio track")
+                meta["absent"]["audio_analysis"] = why
+            _, tone = _split_tone(ev["audio_analysis"])
+            if tone and self.provider.name != "offline":
+                ev["tone"] = tone
+        if stype == "mer":
+            if peak_png is not None:
+                ev["visual_objective"] = await self.ask("visual_description", "visual_description", ev, meta,
+                                                        "visual_objective", images=[peak_png])
+            else:
+                meta["absent"]["visual_objective"] = "no peak frame (no face detected)"
+            ev["video_content"] = await self.ask("video_description", "video_description", ev, meta,
+                                                 "video_content", video=Path(sample.video),
+                                                 fallback_images=frames)
+        elif stype == "video":
+            ev["video_content"] = await self.ask("video_description", "video_description", ev, meta,
+                                                 "llm_video_summary", video=Path(sample.video),
+                                                 fallback_images=frames)
+        elif stype == "image":
+            img = Path(sample.image)
+            ev["visual_objective"] = await self.ask("visual_description", "visual_description", ev, meta,
+                                                    "image_visual_description", images=[img])
+            if ev.get("au_text"):
+                ev["llm_au_description"] = await self.ask("au_description", "au_description", ev, meta,
+                                                          "llm_au_description")
+            else:
+                ev["llm_au_description"] = ""
+                meta["absent"]["llm_au_description"] = "no face: no action units measured"
+        return ev
+
+    async def synthesise(self, ev: dict, meta: dict) -> dict:
+        ev = dict(ev)
+        name = synthesis.synthesis_prompt_name(self.task, ev.get("label"))
+        ev["coarse"] = synthesis.coarse_description(ev)
+        summary = await self.ask("synthesis", name, ev, meta, "final_summary")
+        conclusion = synthesis.parse_conclusion(summary, self.task)
+        meta["conclusion"] = conclusion
+        if conclusion is None:
+            meta["notes"].append("final_summary has no parseable closing line "
+                                 "('the core emotional state is X, and the most likely cause is Y')")
+        return {"final_summary": summary, "coarse": ev["coarse"], "conclusion": conclusion}
+
+    # -- writing -------------------------------------------------------------------------------
+    def write_result(self, sample: Sample, stype: str, outputs: dict, meta: dict, sample_dir: Path) -> None:
+        ev = outputs.get("describe") or build_evidence(sample, outputs, self.task)
+        syn = outputs.get("synthesis") or {}
+        peaks = outputs.get("peaks") or {}
+        au = outputs.get("au_text") or {}
+        src = str(Path(sample.video or sample.image or sample.audio).resolve())
+        prov = {"mer_eval_provider": self.provider.name, "mer_eval_model": self.provider.model_id}
+        face = bool(peaks.get("face_detected"))
+        if stype == "mer":
+            info = peaks.get("overall_peak_frame_info") or {}
+            wav = sample_dir / f"{sample.id}.wav"
+            data: dict[str, Any] = {
+                "source_path": src,
+                "audio_path": str(wav.resolve()) if wav.is_file() else "",
+                "chronological_emotion_peaks": peaks.get("chronological_emotion_peaks") or [],
+                "overall_peak_frame_info": {
+                    "frame_number": info.get("frame_number"),
+                    "timestamp": info.get("timestamp"),
+                    "top_aus_intensities": info.get("top_aus_intensities") or {},
+                },
+                "coarse_descriptions_at_peak": {
+                    "visual_expression": (au.get("au_text") or "") if face else "",
+                    "visual_objective": ev.get("visual_objective") or "",
+                    "audio_analysis": ev.get("audio_analysis") or "",
+                    "video_content": ev.get("video_content") or "",
+                },
+                "final_summary": syn.get("final_summary") or "",
+            }
+            if sample.label:
+                data["ground_truth_label"] = sample.label
+        elif stype == "au":
+            data = {"source_path": src,
+                    "chronological_emotion_peaks": peaks.get("chronological_emotion_peaks") or [],
+                    "overall_peak_au_description": (au.get("au_text") or "") if face else ""}
+        elif stype == "audio":
+            data = {"source_path": src, "audio_analysis": ev.get("audio_analysis") or ""}
+        elif stype == "video":
+            data = {"source_path": src, "llm_video_summary": ev.get("video_content") or ""}
+        else:
+            data = {"source_path": src,
+                    "au_text_description": (au.get("au_text") or "") if face else "",
+                    "llm_au_description": ev.get("llm_au_description") or "",
+                    "image_visual_description": ev.get("visual_objective") or "",
+                    "final_summary": syn.get("final_summary") or ""}
+            if sample.label:
+                data["ground_truth_label"] = sample.label
+        data.update(prov)
+        used = set(meta["prompts"].values())
+        meta["prompt_hashes"] = {k: v for k, v in self.prompt_hashes.items() if k.rsplit(".v", 1)[0] in used}
+        meta["evidence"] = {k: ev.get(k) for k in ("au_pseudo_label", "au_pseudo_labels", "top_aus", "fer",
+                                                    "tone_emotion", "peak_frame",
+                                                    "peak_time") if ev.get(k) not in (None, {}, "")}
+        if syn.get("coarse"):
+            meta["coarse_description"] = syn["coarse"]
+        meta["pseudo_labels"] = au.get("pseudo_labels") or {}
+        meta["created"] = datetime.now(timezone.utc).isoformat()
+        # the meta goes last: it is what marks the sample complete for resume
+        self.store.write_json(sample.id, f"{sample.id}{RESULT_SUFFIX[stype]}", data)
+        self.store.write_json(sample.id, META_NAME, meta)
+
+
+def _split_tone(audio_analysis: str) -> tuple[Optional[str], Optional[str]]:
+    from mer_eval.merfactory import split_audio_analysis
+
+    return split_audio_analysis(audio_analysis)
+
+
+# ---- entry point ---------------------------------------------------------------------------------
+
+def make_provider(config: Config) -> Any:
+    from mer_eval.registry import get_provider
+
+    name = config.generate.provider
+    if name not in config.providers:
+        raise ValueError(f"provider {name!r} has no section providers.{name} in the config "
+                         f"(configured: {', '.join(sorted(config.providers))})")
+    cache = Cache(Path(config.cache.dir) if config.cache.dir else None) if config.cache.enabled else None
+    cls = get_provider(name)
+    return cls(config.providers[name], cache=cache)
+
+
+def run_generate(input_path: Path, out: Path, config: Config, label_file: Optional[Path] = None,
+                 force: bool = False, progress: bool = True, provider: Any = None,
+                 console: Any = None) -> dict:
+    """Run the pipeline; returns the summary (counts, failures with reasons, seconds per stage)."""
+    from mer_eval.discovery import discover
+
+    t_start = time.perf_counter()
+    input_path = Path(input_path).resolve()
+    out = Path(out).resolve()
+    ds = discover(input_path, label_file=label_file)
+    if ds.kind != "media":
+        raise ValueError(f"{input_path} is a {ds.kind} input; generate needs a folder of media files "
+                         "(video / audio / image)")
+    store = RunStore(out)
+    provider = provider or make_provider(config)
+    phashes = synthesis.prompt_hashes()
+    chash = generate_config_hash(config, phashes)
+    requested = config.generate.type
+    plan = []
+    notes = list(ds.notes)
+    for s in ds.samples:
+        stype, note = effective_type(s, requested)
+        plan.append((s, stype, note))
+        if note:
+            notes.append(note)
+    with store.locked():
+        manifest = store.new_manifest(
+            command="generate", input=str(input_path), config=config.model_dump(mode="json"),
+            config_hash=chash, provider=provider.name,
+            models={"provider": provider.model_id, "asr": config.generate.asr_model,
+                    "au_backend": config.generate.au_backend},
+            prompt_hashes=phashes, seed=config.generate.seed,
+            extra={"pipeline_version": PIPELINE_VERSION, "type": requested, "task": config.generate.task,
+                   "label_file": str(label_file) if label_file else (str(ds.label_file) if ds.label_file else None),
+                   "concurrency": config.generate.concurrency, "provider": provider.describe()},
+        )
+        store.write_manifest(manifest)
+        prog, tasks = None, {}
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            prog = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=False)
+            counts: dict[str, int] = {}
+            for _, stype, _ in plan:
+                for st in SEQUENCES[stype]:
+                    counts[st] = counts.get(st, 0) + 1
+            order = [st for st in SEQUENCES["mer"] if st in counts]
+            for st in order:
+                tasks[st] = prog.add_task(st, total=counts[st])
+        run = _Run(store, config, provider, phashes, chash, force, prog, tasks)
+
+        async def main() -> None:
+            sem = asyncio.Semaphore(config.generate.concurrency)
+            try:
+                await asyncio.gather(*(run.run_sample(s, t, sem, n) for s, t, n in plan))
+            finally:
+                await provider.aclose()
+
+        if prog is not None:
+            with prog:
+                asyncio.run(main())
+        else:
+            asyncio.run(main())
+        statuses = [r["status"] for r in run.results.values()]
+        counts_by_status = {k: statuses.count(k) for k in ("done", "skipped", "failed")}
+        manifest.finished = datetime.now(timezone.utc)
+        manifest.counts_by_status = counts_by_status
+        failures = {sid: {"stage": r["stage"], "reason": r["reason"]} for sid, r in run.results.items()
+                    if r["status"] == "failed"}
+        manifest.extra["failures"] = failures
+        manifest.extra["notes"] = notes
+        manifest.extra["provider_stats"] = dict(getattr(provider, "stats", {}))
+        store.write_manifest(manifest)
+    summary = {
+        "out": str(out), "input": str(input_path), "total": len(plan), **counts_by_status,
+        "failures": failures, "notes": notes,
+        "absent": {sid: r["absent"] for sid, r in run.results.items() if r.get("absent")},
+        "fallbacks": {sid: r["fallbacks"] for sid, r in run.results.items() if r.get("fallbacks")},
+        "types": {sid: r["type"] for sid, r in run.results.items()},
+        "stage_seconds": {k: [round(x, 4) for x in v] for k, v in run.stage_seconds.items()},
+        "seconds": round(time.perf_counter() - t_start, 3),
+        "provider": provider.name, "model": provider.model_id, "config_hash": chash,
+    }
+    return summary
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    atomic_write_json(Path(path), summary)

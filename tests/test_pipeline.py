@@ -1,0 +1,280 @@
+"""``mer-eval generate`` end to end on real media with the offline provider (and a scripted text-only one).
+
+One generate run (module fixture) covers: a face video with sound, the silent face video, the no-face
+video, a face photo (image type), a speech file (audio type) and a corrupt video; the tests then check
+the MER-Factory layout, discovery, scoring, resume, --force, error files and provider-error handling.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mer_eval.config import load_config
+from mer_eval.discovery import discover
+from mer_eval.generators.pipeline import META_NAME, run_generate
+from mer_eval.schema import SampleType
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+FAST = ["generate.au_max_frames=12", "generate.asr_model=whisper-tiny.en", "generate.asr_language=en",
+        "generate.video_frames=2", "generate.concurrency=2"]
+MERR_KEYS = {"source_path", "audio_path", "chronological_emotion_peaks", "overall_peak_frame_info",
+             "coarse_descriptions_at_peak", "final_summary", "mer_eval_provider", "mer_eval_model"}
+COARSE_KEYS = {"visual_expression", "visual_objective", "audio_analysis", "video_content"}
+
+
+def _cfg(tmp: Path, *extra: str):
+    return load_config(None, FAST + [f"cache.dir={tmp / 'cache'}", *extra])
+
+
+def _input(tmp: Path) -> Path:
+    inp = tmp / "in"
+    inp.mkdir()
+    for rel in ("faces/single_face.mp4", "faces/WolfgangLanger_Pexels.mp4", "faces/no_face.mp4",
+                "faces/0-f15-hao-ph.jpg", "speech-jfk/jfk.flac"):
+        shutil.copy(SHARED / rel, inp / Path(rel).name)
+    (inp / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a real video stream" * 40)
+    return inp
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    tmp = tmp_path_factory.mktemp("gen")
+    inp = _input(tmp)
+    out = tmp / "out"
+    cfg = _cfg(tmp)
+    summary = run_generate(inp, out, cfg, progress=False)
+    return {"tmp": tmp, "inp": inp, "out": out, "cfg": cfg, "summary": summary}
+
+
+def _json(p: Path) -> dict:
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def test_summary_and_types(run, shared_data):
+    s = run["summary"]
+    assert s["total"] == 6
+    assert s["types"] == {"single_face": "mer", "WolfgangLanger_Pexels": "mer", "no_face": "mer",
+                          "0-f15-hao-ph": "image", "jfk": "audio", "corrupt": "mer"}
+    assert "corrupt" in s["failures"]
+    for sid in ("single_face", "WolfgangLanger_Pexels", "0-f15-hao-ph", "jfk"):
+        assert sid not in s["failures"], s["failures"].get(sid)
+    assert s["done"] + s["failed"] == 6 and s["skipped"] == 0
+    run_json = _json(run["out"] / "run.json")
+    assert run_json["provider"] == "offline" and run_json["counts_by_status"]["done"] == s["done"]
+    assert run_json["prompt_hashes"] and run_json["config_hash"] == s["config_hash"]
+    assert run_json["finished"] and run_json["tool_version"] and run_json["package_versions"]
+    assert run_json["input"] == str(run["inp"].resolve())
+
+
+def test_corrupt_media_gets_an_error_file_and_the_run_goes_on(run):
+    err = _json(run["out"] / "errors" / "corrupt.json")
+    assert err["stage"] == "media" and err["reason"]
+    assert not (run["out"] / "corrupt" / "corrupt_merr_data.json").exists()
+
+
+def test_face_video_with_sound_mer_factory_layout(run):
+    d = run["out"] / "single_face"
+    data = _json(d / "single_face_merr_data.json")
+    assert set(data) == MERR_KEYS
+    assert set(data["coarse_descriptions_at_peak"]) == COARSE_KEYS
+    for f in ("single_face.wav", "single_face.csv", "single_face_peak_frame.png", META_NAME):
+        assert (d / f).is_file(), f
+    info = data["overall_peak_frame_info"]
+    assert set(info) == {"frame_number", "timestamp", "top_aus_intensities"}
+    assert isinstance(info["frame_number"], int) and info["frame_number"] >= 1
+    # the AU text is exactly the measured peak AUs
+    from mer_eval.facs import au_text
+    assert data["coarse_descriptions_at_peak"]["visual_expression"] == au_text(info["top_aus_intensities"])
+    # offline: no scene text invented; the reason is in the meta
+    assert data["coarse_descriptions_at_peak"]["visual_objective"] == ""
+    assert data["coarse_descriptions_at_peak"]["video_content"] == ""
+    meta = _json(d / META_NAME)
+    assert "no vision model" in meta["absent"]["visual_objective"]
+    assert meta["provider"] == "offline" and meta["au_source"] in ("mediapipe", "openface", "pyfeat")
+    assert meta["inputs_sha256"]["video"] and meta["config_hash"] == run["summary"]["config_hash"]
+    assert meta["prompt_hashes"]
+    assert "the core emotional state is" in data["final_summary"]
+    assert data["audio_path"].endswith("single_face.wav")
+    assert data["coarse_descriptions_at_peak"]["audio_analysis"]
+
+
+def test_silent_video_has_no_audio_analysis(run):
+    d = run["out"] / "WolfgangLanger_Pexels"
+    data = _json(d / "WolfgangLanger_Pexels_merr_data.json")
+    assert data["audio_path"] == ""
+    assert data["coarse_descriptions_at_peak"]["audio_analysis"] == ""
+    assert not (d / "WolfgangLanger_Pexels.wav").exists()
+    meta = _json(d / META_NAME)
+    assert meta["absent"]["audio_analysis"]
+    assert data["coarse_descriptions_at_peak"]["visual_expression"]  # a face is there
+
+
+def test_no_face_video_never_invents_aus(run):
+    s = run["summary"]
+    if "no_face" in s["failures"]:
+        assert "face" in s["failures"]["no_face"]["reason"].lower()
+        return
+    data = _json(run["out"] / "no_face" / "no_face_merr_data.json")
+    assert data["overall_peak_frame_info"]["top_aus_intensities"] == {}
+    assert data["coarse_descriptions_at_peak"]["visual_expression"] == ""
+    assert data["chronological_emotion_peaks"] == []
+    meta = _json(run["out"] / "no_face" / META_NAME)
+    assert "face" in meta["absent"]["visual_expression"].lower()
+
+
+def test_image_and_audio_types(run):
+    img = _json(run["out"] / "0-f15-hao-ph" / "0-f15-hao-ph_image_analysis.json")
+    assert set(img) == {"source_path", "au_text_description", "llm_au_description", "image_visual_description",
+                        "final_summary", "mer_eval_provider", "mer_eval_model"}
+    assert img["image_visual_description"] == ""
+    assert img["au_text_description"] and "core emotional state is" in img["final_summary"]
+    aud = _json(run["out"] / "jfk" / "jfk_audio_analysis.json")
+    assert set(aud) == {"source_path", "audio_analysis", "mer_eval_provider", "mer_eval_model"}
+    first = aud["audio_analysis"].splitlines()[0].lower()
+    assert "fellow americans" in first  # Whisper's transcript is the first line, as MER-Factory's evaluator reads
+
+
+def test_outputs_are_discoverable_and_score(run):
+    ds = discover(run["out"])
+    assert ds.kind == "mer-factory"
+    by = ds.by_id()
+    assert by["single_face"].type == SampleType.mer and by["0-f15-hao-ph"].type == SampleType.image
+    assert by["jfk"].type == SampleType.audio
+    assert "corrupt" not in by
+    sf = by["single_face"]
+    assert sf.video is not None and sf.video.name == "single_face.mp4"  # found through run.json's input
+    assert sf.openface_csv is not None and sf.peak_frame_image is not None
+    assert sf.annotation.provider == "offline" and sf.annotation.final_summary
+    assert by["jfk"].annotation.transcript and "americans" in by["jfk"].annotation.transcript.lower()
+    from mer_eval.scoring import score_run
+
+    outcome = score_run(run["out"], run["cfg"], metrics=["text_quality", "label_agreement"])
+    assert set(outcome.results) == set(by)
+    assert (run["out"] / "single_face" / "evaluation.json").is_file()
+
+
+def test_resume_skips_then_force_redoes(run):
+    again = run_generate(run["inp"], run["out"], run["cfg"], progress=False)
+    assert again["done"] == 0
+    assert again["skipped"] == run["summary"]["done"]
+    assert set(again["failures"]) == set(run["summary"]["failures"])
+    # a changed config is a different run: not skipped
+    forced = run_generate(run["inp"], run["out"], run["cfg"], force=True, progress=False)
+    assert forced["skipped"] == 0 and forced["done"] == run["summary"]["done"]
+
+
+def test_changed_input_is_redone(tmp_path):
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SHARED / "faces" / "0-f15-hao-ph.jpg", inp / "a.jpg")
+    out = tmp_path / "out"
+    cfg = _cfg(tmp_path)
+    assert run_generate(inp, out, cfg, progress=False)["done"] == 1
+    shutil.copy(SHARED / "faces" / "0-f1-su-ph.jpg", inp / "a.jpg")  # same name, other content
+    s = run_generate(inp, out, cfg, progress=False)
+    assert s["done"] == 1 and s["skipped"] == 0
+    # label-aware synthesis when a label file appears: inputs changed (label), redone, label in the JSON
+    (inp / "labels.csv").write_text("name,label\na,sad\n")
+    s = run_generate(inp, out, cfg, progress=False)
+    assert s["done"] == 1
+    data = _json(out / "a" / "a_image_analysis.json")
+    assert data["ground_truth_label"] == "sad"
+    assert "the core emotional state is sad" in data["final_summary"]
+    from mer_eval.store import RunLockedError, RunStore
+
+    with RunStore(out).locked():
+        with pytest.raises(RunLockedError):
+            run_generate(inp, out, cfg, progress=False)
+
+
+def _scripted(fail_purpose=None, text_only=False):
+    from mer_eval.generators.providers.base import Capability, Provider, ProviderError
+
+    class Scripted(Provider):
+        name = "scripted"
+        capabilities = frozenset({Capability.text}) if text_only else frozenset(Capability)
+        default_model = "scripted-1"
+
+        async def _call(self, req):
+            if req.purpose == fail_purpose:
+                raise ProviderError("HTTP 500 upstream exploded", status=500, retryable=False)
+            if req.purpose == "synthesis":
+                return ("The measured cues were weighed. In conclusion, the core emotional state is happy, "
+                        "and the most likely cause is the smile."), {}
+            return f"scripted {req.purpose} text", {}
+
+    from mer_eval.config import ProviderConfig
+
+    return Scripted(ProviderConfig(model="scripted-1", max_retries=0), cache=None)
+
+
+def test_provider_error_is_never_annotation_text(tmp_path):
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SHARED / "faces" / "0-f15-hao-ph.jpg", inp / "p.jpg")
+    out = tmp_path / "out"
+    cfg = _cfg(tmp_path)
+    ok = run_generate(inp, out, cfg, progress=False, provider=_scripted())
+    assert ok["done"] == 1
+    assert _json(out / "p" / "p_image_analysis.json")["image_visual_description"] == "scripted visual_description text"
+    s = run_generate(inp, out, cfg, progress=False, provider=_scripted(fail_purpose="synthesis"), force=True)
+    assert s["failed"] == 1 and s["failures"]["p"]["stage"] == "synthesis"
+    assert "exploded" in _json(out / "errors" / "p.json")["reason"]
+    assert not (out / "p" / "p_image_analysis.json").exists()  # the earlier result is not left standing
+    for f in (out / "p").glob("*.json"):
+        assert "exploded" not in f.read_text(encoding="utf-8"), f
+
+
+def test_capability_missing_falls_back_and_says_so(tmp_path):
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SHARED / "faces" / "0-f15-hao-ph.jpg", inp / "p.jpg")
+    shutil.copy(SHARED / "speech-jfk" / "jfk.flac", inp / "jfk.flac")
+    out = tmp_path / "out"
+    s = run_generate(inp, out, _cfg(tmp_path), progress=False, provider=_scripted(text_only=True))
+    assert s["done"] == 2, s["failures"]
+    img = _json(out / "p" / "p_image_analysis.json")
+    assert img["image_visual_description"] == ""  # not described unseen
+    assert "lacks image" in _json(out / "p" / META_NAME)["absent"]["image_visual_description"]
+    meta = _json(out / "jfk" / META_NAME)
+    assert any("lacks audio" in f for f in meta["fallbacks"])
+    assert _json(out / "jfk" / "jfk_audio_analysis.json")["audio_analysis"] == "scripted tone text"
+
+
+@pytest.mark.slow
+def test_hf_provider_synthesis_of_one_sample(tmp_path):
+    """The packaged SmolLM2 writes the final summary of one photo (text-only provider)."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    try:
+        from mer_eval.registry import get_provider
+        get_provider("hf")
+    except (ImportError, KeyError, AttributeError) as e:
+        pytest.skip(f"hf provider not available: {e}")
+    from mer_eval.models import resolve
+
+    if not resolve("smollm2").available:
+        pytest.skip("smollm2 weights are not installed")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SHARED / "faces" / "0-f15-hao-ph.jpg", inp / "p.jpg")
+    out = tmp_path / "out"
+    cfg = _cfg(tmp_path, "generate.provider=hf", "providers.hf.max_tokens=96")
+    s = run_generate(inp, out, cfg, progress=False)
+    assert s["done"] == 1, s["failures"]
+    data = _json(out / "p" / "p_image_analysis.json")
+    assert data["mer_eval_provider"] == "hf" and data["final_summary"].strip()
+    meta = _json(out / "p" / META_NAME)
+    assert meta["provider_calls"]["synthesis"]["model"]
