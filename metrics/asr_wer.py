@@ -197,7 +197,7 @@ class ASRWER(Metric):
                 audio = self.audio_source(s)
                 try:
                     base = self._baseline(model, audio)
-                except Exception as e:  # one unreadable file is that sample's error, not the batch's
+                except Exception as e:  # noqa: BLE001 (one unreadable file is that sample's error, not the batch's)
                     out[s.id] = self.not_ok(s.id, Status.error,
                                             f"Whisper baseline of {audio} failed: {type(e).__name__}: {e}")
                     continue

@@ -11,14 +11,15 @@ emotions (:mod:`mer_eval.facs`), or nothing:
   table (at least half the rule's AUs present, mean intensity of the rule's AUs >= ``au_threshold``) and MERR's
   table (every AU present); the evidence is the union of the emotions that fire. No rule firing = no evidence.
 * ``audio``: emotion words in the tone description (``annotation.audio_description``).
-* ``transcript``: emotion words in the transcript, English only (CJK-script transcripts have no evidence).
+* ``transcript``: emotion words in the transcript (the English lexicon plus the small Chinese one of
+  :mod:`mer_eval.metrics.emotion_text`).
 * ``visual``: emotion words and facial-expression cues ("smiling", "crying", ...) in the descriptions of what
   is seen: ``visual_objective``, ``image_description``, ``video_content``. ``visual_expression`` is left out:
   MER-Factory writes it from the AUs, so it would count the AU source twice.
 * ``fer``: the most probable class of ``annotation.fer_probabilities``.
 
 For the lexicon sources the evidence is the most frequent emotion(s) of the text (negated mentions dropped).
-When an audio/transcript text names no emotion, VADER (``vaderSentiment``, optional) gives polarity only:
+When an English audio/transcript text names no emotion, VADER (``vaderSentiment``, optional) gives polarity only:
 compound >= 0.05 positive, <= -0.05 negative, else no evidence; such a source counts for the valence figure
 only and its ``cm_*`` output is ``not_applicable``.
 
@@ -268,12 +269,10 @@ class CrossModalAgreement(Metric):
         for src, text in texts.items():
             if not text:
                 continue
-            if src == "transcript" and cjk_ratio(text) >= 0.3:
-                continue  # the lexicon is English
             top, counts = dominant_emotions(text, cues=(src == "visual"))
             if top:
                 ev[src] = {"emotions": top, "counts": dict(counts), "from": "lexicon"}
-            elif src in ("audio", "transcript"):
+            elif src in ("audio", "transcript") and cjk_ratio(text) < 0.3:  # VADER reads English only
                 pol = _vader_polarity(text)
                 if pol is not None:
                     ev[src] = {"emotions": [], "valences": [pol[0]], "from": "vader", "compound": round(pol[1], 4)}

@@ -12,7 +12,9 @@ Shared by the label-agreement and cross-modal metrics so both read a summary the
 * :func:`emotion_mentions` scans text with the English lexicon of :mod:`mer_eval.facs` (whole words,
   longest phrase first). A mention preceded within three words by a negation ("not", "no", "without",
   "lack of", ...) is dropped. The word "content" is not read as an emotion ("video content" is everywhere
-  in MER-Factory summaries); "contentment" is.
+  in MER-Factory summaries); "contentment" is. A small Chinese lexicon (:data:`ZH_EMOTIONS`, matched as
+  substrings; 不/没/无/非 right before a word negates it) and the closing statements "核心情绪是X" /
+  "情绪状态是X" cover Chinese summaries and transcripts.
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ EXPRESSION_CUES: dict[str, str] = {
     "trembling": "fear", "cowering": "fear",
 }
 
+# A small Chinese lexicon (MER2023/MERR clips are Chinese): matched as substrings, CJK has no word spaces.
+ZH_EMOTIONS: dict[str, str] = {
+    "中性": "neutral", "平静": "neutral", "冷静": "neutral", "面无表情": "neutral",
+    "高兴": "happy", "快乐": "happy", "开心": "happy", "喜悦": "happy", "愉快": "happy", "兴奋": "happy",
+    "悲伤": "sad", "伤心": "sad", "难过": "sad", "失望": "sad", "沮丧": "sad", "痛苦": "sad",
+    "愤怒": "angry", "生气": "angry", "恼火": "angry", "烦躁": "angry", "不耐烦": "angry", "恼怒": "angry",
+    "惊讶": "surprise", "吃惊": "surprise", "震惊": "surprise", "惊奇": "surprise",
+    "恐惧": "fear", "害怕": "fear", "惊恐": "fear",
+    "厌恶": "disgust", "恶心": "disgust", "反感": "disgust",
+    "轻蔑": "contempt", "蔑视": "contempt", "鄙视": "contempt",
+    "担心": "worried", "焦虑": "worried", "紧张": "worried", "不安": "worried", "担忧": "worried",
+}
+ZH_NEGATIONS = ("不", "没", "无", "非")
+
 NEGATIONS = {"not", "no", "never", "without", "lack", "absence", "absent", "nor", "isn't", "doesn't",
              "don't", "wasn't", "aren't", "hardly", "neither"}
 
@@ -53,7 +69,8 @@ _CONCLUSION_PATTERNS = [
     re.compile(r"(?P<x>[a-z][a-z ,/-]{0,40}?)\s+(?:is|was|seems|appears)\s+(?:to be\s+)?the\s+"
                r"(?:most likely|most probable|predominant|dominant|primary|main|core)\s+"
                r"(?:emotion|emotional state|sentiment)"),
-    re.compile(r"^\s*\**\s*(?:final\s+)?(?:emotion|sentiment|label)\s*\**\s*[:：]\s*\**\s*(?P<x>[^\n]+)$", re.M),
+    re.compile(r"(?:核心情绪|情绪状态|主要情绪|最可能的情绪|情感倾向|情绪)(?:是|为|：|:)\s*(?P<x>[^，。；\n,.;]+)"),
+    re.compile(r"^\s*\**\s*(?:final\s+)?(?:emotion|sentiment|label)\s*\**\s*[:：]\s*\**\s*(?P<x>[^\n]+)$", re.MULTILINE),
 ]
 
 
@@ -78,6 +95,7 @@ class Finding:
 
 def _lexicon(extra: Optional[dict[str, str]] = None, cues: bool = False) -> dict[str, str]:
     lex = {k: v for k, v in EMOTION_SYNONYMS.items() if k not in AMBIGUOUS}
+    lex.update(ZH_EMOTIONS)
     if cues:
         lex.update(EXPRESSION_CUES)
     for k, v in (extra or {}).items():
@@ -111,6 +129,9 @@ def emotion_mentions(text: Optional[str], extra: Optional[dict[str, str]] = None
         before = _WORD.findall(low[max(0, m.start() - 40): m.start()])[-3:]
         if any(w in NEGATIONS for w in before):
             continue
+        if m.group(1) in ZH_EMOTIONS and low[max(0, m.start() - 2): m.start()].endswith(ZH_NEGATIONS) \
+                and not m.group(1).startswith("不"):
+            continue  # 不高兴 / 没(有)生气
         out.append((lex[m.group(1)], m.group(1), m.start()))
     return out
 
@@ -175,6 +196,7 @@ def concluded_emotion(text: Optional[str], extra: Optional[dict[str, str]] = Non
     return Finding(None, None, "none")  # unreachable: tied is never empty
 
 
+ZH_SENTIMENTS = {"积极": "positive", "正面": "positive", "消极": "negative", "负面": "negative", "中性": "neutral"}
 _SENT_RX = re.compile(r"(?<![a-z])(positive|negative|neutral|mixed)(?![a-z])")
 
 
@@ -188,6 +210,9 @@ def concluded_sentiment(text: Optional[str], extra: Optional[dict[str, str]] = N
         m = _SENT_RX.search(phrase)
         if m:
             return Finding(SENTIMENT_SYNONYMS[m.group(1)], m.group(1), "conclusion", phrase=phrase)
+        for word, pol in ZH_SENTIMENTS.items():
+            if word in phrase:
+                return Finding(pol, word, "conclusion", phrase=phrase)
     f = concluded_emotion(text, extra)
     if f.emotion is None:
         return f

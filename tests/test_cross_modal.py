@@ -125,7 +125,7 @@ def test_batch_of_real_samples(shared_data):
     ds = _real(shared_data)
     m = _metric()
     out = m.score(list(ds.values()))
-    for sid, rs in out.items():
+    for rs in out.values():
         assert len(rs) == len(CrossModalAgreement.outputs)
         for x in rs:
             assert (x.value is not None) == (x.status == Status.ok)

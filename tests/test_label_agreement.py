@@ -107,3 +107,17 @@ def test_aggregate_equals_sklearn():
     assert agg["uar"] == pytest.approx(balanced_accuracy_score(yt, yp)) == pytest.approx((0.5 + 1 + 2 / 3 + 0) / 4)
     assert agg["macro_f1"] == pytest.approx(f1_score(yt, yp, average="macro", zero_division=0))
     assert m.aggregate(samples[-2:], {k: v for k, v in res.items() if k in ("nolab", "nopred")})["n"] == 0
+
+
+def test_chinese_summary():
+    m = LabelAgreement({})
+    s = Sample(id="zh", label="angry", annotation=Annotation(
+        final_summary="他的语气很不耐烦，但他并不高兴。综上所述，核心情绪是愤怒，最可能的原因是被问到不懂的问题。"))
+    r = _one(m, s)
+    assert r.value == 1.0 and r.details["predicted_raw"] == "愤怒" and r.details["method"] == "conclusion"
+    s2 = Sample(id="zh2", label="happy", annotation=Annotation(final_summary="他并不高兴，看起来很生气，非常生气。"))
+    r = _one(m, s2)  # 不高兴 is negated; 生气 twice -> angry
+    assert r.value == 0.0 and r.details["predicted"] == "angry" and r.details["method"] == "dominant_words"
+    r = _one(LabelAgreement({"task": "sentiment"}),
+             Sample(id="zh3", label="negative", annotation=Annotation(final_summary="综合来看，情感倾向为消极。")))
+    assert r.value == 1.0
