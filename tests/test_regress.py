@@ -1,0 +1,164 @@
+"""mer-eval bless / regress on runs scored from real MER-Factory outputs and LibriVox speech."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mer_eval.gates import GateError, read_scores
+from mer_eval.reports.commands import bless_cmd, regress_cmd
+from mer_eval.reports.regress import bless, load_baseline, regress
+from score_fixtures import build_run, copy_run, degrade_text, score, scored_run, shared_or_skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    shared = shared_or_skip()
+    root = tmp_path_factory.mktemp("regress-runs")
+    good = scored_run(shared, root / "good")
+    # one MER-Factory sample degraded out of ten: a real drop on one sample, which bootstrap calls noise
+    one = build_run(shared, root / "one_bad")
+    p = one / "llava_merr" / "llava_merr_merr_data.json"
+    data = json.loads(p.read_text(encoding="utf-8"))
+    data["final_summary"] = degrade_text(data["final_summary"])
+    p.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return {
+        "good": good,
+        "bad": scored_run(shared, root / "bad", degraded=True),
+        "one_bad": score(one, shared),
+        "baseline": root / "baseline.json",
+        "shared": shared,
+    }
+
+
+@pytest.fixture(scope="module")
+def baseline(runs):
+    r = CliRunner().invoke(bless_cmd, [str(runs["good"]), "-o", str(runs["baseline"])])
+    assert r.exit_code == 0, r.output
+    return runs["baseline"]
+
+
+def test_bless_contents(runs, baseline):
+    b = load_baseline(baseline)
+    df = read_scores(runs["good"])
+    man = json.loads((runs["good"] / "run.json").read_text())
+    assert b["composite_version"] == man["score"]["composite_version"] == "mer-v1-text"
+    assert b["metric_versions"] == man["score"]["metric_versions"]
+    assert b["tool_version"] and b["n_samples"] == 10
+    for m in ("composite_score", "distinct2", "asr_wer"):
+        g = df[(df.metric == m) & (df.status == "ok")]
+        assert b["metrics"][m]["n"] == len(g)
+        assert b["metrics"][m]["mean"] == pytest.approx(g.value.mean())
+        assert b["metrics"][m]["std"] == pytest.approx(g.value.std(ddof=1))
+        assert b["samples"][m] == pytest.approx(dict(zip(g.sample_id, g.value)))
+    assert b["metrics"]["asr_wer"]["higher_is_better"] is False
+    assert b["metrics"]["label_match"]["n"] == 0 and b["metrics"]["label_match"]["mean"] is None
+
+
+def test_regress_against_own_baseline_passes(runs, baseline, tmp_path):
+    junit = tmp_path / "j.xml"
+    r = CliRunner().invoke(regress_cmd, [str(runs["good"]), "--baseline", str(baseline), "--junit", str(junit)])
+    assert r.exit_code == 0, r.output
+    assert "PASS" in r.output
+    suite = ET.parse(junit).getroot()
+    assert suite.tag == "testsuite"
+    cases = suite.findall("testcase")
+    assert len(cases) == int(suite.get("tests")) == len(load_baseline(baseline)["metrics"])
+    assert suite.get("failures") == "0" and suite.findall(".//failure") == []
+    skipped = suite.findall(".//skipped")  # label_match: no ok values on either side
+    assert len(skipped) == int(suite.get("skipped")) == 1
+    assert [c.get("name") for c in cases if c.find("skipped") is not None] == ["label_match"]
+
+
+def test_regress_degraded_copy_fails(runs, baseline, tmp_path):
+    junit, md = tmp_path / "j.xml", tmp_path / "r.md"
+    r = CliRunner().invoke(regress_cmd, [str(runs["bad"]), "--baseline", str(baseline), "--junit", str(junit),
+                                         "--markdown", str(md)])
+    assert r.exit_code == 1, r.output
+    res = regress(runs["bad"], load_baseline(baseline), {"composite_score": 2.0, "asr_wer": 0.02})
+    failed = sorted(c.metric for c in res.regressed)
+    for m in ("composite_score", "distinct2", "repetition_rate", "asr_wer"):
+        assert m in failed
+    suite = ET.parse(junit).getroot()
+    failures = suite.findall("testcase/failure")
+    assert len(failures) == int(suite.get("failures")) == len(failed)
+    failing_cases = sorted(c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None)
+    assert failing_cases == failed
+    comp = next(c for c in res.checks if c.metric == "composite_score")
+    a = read_scores(runs["good"]).query("metric == 'composite_score' and status == 'ok'").set_index("sample_id").value
+    b = read_scores(runs["bad"]).query("metric == 'composite_score' and status == 'ok'").set_index("sample_id").value
+    assert comp.diff == pytest.approx(float((b - a).mean()))
+    assert comp.ci_high < 0 and comp.wrong_way and comp.beyond_tolerance and comp.beyond_noise
+    fail_text = next(c for c in suite.findall("testcase") if c.get("name") == "composite_score").find("failure")
+    assert f"diff {comp.diff:.4g}" in fail_text.get("message") and "tolerance 2" in fail_text.get("message")
+    worst = comp.worst_samples[0]["sample_id"]
+    assert worst == (b - a).idxmin()
+    text = md.read_text()
+    assert text.startswith("### mer-eval regress: ❌ regression")
+    assert "| composite_score ↑ |" in text and "Most regressed samples" in text
+
+
+def test_regress_tolerance_and_noise(runs, baseline):
+    b = load_baseline(baseline)
+    # big enough tolerances: the degraded copy passes
+    tol = {m: 1e6 for m in b["metrics"]}
+    assert regress(runs["bad"], b, tol).exit_code == 0
+    # one of ten samples degraded: composite mean drops by more than the tolerance, but the paired
+    # bootstrap CI reaches 0 (nine differences are exactly 0), so it is noise, not a regression
+    res = regress(runs["one_bad"], b, {"composite_score": 2.0})
+    comp = next(c for c in res.checks if c.metric == "composite_score")
+    diffs = [v for v in (np.array(list(read_scores(runs["one_bad"]).query(
+        "metric == 'composite_score' and status == 'ok'").sort_values("sample_id").value)) - np.array(
+        [b["samples"]["composite_score"][k] for k in sorted(b["samples"]["composite_score"])])) if v != 0]
+    assert len(diffs) == 1 and diffs[0] < -2.0  # the single degraded sample
+    assert comp.wrong_way and comp.beyond_tolerance and not comp.beyond_noise and not comp.regressed
+    assert comp.ci_high == 0.0
+    assert "within bootstrap noise" in comp.message
+    assert res.exit_code == 0
+
+
+def test_regress_version_mismatch_exits_2(runs, baseline, tmp_path):
+    # the same texts scored with another composite (another version) are not comparable
+    other = copy_run(runs["good"], tmp_path / "other")
+    score(other, runs["shared"], composite=None)  # bundled mer-v1
+    junit = tmp_path / "j.xml"
+    r = CliRunner().invoke(regress_cmd, [str(other), "--baseline", str(baseline), "--junit", str(junit),
+                                         "--markdown", str(tmp_path / "m.md")])
+    assert r.exit_code == 2, r.output
+    assert "composite version mer-v1 in the run, mer-v1-text in the baseline" in r.output
+    suite = ET.parse(junit).getroot()
+    assert int(suite.get("errors")) == len(suite.findall("testcase/error")) == 1
+    assert "not comparable" in (tmp_path / "m.md").read_text()
+    # a metric version bump recorded in run.json
+    bumped = copy_run(runs["good"], tmp_path / "bumped")
+    man = json.loads((bumped / "run.json").read_text())
+    old = man["score"]["metric_versions"]["distinct2"]
+    man["score"]["metric_versions"]["distinct2"] = old + ".next"
+    (bumped / "run.json").write_text(json.dumps(man))
+    res = regress(bumped, load_baseline(baseline))
+    assert res.exit_code == 2
+    assert res.mismatches == [f"distinct2: metric version {old}.next in the run, {old} in the baseline"]
+
+
+def test_regress_bad_inputs(runs, tmp_path):
+    p = tmp_path / "nope.json"
+    p.write_text(json.dumps({"kind": "something else"}))
+    r = CliRunner().invoke(regress_cmd, [str(runs["good"]), "--baseline", str(p)])
+    assert r.exit_code == 2 and "not a mer-eval baseline" in r.output
+    r = CliRunner().invoke(regress_cmd, [str(runs["good"]), "--baseline", str(tmp_path / "missing.json")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = CliRunner().invoke(regress_cmd, [str(runs["good"]), "--baseline", str(p), "--tolerance", "asr_wer"])
+    assert r.exit_code == 2 and "METRIC=NUMBER" in r.output
+
+
+def test_bless_of_unscored_folder(tmp_path):
+    r = CliRunner().invoke(bless_cmd, [str(tmp_path), "-o", str(tmp_path / "b.json")])
+    assert r.exit_code == 2 and "scores.parquet" in r.output
+    assert not (tmp_path / "b.json").exists()
+    with pytest.raises(GateError, match="scores.parquet"):
+        bless(Path(tmp_path))
