@@ -86,10 +86,10 @@ class _HFNLI:
         self.torch = torch
 
     def n_tokens(self, text: str) -> int:
-        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+        return len(self.tok(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def split_long(self, sent: str, limit: int) -> list[str]:
-        ids = self.tok(sent, add_special_tokens=False)["input_ids"]
+        ids = self.tok(sent, add_special_tokens=False, verbose=False)["input_ids"]
         if len(ids) <= limit:
             return [sent]
         return [self.tok.decode(ids[i: i + limit]).strip() for i in range(0, len(ids), limit)]

@@ -9,9 +9,14 @@ from mer_eval.config import load_config
 from mer_eval.metric import ScoreContext
 from mer_eval.schema import Annotation, Sample, SampleType, Status
 
-from tiny_models import build_clap
+from tiny_models import one_torch_thread, build_clap
 
 pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
 
 LIBRI = "speech-librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
 

@@ -9,10 +9,15 @@ from mer_eval.config import load_config
 from mer_eval.metric import ScoreContext
 from mer_eval.schema import Annotation, Sample, SampleType, Status
 
-from tiny_models import TINY_OPEN_CLIP_NAME, build_hf_clip, build_open_clip
+from tiny_models import one_torch_thread, TINY_OPEN_CLIP_NAME, build_hf_clip, build_open_clip
 
 pytest.importorskip("open_clip")
 pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
 
 LONG = (
     "A young woman sits in front of a plain grey wall and looks straight into the camera. "

@@ -10,9 +10,14 @@ from mer_eval.metric import ScoreContext
 from mer_eval.schema import Annotation, Sample, Status
 from mer_eval.text import split_sentences
 
-from tiny_models import build_nli
+from tiny_models import one_torch_thread, build_nli
 
 pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")

@@ -159,3 +159,16 @@ def build_nli(root: Path, seed: int = 0, labels: dict[int, str] = NLI_LABELS, na
     model.save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+def one_torch_thread():
+    """Generator for a fixture: tiny models run fastest on one thread (the test machine is shared);
+    restores the previous setting afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
