@@ -260,17 +260,22 @@ def print_rich(c: Comparison, console=None) -> None:
         for col in ("rank", "run", "composite mean", "95% CI", "n"):
             t.add_column(col)
         for r in c.ranking:
-            t.add_row(str(r["rank"]), e(r["run"]), _f(r["composite_mean"]), _ci(r["ci_low"], r["ci_high"]), str(r["n"]))
+            t.add_row(str(r["rank"]), e(r["run"]), _f(r["composite_mean"]), e(_ci(r["ci_low"], r["ci_high"])),
+                      str(r["n"]))
         console.print(t)
-    t = Table(title="Metrics")
-    for col in ("metric", "run", "n", "mean", "95% CI", "Δ vs first", "Δ 95% CI", "p", "win/tie/loss"):
-        t.add_column(col)
+    t = Table(title="Metrics (only ok values; Δ = run − first run, paired)")
+    for col, just in (("metric", "left"), ("run", "left"), ("n", "right"), ("mean [95% CI]", "left"),
+                      ("Δ [95% CI] (n paired)", "left"), ("p Wilcoxon", "right"), ("win/tie/loss", "right")):
+        t.add_column(col, justify=just)
     for mc in c.metrics:
-        for r in mc.runs:
-            t.add_row(e(f"{mc.metric} {'↑' if mc.higher_is_better else '↓'}"), e(r.run), str(r.n), _f(r.mean),
-                      _ci(r.ci_low, r.ci_high), "ref" if r.n_paired is None else _f(r.diff),
-                      "" if r.n_paired is None else _ci(r.diff_ci_low, r.diff_ci_high),
-                      "" if r.n_paired is None else (_f(r.p_wilcoxon, 3) if r.p_wilcoxon is not None
-                                                     else e(r.p_note or "")),
-                      "" if r.wins is None else f"{r.wins}/{r.ties}/{r.losses}")
+        for k, r in enumerate(mc.runs):
+            if r.n_paired is None:
+                delta, p, wtl = "reference", "", ""
+            else:
+                delta = f"{_f(r.diff)} {_ci(r.diff_ci_low, r.diff_ci_high)} ({r.n_paired})"
+                p = _f(r.p_wilcoxon, 3) if r.p_wilcoxon is not None else (r.p_note or "")
+                wtl = "" if r.wins is None else f"{r.wins}/{r.ties}/{r.losses}"
+            name = f"{mc.metric} {'↑' if mc.higher_is_better else '↓'}" if k == 0 else ""
+            t.add_row(e(name), e(r.run), str(r.n), e(f"{_f(r.mean)} {_ci(r.ci_low, r.ci_high)}"), e(delta), e(p),
+                      wtl, end_section=(k == len(mc.runs) - 1))
     console.print(t)

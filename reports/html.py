@@ -1,7 +1,7 @@
 """``mer-eval report RUN [RUN ...] -o report.html``: one self-contained HTML file.
 
 No external URL at all: CSS and JS are inline, histograms are inline SVG made here, peak-frame
-thumbnails are PIL-downscaled (<= 160 px) PNG data URLs. The Jinja2 template renders with autoescape on;
+thumbnails are PIL-downscaled (<= 160 px) JPEG data URLs. The Jinja2 template renders with autoescape on;
 the per-sample data for the table goes in a ``<script type="application/json">`` block with ``<``, ``>``,
 ``&`` escaped as ``\\u003c`` etc. and is rendered by the inline script with ``textContent`` only. A
 Content-Security-Policy meta tag allows nothing but that one script (by its sha256), inline styles and
@@ -25,6 +25,7 @@ from typing import Any, Optional
 from mer_eval import __version__
 
 THUMB_PX = 160
+MAX_THUMBNAILS = 2000  # beyond this many samples the report would grow past a few tens of MB
 TEXT_FIELDS = ("transcript", "audio_description", "visual_expression", "visual_objective", "video_content",
                "image_description", "au_text_description", "llm_au_description", "final_summary")
 SCRIPT_HASH_PLACEHOLDER = "__MER_EVAL_SCRIPT_SHA256__"
@@ -55,10 +56,10 @@ def thumbnail_data_url(path: Optional[Path], root: Path, max_px: int = THUMB_PX)
             im = im.convert("RGB")
             im.thumbnail((max_px, max_px))
             buf = io.BytesIO()
-            im.save(buf, format="PNG", optimize=True)
+            im.save(buf, format="JPEG", quality=82, optimize=True)
     except (UnidentifiedImageError, OSError) as e:
         return None, f"{p.name}: unreadable image ({e})"
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None
 
 
 def histogram_svg(values: list[float], title: str, bins: int = 12, width: int = 260, height: int = 120) -> str:
@@ -121,7 +122,8 @@ def _num(x: Any) -> Optional[float]:
     return f if math.isfinite(f) else None
 
 
-def _run_section(run_dir: Path, label: str, with_samples: bool) -> dict[str, Any]:
+def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: int = MAX_THUMBNAILS
+                 ) -> dict[str, Any]:
     from mer_eval.discovery import discover
     from mer_eval.gates import metric_directions, read_gate_table, read_scores
     from mer_eval.schema import load_evaluation, load_manifest
@@ -194,8 +196,10 @@ def _run_section(run_dir: Path, label: str, with_samples: bool) -> dict[str, Any
         texts: dict[str, str] = {}
         label = None
         if s is not None:
-            frame = s.frame_image()
-            thumb, thumb_note = thumbnail_data_url(frame, run_dir)
+            if len(rows) < max_thumbnails:
+                thumb, thumb_note = thumbnail_data_url(s.frame_image(), run_dir)
+            else:
+                thumb_note = f"only the first {max_thumbnails} samples get an embedded thumbnail"
             texts = {f: getattr(s.annotation, f) for f in TEXT_FIELDS if getattr(s.annotation, f)}
             label = s.label
         values, statuses, details = {}, {}, []
@@ -221,7 +225,8 @@ def _run_section(run_dir: Path, label: str, with_samples: bool) -> dict[str, Any
     return sec
 
 
-def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0) -> str:
+def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0,
+                 max_thumbnails: int = MAX_THUMBNAILS) -> str:
     """Render the report for ``run_dirs`` (the first one's samples fill the per-sample table)."""
     from jinja2 import Environment, FileSystemLoader
     from markupsafe import Markup
@@ -230,7 +235,7 @@ def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0) -> str
 
     run_dirs = [Path(p) for p in run_dirs]
     labels = _labels(run_dirs)
-    sections = [_run_section(p, lab, with_samples=(i == 0)) for i, (p, lab) in enumerate(zip(run_dirs, labels))]
+    sections = [_run_section(p, lab, with_samples=(i == 0), max_thumbnails=max_thumbnails) for i, (p, lab) in enumerate(zip(run_dirs, labels))]
     comparison = compare_runs(run_dirs, n_boot=n_boot, seed=seed).to_dict() if len(run_dirs) > 1 else None
     primary = sections[0]
     table = {

@@ -183,3 +183,42 @@ def test_cli_report(runs, tmp_path):
     r = CliRunner().invoke(report_cmd, [str(tmp_path), "-o", str(tmp_path / "x.html")])
     assert r.exit_code == 2 and "scores.parquet" in r.output
     assert not Path(tmp_path / "x.html").exists()
+
+
+def test_bundled_examples_scored_gated_and_reported(examples, tmp_path):
+    """examples/mer-factory (real MER-Factory outputs) scored by mer-eval, then gate, bless/regress, report."""
+    import shutil
+
+    from mer_eval.config import load_config
+    from mer_eval.reports.regress import bless, regress
+    from mer_eval.scoring import score_run
+    from score_fixtures import TEXT_METRICS
+
+    src = examples / "mer-factory"
+    if not src.is_dir():
+        pytest.skip("examples/mer-factory is not present")
+    run = tmp_path / "ex"
+    shutil.copytree(src, run)
+    score_run(run, load_config(None, ["cache.enabled=false"]), metrics=TEXT_METRICS)
+    df = read_scores(run)
+    ids = sorted(set(df.sample_id))
+    assert ids == sorted(p.name for p in src.iterdir() if p.is_dir())
+    res = gate_run(run, "default")
+    comp = df[df.metric == "composite_score"]
+    for d in res.decisions:  # text metrics alone are below mer-v1's min coverage: rule skipped with reason
+        st, reason = comp[comp.sample_id == d.sample_id][["status", "reason"]].iloc[0]
+        assert st != "ok" and f"composite_min: skipped: {st}: {reason}" in d.skipped
+    assert regress(run, bless(run)).exit_code == 0
+    html = build_report([run])
+    data = table_data(html)
+    assert sorted(s["id"] for s in data["samples"]) == ids
+    assert all(s["texts"].get("final_summary") for s in data["samples"])
+    assert "Gate decisions" in html
+
+
+def test_thumbnail_limit(runs):
+    data = table_data(build_report([runs["good"]], max_thumbnails=2))
+    with_thumb = [s["id"] for s in data["samples"] if s["thumb"]]
+    assert len(with_thumb) <= 2
+    notes = [s["thumb_note"] for s in data["samples"] if not s["thumb"] and not s["id"].startswith("lv")]
+    assert notes and all(n == "only the first 2 samples get an embedded thumbnail" for n in notes)
