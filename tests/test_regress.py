@@ -162,3 +162,21 @@ def test_bless_of_unscored_folder(tmp_path):
     assert not (tmp_path / "b.json").exists()
     with pytest.raises(GateError, match="scores.parquet"):
         bless(Path(tmp_path))
+
+
+def test_cli_tolerances_from_flags_set_and_config(runs, baseline, tmp_path):
+    metrics = list(load_baseline(baseline)["metrics"])
+    args = [str(runs["bad"]), "--baseline", str(baseline)]
+    r = CliRunner().invoke(regress_cmd, args + [x for m in metrics for x in ("--tolerance", f"{m}=1e6")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(regress_cmd, args + [x for m in metrics for x in ("--set", f"tolerances.{m}=1e6")])
+    assert r.exit_code == 0, r.output
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tolerances:\n" + "".join(f"  {m}: 1.0e6\n" for m in metrics))
+    r = CliRunner().invoke(regress_cmd, args + ["--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    # --tolerance wins over the config file: composite back to 2 -> that metric regresses again
+    r = CliRunner().invoke(regress_cmd, args + ["--config", str(cfg), "--tolerance", "composite_score=2"])
+    assert r.exit_code == 1 and "composite_score (higher is better)" in r.output and "REGRESSED" in r.output
+    r = CliRunner().invoke(regress_cmd, args + ["--set", "tolerancez.x=1"])
+    assert r.exit_code == 2 and "unknown config key" in r.output

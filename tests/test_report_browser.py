@@ -42,7 +42,7 @@ def test_report_in_chromium(browser, shared_data, tmp_path):
 
     run = scored_run(shared_data, tmp_path / "run_a", inject=True)
     worse = scored_run(shared_data, tmp_path / "run_b", degraded=True)
-    gate_run(run, None, ["composite_score >= 80", "asr_wer <= 0.3"])
+    res = gate_run(run, None, ["composite_score >= 80", "asr_wer <= 0.3"])
     out = write_report([run, worse], tmp_path / "report.html")
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -79,6 +79,13 @@ def test_report_in_chromium(browser, shared_data, tmp_path):
     page.fill("#filter", "lv08")
     assert sorted(ids()) == ["lv0870", "lv0880", "lv0890"]
     page.fill("#filter", "")
+    assert rows.count() == 10
+    included = sorted(res.included)
+    page.select_option("#decision-filter", "include")
+    assert sorted(ids()) == included and 0 < len(included) < 10
+    page.select_option("#decision-filter", "exclude")
+    assert sorted(ids()) == sorted(set(before) - set(included))
+    page.select_option("#decision-filter", "")
     assert rows.count() == 10
 
     # drill-down on the sample whose final summary carries the injected script
