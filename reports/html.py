@@ -176,7 +176,10 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
     if gate_rows is not None:
         gate_by_id = {r["sample_id"]: r for r in gate_rows}
         gj = run_dir / "gate.json"
-        gate_meta = json.loads(gj.read_text(encoding="utf-8")) if gj.is_file() else {}
+        try:
+            gate_meta = json.loads(gj.read_text(encoding="utf-8")) if gj.is_file() else {}
+        except (json.JSONDecodeError, OSError):
+            gate_meta = {}  # gate.csv alone still gives the decisions
         inc = sum(1 for r in gate_rows if r.get("decision") == "include")
         sec["gate"] = {"included": inc, "excluded": len(gate_rows) - inc, "rules": gate_meta.get("rules", []),
                        "per_rule": (gate_meta.get("counts") or {}).get("per_rule", {}),

@@ -247,3 +247,14 @@ def test_commands_list_and_lazy_imports():
             "print(heavy); sys.exit(1 if heavy else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_export_only_included_uses_the_gate(runs, tmp_path):
+    from mer_eval.generators.export import select_samples
+
+    run = copy_run(runs["good"], tmp_path / "run")
+    res = gate_run(run, None, ["composite_score >= 80"])
+    kept, skipped = select_samples(run, only_included=True)
+    assert sorted(s.id for s in kept) == sorted(res.included)
+    assert set(skipped) == set(all_ids(run)) - set(res.included)
+    assert set(skipped.values()) == {"excluded by the gate"}
