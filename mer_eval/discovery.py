@@ -31,6 +31,13 @@ class DiscoveryError(ValueError):
     pass
 
 
+def _name_stem(name: str) -> str:
+    """A label/transcript file's ``name`` column: a file stem, or a file name with a media extension.
+    Only media extensions are stripped (``clip_v1.2`` stays ``clip_v1.2``)."""
+    p = Path(name.strip())
+    return p.stem if p.suffix.lower() in VIDEO_EXT | AUDIO_EXT | IMAGE_EXT else p.name
+
+
 @dataclass
 class Dataset:
     kind: str  # media | mer-factory | mer-factory-files | manifest
@@ -70,7 +77,7 @@ def read_label_file(path: Path) -> dict[str, str]:
         for row in reader:
             row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
             if row.get("name"):
-                out[Path(row["name"]).stem] = row.get("label", "")
+                out[_name_stem(row["name"])] = row.get("label", "")
     return out
 
 
@@ -89,12 +96,12 @@ def read_transcripts(path: Path) -> dict[str, str]:
         if "name" not in cols or tcol is None:
             raise DiscoveryError(f"{path}: needs columns 'name,transcript', found {reader.fieldnames}")
         for row in reader:
-            out[Path(row[cols["name"]].strip()).stem] = row[tcol].strip()
+            out[_name_stem(row[cols["name"]])] = row[tcol].strip()
         return out
     for line in text.splitlines():
         m = _SPHINX_LINE.match(line)
         if m and m.group(1):
-            out[Path(m.group(2).strip()).stem] = m.group(1).strip()
+            out[_name_stem(m.group(2))] = m.group(1).strip()
     return out
 
 
