@@ -31,8 +31,11 @@ def bootstrap_mean_ci(values, n_boot: int = N_BOOT, seed: int = SEED, alpha: flo
     if v.size == 0:
         return None, None
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.size, size=(n_boot, v.size))
-    means = v[idx].mean(axis=1)
+    chunk = max(1, min(n_boot, 4_000_000 // v.size))  # bounded memory for large runs
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        means[start:start + k] = v[rng.integers(0, v.size, size=(k, v.size))].mean(axis=1)
     lo, hi = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
 

@@ -117,3 +117,12 @@ def test_cli_compare_outputs(runs, tmp_path):
     assert "| 1 | good |" in text and "| 2 | bad |" in text
     r = CliRunner().invoke(compare_cmd, [str(runs["good"])])
     assert r.exit_code == 2 and "at least two runs" in r.output
+
+
+def test_bootstrap_large_run_ci_matches_standard_error():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=50_000)
+    lo, hi = bootstrap_mean_ci(v, 200, 0)  # 200 x 50k draws, in chunks of 80
+    se = v.std(ddof=1) / np.sqrt(v.size)
+    assert lo < v.mean() < hi
+    assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.25)  # percentile CI ~ normal CI for a mean
