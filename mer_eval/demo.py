@@ -3,7 +3,8 @@
 1. validate the bundled examples (media + real MER-Factory outputs)
 2. generate annotations for the media with the deterministic offline provider
 3. score our run and the real MER-Factory outputs with every metric whose weights exist here
-4. gate both runs, compare nothing (different samples), and write an HTML report of each
+4. gate both runs (include / exclude per sample, with every failed rule)
+5. write a self-contained HTML report of each
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ def run_demo(con, examples: Path, out: Path, config: Any) -> int:
     mf = score_run(examples / "mer-factory", config, out_dir=mf_dir, progress=True, console=con)
     print_score_summary(con, mf)
 
-    con.rule("[bold]4. report")
+    con.rule("[bold]4. gate: which samples would enter the dataset (configs/gates/default.yaml)")
+    from mer_eval.gates import gate_run, summary_lines
+
+    for d in (run_dir, mf_dir):
+        con.print(f"[bold]{d.name}[/bold]")
+        for line in summary_lines(gate_run(d, config.gates)):
+            con.print(f"  {line}", highlight=False)
+
+    con.rule("[bold]5. report")
     from mer_eval.reports.html import write_report
 
     for d in (run_dir, mf_dir):
