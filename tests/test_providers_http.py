@@ -114,6 +114,14 @@ def test_openai_missing_key_is_an_error(fake_server, monkeypatch):
     assert fake_server.requests == []
 
 
+def test_provider_overrides_merge_with_defaults():
+    c = load_config(sets=["providers.openai.model=gpt-4.1-mini", "providers.hf.max_tokens=96"])
+    assert sorted(c.providers) == ["gemini", "hf", "offline", "ollama", "openai"]
+    assert c.providers["openai"].model == "gpt-4.1-mini"
+    assert c.providers["openai"].api_key_env == "OPENAI_API_KEY"
+    assert (c.providers["hf"].model, c.providers["hf"].max_tokens) == ("smollm2", 96)
+
+
 def test_registry_names():
     assert get_provider("openai") is OpenAIProvider
     assert get_provider("ollama") is OllamaProvider
