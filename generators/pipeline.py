@@ -239,8 +239,9 @@ class _Run:
                 meta["fallbacks"].append(f"{field}: {self.provider.name} lacks audio input; "
                                          "tone from the transcript and measured prosody as text")
             else:
-                meta["absent"][field] = (f"{self.provider.name} lacks {cap} input ({e.message}); "
-                                         "field left empty rather than described unseen")
+                meta["absent"][field] = (f"provider {self.provider.name} lacks {cap} input; field left empty "
+                                         "rather than described unseen (the measured facial signals are in "
+                                         "the AU fields)")
                 return ""
             try:
                 self.provider.check(req)
@@ -292,8 +293,9 @@ class _Run:
                         meta["stages"][st] = {"reused": bool(getattr(res, "reused", False)),
                                               "notes": list(res.notes)}
                     dt = time.perf_counter() - t0
-                    meta["stages"].setdefault(st, {})["seconds"] = round(dt, 4)
-                    self.stage_seconds.setdefault(st, []).append(dt)
+                    if "skipped" not in meta["stages"].get(st, {}):
+                        meta["stages"].setdefault(st, {})["seconds"] = round(dt, 4)
+                        self.stage_seconds.setdefault(st, []).append(dt)
                     done.append(st)
                     self._advance(st)
                 self.write_result(sample, stype, outputs, meta, sample_dir)
@@ -491,7 +493,17 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Option
     t_start = time.perf_counter()
     input_path = Path(input_path).resolve()
     out = Path(out).resolve()
-    ds = discover(input_path, label_file=label_file)
+    from mer_eval.discovery import AUDIO_EXT, IMAGE_EXT, VIDEO_EXT
+    from mer_eval.paths import is_within
+
+    single = input_path.is_file() and input_path.suffix.lower() in VIDEO_EXT | AUDIO_EXT | IMAGE_EXT
+    ds = discover(input_path.parent if single else input_path, label_file=label_file)
+    if single:  # MER-Factory also takes one file
+        ds.samples = [s for s in ds.samples if input_path in [Path(p).resolve() for p in s.media().values()]]
+    inside = [s for s in ds.samples if any(is_within(Path(p), out) for p in s.media().values())]
+    if inside:  # OUT inside INPUT: our own wav/png outputs are not new samples
+        ds.samples = [s for s in ds.samples if s not in inside]
+        ds.notes.append(f"{len(inside)} media files inside OUT ({out}) ignored")
     if ds.kind != "media":
         raise ValueError(f"{input_path} is a {ds.kind} input; generate needs a folder of media files "
                          "(video / audio / image)")

@@ -278,3 +278,39 @@ def test_hf_provider_synthesis_of_one_sample(tmp_path):
     assert data["mer_eval_provider"] == "hf" and data["final_summary"].strip()
     meta = _json(out / "p" / META_NAME)
     assert meta["provider_calls"]["synthesis"]["model"]
+
+
+def test_cli_generate_au_video_types_sentiment_and_single_file(tmp_path):
+    """The click command: --type au / video on the face video, --task sentiment on one photo file."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    from click.testing import CliRunner
+
+    from mer_eval.generators.commands import generate
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SHARED / "faces" / "single_face.mp4", inp / "v.mp4")
+    shutil.copy(SHARED / "faces" / "0-f1-su-ph.jpg", inp / "p.jpg")
+    common = ["--no-progress", "--set", "generate.au_max_frames=12", "--set", f"cache.dir={tmp_path / 'c'}",
+              "--set", "generate.video_frames=2"]
+    r = CliRunner().invoke(generate, [str(inp / "v.mp4"), str(tmp_path / "au"), "--type", "au", *common])
+    assert r.exit_code == 0, r.output
+    au = _json(tmp_path / "au" / "v" / "v_au_analysis.json")
+    assert set(au) == {"source_path", "chronological_emotion_peaks", "overall_peak_au_description",
+                       "mer_eval_provider", "mer_eval_model"}
+    assert au["chronological_emotion_peaks"] and "intensity:" in au["overall_peak_au_description"]
+    assert not (tmp_path / "au" / "p").exists()  # one file given: only that sample
+    r = CliRunner().invoke(generate, [str(inp / "v.mp4"), str(tmp_path / "vid"), "--type", "video", *common])
+    assert r.exit_code == 0, r.output
+    vid = _json(tmp_path / "vid" / "v" / "v_video_analysis.json")
+    assert vid["llm_video_summary"] == ""  # the offline provider does not describe pixels
+    assert "no vision model" in r.output  # and the summary says why the field is empty
+    assert len(list((tmp_path / "vid" / "v").glob("v_frame_*.png"))) == 2  # sampled frames for vision providers
+    r = CliRunner().invoke(generate, [str(inp / "p.jpg"), str(tmp_path / "s"), "--task", "sentiment", *common])
+    assert r.exit_code == 0, r.output
+    img = _json(tmp_path / "s" / "p" / "p_image_analysis.json")
+    assert "the overall sentiment is" in img["final_summary"]
+    from mer_eval.generators.synthesis import parse_conclusion
+
+    assert parse_conclusion(img["final_summary"], "sentiment") in ("positive", "negative", "neutral")
