@@ -18,7 +18,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
 
 import pytest
 
@@ -30,8 +29,8 @@ class Reply:
     kind: str  # ok | status | hang | malformed | empty | raw
     text: str = "fake answer"
     code: int = 200
-    retry_after: Optional[str] = None
-    body: Optional[str] = None
+    retry_after: str | None = None
+    body: str | None = None
     seconds: float = 0.0
 
 
@@ -39,7 +38,7 @@ def ok(text: str = "fake answer") -> Reply:
     return Reply("ok", text=text)
 
 
-def status(code: int, retry_after: Optional[str] = None, body: Optional[str] = None) -> Reply:
+def status(code: int, retry_after: str | None = None, body: str | None = None) -> Reply:
     return Reply("status", code=code, retry_after=retry_after, body=body)
 
 
@@ -71,8 +70,8 @@ class FakeServer:
     requests: list = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    httpd: Optional[ThreadingHTTPServer] = None
-    thread: Optional[threading.Thread] = None
+    httpd: ThreadingHTTPServer | None = None
+    thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -83,7 +82,7 @@ class FakeServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def push(self, *replies: Reply) -> "FakeServer":
+    def push(self, *replies: Reply) -> FakeServer:
         with self._lock:
             self.script.extend(replies)
         return self
@@ -92,7 +91,7 @@ class FakeServer:
         with self._lock:
             return self.script.popleft() if self.script else ok()
 
-    def start(self) -> "FakeServer":
+    def start(self) -> FakeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -101,7 +100,7 @@ class FakeServer:
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n) if n else b""
                 try:
@@ -109,17 +108,26 @@ class FakeServer:
                 except json.JSONDecodeError:
                     body = None
                 with server._lock:
-                    server.requests.append(Seen("POST", self.path, {k.lower(): v for k, v in self.headers.items()},
-                                                body, raw, time.monotonic()))
+                    server.requests.append(
+                        Seen(
+                            "POST",
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            raw,
+                            time.monotonic(),
+                        )
+                    )
                 server._answer(self, server.next_reply())
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 self.do_POST()
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
         return self
 
@@ -139,14 +147,24 @@ class FakeServer:
     def _ok_body(self, path: str, text: str) -> dict:
         if self._is_gemini(path):
             return {
-                "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                                "finishReason": "STOP", "index": 0}],
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": text}]},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
                 "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 3, "totalTokenCount": 10},
                 "modelVersion": "fake-gemini",
             }
         return {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "fake-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake-model",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
         }
 
@@ -172,9 +190,15 @@ class FakeServer:
                 auth = (h.headers.get("Authorization") or "") + (h.headers.get("x-goog-api-key") or "")
                 payload = r.body.replace("{auth}", auth).encode()
             else:
-                payload = json.dumps({"error": {"code": code, "message": f"scripted error {code}",
-                                                "status": "RESOURCE_EXHAUSTED" if code == 429 else "INTERNAL"}}
-                                     ).encode()
+                payload = json.dumps(
+                    {
+                        "error": {
+                            "code": code,
+                            "message": f"scripted error {code}",
+                            "status": "RESOURCE_EXHAUSTED" if code == 429 else "INTERNAL",
+                        }
+                    }
+                ).encode()
             if r.retry_after is not None:
                 headers["Retry-After"] = r.retry_after
         else:

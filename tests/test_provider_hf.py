@@ -6,16 +6,18 @@ import asyncio
 import time
 
 import pytest
+from mer_eval.generators.providers.base import CapabilityMissing, ProviderError, ProviderRequest
+from mer_eval.generators.providers.hf import CONVERTED_MARK, HFProvider, converted_dir
 
 from mer_eval.cache import Cache
 from mer_eval.config import ModelsConfig, ProviderConfig, load_config
-from mer_eval.generators.providers.base import CapabilityMissing, ProviderError, ProviderRequest
-from mer_eval.generators.providers.hf import CONVERTED_MARK, HFProvider, converted_dir
 from mer_eval.models import resolve
 from mer_eval.registry import get_provider
 
-PROMPT = ("Facial action units: AU06 cheek raiser 2.1, AU12 lip corner puller 3.0. "
-          "The speaker says: 'I got the job!'. Which emotion is this? Answer in one short sentence.")
+PROMPT = (
+    "Facial action units: AU06 cheek raiser 2.1, AU12 lip corner puller 3.0. "
+    "The speaker says: 'I got the job!'. Which emotion is this? Answer in one short sentence."
+)
 SYSTEM = "You are an expert in facial expression and emotion analysis."
 
 
@@ -83,8 +85,10 @@ def test_smollm2_generates_deterministically(smollm2, tmp_path):
     t1 = time.perf_counter()
     r2 = HFProvider(cfg).generate(req)  # no cache: generated again, same process-wide model
     second = time.perf_counter() - t1
-    print(f"smollm2: first call (load + generate) {first:.1f} s, second generate {second:.1f} s; "
-          f"answer: {r1.text!r}")
+    print(
+        f"smollm2: first call (load + generate) {first:.1f} s, second generate {second:.1f} s; "
+        f"answer: {r1.text!r}"
+    )
     assert r1.text.strip() and not r1.cached and not r2.cached
     assert r1.text == r2.text  # greedy decoding is deterministic
     assert r1.usage["decoding"] == "greedy" and r1.usage["chat_template"] is True

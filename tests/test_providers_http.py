@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
-from fake_servers import empty, fake_server, hang, malformed, ok, status  # noqa: F401 (fixture)
-
-from mer_eval.cache import Cache
-from mer_eval.config import ProviderConfig, load_config
+from fake_servers import FakeServer, empty, hang, malformed, ok, status
 from mer_eval.generators.providers.base import (
     Capability,
     CapabilityMissing,
@@ -27,10 +25,22 @@ from mer_eval.generators.providers.base import (
 )
 from mer_eval.generators.providers.gemini import GeminiProvider
 from mer_eval.generators.providers.openai_compat import OllamaProvider, OpenAIProvider
+
+from mer_eval.cache import Cache
+from mer_eval.config import ProviderConfig, load_config
 from mer_eval.registry import get_provider
 
 KEY_ENV = "MER_EVAL_TEST_PROVIDER_KEY"
 SECRET = "sk-test-SECRET-0123456789abcdef"
+
+
+@pytest.fixture
+def fake_server():
+    s = FakeServer().start()
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -39,15 +49,27 @@ def _key(monkeypatch):
 
 
 def cfg(server, **kw) -> ProviderConfig:
-    base = dict(model="test-model", base_url=server.url + "/v1", api_key_env=KEY_ENV, timeout_s=2.0,
-                max_retries=3, backoff_s=0.05)
+    base = {
+        "model": "test-model",
+        "base_url": server.url + "/v1",
+        "api_key_env": KEY_ENV,
+        "timeout_s": 2.0,
+        "max_retries": 3,
+        "backoff_s": 0.05,
+    }
     base.update(kw)
     return ProviderConfig(**base)
 
 
 def gcfg(server, **kw) -> ProviderConfig:
-    base = dict(model="gemini-test", base_url=server.url, api_key_env=KEY_ENV, timeout_s=2.0, max_retries=3,
-                backoff_s=0.05)
+    base = {
+        "model": "gemini-test",
+        "base_url": server.url,
+        "api_key_env": KEY_ENV,
+        "timeout_s": 2.0,
+        "max_retries": 3,
+        "backoff_s": 0.05,
+    }
     base.update(kw)
     return ProviderConfig(**base)
 
@@ -73,6 +95,7 @@ async def gen_close(p: Provider, *reqs: ProviderRequest):
 
 # ---- OpenAI-compatible ------------------------------------------------------------------------------
 
+
 def test_openai_success_wire_format(fake_server):
     fake_server.push(ok("The speaker sounds happy."))
     p = OpenAIProvider(cfg(fake_server, temperature=0.0, max_tokens=64))
@@ -83,8 +106,10 @@ def test_openai_success_wire_format(fake_server):
     (seen,) = fake_server.requests
     assert seen.path == "/v1/chat/completions"
     assert seen.body["model"] == "test-model"
-    assert seen.body["messages"] == [{"role": "system", "content": "You are an annotator."},
-                                     {"role": "user", "content": "Describe the tone."}]
+    assert seen.body["messages"] == [
+        {"role": "system", "content": "You are an annotator."},
+        {"role": "user", "content": "Describe the tone."},
+    ]
     assert seen.body["temperature"] == 0.0 and seen.body["max_tokens"] == 64
     assert seen.headers["authorization"] == f"Bearer {SECRET}"
 
@@ -199,8 +224,16 @@ def test_connection_refused_is_retried_then_error():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    p = OpenAIProvider(ProviderConfig(model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV,
-                                      timeout_s=1, max_retries=2, backoff_s=0.01))
+    p = OpenAIProvider(
+        ProviderConfig(
+            model="m",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            api_key_env=KEY_ENV,
+            timeout_s=1,
+            max_retries=2,
+            backoff_s=0.01,
+        )
+    )
     with pytest.raises(ProviderError, match="connection error") as ei:
         p.generate(ProviderRequest(prompt="x"))
     assert ei.value.attempts == 3
@@ -283,7 +316,7 @@ def test_rate_limit_spacing(fake_server):
     assert elapsed >= 0.4
     ts = sorted(s.t for s in fake_server.requests)
     # arrival times carry connection-setup jitter (the first request opens the client); starts are spaced
-    assert ts[2] - ts[0] >= 0.3 and all(b - a >= 0.1 for a, b in zip(ts, ts[1:]))
+    assert ts[2] - ts[0] >= 0.3 and all(b - a >= 0.1 for a, b in itertools.pairwise(ts))
 
 
 def test_rate_limiter_reservations_are_spaced():
@@ -342,7 +375,9 @@ def test_api_key_never_in_errors_or_cache(fake_server, tmp_path):
     cache = Cache(tmp_path / "c")
     p = OpenAIProvider(cfg(fake_server, max_retries=1), cache=cache)
     # a server that echoes the credentials it got into its error body
-    fake_server.push(status(500, body='{"error": "bad key {auth}"}'), status(401, body='{"error": "no: {auth}"}'))
+    fake_server.push(
+        status(500, body='{"error": "bad key {auth}"}'), status(401, body='{"error": "no: {auth}"}')
+    )
     with pytest.raises(ProviderError) as ei:
         p.generate(ProviderRequest(prompt="x"))
     assert fake_server.requests[0].headers["authorization"] == f"Bearer {SECRET}"
@@ -364,20 +399,25 @@ def test_sync_generate_twice_uses_fresh_loops(fake_server):
 
 # ---- Gemini (official SDK pointed at the local server) -------------------------------------------
 
+
 def test_gemini_success_via_sdk(fake_server, shared_data):
     img = shared_data / "faces" / "45-m7-di-ph.jpg"
     wav = shared_data / "speech-emotion" / "08.wav"
     fake_server.push(ok("Surprised face, rising pitch."))
     p = GeminiProvider(gcfg(fake_server, temperature=0.0, max_tokens=77))
     assert all(p.supports(c) for c in Capability)
-    r = p.generate(ProviderRequest(prompt="Describe.", system="You annotate emotions.", images=[img], audio=wav))
+    r = p.generate(
+        ProviderRequest(prompt="Describe.", system="You annotate emotions.", images=[img], audio=wav)
+    )
     assert r.text == "Surprised face, rising pitch." and r.provider == "gemini" and r.model == "gemini-test"
     assert r.usage["total_tokens"] == 10 and r.usage["served_model"] == "fake-gemini"
     (seen,) = fake_server.requests
     assert seen.path.endswith("/models/gemini-test:generateContent")
     assert seen.headers["x-goog-api-key"] == SECRET
     body = seen.body
-    assert body["generationConfig"]["temperature"] == 0.0 and body["generationConfig"]["maxOutputTokens"] == 77
+    assert (
+        body["generationConfig"]["temperature"] == 0.0 and body["generationConfig"]["maxOutputTokens"] == 77
+    )
     assert "You annotate emotions." in str(body["systemInstruction"])
     parts = body["contents"][0]["parts"]
     inline = [pt["inlineData"] for pt in parts if "inlineData" in pt]
@@ -399,8 +439,9 @@ def test_gemini_429_retry_after_and_500_retry(fake_server):
 
 
 def test_gemini_persistent_500_and_key_redacted(fake_server):
-    fake_server.push(*[status(500, body='{"error": {"code": 500, "message": "boom {auth}", "status": "INTERNAL"}}')]
-                     * 3)
+    fake_server.push(
+        *[status(500, body='{"error": {"code": 500, "message": "boom {auth}", "status": "INTERNAL"}}')] * 3
+    )
     p = GeminiProvider(gcfg(fake_server, max_retries=2))
     with pytest.raises(ProviderError) as ei:
         p.generate(ProviderRequest(prompt="x"))

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mer_eval.cache import file_sha256, text_sha256
 
@@ -59,7 +59,7 @@ FALLBACKS: dict[Capability, str] = {
     Capability.image: "a text description of the measured facial signals (AUs, FER) from request.context",
     Capability.audio: "the transcript and measured prosody as text from request.context",
     Capability.video: "sampled frames sent as images, or the measured signals as text when images are "
-                      "not supported either",
+    "not supported either",
     Capability.text: "no fallback (every provider must accept text)",
 }
 
@@ -67,12 +67,12 @@ FALLBACKS: dict[Capability, str] = {
 @dataclass
 class ProviderRequest:
     prompt: str
-    system: Optional[str] = None
+    system: str | None = None
     images: list[Path] = field(default_factory=list)
-    audio: Optional[Path] = None
-    video: Optional[Path] = None
-    max_tokens: Optional[int] = None  # None: provider config
-    temperature: Optional[float] = None  # None: provider config
+    audio: Path | None = None
+    video: Path | None = None
+    max_tokens: int | None = None  # None: provider config
+    temperature: float | None = None  # None: provider config
     purpose: str = ""  # "visual_description" | "tone" | "video_description" | "synthesis" | ...
     context: dict = field(default_factory=dict)  # structured measured signals (AUs, prosody, FER, transcript)
 
@@ -108,8 +108,14 @@ class ProviderResponse:
 class ProviderError(RuntimeError):
     """A request failed. ``retryable`` failures are retried by :meth:`Provider.agenerate`."""
 
-    def __init__(self, message: str, status: Optional[int] = None, retryable: bool = False,
-                 retry_after: Optional[float] = None, attempts: int = 0):
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        attempts: int = 0,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
@@ -118,8 +124,13 @@ class ProviderError(RuntimeError):
         self.attempts = attempts
 
     def to_dict(self) -> dict:
-        return {"error": type(self).__name__, "message": self.message, "status": self.status,
-                "retryable": self.retryable, "attempts": self.attempts}
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "status": self.status,
+            "retryable": self.retryable,
+            "attempts": self.attempts,
+        }
 
 
 class CapabilityMissing(ProviderError):
@@ -128,13 +139,16 @@ class CapabilityMissing(ProviderError):
         self.provider = provider
         self.capability = cap
         self.fallback = fallback
-        super().__init__(f"provider {provider!r} does not support {cap.value} input; falling back to {fallback}",
-                         retryable=False)
+        super().__init__(
+            f"provider {provider!r} does not support {cap.value} input; falling back to {fallback}",
+            retryable=False,
+        )
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
 
-def parse_retry_after(value: Optional[str]) -> Optional[float]:
+
+def parse_retry_after(value: str | None) -> float | None:
     """``Retry-After`` as seconds (``"1"``, ``"2.5"``) or an HTTP date; None when absent or unreadable."""
     if value is None:
         return None
@@ -156,7 +170,7 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def retryable_status(status: Optional[int]) -> bool:
+def retryable_status(status: int | None) -> bool:
     return status is not None and (status == 429 or status == 408 or 500 <= status <= 599)
 
 
@@ -173,7 +187,7 @@ class RateLimiter:
     across event loops (``generate`` uses a fresh loop per call) and threads.
     """
 
-    def __init__(self, rate_per_s: Optional[float]):
+    def __init__(self, rate_per_s: float | None):
         self.interval = (1.0 / rate_per_s) if rate_per_s else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
@@ -196,13 +210,14 @@ class RateLimiter:
 
 # ---- the base class -------------------------------------------------------------------------------
 
+
 class Provider:
     name: ClassVar[str] = "base"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.text})
-    default_model: ClassVar[Optional[str]] = None
+    default_model: ClassVar[str | None] = None
     requires_key: ClassVar[bool] = False  # True: a missing key is an error at call time
 
-    def __init__(self, config: "ProviderConfig", cache: Optional["Cache"] = None, name: Optional[str] = None):
+    def __init__(self, config: ProviderConfig, cache: Cache | None = None, name: str | None = None):
         self.config = config
         self.cache = cache
         if name:
@@ -221,12 +236,12 @@ class Provider:
         return self.config.model or self.default_model or self.name
 
     @property
-    def revision(self) -> Optional[str]:
+    def revision(self) -> str | None:
         """Weights sha256 (local models) or None (remote models are identified by their id only)."""
         return None
 
     # -- secrets -----------------------------------------------------------------------------------
-    def api_key(self) -> Optional[str]:
+    def api_key(self) -> str | None:
         env = self.config.api_key_env
         if not env:
             return None
@@ -263,22 +278,28 @@ class Provider:
 
     def cache_key(self, req: ProviderRequest) -> str:
         files = {}
-        for kind, paths in (("images", req.images), ("audio", [req.audio] if req.audio else []),
-                            ("video", [req.video] if req.video else [])):
+        for kind, paths in (
+            ("images", req.images),
+            ("audio", [req.audio] if req.audio else []),
+            ("video", [req.video] if req.video else []),
+        ):
             files[kind] = [file_sha256(Path(p)) for p in paths]
         context_blob = json.dumps(req.context, sort_keys=True, default=str)
-        blob = json.dumps({
-            "provider": self.name,
-            "model": self.model_id,
-            "revision": self.revision,
-            "system": text_sha256(req.system),
-            "prompt": text_sha256(req.prompt),
-            "files": files,
-            "context": hashlib.sha256(context_blob.encode()).hexdigest(),
-            "purpose": req.purpose,
-            "params": self.params(req),
-            "v": CACHE_VERSION,
-        }, sort_keys=True)
+        blob = json.dumps(
+            {
+                "provider": self.name,
+                "model": self.model_id,
+                "revision": self.revision,
+                "system": text_sha256(req.system),
+                "prompt": text_sha256(req.prompt),
+                "files": files,
+                "context": hashlib.sha256(context_blob.encode()).hexdigest(),
+                "purpose": req.purpose,
+                "params": self.params(req),
+                "v": CACHE_VERSION,
+            },
+            sort_keys=True,
+        )
         return CACHE_NAMESPACE + ":" + hashlib.sha256(blob.encode()).hexdigest()
 
     # -- the request loop --------------------------------------------------------------------------
@@ -286,10 +307,10 @@ class Provider:
         """Wait before attempt ``attempt + 1``: Retry-After when given, else backoff_s * 2**attempt + jitter."""
         if err.retry_after is not None:
             return min(MAX_WAIT_S, err.retry_after)
-        base = self.config.backoff_s * (2 ** attempt)
+        base = self.config.backoff_s * (2**attempt)
         return min(MAX_WAIT_S, base + random.uniform(0, 0.25 * base))
 
-    def _classify(self, e: BaseException) -> Optional[ProviderError]:
+    def _classify(self, e: BaseException) -> ProviderError | None:
         """Map a library exception onto ProviderError; None lets it propagate (a bug, not a provider fault)."""
         if isinstance(e, ProviderError):
             return e
@@ -313,10 +334,15 @@ class Provider:
             hit = self.cache.get(key)
             if isinstance(hit, dict) and isinstance(hit.get("text"), str) and hit["text"].strip():
                 self.stats["cache_hits"] += 1
-                return ProviderResponse(text=hit["text"], model=hit.get("model", self.model_id),
-                                        provider=hit.get("provider", self.name), cached=True,
-                                        usage=hit.get("usage") or {}, attempts=0)
-        last: Optional[ProviderError] = None
+                return ProviderResponse(
+                    text=hit["text"],
+                    model=hit.get("model", self.model_id),
+                    provider=hit.get("provider", self.name),
+                    cached=True,
+                    usage=hit.get("usage") or {},
+                    attempts=0,
+                )
+        last: ProviderError | None = None
         attempts = 0
         for attempt in range(self.config.max_retries + 1):
             await self.limiter.acquire()
@@ -326,7 +352,7 @@ class Provider:
                 text, usage = await self._call(req)
                 if not isinstance(text, str) or not text.strip():
                     raise ProviderError(f"empty response text from {self.model_id}", retryable=False)
-            except Exception as e:  # noqa: BLE001 - classified below; unknown exceptions propagate
+            except Exception as e:
                 err = self._classify(e)
                 if err is None:
                     raise
@@ -335,15 +361,34 @@ class Provider:
                     break
                 wait = self.backoff(attempt, err)
                 self.stats["retries"] += 1
-                log.info("%s: attempt %d failed (%s); retrying in %.2f s", self.name, attempts,
-                         self.redact(err.message), wait)
+                log.info(
+                    "%s: attempt %d failed (%s); retrying in %.2f s",
+                    self.name,
+                    attempts,
+                    self.redact(err.message),
+                    wait,
+                )
                 await asyncio.sleep(wait)
                 continue
-            resp = ProviderResponse(text=text, model=self.model_id, provider=self.name, cached=False,
-                                    usage=dict(usage or {}), attempts=attempts)
+            resp = ProviderResponse(
+                text=text,
+                model=self.model_id,
+                provider=self.name,
+                cached=False,
+                usage=dict(usage or {}),
+                attempts=attempts,
+            )
             if key is not None:
-                self.cache.put(key, {"text": text, "model": resp.model, "provider": resp.provider,
-                                     "revision": self.revision, "usage": resp.usage})
+                self.cache.put(
+                    key,
+                    {
+                        "text": text,
+                        "model": resp.model,
+                        "provider": resp.provider,
+                        "revision": self.revision,
+                        "usage": resp.usage,
+                    },
+                )
             return resp
         assert last is not None
         self.stats["errors"] += 1
@@ -354,16 +399,23 @@ class Provider:
             msg = f"{where}: gave up after {attempts} attempt(s);{status} {last.message}"
         else:
             msg = f"{where}: failed on attempt {attempts}{retried};{status} {last.message}"
-        raise ProviderError(self.redact(msg), status=last.status, retryable=False, retry_after=last.retry_after,
-                  attempts=attempts) from None
+        raise ProviderError(
+            self.redact(msg),
+            status=last.status,
+            retryable=False,
+            retry_after=last.retry_after,
+            attempts=attempts,
+        ) from None
 
     def generate(self, req: ProviderRequest) -> ProviderResponse:
         """Synchronous wrapper for simple callers (not from inside a running event loop)."""
+
         async def run() -> ProviderResponse:
             try:
                 return await self.agenerate(req)
             finally:
                 await self.aclose()
+
         return asyncio.run(run())
 
     async def _call(self, req: ProviderRequest) -> tuple[str, dict]:
@@ -374,6 +426,12 @@ class Provider:
 
     def describe(self) -> dict:
         """For run manifests: what answered (never the key)."""
-        return {"provider": self.name, "model": self.model_id, "revision": self.revision,
-                "base_url": self.config.base_url, "capabilities": sorted(c.value for c in self._caps),
-                "temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        return {
+            "provider": self.name,
+            "model": self.model_id,
+            "revision": self.revision,
+            "base_url": self.config.base_url,
+            "capabilities": sorted(c.value for c in self._caps),
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens,
+        }

@@ -13,7 +13,7 @@ import asyncio
 import json
 import mimetypes
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from mer_eval.generators.providers.base import (
     Capability,
@@ -28,10 +28,23 @@ from mer_eval.generators.providers.base import (
 INLINE_LIMIT_BYTES = 20 * 1024 * 1024
 
 _MIME = {
-    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-    ".wav": "audio/wav", ".mp3": "audio/mp3", ".flac": "audio/flac", ".ogg": "audio/ogg", ".m4a": "audio/aac",
-    ".aac": "audio/aac", ".mp4": "video/mp4", ".avi": "video/x-msvideo", ".mov": "video/quicktime",
-    ".webm": "video/webm", ".mkv": "video/x-matroska", ".mpeg": "video/mpeg", ".mpg": "video/mpeg",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mp3",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".m4a": "audio/aac",
+    ".aac": "audio/aac",
+    ".mp4": "video/mp4",
+    ".avi": "video/x-msvideo",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".mpeg": "video/mpeg",
+    ".mpg": "video/mpeg",
 }
 
 
@@ -57,8 +70,9 @@ def mime_of(path: Path) -> str:
 class GeminiProvider(Provider):
     name: ClassVar[str] = "gemini"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.text, Capability.image, Capability.audio, Capability.video})
-    default_model: ClassVar[Optional[str]] = "gemini-2.0-flash"
+        {Capability.text, Capability.image, Capability.audio, Capability.video}
+    )
+    default_model: ClassVar[str | None] = "gemini-2.0-flash"
     requires_key: ClassVar[bool] = True
 
     def __init__(self, config, cache=None, name=None):
@@ -97,8 +111,11 @@ class GeminiProvider(Provider):
             size = p.stat().st_size
             total += size
             if total > INLINE_LIMIT_BYTES:
-                raise ProviderError(f"inline inputs exceed {INLINE_LIMIT_BYTES // (1024 * 1024)} MB at {p} "
-                                    f"({size} bytes); shorten or downscale the media", retryable=False)
+                raise ProviderError(
+                    f"inline inputs exceed {INLINE_LIMIT_BYTES // (1024 * 1024)} MB at {p} "
+                    f"({size} bytes); shorten or downscale the media",
+                    retryable=False,
+                )
             parts.append(types.Part.from_bytes(data=p.read_bytes(), mime_type=mime_of(p)))
         parts.append(types.Part.from_text(text=req.prompt))
         return [types.Content(role="user", parts=parts)]
@@ -116,24 +133,31 @@ class GeminiProvider(Provider):
             max_output_tokens=p["max_tokens"],
         )
         try:
-            resp = await client.aio.models.generate_content(model=self.model_id, contents=self.contents(req),
-                                                            config=cfg)
+            resp = await client.aio.models.generate_content(
+                model=self.model_id, contents=self.contents(req), config=cfg
+            )
         except errors.APIError as e:
             status = getattr(e, "code", None)
             r = getattr(e, "response", None)
             headers = getattr(r, "headers", None) or {}
             retry_after = parse_retry_after(headers.get("retry-after")) if hasattr(headers, "get") else None
             msg = getattr(e, "message", None) or excerpt(getattr(e, "details", "") or str(e))
-            raise ProviderError(f"HTTP {status} from Gemini: {excerpt(msg)}", status=status,
-                                retryable=retryable_status(status), retry_after=retry_after) from None
+            raise ProviderError(
+                f"HTTP {status} from Gemini: {excerpt(msg)}",
+                status=status,
+                retryable=retryable_status(status),
+                retry_after=retry_after,
+            ) from None
         except timeouts as e:
-            raise ProviderError(f"timed out after {self.config.timeout_s:g} s ({type(e).__name__})",
-                                retryable=True) from None
+            raise ProviderError(
+                f"timed out after {self.config.timeout_s:g} s ({type(e).__name__})", retryable=True
+            ) from None
         except transport as e:
             raise ProviderError(f"connection error: {type(e).__name__}: {e}", retryable=True) from None
         except (json.JSONDecodeError, ValueError) as e:  # includes pydantic ValidationError
-            raise ProviderError(f"malformed response from Gemini: {type(e).__name__}: {excerpt(str(e))}",
-                                retryable=False) from None
+            raise ProviderError(
+                f"malformed response from Gemini: {type(e).__name__}: {excerpt(str(e))}", retryable=False
+            ) from None
         try:
             text = resp.text
         except (ValueError, AttributeError) as e:
@@ -142,16 +166,23 @@ class GeminiProvider(Provider):
             cands = getattr(resp, "candidates", None) or []
             finish = getattr(cands[0], "finish_reason", None) if cands else None
             block = getattr(getattr(resp, "prompt_feedback", None), "block_reason", None)
-            raise ProviderError(f"empty response from Gemini ({len(cands)} candidate(s), finish_reason={finish}, "
-                                f"block_reason={block})", retryable=False)
+            raise ProviderError(
+                f"empty response from Gemini ({len(cands)} candidate(s), finish_reason={finish}, "
+                f"block_reason={block})",
+                retryable=False,
+            )
         usage: dict = {}
         um = getattr(resp, "usage_metadata", None)
         if um is not None:
-            usage = {k: v for k, v in {
-                "prompt_tokens": getattr(um, "prompt_token_count", None),
-                "completion_tokens": getattr(um, "candidates_token_count", None),
-                "total_tokens": getattr(um, "total_token_count", None),
-            }.items() if v is not None}
+            usage = {
+                k: v
+                for k, v in {
+                    "prompt_tokens": getattr(um, "prompt_token_count", None),
+                    "completion_tokens": getattr(um, "candidates_token_count", None),
+                    "total_tokens": getattr(um, "total_token_count", None),
+                }.items()
+                if v is not None
+            }
         if getattr(resp, "model_version", None):
             usage["served_model"] = resp.model_version
         return text.strip(), usage

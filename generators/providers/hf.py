@@ -24,10 +24,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
+
+from mer_eval.generators.providers.base import Capability, Provider, ProviderError, ProviderRequest
 
 from mer_eval import models as model_registry
-from mer_eval.generators.providers.base import Capability, Provider, ProviderError, ProviderRequest
 
 log = logging.getLogger("mer_eval.providers.hf")
 
@@ -40,7 +41,7 @@ def converted_dir(gguf_sha256: str) -> Path:
     return model_registry.assembled_models_dir() / f"gguf-hf-{gguf_sha256[:16]}"
 
 
-def _load_gguf(gguf: Path, sha: Optional[str]) -> tuple[Any, Any, str]:
+def _load_gguf(gguf: Path, sha: str | None) -> tuple[Any, Any, str]:
     """(tokenizer, model, where it loaded from); converts to a transformers folder on first use."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -103,14 +104,14 @@ def _load_folder(folder: Path) -> tuple[Any, Any, str]:
 class HFProvider(Provider):
     name: ClassVar[str] = "hf"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.text})
-    default_model: ClassVar[Optional[str]] = "smollm2"
+    default_model: ClassVar[str | None] = "smollm2"
 
     def __init__(self, config, cache=None, name=None, models: Any = None):
         """``models``: the ``models`` section of the full config (paths, dir) for the resolver."""
         super().__init__(config, cache, name)
         self.models_config = models
-        self._res: Optional[model_registry.Resolution] = None
-        self.loaded_from: Optional[str] = None
+        self._res: model_registry.Resolution | None = None
+        self.loaded_from: str | None = None
 
     # -- which weights -----------------------------------------------------------------------------
     def resolution(self) -> model_registry.Resolution:
@@ -118,8 +119,11 @@ class HFProvider(Provider):
             return self._res
         want = self.config.model or self.default_model
         m = self.models_config
-        kw = dict(paths=m.paths if m else None, models_dir_cfg=m.dir if m else None,
-                  allow_download=m.allow_download if m else False)
+        kw = {
+            "paths": m.paths if m else None,
+            "models_dir_cfg": m.dir if m else None,
+            "allow_download": m.allow_download if m else False,
+        }
         if want in model_registry.KNOWN_MODELS:
             if m is not None and m.ids.get(want):
                 kw["hf_id"] = m.ids[want]
@@ -128,7 +132,9 @@ class HFProvider(Provider):
             p = Path(want).expanduser()
             if p.exists():
                 kind = "file" if p.is_file() else "hf"
-                res = model_registry.resolve("hf-provider", paths={"hf-provider": str(p)}, hf_id=str(p), kind=kind)
+                res = model_registry.resolve(
+                    "hf-provider", paths={"hf-provider": str(p)}, hf_id=str(p), kind=kind
+                )
             else:  # a hub id: only the local HF cache (or an allowed download) can provide it
                 res = model_registry.resolve(want, hf_id=want, kind="hf", **kw)
         self._res = res
@@ -142,7 +148,7 @@ class HFProvider(Provider):
         return res.id if res.available else (self.config.model or self.default_model)
 
     @property
-    def revision(self) -> Optional[str]:
+    def revision(self) -> str | None:
         res = self.resolution()
         return res.sha256 if res.available else None
 
@@ -154,8 +160,9 @@ class HFProvider(Provider):
             target, gguf = Path(res.id), None
         elif res.path.is_file():
             if res.path.suffix != ".gguf":
-                raise ProviderError(f"hf provider: {res.path} is a file but not a .gguf; give a model folder",
-                                    retryable=False)
+                raise ProviderError(
+                    f"hf provider: {res.path} is a file but not a .gguf; give a model folder", retryable=False
+                )
             target, gguf = res.path, res.path
         else:
             target, gguf = res.path, None
@@ -172,11 +179,14 @@ class HFProvider(Provider):
             with _LOAD_LOCK:
                 tok, model, where = model_registry.load_once(key, loader)
         except ImportError as e:
-            raise ProviderError(f"hf provider: a package needed to load {target} is missing: {e}",
-                                retryable=False) from None
+            raise ProviderError(
+                f"hf provider: a package needed to load {target} is missing: {e}", retryable=False
+            ) from None
         except (OSError, ValueError) as e:
-            raise ProviderError(f"hf provider: could not load {res.id} from {target}: {type(e).__name__}: {e}",
-                                retryable=False) from None
+            raise ProviderError(
+                f"hf provider: could not load {res.id} from {target}: {type(e).__name__}: {e}",
+                retryable=False,
+            ) from None
         self.loaded_from = where
         with _LOAD_LOCK:
             self._gen_lock = _GEN_LOCKS.setdefault(key, threading.Lock())
@@ -188,10 +198,13 @@ class HFProvider(Provider):
 
         tok, model = self._load()
         p = self.params(req)
-        msgs = ([{"role": "system", "content": req.system}] if req.system else []) + \
-            [{"role": "user", "content": req.prompt}]
+        msgs = ([{"role": "system", "content": req.system}] if req.system else []) + [
+            {"role": "user", "content": req.prompt}
+        ]
         if getattr(tok, "chat_template", None):
-            enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            enc = tok.apply_chat_template(
+                msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             templated = True
         else:
             enc = tok(((req.system + "\n\n") if req.system else "") + req.prompt, return_tensors="pt")
@@ -219,16 +232,27 @@ class HFProvider(Provider):
                     if threads:
                         torch.set_num_threads(prev)
         except RuntimeError as e:
-            raise ProviderError(f"hf provider: generation failed: {type(e).__name__}: {e}", retryable=False) from None
+            raise ProviderError(
+                f"hf provider: generation failed: {type(e).__name__}: {e}", retryable=False
+            ) from None
         new = out[0, n_in:]
         text = tok.decode(new, skip_special_tokens=True).strip()
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-        finish = "stop" if (len(new) and int(new[-1]) in eos_ids) or len(new) < gen_kw["max_new_tokens"] else "length"
-        usage = {"prompt_tokens": n_in, "completion_tokens": int(len(new)), "finish_reason": finish,
-                 "decoding": "greedy" if temperature <= 0 else f"sampling(t={temperature:g}, seed=0)",
-                 "chat_template": templated, "threads": threads or torch.get_num_threads(),
-                 "seconds": round(time.perf_counter() - t0, 3)}
+        finish = (
+            "stop"
+            if (len(new) and int(new[-1]) in eos_ids) or len(new) < gen_kw["max_new_tokens"]
+            else "length"
+        )
+        usage = {
+            "prompt_tokens": n_in,
+            "completion_tokens": len(new),
+            "finish_reason": finish,
+            "decoding": "greedy" if temperature <= 0 else f"sampling(t={temperature:g}, seed=0)",
+            "chat_template": templated,
+            "threads": threads or torch.get_num_threads(),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
         return text, usage
 
     async def _call(self, req: ProviderRequest) -> tuple[str, dict]:
@@ -237,6 +261,11 @@ class HFProvider(Provider):
     def describe(self) -> dict:
         d = super().describe()
         res = self.resolution()
-        d.update(weights=str(res.weights_file) if res.weights_file else None, source=res.source,
-                 loaded_from=self.loaded_from, available=res.available, reason=res.reason)
+        d.update(
+            weights=str(res.weights_file) if res.weights_file else None,
+            source=res.source,
+            loaded_from=self.loaded_from,
+            available=res.available,
+            reason=res.reason,
+        )
         return d

@@ -13,10 +13,9 @@ import base64
 import json
 import mimetypes
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import httpx
-
 from mer_eval.generators.providers.base import (
     Capability,
     Provider,
@@ -27,8 +26,14 @@ from mer_eval.generators.providers.base import (
     retryable_status,
 )
 
-_IMAGE_MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-               ".gif": "image/gif", ".bmp": "image/bmp"}
+_IMAGE_MIME = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+}
 
 
 def data_url(path: Path) -> str:
@@ -40,7 +45,7 @@ def data_url(path: Path) -> str:
 class OpenAIProvider(Provider):
     name: ClassVar[str] = "openai"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.text, Capability.image})
-    default_model: ClassVar[Optional[str]] = "gpt-4o-mini"
+    default_model: ClassVar[str | None] = "gpt-4o-mini"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     requires_key: ClassVar[bool] = True
 
@@ -67,8 +72,9 @@ class OpenAIProvider(Provider):
         if key:
             h["Authorization"] = f"Bearer {key}"
         elif self.requires_key and self.config.api_key_env:
-            raise ProviderError(f"no API key: environment variable {self.config.api_key_env} is not set",
-                                retryable=False)
+            raise ProviderError(
+                f"no API key: environment variable {self.config.api_key_env} is not set", retryable=False
+            )
         return h
 
     def messages(self, req: ProviderRequest) -> list[dict]:
@@ -84,15 +90,24 @@ class OpenAIProvider(Provider):
         if req.audio is not None:
             a = Path(req.audio)
             fmt = a.suffix.lower().lstrip(".") or "wav"
-            parts.append({"type": "input_audio",
-                          "input_audio": {"data": base64.b64encode(a.read_bytes()).decode("ascii"), "format": fmt}})
+            parts.append(
+                {
+                    "type": "input_audio",
+                    "input_audio": {"data": base64.b64encode(a.read_bytes()).decode("ascii"), "format": fmt},
+                }
+            )
         msgs.append({"role": "user", "content": parts})
         return msgs
 
     def payload(self, req: ProviderRequest) -> dict:
         p = self.params(req)
-        return {"model": self.model_id, "messages": self.messages(req), "temperature": p["temperature"],
-                "max_tokens": p["max_tokens"], "stream": False}
+        return {
+            "model": self.model_id,
+            "messages": self.messages(req),
+            "temperature": p["temperature"],
+            "max_tokens": p["max_tokens"],
+            "stream": False,
+        }
 
     async def _call(self, req: ProviderRequest) -> tuple[str, dict]:
         url = f"{self.base_url}/chat/completions"
@@ -101,34 +116,48 @@ class OpenAIProvider(Provider):
         try:
             r = await self._client().post(url, json=body, headers=headers)
         except httpx.TimeoutException as e:
-            raise ProviderError(f"timed out after {self.config.timeout_s:g} s ({type(e).__name__}) at {url}",
-                                retryable=True) from None
+            raise ProviderError(
+                f"timed out after {self.config.timeout_s:g} s ({type(e).__name__}) at {url}", retryable=True
+            ) from None
         except httpx.TransportError as e:
-            raise ProviderError(f"connection error at {url}: {type(e).__name__}: {e}", retryable=True) from None
+            raise ProviderError(
+                f"connection error at {url}: {type(e).__name__}: {e}", retryable=True
+            ) from None
         return self.parse(r, url)
 
     def parse(self, r: httpx.Response, url: str) -> tuple[str, dict]:
         if r.status_code != 200:
             raise ProviderError(
-                f"HTTP {r.status_code} from {url}: {excerpt(r.text)}", status=r.status_code,
+                f"HTTP {r.status_code} from {url}: {excerpt(r.text)}",
+                status=r.status_code,
                 retryable=retryable_status(r.status_code),
-                retry_after=parse_retry_after(r.headers.get("retry-after")))
+                retry_after=parse_retry_after(r.headers.get("retry-after")),
+            )
         try:
             data = r.json()
         except (json.JSONDecodeError, ValueError):
-            raise ProviderError(f"malformed response from {url} (not JSON): {excerpt(r.text)}",
-                                status=r.status_code, retryable=False) from None
+            raise ProviderError(
+                f"malformed response from {url} (not JSON): {excerpt(r.text)}",
+                status=r.status_code,
+                retryable=False,
+            ) from None
         choices = data.get("choices") if isinstance(data, dict) else None
         if not choices or not isinstance(choices, list):
-            raise ProviderError(f"malformed response from {url} (no choices): {excerpt(r.text)}",
-                                status=r.status_code, retryable=False)
+            raise ProviderError(
+                f"malformed response from {url} (no choices): {excerpt(r.text)}",
+                status=r.status_code,
+                retryable=False,
+            )
         msg = choices[0].get("message") if isinstance(choices[0], dict) else None
         content = msg.get("content") if isinstance(msg, dict) else None
         if isinstance(content, list):  # some servers return content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         if not isinstance(content, str):
-            raise ProviderError(f"malformed response from {url} (no message content): {excerpt(r.text)}",
-                                status=r.status_code, retryable=False)
+            raise ProviderError(
+                f"malformed response from {url} (no message content): {excerpt(r.text)}",
+                status=r.status_code,
+                retryable=False,
+            )
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         finish = choices[0].get("finish_reason")
         if finish:
@@ -148,6 +177,6 @@ class OllamaProvider(OpenAIProvider):
     """Ollama's OpenAI-compatible ``/v1`` endpoint; no key needed."""
 
     name: ClassVar[str] = "ollama"
-    default_model: ClassVar[Optional[str]] = "llama3.2"
+    default_model: ClassVar[str | None] = "llama3.2"
     default_base_url: ClassVar[str] = "http://localhost:11434/v1"
     requires_key: ClassVar[bool] = False
