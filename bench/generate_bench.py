@@ -64,8 +64,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    from mer_eval.config import load_config
     from mer_eval.generators.pipeline import run_generate
+
+    from mer_eval.config import load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="mer-eval-genbench-"))
     try:

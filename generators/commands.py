@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import click
 
@@ -17,7 +16,7 @@ def _config_options(f):
     return f
 
 
-def _load_cfg(config_path: Optional[Path], sets) -> "object":
+def _load_cfg(config_path: Path | None, sets) -> object:
     from mer_eval.config import ConfigError, load_config
 
     try:
@@ -46,9 +45,9 @@ def _load_cfg(config_path: Optional[Path], sets) -> "object":
 def generate(input_path, out, ptype, task, label_file, threshold, peak_distance, concurrency, provider, force,
              no_progress, as_json, config_path, sets):
     """Turn the media in INPUT into MER-Factory-layout annotations in OUT (resumable)."""
+    from mer_eval.generators.pipeline import run_generate
     from rich.console import Console
 
-    from mer_eval.generators.pipeline import run_generate
     from mer_eval.store import RunLockedError
 
     overrides = {"type": ptype, "task": task, "threshold": threshold, "peak_distance": peak_distance,

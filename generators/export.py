@@ -21,17 +21,16 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
+from mer_eval.generators import synthesis
 
 from mer_eval.discovery import discover
 from mer_eval.facs import MER_FACTORY_RULES, au_code
 from mer_eval.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample, SampleType
 from mer_eval.store import atomic_write_json, atomic_write_text
-
-from mer_eval.generators import synthesis
 
 FORMATS = ("csv", "sharegpt", "merr-coarse", "merr-fine", "au-instruct")
 AU_LIST_MIN_SHARE = 0.10
@@ -125,14 +124,14 @@ def top_aus(s: Sample, meta: dict) -> dict[str, float]:
     return {str(k): float(v) for k, v in (ev.get("top_aus") or {}).items()}
 
 
-def peak_frame(s: Sample, meta: dict) -> Optional[int]:
+def peak_frame(s: Sample, meta: dict) -> int | None:
     if s.annotation.peak_frame is not None:
         return s.annotation.peak_frame
     v = (meta.get("evidence") or {}).get("peak_frame")
     return int(v) if v is not None else None
 
 
-def peak_au_list(s: Sample, of, meta: Optional[dict] = None) -> list[str]:
+def peak_au_list(s: Sample, of, meta: dict | None = None) -> list[str]:
     tops = [au_code(k) for k in top_aus(s, meta or {})]
     if tops:
         return [f"AU{c}" for c in tops if c]
@@ -144,7 +143,7 @@ def peak_au_list(s: Sample, of, meta: Optional[dict] = None) -> list[str]:
     return []
 
 
-def pseudo_emotion(s: Sample, meta: dict, of) -> Optional[str]:
+def pseudo_emotion(s: Sample, meta: dict, of) -> str | None:
     """The AU-rule pseudo-label: the run's own when it wrote one, else MER-Factory's rule table at the peak."""
     pl = meta.get("pseudo_labels") or {}
     if meta.get("evidence", {}).get("au_pseudo_label"):
@@ -174,7 +173,7 @@ def pseudo_emotion(s: Sample, meta: dict, of) -> Optional[str]:
     return best or "neutral"
 
 
-def _conclusion(s: Sample, meta: dict, task: str) -> Optional[str]:
+def _conclusion(s: Sample, meta: dict, task: str) -> str | None:
     return meta.get("conclusion") or synthesis.parse_conclusion(s.annotation.final_summary, task)
 
 
@@ -196,7 +195,7 @@ def _task(run_dir: Path) -> str:
     return ((data.get("config") or {}).get("generate") or {}).get("task") or "emotion"
 
 
-def _wav(s: Sample) -> Optional[Path]:
+def _wav(s: Sample) -> Path | None:
     if s.folder is not None:
         w = Path(s.folder) / f"{s.id}.wav"
         if w.is_file():

@@ -30,16 +30,17 @@ import importlib
 import json
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
+
+from mer_eval.generators import synthesis
 
 from mer_eval.cache import Cache, file_sha256
 from mer_eval.config import Config
-from mer_eval.schema import SCHEMA_VERSION, Sample, SampleType
+from mer_eval.schema import SCHEMA_VERSION, Sample
 from mer_eval.store import RunStore, atomic_write_json
-
-from mer_eval.generators import synthesis
 
 META_NAME = "mer_eval_meta.json"
 PIPELINE_VERSION = "1"
@@ -105,15 +106,15 @@ def generate_config_hash(config: Config, prompt_hashes: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def input_hashes(sample: Sample) -> dict[str, Optional[str]]:
-    out: dict[str, Optional[str]] = {}
+def input_hashes(sample: Sample) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
     for k, p in sorted(sample.media().items()):
         out[k] = file_sha256(p) if Path(p).is_file() else None
     out["label"] = hashlib.sha256(sample.label.encode()).hexdigest() if sample.label else None
     return out
 
 
-def effective_type(sample: Sample, requested: str) -> tuple[str, Optional[str]]:
+def effective_type(sample: Sample, requested: str) -> tuple[str, str | None]:
     """The processing type for this sample: the requested one, unless the sample lacks its media."""
     has_video, has_audio, has_image = sample.video is not None, sample.audio is not None, sample.image is not None
     if requested in ("mer", "au", "video") and not has_video:
@@ -121,18 +122,16 @@ def effective_type(sample: Sample, requested: str) -> tuple[str, Optional[str]]:
             return "image", f"type {requested} needs a video; {sample.id} is an image, processed as image"
         if has_audio:
             return "audio", f"type {requested} needs a video; {sample.id} is audio only, processed as audio"
-    if requested == "image" and not has_image and not has_video:
-        if has_audio:
-            return "audio", f"type image needs an image; {sample.id} is audio only, processed as audio"
-    if requested == "audio" and not has_audio and not has_video:
-        if has_image:
-            return "image", f"type audio needs audio; {sample.id} is an image, processed as image"
+    if requested == "image" and not has_image and not has_video and has_audio:
+        return "audio", f"type image needs an image; {sample.id} is audio only, processed as audio"
+    if requested == "audio" and not has_audio and not has_video and has_image:
+        return "image", f"type audio needs audio; {sample.id} is an image, processed as image"
     return requested, None
 
 
 # ---- evidence -------------------------------------------------------------------------------------
 
-def _first(d: Optional[dict], *keys: str) -> Any:
+def _first(d: dict | None, *keys: str) -> Any:
     if not d:
         return None
     for k in keys:
@@ -211,8 +210,8 @@ class _Run:
 
     # -- provider calls ------------------------------------------------------------------------
     async def ask(self, purpose: str, prompt_name: str, ev: dict, meta: dict, field: str,
-                  images: Optional[list[Path]] = None, audio: Optional[Path] = None,
-                  video: Optional[Path] = None, fallback_images: Optional[list[Path]] = None) -> str:
+                  images: list[Path] | None = None, audio: Path | None = None,
+                  video: Path | None = None, fallback_images: list[Path] | None = None) -> str:
         """One provider request; returns its text or "" (absent, reason in meta). ProviderError fails
         the sample (its message is never stored as annotation text)."""
         from mer_eval.generators.providers.base import CapabilityMissing, ProviderError, ProviderRequest
@@ -257,7 +256,7 @@ class _Run:
         return resp.text.strip()
 
     # -- one sample ----------------------------------------------------------------------------
-    async def run_sample(self, sample: Sample, stype: str, sem: asyncio.Semaphore, type_note: Optional[str]) -> None:
+    async def run_sample(self, sample: Sample, stype: str, sem: asyncio.Semaphore, type_note: str | None) -> None:
         seq = SEQUENCES[stype]
         hashes = input_hashes(sample)
         if not self.force and self.up_to_date(sample, stype, hashes):
@@ -464,7 +463,7 @@ class _Run:
         self.store.write_json(sample.id, META_NAME, meta)
 
 
-def _split_tone(audio_analysis: str) -> tuple[Optional[str], Optional[str]]:
+def _split_tone(audio_analysis: str) -> tuple[str | None, str | None]:
     from mer_eval.merfactory import split_audio_analysis
 
     return split_audio_analysis(audio_analysis)
@@ -484,7 +483,7 @@ def make_provider(config: Config) -> Any:
     return cls(config.providers[name], cache=cache)
 
 
-def run_generate(input_path: Path, out: Path, config: Config, label_file: Optional[Path] = None,
+def run_generate(input_path: Path, out: Path, config: Config, label_file: Path | None = None,
                  force: bool = False, progress: bool = True, provider: Any = None,
                  console: Any = None) -> dict:
     """Run the pipeline; returns the summary (counts, failures with reasons, seconds per stage)."""

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from string import Template
-from typing import Any, Optional
+from typing import Any
 
 from mer_eval.facs import EMOTION_TO_SENTIMENT, canonical_emotion, canonical_sentiment
 
@@ -55,7 +55,7 @@ VOTE_ORDER = ("fer", "au", "tone")
 
 # ---- prompts ------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _prompt_files() -> dict[str, Path]:
     """name (without version) -> newest version's file."""
     best: dict[str, tuple[int, Path]] = {}
@@ -93,7 +93,7 @@ def render_prompt(name: str, fields: dict[str, Any]) -> str:
     return Template(text).safe_substitute({k: _show(v) for k, v in fields.items()}).strip()
 
 
-def synthesis_prompt_name(task: str, label: Optional[str]) -> str:
+def synthesis_prompt_name(task: str, label: str | None) -> str:
     return f"synthesis_{task}{'_label' if label else ''}"
 
 
@@ -159,13 +159,13 @@ def coarse_description(ev: dict) -> str:
 # ---- the conclusion ------------------------------------------------------------------------------
 
 _CONCLUSION_EMO = re.compile(r"core emotional state is\s*\[?\s*\**([^,.\]\n*]+?)\**\s*\]?\s*(?:,|\.|$| and)",
-                             re.I | re.M)
+                             re.IGNORECASE | re.MULTILINE)
 _CONCLUSION_SENT = re.compile(r"sentiment is\s*\[?\s*\**([^,.\]\n*]+?)\**\s*\]?\s*(?:,|\.|$| and)",
-                              re.I | re.M)
-_CAUSE = re.compile(r"most likely cause is\s*\[?(.+?)\]?\s*\.?\s*$", re.I | re.S)
+                              re.IGNORECASE | re.MULTILINE)
+_CAUSE = re.compile(r"most likely cause is\s*\[?(.+?)\]?\s*\.?\s*$", re.IGNORECASE | re.DOTALL)
 
 
-def parse_conclusion(text: Optional[str], task: str = "emotion") -> Optional[str]:
+def parse_conclusion(text: str | None, task: str = "emotion") -> str | None:
     """X of the closing line ("the core emotional state is X" / "the overall sentiment is X"), canonical
     when it maps onto the canonical set, else as written; None when there is no such line."""
     if not text:
@@ -293,7 +293,7 @@ def offline_tone(ev: dict) -> str:
     then the measured tone."""
     tr = (ev.get("transcript") or "").strip().replace("\n", " ")
     if tr and re.match(r"^(speaker'?s? tone|tone|audio characteristics|pitch|background|the audio features|"
-                       r"the speaker|speech|subtitles?|transcription)\b", tr, re.I):
+                       r"the speaker|speech|subtitles?|transcription)\b", tr, re.IGNORECASE):
         tr = f"Transcript: {tr}"
     first = tr if tr else "Speech:"
     tone = ev.get("tone")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from mer_eval.config import load_config
 from mer_eval.generators.export import ExportError, au_list, export_run
 from mer_eval.generators.pipeline import run_generate
+
+from mer_eval.config import load_config
 from mer_eval.openface import read_openface_csv
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -80,7 +80,7 @@ def test_merr_coarse_and_fine_fill_au_list(run_dir, tmp_path):
     assert c["peak_AU_list"] and all(a.startswith("AU") for a in c["peak_AU_list"])
     lines = (tmp_path / "MERR_coarse_grained.txt").read_text().splitlines()
     clip_line = next(ln for ln in lines if ln.startswith("clip "))
-    name, frames, emo = clip_line.split(" ")
+    _, frames, _ = clip_line.split(" ")
     assert int(frames) == of.n
     assert "photo 1 happy" in lines  # the label wins
     assert coarse["photo"]["peak_index"] == "1" and coarse["photo"]["peak_AU_list"]

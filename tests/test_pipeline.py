@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mer_eval.generators.pipeline import META_NAME, run_generate
 
 from mer_eval.config import load_config
 from mer_eval.discovery import discover
-from mer_eval.generators.pipeline import META_NAME, run_generate
 from mer_eval.schema import SampleType
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -190,9 +190,8 @@ def test_changed_input_is_redone(tmp_path):
     assert "the core emotional state is sad" in data["final_summary"]
     from mer_eval.store import RunLockedError, RunStore
 
-    with RunStore(out).locked():
-        with pytest.raises(RunLockedError):
-            run_generate(inp, out, cfg, progress=False)
+    with RunStore(out).locked(), pytest.raises(RunLockedError):
+        run_generate(inp, out, cfg, progress=False)
 
 
 def _scripted(fail_purpose=None, text_only=False):
@@ -285,7 +284,6 @@ def test_cli_generate_au_video_types_sentiment_and_single_file(tmp_path):
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present")
     from click.testing import CliRunner
-
     from mer_eval.generators.commands import generate
 
     inp = tmp_path / "in"

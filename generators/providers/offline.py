@@ -11,7 +11,7 @@ rather than return invented text.
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from mer_eval.generators import synthesis
 from mer_eval.generators.providers.base import Capability, Provider, ProviderError, ProviderRequest
@@ -25,7 +25,7 @@ class OfflineProvider(Provider):
     name: ClassVar[str] = "offline"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.text, Capability.image, Capability.audio, Capability.video})
-    default_model: ClassVar[Optional[str]] = OFFLINE_VERSION
+    default_model: ClassVar[str | None] = OFFLINE_VERSION
 
     PURPOSES: ClassVar[tuple[str, ...]] = ("tone", "synthesis", "au_description", "coarse",
                                            "visual_description", "video_description")
@@ -35,7 +35,7 @@ class OfflineProvider(Provider):
         # the templates are the model; a configured model name cannot change what they say
         return OFFLINE_VERSION
 
-    def absent_reason(self, purpose: str) -> Optional[str]:
+    def absent_reason(self, purpose: str) -> str | None:
         """Why this provider leaves a field empty (None: it writes the field)."""
         if purpose == "visual_description":
             return NO_VISION
