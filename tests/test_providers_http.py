@@ -471,3 +471,25 @@ def test_gemini_missing_key(fake_server, monkeypatch):
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(ProviderError, match=KEY_ENV):
         GeminiProvider(gcfg(fake_server)).generate(ProviderRequest(prompt="x"))
+
+
+def test_gemini_video_inline(fake_server, shared_data):
+    video = shared_data / "faces" / "single_face.mp4"
+    p = GeminiProvider(gcfg(fake_server))
+    r = p.generate(ProviderRequest(prompt="What happens in the clip?", video=video))
+    assert r.text == "fake answer"
+    parts = fake_server.requests[0].body["contents"][0]["parts"]
+    (inline,) = [pt["inlineData"] for pt in parts if "inlineData" in pt]
+    assert (inline.get("mimeType") or inline.get("mime_type")) == "video/mp4"
+    assert b64any(inline["data"]) == video.read_bytes()
+
+
+def test_gemini_inline_limit(fake_server, tmp_path, monkeypatch):
+    import mer_eval.generators.providers.gemini as gem
+
+    monkeypatch.setattr(gem, "INLINE_LIMIT_BYTES", 10)
+    big = tmp_path / "clip.mp4"
+    big.write_bytes(b"\0" * 64)
+    with pytest.raises(ProviderError, match="inline inputs exceed"):
+        GeminiProvider(gcfg(fake_server)).generate(ProviderRequest(prompt="x", video=big))
+    assert fake_server.requests == []
