@@ -267,6 +267,13 @@ class _Run:
         async with sem:
             sample_dir = self.store.sample_dir(sample.id)
             sample_dir.mkdir(parents=True, exist_ok=True)
+            if self.force:  # --force recomputes: drop the stages' saved results (they would be reused)
+                from mer_eval.generators.stages import STAGE_ORDER, stage_json_path
+
+                for name in STAGE_ORDER:
+                    p = stage_json_path(sample.id, sample_dir, name)
+                    if p.exists():
+                        p.unlink()
             outputs: dict[str, dict] = {}
             meta: dict[str, Any] = {
                 "schema_version": SCHEMA_VERSION, "sample_id": sample.id, "type": stype,

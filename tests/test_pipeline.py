@@ -164,9 +164,16 @@ def test_resume_skips_then_force_redoes(run):
     assert again["done"] == 0
     assert again["skipped"] == run["summary"]["done"]
     assert set(again["failures"]) == set(run["summary"]["failures"])
-    # a changed config is a different run: not skipped
     forced = run_generate(run["inp"], run["out"], run["cfg"], force=True, progress=False)
     assert forced["skipped"] == 0 and forced["done"] == run["summary"]["done"]
+    meta = _json(run["out"] / "single_face" / META_NAME)
+    assert meta["stages"]["au"]["reused"] is False and meta["stages"]["audio"]["reused"] is False
+    # without --force, a rerun after a config change reuses the stages whose inputs and config still match
+    changed = _cfg(run["tmp"], "generate.threshold=1.2")
+    part = run_generate(run["inp"], run["out"], changed, progress=False)
+    assert part["skipped"] == 0 and part["done"] == run["summary"]["done"]
+    meta = _json(run["out"] / "single_face" / META_NAME)
+    assert meta["stages"]["au"]["reused"] is True and meta["stages"]["peaks"]["reused"] is False
 
 
 def test_changed_input_is_redone(tmp_path):
