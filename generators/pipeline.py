@@ -526,6 +526,10 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Path |
         if note:
             notes.append(note)
     with store.locked():
+        try:
+            previous = store.read_manifest()
+        except (ValueError, OSError):
+            previous = None
         manifest = store.new_manifest(
             command="generate", input=str(input_path), config=config.model_dump(mode="json"),
             config_hash=chash, provider=provider.name,
@@ -567,6 +571,8 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Path |
         statuses = [r["status"] for r in run.results.values()]
         counts_by_status = {k: statuses.count(k) for k in ("done", "skipped", "failed")}
         manifest.finished = datetime.now(timezone.utc)
+        if previous is not None and previous.score is not None and counts_by_status["done"] == 0:
+            manifest.score = previous.score  # no annotation changed: the scores still describe this run
         manifest.counts_by_status = counts_by_status
         failures = {sid: {"stage": r["stage"], "reason": r["reason"]} for sid, r in run.results.items()
                     if r["status"] == "failed"}

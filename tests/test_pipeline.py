@@ -160,8 +160,11 @@ def test_outputs_are_discoverable_and_score(run):
 
 
 def test_resume_skips_then_force_redoes(run):
+    scored = _json(run["out"] / "run.json").get("score")
+    assert scored is not None  # written by the scoring test before this one
     again = run_generate(run["inp"], run["out"], run["cfg"], progress=False)
     assert again["done"] == 0
+    assert _json(run["out"] / "run.json").get("score") == scored  # nothing changed: scores kept
     assert again["skipped"] == run["summary"]["done"]
     assert set(again["failures"]) == set(run["summary"]["failures"])
     forced = run_generate(run["inp"], run["out"], run["cfg"], force=True, progress=False)
