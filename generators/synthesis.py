@@ -126,8 +126,9 @@ def prompt_fields(ev: dict) -> dict[str, Any]:
 
 
 def _top_fer(fer: dict, k: int) -> dict:
+    """The k most probable FER classes; after the first, only those that round to at least 0.01."""
     items = sorted(((str(e), float(p)) for e, p in fer.items()), key=lambda kv: -kv[1])[:k]
-    return dict(items)
+    return dict(items[:1] + [kv for kv in items[1:] if kv[1] >= 0.005])
 
 
 # ---- coarse --------------------------------------------------------------------------------------
