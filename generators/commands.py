@@ -74,6 +74,10 @@ def print_summary(console, s: dict) -> None:
     console.print(f"[bold]generate[/bold] {s['input']} -> {s['out']} (provider {s['provider']}, "
                   f"model {s['model']}): {s['total']} samples, [green]{s['done']} done[/green], "
                   f"{s['skipped']} skipped (up to date), [red]{s['failed']} failed[/red] in {s['seconds']:.1f} s")
+    ps = s.get("provider_stats") or {}
+    if ps.get("requests"):
+        console.print(f"  provider requests {ps['requests']} ({ps.get('cache_hits', 0)} from the cache, "
+                      f"{ps.get('retries', 0)} retries, {ps.get('errors', 0)} errors)")
     for sid, f in sorted(s["failures"].items()):
         console.print(f"  [red]failed[/red] {sid}: {f['stage']}: {f['reason']}")
     for sid, absent in sorted(s.get("absent", {}).items()):

@@ -589,6 +589,7 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Path |
         "stage_seconds": {k: [round(x, 4) for x in v] for k, v in run.stage_seconds.items()},
         "seconds": round(time.perf_counter() - t_start, 3),
         "provider": provider.name, "model": provider.model_id, "config_hash": chash,
+        "provider_stats": dict(getattr(provider, "stats", {})),
     }
     return summary
 
