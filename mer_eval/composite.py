@@ -91,6 +91,9 @@ class CompositeSpec:
             if self.ignore_self_au and name.startswith("au_") and r.details.get("au_source") == "self":
                 missing[name] = "au_source is self (AUs the text was generated from), not independent evidence"
                 continue
+            if r.details.get("independent") is False:
+                missing[name] = f"not independent evidence: {r.details.get('dependence', 'see details')}"
+                continue
             norm_spec = self.metrics.get(src, m)
             counted[src] = norm_spec.normalise(float(r.value))
             used_w[src] = m.weight

@@ -370,6 +370,12 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
         if not kinds:
             notes.append(f"{d.name}: no MER-Factory result JSON; skipped")
             continue
+        meta_file = d / merfactory.META_NAME
+        if meta_file.is_file():
+            try:
+                merfactory.merge_meta(s.annotation, merfactory.load_json(meta_file))
+            except merfactory.MerFactoryFormatError as e:
+                s.notes.append(f"{merfactory.META_NAME}: {e}")
         order = [SampleType.mer, SampleType.image, SampleType.video, SampleType.audio, SampleType.au]
         s.type = next(t for t in order if t in kinds)
         if s.media().get("video") is None and s.id in media:

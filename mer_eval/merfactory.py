@@ -197,6 +197,25 @@ def merge_result(ann: Annotation, kind: SampleType, data: dict) -> list[str]:
     return notes
 
 
+META_NAME = "mer_eval_meta.json"
+
+
+def merge_meta(ann: Annotation, meta: dict) -> None:
+    """Provenance mer-eval's own ``generate`` writes beside MER-Factory's files (``<id>/mer_eval_meta.json``):
+    who wrote the texts, whether the label was in the prompt, and measured FER probabilities."""
+    if isinstance(meta.get("provider"), str):
+        ann.provider = meta["provider"]
+    if isinstance(meta.get("model"), str):
+        ann.model = meta["model"]
+    prompts = meta.get("prompts")
+    if isinstance(prompts, dict) and isinstance(prompts.get("synthesis"), str):
+        ann.label_aware = prompts["synthesis"].endswith("_label")
+    evidence = meta.get("evidence")
+    fer = evidence.get("fer") if isinstance(evidence, dict) else None
+    if isinstance(fer, dict) and not ann.fer_probabilities:
+        ann.fer_probabilities = _floats(fer)
+
+
 def ground_truth(data: dict) -> Optional[str]:
     for k in ("ground_truth_label", "label", "ground_truth"):
         v = clean_text(data.get(k)) if isinstance(data.get(k), str) else None

@@ -66,6 +66,7 @@ class Annotation(_Base):
     fer_probabilities: dict[str, float] = Field(default_factory=dict)
     provider: Optional[str] = None  # who wrote the texts, when known
     model: Optional[str] = None
+    label_aware: Optional[bool] = None  # the summary was written from a prompt that contained the label
 
     def visual_text(self) -> Optional[str]:
         """The description of what is seen: peak-frame objective, else image description, else video."""
@@ -204,6 +205,7 @@ class SampleEvaluation(_Base):
 
 class ScoreSection(_Base):
     metrics: list[str] = Field(default_factory=list)
+    config_hash: Optional[str] = None  # of the config `score` ran with (run.json's own config is generate's)
     metric_versions: dict[str, str] = Field(default_factory=dict)
     composite_version: Optional[str] = None
     models: dict[str, ModelRef] = Field(default_factory=dict)

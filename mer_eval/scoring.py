@@ -196,10 +196,12 @@ def _write(o: ScoreOutcome, evaluations: dict[str, SampleEvaluation], config: Co
         long.to_parquet(buf, index=False)
         atomic_write_bytes(o.out_dir / "scores.parquet", buf.getvalue())
         atomic_write_text(o.out_dir / "evaluation_summary.csv", wide_summary(long).to_csv(index=False))
-        manifest = store.read_manifest() or store.new_manifest(command="score", input=str(o.dataset.root))
+        manifest = store.read_manifest()
+        if manifest is None:  # a run mer-eval did not generate (e.g. MER-Factory's): the manifest is score's
+            manifest = store.new_manifest(command="score", input=str(o.dataset.root),
+                                          config=config.model_dump(mode="json"), config_hash=config.hash())
+        o.section.config_hash = config.hash()
         manifest.score = o.section
-        manifest.config = config.model_dump(mode="json")
-        manifest.config_hash = config.hash()
         manifest.extra["score_aggregates"] = o.aggregates
         store.write_manifest(manifest)
 

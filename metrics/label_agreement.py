@@ -77,7 +77,8 @@ class LabelAgreement(Metric):
         return None
 
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
-        return {"label": sample.label, "final_summary": sample.annotation.final_summary}
+        return {"label": sample.label, "final_summary": sample.annotation.final_summary,
+                "label_aware": sample.annotation.label_aware}
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         out: dict[str, list[MetricResult]] = {}
@@ -86,6 +87,10 @@ class LabelAgreement(Metric):
             f = (concluded_sentiment if self.task == "sentiment" else concluded_emotion)(
                 s.annotation.final_summary, self.emotion_map)
             details = {**f.as_details(), "label_raw": s.label, "label": label, "task": self.task}
+            if s.annotation.label_aware:
+                # the generator's prompt contained the label: a match is expected, not evidence of quality
+                details["independent"] = False
+                details["dependence"] = "summary written by a label-aware prompt (label given to the generator)"
             if f.emotion is None:
                 if f.raw is None:
                     why = NO_EMOTION

@@ -77,3 +77,11 @@ def test_cer_substitutes_for_wer_on_cjk(spec):
            ok("cross_modal_agreement", 1.0)]
     c = spec.compute("s", res)
     assert "asr_cer" in c.counted and c.counted["asr_cer"] == pytest.approx(0.9)
+
+
+def test_dependent_evidence_does_not_count(spec):
+    """A label match from a summary whose prompt contained the label is expected, not evidence."""
+    base = [ok("asr_wer", 0.1), ok("cross_modal_agreement", 1.0), ok("distinct2", 0.9)]
+    c = spec.compute("s", base + [ok("label_match", 1.0, independent=False, dependence="label-aware prompt")])
+    assert "label_match" in c.missing and "label-aware prompt" in c.missing["label_match"]
+    assert "label_match" not in c.counted

@@ -409,3 +409,20 @@ def test_detect_kind_errors(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(ValueError):
         detect_kind(tmp_path / "x.txt")
+
+
+def test_generated_run_provenance_is_read(tmp_path, shared_data):
+    """Our own runs carry mer_eval_meta.json: provider, label-aware prompt, measured FER probabilities."""
+    d = tmp_path / "clip"
+    d.mkdir()
+    shutil.copy(shared_data / "annotations-mer-factory" / "gemini_merr.json", d / "clip_merr_data.json")
+    (d / "mer_eval_meta.json").write_text(json.dumps({
+        "provider": "offline", "model": "offline-templates-v1",
+        "prompts": {"synthesis": "synthesis_emotion_label"},
+        "evidence": {"fer": {"happy": 0.9, "sad": 0.1}},
+    }))
+    s = discover(tmp_path).samples[0]
+    a = s.annotation
+    assert a.provider == "offline" and a.label_aware is True and a.fer_probabilities == {"happy": 0.9, "sad": 0.1}
+    (d / "mer_eval_meta.json").write_text(json.dumps({"prompts": {"synthesis": "synthesis_emotion"}}))
+    assert discover(tmp_path).samples[0].annotation.label_aware is False

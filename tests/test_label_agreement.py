@@ -121,3 +121,15 @@ def test_chinese_summary():
     r = _one(LabelAgreement({"task": "sentiment"}),
              Sample(id="zh3", label="negative", annotation=Annotation(final_summary="综合来看，情感倾向为消极。")))
     assert r.value == 1.0
+
+
+def test_label_aware_generation_is_marked_dependent():
+    from mer_eval.metrics.label_agreement import LabelAgreement
+    from mer_eval.schema import Annotation, Sample
+
+    summary = "Everything points one way: the core emotional state is happy, and the most likely cause is a joke."
+    blind = Sample(id="a", label="happy", annotation=Annotation(final_summary=summary, label_aware=False))
+    aware = Sample(id="b", label="happy", annotation=Annotation(final_summary=summary, label_aware=True))
+    res = LabelAgreement({"task": "emotion"}).score([blind, aware])
+    assert res["a"][0].value == 1.0 and "independent" not in res["a"][0].details
+    assert res["b"][0].value == 1.0 and res["b"][0].details["independent"] is False
