@@ -20,6 +20,11 @@
   where every CJK character is one unit and every run of Latin letters / digits (a Latin word) is one unit
   (:func:`mer_eval.text.mixed_tokens`). For other text ``asr_cer`` is jiwer's character error rate (spaces
   count as characters, as in jiwer).
+* Independence: when the sample folder records (mer-eval's ``<id>_audio_features.json``) that this very
+  transcript was made by the same Whisper model (same sha256, else same id) the baseline uses, the WER
+  compares the model with itself: the value is still reported, with ``details.independent = false`` and
+  ``details.dependence`` saying so (composites leave such results out). A ground-truth reference is always
+  independent.
 """
 
 from __future__ import annotations
@@ -51,6 +56,35 @@ def whisper_normaliser(cjk: bool) -> Callable[[str], str]:
                                "(pip install whisper-normalizer)") from None
     n = N()
     return lambda s: " ".join(n(s).split())
+
+
+def recorded_asr(sample: Sample) -> Optional[tuple[Path, dict[str, Any]]]:
+    """(file, its ``outputs``) of mer-eval's audio stage record in the sample folder, when there is one."""
+    import json
+
+    if sample.folder is None:
+        return None
+    folder = Path(sample.folder)
+    for i in dict.fromkeys([sample.id, folder.name]):
+        p = folder / f"{i}_audio_features.json"
+        if not p.is_file():
+            continue
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        out = data.get("outputs") if isinstance(data, dict) else None
+        return (p, out) if isinstance(out, dict) else None
+    return None
+
+
+def same_model(recorded: Any, res: Any) -> bool:
+    """Whether a recorded model ref ({id, sha256, ...}) is the resolved model ``res``."""
+    if not isinstance(recorded, dict):
+        return False
+    if recorded.get("sha256") and res.sha256:
+        return recorded["sha256"] == res.sha256
+    return bool(recorded.get("id")) and recorded.get("id") == res.id
 
 
 def error_rates(reference: str, hypothesis: str, cjk: bool) -> dict[str, Any]:
@@ -105,8 +139,9 @@ class ASRWER(Metric):
 
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
         ref = (sample.reference_transcript or "").strip()
+        rec = None if ref else recorded_asr(sample)
         return {"hypothesis": self.hypothesis(sample), "reference": ref or None,
-                "audio": None if ref else self.audio_source(sample)}
+                "audio": None if ref else self.audio_source(sample), "asr_record": rec[0] if rec else None}
 
     # ---- model ------------------------------------------------------------------------------------
     def _resolution(self) -> Any:
@@ -172,6 +207,23 @@ class ASRWER(Metric):
             cache.put(key, out)
         return out
 
+    def _self_reference(self, sample: Sample) -> Optional[str]:
+        """Why the Whisper baseline is not independent of the hypothesis, or None."""
+        rec = recorded_asr(sample)
+        if rec is None:
+            return None
+        path, outputs = rec
+        asr = outputs.get("asr") if isinstance(outputs.get("asr"), dict) else {}
+        text = outputs.get("transcript") or asr.get("text")
+        res = self._resolution()
+        if not isinstance(text, str) or not same_model(asr.get("model"), res):
+            return None
+        norm = basic_normaliser()
+        if norm(text) != norm(self.hypothesis(sample) or ""):
+            return None
+        return (f"{path.name} records that this transcript was made by {res.id}, the model the Whisper baseline "
+                "uses: the WER compares the model with itself")
+
     # ---- scoring ----------------------------------------------------------------------------------
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         out: dict[str, list[MetricResult]] = {}
@@ -211,6 +263,9 @@ class ASRWER(Metric):
                     out[s.id] = self.not_ok(s.id, Status.not_applicable,
                                             f"the Whisper baseline found no speech in {audio}", details=details)
                     continue
+                dep = self._self_reference(s)
+                if dep is not None:
+                    details.update(independent=False, dependence=dep)
             cjk = cjk_ratio(ref) >= thr
             norm_name = str(self.params.get("normaliser", "basic"))
             try:

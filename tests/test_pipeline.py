@@ -325,3 +325,20 @@ def test_cli_generate_au_video_types_sentiment_and_single_file(tmp_path):
     from mer_eval.generators.synthesis import parse_conclusion
 
     assert parse_conclusion(img["final_summary"], "sentiment") in ("positive", "negative", "neutral")
+
+
+def test_asr_wer_against_the_generating_whisper_is_marked_dependent(run):
+    """The generated transcript came from whisper-tiny.en: a whisper-tiny.en baseline measures the model
+    against itself (value kept, ``independent`` false); a whisper-base baseline is independent."""
+    from mer_eval.metric import ScoreContext
+    from mer_eval.metrics.asr_wer import ASRWER
+
+    jfk = discover(run["out"]).by_id()["jfk"]
+    assert jfk.annotation.transcript and not jfk.reference_transcript and jfk.folder is not None
+    same = ASRWER({"model": "whisper-tiny.en"}, ScoreContext(device="cpu", config=run["cfg"])).score([jfk])
+    r = {x.metric: x for x in same["jfk"]}["asr_wer"]
+    assert r.status.value == "ok" and r.details["reference"] == "whisper:" + r.model.id
+    assert r.details["independent"] is False and "jfk_audio_features.json" in r.details["dependence"]
+    other = ASRWER({"model": "whisper-base"}, ScoreContext(device="cpu", config=run["cfg"])).score([jfk])
+    r2 = {x.metric: x for x in other["jfk"]}["asr_wer"]
+    assert r2.status.value == "ok" and "independent" not in r2.details
