@@ -321,6 +321,24 @@ def dataset_info_entry(file_name: str, records: list[dict]) -> dict:
             "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "gpt"}}
 
 
+def frame_count(s: Sample, of) -> int | None:
+    """MERR's frame_count: the OpenFace table's rows, else the video's frame count (probed), 1 for an image;
+    None when it cannot be measured."""
+    if of is not None:
+        return int(of.n)
+    if s.video is not None and Path(s.video).is_file():
+        from mer_eval.media import MediaError, probe
+
+        try:
+            n = probe(s.video).n_frames
+        except MediaError:
+            return None
+        return int(n) if n else None
+    if s.type == SampleType.image and s.image is not None:
+        return 1
+    return None
+
+
 def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str]) -> tuple[dict, list[str]]:
     data: dict[str, dict] = {}
     lines: list[str] = []
@@ -351,8 +369,9 @@ def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str])
         entry["text"] = a.transcript or ""
         data[s.id] = entry
         emotion = s.label or (_conclusion(s, meta, task) if fine else None) or pseu or "unknown"
-        frames = of.n if of is not None else 0
-        lines.append(f"{s.id} {frames} {emotion.replace(' ', '_')}")
+        frames = frame_count(s, of)
+        if frames is not None:  # an unknown count is left out, never written as 0
+            lines.append(f"{s.id} {frames} {emotion.replace(' ', '_')}")
     return data, lines
 
 
@@ -368,8 +387,12 @@ def _au_instruct(samples: list[Sample], skipped: dict[str, str]) -> list[dict]:
             continue
         inp = ", ".join(f"AU{au_code(k)}: {v:.2f}" for k, v in tops.items() if au_code(k))
         pseu = pseudo_emotion(s, meta, _openface(s))
+        if pseu is None:  # no AU table at the peak and no rule result recorded: the rules were never run
+            skipped[s.id] = ("the AU emotion rules were not evaluated (no OpenFace table with the peak frame "
+                             "and no recorded pseudo-label); an output naming an emotion would be invented")
+            continue
         text = a.llm_au_description or (a.visual_expression or "")
-        if pseu and pseu != "neutral":
+        if pseu != "neutral":
             output = f"{text.rstrip('.')}. By the action-unit rules the expression indicates {pseu}."
         else:
             output = f"{text.rstrip('.')}. These action units match no emotion rule; the expression reads as neutral."

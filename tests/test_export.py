@@ -141,3 +141,15 @@ def test_au_list_from_real_openface_csv(shared_data):
     absent = [c[:4] for c in of.au_c if c[:4] not in lst]
     for a in absent:
         assert float(((of.column(f"{a}_c") >= 0.5) & valid).sum()) / valid.sum() < 0.10
+
+
+def test_real_mer_factory_outputs_claim_no_unevaluated_rule(shared_data, tmp_path):
+    """MER-Factory's JSON has top AUs but no OpenFace table beside it: the AU rules cannot be evaluated, so
+    au-instruct must not say "match no emotion rule ... neutral", and MERR's .txt must not write 0 frames."""
+    res = export_run(shared_data / "annotations-mer-factory", "au-instruct", tmp_path / "au.jsonl")
+    recs = [json.loads(ln) for ln in (tmp_path / "au.jsonl").read_text().splitlines() if ln.strip()]
+    assert not any("neutral" in r["output"] or "match no emotion rule" in r["output"] for r in recs)
+    assert res.written == len(recs) and any("not evaluated" in why for why in res.skipped.values())
+    export_run(shared_data / "annotations-mer-factory", "merr-fine", tmp_path / "f.json")
+    for line in (tmp_path / "f.txt").read_text().splitlines():
+        assert int(line.split()[1]) > 0, line
