@@ -23,7 +23,9 @@ def regress_markdown(res) -> str:
         out += ["| metric | baseline | run | Δ [95% CI] | tolerance | n | verdict |",
                 "|---|---:|---:|---|---:|---:|---|"]
         for c in res.checks:
-            if c.diff is None:
+            if c.lost_samples:
+                verdict_c = f"❌ regressed: {len(c.lost_samples)} sample(s) ok in the baseline now error/unavailable"
+            elif c.diff is None:
                 verdict_c = "not checked"
             else:
                 verdict_c = ("❌ regressed" if c.regressed else

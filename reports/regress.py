@@ -6,7 +6,9 @@ sample's ``ok`` values, the metric versions, the composite version and the tool 
 ``regress RUN --baseline baseline.json`` compares the run with the baseline, per metric, on the samples
 scored ok in both (paired). A metric *regresses* when its mean moves the wrong way (by
 ``higher_is_better``) by more than its tolerance AND the paired bootstrap 95% CI of the difference
-excludes 0 (the move is beyond resampling noise). Exit codes: 0 pass, 1 regression, 2 not comparable
+excludes 0 (the move is beyond resampling noise). A metric also regresses when samples it scored ok in
+the baseline are ``error`` or ``unavailable`` in the run (``lost_samples``): a metric that stopped working
+must not pass because nothing is left to compare. Exit codes: 0 pass, 1 regression, 2 not comparable
 (metric or composite versions differ, or a baselined metric is missing from the run).
 """
 
@@ -135,6 +137,7 @@ class MetricCheck:
     regressed: bool = False
     message: str = ""
     worst_samples: list[dict[str, Any]] = field(default_factory=list)  # most regressed samples
+    lost_samples: dict[str, str] = field(default_factory=dict)  # ok in the baseline, error/unavailable now
 
 
 @dataclass
@@ -204,9 +207,19 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
         common = sorted(set(cur) & set(base))
         c = MetricCheck(m, hib, tol, bm.get("mean"), float(np.mean(list(cur.values()))) if cur else None,
                         len(common))
+        failed = df[(df["metric"] == m) & df["status"].isin(["error", "unavailable"])]
+        c.lost_samples = {str(sid): f"{st}: {why}" for sid, st, why in
+                          zip(failed["sample_id"], failed["status"], failed["reason"]) if str(sid) in base}
+        lost_msg = ""
+        if c.lost_samples:
+            c.regressed = True
+            first = next(iter(c.lost_samples.items()))
+            lost_msg = (f": REGRESSED ({len(c.lost_samples)} sample(s) scored ok in the baseline are "
+                        f"error/unavailable in the run, e.g. {first[0]}: {first[1]})")
         if not common:
-            c.message = f"{m}: no sample scored ok in both the run and the baseline: not checked"
-            notes.append(c.message)
+            c.message = f"{m}: no sample scored ok in both the run and the baseline: not checked" + lost_msg
+            if not c.lost_samples:
+                notes.append(c.message)
             checks.append(c)
             continue
         b = np.array([base[k] for k in common])
@@ -219,7 +232,7 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
         c.wrong_way = bool(c.diff < 0) if hib else bool(c.diff > 0)
         c.beyond_tolerance = abs(c.diff) > tol
         c.beyond_noise = bool(c.ci_high < 0) if hib else bool(c.ci_low > 0)
-        c.regressed = c.wrong_way and c.beyond_tolerance and c.beyond_noise
+        c.regressed = (c.wrong_way and c.beyond_tolerance and c.beyond_noise) or bool(c.lost_samples)
         order = np.argsort(-bad)
         c.worst_samples = [{"sample_id": common[i], "baseline": float(b[i]), "run": float(r[i]),
                             "diff": float(d[i])} for i in order[:top] if bad[i] > 0]
@@ -227,7 +240,7 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
         c.message = (f"{m} ({direction}): mean {_fmt(c.paired_baseline_mean)} -> {_fmt(c.paired_run_mean)} on "
                      f"{len(common)} paired samples, diff {_fmt(c.diff)} (95% CI {_fmt(c.ci_low)} .. "
                      f"{_fmt(c.ci_high)}), tolerance {_fmt(tol)}")
-        if c.regressed:
+        if c.wrong_way and c.beyond_tolerance and c.beyond_noise:
             c.message += ": REGRESSED (wrong way, beyond tolerance and beyond bootstrap noise)"
         elif c.wrong_way and c.beyond_tolerance:
             c.message += ": worse beyond tolerance but within bootstrap noise (CI includes 0)"
@@ -235,6 +248,7 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
             c.message += ": worse, within tolerance"
         else:
             c.message += ": ok"
+        c.message += lost_msg
         checks.append(c)
     code = EXIT_REGRESSED if any(c.regressed for c in checks) else EXIT_OK
     return RegressResult(str(run_dir), baseline_path, code, checks, [], notes)

@@ -180,3 +180,26 @@ def test_cli_tolerances_from_flags_set_and_config(runs, baseline, tmp_path):
     assert r.exit_code == 1 and "composite_score (higher is better)" in r.output and "REGRESSED" in r.output
     r = CliRunner().invoke(regress_cmd, args + ["--set", "tolerancez.x=1"])
     assert r.exit_code == 2 and "unknown config key" in r.output
+
+
+def test_metric_that_stopped_working_regresses(runs, baseline, tmp_path):
+    """Samples scored ok in the baseline that are error/unavailable in the run are a regression, also when
+    no sample is left to pair (a metric that broke entirely must not pass as 'not checked')."""
+    import pandas as pd
+
+    broken = copy_run(runs["good"], tmp_path / "broken")
+    p = broken / "scores.parquet"
+    df = pd.read_parquet(p)
+    sel = df["metric"] == "distinct2"
+    df.loc[sel, "status"] = "error"
+    df.loc[sel, "value"] = None
+    df.loc[sel, "reason"] = "RuntimeError: boom"
+    df.to_parquet(p)
+    res = regress(broken, load_baseline(baseline))
+    c = next(c for c in res.checks if c.metric == "distinct2")
+    assert c.n_paired == 0 and c.regressed and len(c.lost_samples) == load_baseline(baseline)["metrics"]["distinct2"]["n"]
+    assert res.exit_code == 1 and "error/unavailable" in c.message
+    r = CliRunner().invoke(regress_cmd, [str(broken), "--baseline", str(baseline), "--markdown",
+                                         str(tmp_path / "m.md")])
+    assert r.exit_code == 1, r.output
+    assert "❌ regressed: " in (tmp_path / "m.md").read_text()
