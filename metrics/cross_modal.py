@@ -8,7 +8,8 @@ emotions (:mod:`mer_eval.facs`), or nothing:
   peak frame's ``_r`` intensities and ``_c`` presences are used (peak = ``annotation.peak_frame``, else the
   tracked frame with the highest summed intensity); otherwise ``annotation.top_aus_intensities``, where an AU
   counts as present when its intensity exceeds ``au_threshold`` and unlisted AUs count as 0. Rules: MER-Factory's
-  table (at least half the rule's AUs present, mean intensity of the rule's AUs >= ``au_threshold``) and MERR's
+  table (at least half the rule's AUs present, mean intensity of the rule's AUs that have an ``_r`` column -
+  AU28 has none - >= ``au_threshold``) and MERR's
   table (every AU present); the evidence is the union of the emotions that fire. No rule firing = no evidence.
 * ``audio``: emotion words in the tone description (``annotation.audio_description``).
 * ``transcript``: emotion words in the transcript (the English lexicon plus the small Chinese one of
@@ -44,7 +45,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from mer_eval.facs import EMOTION_TO_SENTIMENT, MER_FACTORY_RULES, MERR_RULES, au_code, canonical_emotion
+from mer_eval.facs import EMOTION_TO_SENTIMENT, MER_FACTORY_RULES, MERR_RULES, OPENFACE_R_AUS, au_code, canonical_emotion
 from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
 from mer_eval.metrics.emotion_text import concluded_emotion, dominant_emotions, valence
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
@@ -57,11 +58,17 @@ VISUAL_FIELDS = ("visual_objective", "image_description", "video_content")
 
 
 def au_pseudo_labels(intensity: dict[str, float], presence: dict[str, bool], threshold: float) -> dict[str, Any]:
-    """Emotions fired by MER-Factory's and MERR's AU rules; keys are two-digit AU codes."""
+    """Emotions fired by MER-Factory's and MERR's AU rules; keys are two-digit AU codes.
+
+    MER-Factory's mean runs over the rule's AUs that have an intensity (``_r``) column, as MER-Factory does:
+    AU28 (worried) has presence only and is never counted as an intensity of 0."""
     mf = []
     for emo, aus in MER_FACTORY_RULES.items():
         present = sum(1 for a in aus if presence.get(a))
-        score = sum(intensity.get(a, 0.0) for a in aus) / len(aus)
+        r_aus = [a for a in aus if a in OPENFACE_R_AUS]
+        if not r_aus:
+            continue
+        score = sum(intensity.get(a, 0.0) for a in r_aus) / len(r_aus)
         if present >= 0.5 * len(aus) and score >= threshold:
             mf.append({"emotion": emo, "score": round(score, 4)})
     merr = [emo for emo, aus in MERR_RULES.items() if all(presence.get(a) for a in aus)]

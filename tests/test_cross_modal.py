@@ -137,3 +137,35 @@ def test_batch_of_real_samples(shared_data):
     r = _by_name(out["llava-llama3_llama3.2"])
     assert r["cross_modal_agreement"].details["concluded"] == "angry"
     assert r["cm_visual"].value == 0.0 and r["cross_modal_agreement"].value == 0.0
+
+
+def test_au_rules_match_mer_factory_on_real_rows_and_worried(shared_data, tmp_path):
+    """The AU evidence fires what MER-Factory's rule (the peaks stage) fires, row by row of a real OpenFace
+    CSV, and on that CSV with one row edited to show AU20 + AU28 (worried: AU28 has no _r column, so its
+    mean is over AU20_r alone, never (0 + AU20_r) / 2)."""
+    import csv
+
+    from mer_eval.facs import au_code
+    from mer_eval.generators.stages.peaks import emotions_at
+    from mer_eval.openface import read_openface_csv
+
+    src = shared_data / "openface" / "OpenFace_Test.csv"
+    rows = list(csv.reader(src.open(encoding="utf-8")))
+    head = [h.strip() for h in rows[0]]
+    edited = list(rows[5])
+    for col, v in (("AU20_r", "1.2"), ("AU20_c", "1"), ("AU28_c", "1")):
+        edited[head.index(col)] = v
+    p = tmp_path / "edited.csv"
+    with p.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([rows[0], *rows[1:5], edited, *rows[6:]])
+    for path in (src, p):
+        of = read_openface_csv(path)
+        for i in range(of.n):
+            inten = {au_code(k): v for k, v in of.intensities(i).items() if au_code(k)}
+            pres = {au_code(k): v >= 0.5 for k, v in of.presences(i).items() if au_code(k)}
+            ours = {e["emotion"] for e in au_pseudo_labels(inten, pres, 0.8)["mer_factory"]}
+            assert ours == {e["emotion"] for e in emotions_at(of, i, 0.8)}, (path.name, i)
+    of = read_openface_csv(p)
+    inten = {au_code(k): v for k, v in of.intensities(4).items() if au_code(k)}
+    pres = {au_code(k): v >= 0.5 for k, v in of.presences(4).items() if au_code(k)}
+    assert "worried" in au_pseudo_labels(inten, pres, 0.8)["emotions"]
