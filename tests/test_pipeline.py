@@ -270,11 +270,9 @@ def test_hf_provider_synthesis_of_one_sample(tmp_path):
     """The packaged SmolLM2 writes the final summary of one photo (text-only provider)."""
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present")
-    try:
-        from mer_eval.registry import get_provider
-        get_provider("hf")
-    except (ImportError, KeyError, AttributeError) as e:
-        pytest.skip(f"hf provider not available: {e}")
+    from mer_eval.registry import get_provider
+
+    get_provider("hf")  # registered and importable: a broken provider module fails here, it is not skipped
     from mer_eval.models import resolve
 
     if not resolve("smollm2").available:
