@@ -132,3 +132,23 @@ def test_stage_table_resolves():
         assert callable(get_stage(name))
     with pytest.raises(KeyError):
         get_stage("nope")
+
+
+def test_table_without_timestamps_keeps_its_emotion_peaks(shared_data, tmp_path):
+    """A real OpenFace CSV with its timestamp column removed: the same peaks, named by frame, never ["neutral"]."""
+    import csv
+
+    src = shared_data / "openface" / "openface_default_wmv_aus.csv"
+    rows = list(csv.reader(src.open(encoding="utf-8")))
+    i = [h.strip() for h in rows[0]].index("timestamp")
+    p = tmp_path / "no_ts.csv"
+    with p.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([[c for j, c in enumerate(r) if j != i] for r in rows])
+    with_ts = analyse(read_openface_csv(src))
+    without = analyse(read_openface_csv(p))
+    assert with_ts["chronological_emotion_peaks"] != ["neutral"]
+    n = len(with_ts["chronological_emotion_peaks"])
+    assert len(without["chronological_emotion_peaks"]) == n
+    for a, b, pk in zip(with_ts["chronological_emotion_peaks"], without["chronological_emotion_peaks"],
+                        [q for q in with_ts["peaks"] if q["emotions"]]):
+        assert b == f"Peak at frame {pk['frame_number']}:" + a.split(":", 1)[1]

@@ -16,7 +16,8 @@ nor satisfy the height) and before the arg-max. MER-Factory itself keeps them; o
 frame is tracked (its own example) the two agree. When no frame is valid the stage says so
 (``face_detected: false``) and reports no peak at all rather than inventing one.
 
-Each chronological peak becomes MER-Factory's string ``"Peak at 2.88s: angry (slight), ..."``: an emotion of
+Each chronological peak becomes MER-Factory's string ``"Peak at 2.88s: angry (slight), ..."`` (``"Peak at frame
+86: ..."`` for a table without a ``timestamp`` column): an emotion of
 :data:`mer_eval.facs.MER_FACTORY_RULES` fires when at least half its AUs are present by ``_c`` and the mean
 ``_r`` of its AUs (those with an ``_r`` column) reaches ``generate.threshold``; strong at 3x, moderate at 2x,
 else slight; emotions sorted by that mean, highest first. As in MER-Factory, a peak where no emotion fires
@@ -152,8 +153,9 @@ def analyse(of: OpenFaceData, threshold: float = 0.8, peak_distance: int = 15, r
         emos = emotions_at(of, int(i), threshold)
         peaks.append({"frame_number": int(frames[i]), "timestamp": t, "intensity": round(float(series[i]), 4),
                       "emotions": emos})
-        if emos and t is not None:
-            strings.append(f"Peak at {t:.2f}s: " + ", ".join(f"{e['emotion']} ({e['strength']})" for e in emos))
+        if emos:  # a table without timestamps names the frame instead (a peak is never dropped to "neutral")
+            when = f"{t:.2f}s" if t is not None else f"frame {int(frames[i])}"
+            strings.append(f"Peak at {when}: " + ", ".join(f"{e['emotion']} ({e['strength']})" for e in emos))
     best = int(np.argmax(series))  # first maximum; -inf frames never win while a valid one exists
     out.update(
         face_detected=True,
