@@ -189,6 +189,7 @@ class _Run:
         self.task = config.generate.task
         self.results: dict[str, dict] = {}
         self.stage_seconds: dict[str, list[float]] = {}
+        self.removed: set[str] = set()  # samples whose earlier result this run deleted (they failed now)
 
     # -- progress ------------------------------------------------------------------------------
     def _advance(self, stage: str) -> None:
@@ -325,6 +326,7 @@ class _Run:
                   self.store.sample_dir(sample.id) / META_NAME):
             if p.exists():
                 p.unlink()
+                self.removed.add(sample.id)
         self.results[sample.id] = {"status": "failed", "type": stype, "stage": stage, "reason": reason}
         for st in seq:
             if st not in done:
@@ -571,7 +573,8 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Path |
         statuses = [r["status"] for r in run.results.values()]
         counts_by_status = {k: statuses.count(k) for k in ("done", "skipped", "failed")}
         manifest.finished = datetime.now(timezone.utc)
-        if previous is not None and previous.score is not None and counts_by_status["done"] == 0:
+        if previous is not None and previous.score is not None and counts_by_status["done"] == 0 \
+                and not run.removed:
             manifest.score = previous.score  # no annotation changed: the scores still describe this run
         manifest.counts_by_status = counts_by_status
         failures = {sid: {"stage": r["stage"], "reason": r["reason"]} for sid, r in run.results.items()

@@ -239,8 +239,14 @@ def test_provider_error_is_never_annotation_text(tmp_path):
     ok = run_generate(inp, out, cfg, progress=False, provider=_scripted())
     assert ok["done"] == 1
     assert _json(out / "p" / "p_image_analysis.json")["image_visual_description"] == "scripted visual_description text"
+    from mer_eval.scoring import score_run
+
+    score_run(out, cfg, metrics=["text_quality"])
+    assert _json(out / "run.json")["score"] is not None
     s = run_generate(inp, out, cfg, progress=False, provider=_scripted(fail_purpose="synthesis"), force=True)
     assert s["failed"] == 1 and s["failures"]["p"]["stage"] == "synthesis"
+    # the scored annotation is gone: run.json must not keep scores that describe it
+    assert _json(out / "run.json").get("score") is None
     assert "exploded" in _json(out / "errors" / "p.json")["reason"]
     assert not (out / "p" / "p_image_analysis.json").exists()  # the earlier result is not left standing
     for f in (out / "p").glob("*.json"):
