@@ -79,3 +79,23 @@ def test_never_describes_pixels(shared_data):
         asyncio.run(p.agenerate(req))
     with pytest.raises(ProviderError, match="unknown purpose"):
         asyncio.run(p.agenerate(ProviderRequest(prompt="x", purpose="poem", context={})))
+
+
+def test_cached_texts_follow_the_template_code(tmp_path, monkeypatch):
+    """The provider cache key carries the sha256 of the template code: edited templates (or another
+    mer-eval version) never get texts cached from the old code."""
+    import shutil
+
+    from mer_eval.generators.providers import offline
+
+    p = _provider()
+    req = ProviderRequest(prompt="x", purpose="synthesis", context={"task": "emotion"})
+    copies = []
+    for f in offline.TEMPLATE_FILES:
+        copies.append(tmp_path / f.name)
+        shutil.copy(f, copies[-1])
+    monkeypatch.setattr(offline, "TEMPLATE_FILES", tuple(copies))
+    rev, key = p.revision, p.cache_key(req)
+    assert len(rev) == 64 and rev == offline.template_revision(copies)
+    copies[0].write_text(copies[0].read_text() + "\n# a changed template\n")
+    assert p.revision != rev and p.cache_key(req) != key

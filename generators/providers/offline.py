@@ -11,6 +11,8 @@ rather than return invented text.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import ClassVar
 
 from mer_eval.generators import synthesis
@@ -19,6 +21,16 @@ from mer_eval.generators.providers.base import Capability, Provider, ProviderErr
 OFFLINE_VERSION = "offline-templates-v1"
 NO_VISION = "visual scene not described (offline provider has no vision model)"
 NO_VIDEO = "video content not described (offline provider has no vision model)"
+# the code that writes the texts: its content is the provider's revision, so a changed template (or a
+# mer-eval upgrade) never serves texts cached from the old code
+TEMPLATE_FILES = (Path(synthesis.__file__), Path(__file__))
+
+
+def template_revision(files=None) -> str:
+    h = hashlib.sha256()
+    for f in files or TEMPLATE_FILES:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()
 
 
 class OfflineProvider(Provider):
@@ -34,6 +46,10 @@ class OfflineProvider(Provider):
     def model_id(self) -> str:
         # the templates are the model; a configured model name cannot change what they say
         return OFFLINE_VERSION
+
+    @property
+    def revision(self) -> str:
+        return template_revision()
 
     def absent_reason(self, purpose: str) -> str | None:
         """Why this provider leaves a field empty (None: it writes the field)."""
