@@ -27,6 +27,7 @@ def test_mediapipe_single_face_video(shared_data, tmp_path):
     assert all(0 <= of.data[c].min() and of.data[c].max() <= 5 for c in of.au_r)
     saved = json.loads((tmp_path / "single_face_au.json").read_text())
     assert saved["outputs"]["au_source"] == "mediapipe" and saved["outputs"]["model"]["sha256"]
+    assert saved["outputs"]["confidence_column"].startswith("not measured")  # the 1.0 is a flag, said so
     p = run_peaks(s, tmp_path, cfg)
     info = p.outputs["overall_peak_frame_info"]
     print(p.outputs["chronological_emotion_peaks"], info)

@@ -9,7 +9,9 @@ Backends (``generate.au_backend``):
 * ``mediapipe``: :func:`mer_eval.face.detect_video` (MediaPipe FaceLandmarker blendshapes mapped onto
   OpenFace's AUs) on every frame of the clip, capped at ``generate.au_max_frames`` rows (every n-th frame,
   n = ceil(frames / cap)); an image gives one row (frame 1, timestamp 0). Frames without a face are written
-  with ``success`` 0 and ``confidence`` 0 (AU columns 0, never NaN) and are excluded downstream.
+  with ``success`` 0 and ``confidence`` 0 (AU columns 0, never NaN) and are excluded downstream. MediaPipe
+  gives no per-face score: ``confidence`` 1.0 only means "face found", and ``<id>_au.json`` says so
+  (``confidence_column``).
 * ``pyfeat``: py-feat's ``Detector`` when the ``feat`` package is importable and its weights are on disk;
   otherwise the stage fails with the reason (it never downloads).
 * ``auto``: openface when a precomputed CSV or ``openface_bin`` is there, else mediapipe, else pyfeat.
@@ -146,7 +148,8 @@ def _mediapipe(kind: str, media: Path, out_csv: Path, config: Config) -> dict[st
         raise StageError(STAGE, f"{media.name}: no frame could be decoded")
     face.write_openface_csv(rows, out_csv)
     return {"au_origin": f"MediaPipe FaceLandmarker blendshapes -> AUs on {media.name}", "every_n": every_n,
-            "model": face.model_ref(config)}
+            "model": face.model_ref(config),
+            "confidence_column": "not measured: MediaPipe gives no per-face score; 1.0 = face found, 0.0 = none"}
 
 
 def pyfeat_unavailable() -> str | None:
