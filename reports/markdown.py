@@ -24,7 +24,7 @@ def regress_markdown(res) -> str:
                 "|---|---:|---:|---|---:|---:|---|"]
         for c in res.checks:
             if c.lost_samples:
-                verdict_c = f"❌ regressed: {len(c.lost_samples)} sample(s) ok in the baseline now error/unavailable"
+                verdict_c = f"❌ regressed: {len(c.lost_samples)} sample(s) ok in the baseline now error"
             elif c.diff is None:
                 verdict_c = "not checked"
             else:

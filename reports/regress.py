@@ -7,8 +7,9 @@ sample's ``ok`` values, the metric versions, the composite version and the tool 
 scored ok in both (paired). A metric *regresses* when its mean moves the wrong way (by
 ``higher_is_better``) by more than its tolerance AND the paired bootstrap 95% CI of the difference
 excludes 0 (the move is beyond resampling noise). A metric also regresses when samples it scored ok in
-the baseline are ``error`` or ``unavailable`` in the run (``lost_samples``): a metric that stopped working
-must not pass because nothing is left to compare. Exit codes: 0 pass, 1 regression, 2 not comparable
+the baseline are ``error`` in the run (``lost_samples``): a metric that stopped working must not pass because
+nothing is left to compare; ``unavailable`` there (a model missing on this machine) makes the run not
+comparable (exit 2). Exit codes: 0 pass, 1 regression, 2 not comparable
 (metric or composite versions differ, or a baselined metric is missing from the run).
 """
 
@@ -137,7 +138,7 @@ class MetricCheck:
     regressed: bool = False
     message: str = ""
     worst_samples: list[dict[str, Any]] = field(default_factory=list)  # most regressed samples
-    lost_samples: dict[str, str] = field(default_factory=dict)  # ok in the baseline, error/unavailable now
+    lost_samples: dict[str, str] = field(default_factory=dict)  # ok in the baseline, error now
 
 
 @dataclass
@@ -193,6 +194,12 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
     for m in directions:
         if m not in baseline.get("metrics", {}):
             notes.append(f"{m}: scored in the run but not in the baseline; not checked")
+    for m in baseline.get("metrics", {}):  # a model missing here cannot be compared, it did not regress
+        base_ids = set((baseline.get("samples", {}).get(m) or {}))
+        un = df[(df["metric"] == m) & (df["status"] == "unavailable") & df["sample_id"].isin(base_ids)]
+        if len(un):
+            mismatches.append(f"{m}: unavailable in the run for {len(un)} sample(s) scored ok in the baseline "
+                              f"({un['reason'].iloc[0]})")
     if mismatches:
         return RegressResult(str(run_dir), baseline_path, EXIT_MISMATCH, [], mismatches,
                              notes + ["scores made with other metric or composite versions are not comparable: "
@@ -207,7 +214,7 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
         common = sorted(set(cur) & set(base))
         c = MetricCheck(m, hib, tol, bm.get("mean"), float(np.mean(list(cur.values()))) if cur else None,
                         len(common))
-        failed = df[(df["metric"] == m) & df["status"].isin(["error", "unavailable"])]
+        failed = df[(df["metric"] == m) & (df["status"] == "error")]
         c.lost_samples = {str(sid): f"{st}: {why}" for sid, st, why in
                           zip(failed["sample_id"], failed["status"], failed["reason"]) if str(sid) in base}
         lost_msg = ""
@@ -215,7 +222,7 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
             c.regressed = True
             first = next(iter(c.lost_samples.items()))
             lost_msg = (f": REGRESSED ({len(c.lost_samples)} sample(s) scored ok in the baseline are "
-                        f"error/unavailable in the run, e.g. {first[0]}: {first[1]})")
+                        f"error in the run, e.g. {first[0]}: {first[1]})")
         if not common:
             c.message = f"{m}: no sample scored ok in both the run and the baseline: not checked" + lost_msg
             if not c.lost_samples:

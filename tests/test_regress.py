@@ -183,8 +183,9 @@ def test_cli_tolerances_from_flags_set_and_config(runs, baseline, tmp_path):
 
 
 def test_metric_that_stopped_working_regresses(runs, baseline, tmp_path):
-    """Samples scored ok in the baseline that are error/unavailable in the run are a regression, also when
-    no sample is left to pair (a metric that broke entirely must not pass as 'not checked')."""
+    """Samples scored ok in the baseline that are error in the run are a regression, also when no sample is
+    left to pair (a metric that broke entirely must not pass as 'not checked'); unavailable ones make the
+    run not comparable."""
     import pandas as pd
 
     broken = copy_run(runs["good"], tmp_path / "broken")
@@ -198,8 +199,14 @@ def test_metric_that_stopped_working_regresses(runs, baseline, tmp_path):
     res = regress(broken, load_baseline(baseline))
     c = next(c for c in res.checks if c.metric == "distinct2")
     assert c.n_paired == 0 and c.regressed and len(c.lost_samples) == load_baseline(baseline)["metrics"]["distinct2"]["n"]
-    assert res.exit_code == 1 and "error/unavailable" in c.message
+    assert res.exit_code == 1 and "are error in the run" in c.message
     r = CliRunner().invoke(regress_cmd, [str(broken), "--baseline", str(baseline), "--markdown",
                                          str(tmp_path / "m.md")])
     assert r.exit_code == 1, r.output
     assert "❌ regressed: " in (tmp_path / "m.md").read_text()
+    # a model missing on this machine (unavailable) is not comparable, not a pass
+    df.loc[sel, "status"] = "unavailable"
+    df.loc[sel, "reason"] = "weights not found"
+    df.to_parquet(p)
+    res = regress(broken, load_baseline(baseline))
+    assert res.exit_code == 2 and any("distinct2: unavailable in the run" in m for m in res.mismatches)
