@@ -327,9 +327,15 @@ def evaluate(df, rules: list[Rule], origin: str = "") -> GateResult:
     directions = metric_directions(df)
     ids = sample_ids(df)
     cells: dict[tuple[str, str], tuple[str, Optional[float], Optional[str]]] = {}
-    for sid, metric, value, status, reason in zip(df["sample_id"], df["metric"], df["value"], df["status"],
-                                                   df["reason"]):
+    dep = df["dependence"] if "dependence" in df.columns else [None] * len(df)  # older score files lack it
+    for sid, metric, value, status, reason, why_dep in zip(df["sample_id"], df["metric"], df["value"],
+                                                           df["status"], df["reason"], dep):
         v = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+        if str(status) == "ok" and isinstance(why_dep, str) and why_dep:
+            # a self-check (AUs vs the AUs the text came from, label in the prompt, WER against the same
+            # ASR model) decides nothing: the rule is skipped with the reason
+            cells[(sid, str(metric))] = ("not_independent", None, why_dep)
+            continue
         cells[(sid, str(metric))] = (str(status), v, None if reason is None or reason != reason else str(reason))
     for r in rules:
         if r.kind in ("relative", "percentile"):

@@ -28,7 +28,17 @@ MER_FACTORY_COLUMNS = [
     "asr_wer", "composite_score",
 ]
 LONG_COLUMNS = ["sample_id", "metric", "family", "value", "status", "reason", "model", "model_sha256",
-                "metric_version", "higher_is_better", "cached"]
+                "metric_version", "higher_is_better", "cached", "independent", "dependence"]
+
+
+def dependence(r: MetricResult) -> Optional[str]:
+    """Why a value is not independent evidence (the text was made from the very numbers it is checked
+    against, or the label was in the prompt), or None when it is."""
+    if r.details.get("au_source") == "self":
+        return "au_source is self: AUs the text was generated from"
+    if r.details.get("independent") is False:
+        return str(r.details.get("dependence") or "marked not independent")
+    return None
 
 
 @dataclass
@@ -85,6 +95,7 @@ def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metri
                 "model": r.model.id if r.model else None,
                 "model_sha256": r.model.sha256 if r.model else None,
                 "metric_version": r.metric_version, "higher_is_better": hib, "cached": r.cached,
+                "independent": dependence(r) is None, "dependence": dependence(r),
             })
     return rows
 

@@ -258,3 +258,38 @@ def test_export_only_included_uses_the_gate(runs, tmp_path):
     assert sorted(s.id for s in kept) == sorted(res.included)
     assert set(skipped) == set(all_ids(run)) - set(res.included)
     assert set(skipped.values()) == {"excluded by the gate"}
+
+
+def test_self_check_values_decide_nothing():
+    """AU-F1 against the AUs the text was generated from is skipped with the reason, not passed."""
+    import pandas as pd
+
+    from mer_eval.gates import evaluate, parse_rule
+
+    df = pd.DataFrame([
+        {"sample_id": "a", "metric": "au_f1", "value": 0.9, "status": "ok", "reason": None,
+         "higher_is_better": True, "dependence": "au_source is self: AUs the text was generated from"},
+        {"sample_id": "b", "metric": "au_f1", "value": 0.2, "status": "ok", "reason": None,
+         "higher_is_better": True, "dependence": None},
+    ])
+    res = evaluate(df, [parse_rule("au_f1 >= 0.5", name="au_min")])
+    by = {d.sample_id: d for d in res.decisions}
+    assert by["a"].include and by["a"].issues["au_min"] is None
+    assert any("not_independent" in s and "self" in s for s in by["a"].skipped)
+    assert not by["b"].include
+
+
+def test_scored_run_marks_self_checks(shared_data, tmp_path):
+    import shutil
+
+    from mer_eval.config import load_config
+    from mer_eval.scoring import load_scores, score_run
+
+    d = tmp_path / "run" / "default"
+    d.mkdir(parents=True)
+    shutil.copy(shared_data / "annotations-mer-factory" / "default_merr_data_MER.json", d / "default_merr_data.json")
+    shutil.copy(shared_data / "openface" / "openface_default_wmv_aus.csv", d / "default.csv")
+    score_run(tmp_path / "run", load_config(), metrics=["au_f1"])
+    df = load_scores(tmp_path / "run")
+    au = df[df.metric == "au_f1"].iloc[0]
+    assert au.status == "ok" and not au.independent and "self" in au.dependence
