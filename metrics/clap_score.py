@@ -36,11 +36,11 @@ import numpy as np
 
 from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
 from mer_eval.metrics.clip_score import (
+    HFTextTower,
+    load_backend,
     as_features,
     hf_text_window,
     mean_direction,
-    model_ref_from,
-    pad_ids,
     resolve_device,
     special_tokens,
     text_chunks,
@@ -62,7 +62,7 @@ def window_starts(n: int, win: int, hop: int, max_windows: int) -> list[int]:
     return starts
 
 
-class _HFClap:
+class _HFClap(HFTextTower):
     def __init__(self, res, device: str):
         import torch  # noqa: PLC0415
         from transformers import ClapModel, ClapProcessor  # noqa: PLC0415
@@ -82,15 +82,6 @@ class _HFClap:
         self.pad_id = pad if pad is not None else 0
         self.device = device
         self.torch = torch
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def text_features(self, chunks: list[list[int]]) -> np.ndarray:
-        ids, mask = pad_ids([self.pre + c + self.post for c in chunks], self.pad_id)
-        with self.torch.inference_mode():
-            out = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-        return as_features(out).float().cpu().numpy()
 
     def audio_features(self, windows: list[np.ndarray]) -> np.ndarray:
         feats = self.fe(windows, sampling_rate=self.sr, return_tensors="pt", truncation="rand_trunc",
@@ -131,8 +122,6 @@ class ClapAudioText(Metric):
         return {"text": sample.annotation.audio_description, "audio": sample.audio or sample.video}
 
     def load(self) -> None:
-        from mer_eval.models import load_once, resolve_from_config  # noqa: PLC0415
-
         backend = self.params.get("backend", "transformers")
         if backend == "laion_clap":
             if importlib.util.find_spec("laion_clap") is None:
@@ -140,20 +129,10 @@ class ClapAudioText(Metric):
                                        "(not installed); use metrics.clap.backend: transformers")
             raise ModelUnavailable("CLAP backend laion_clap is not implemented in this version; "
                                    "use metrics.clap.backend: transformers")
-        for mod in ("transformers", "torch"):
-            if importlib.util.find_spec(mod) is None:
-                raise ModelUnavailable(f"CLAP backend transformers needs the python package {mod}")
-        res = resolve_from_config("clap", self.ctx.config)
-        if not res.available:
-            raise ModelUnavailable(res.reason or f"{res.id} not found")
         device = resolve_device(self.ctx.device)
-        try:
-            self._backend = load_once(("clap", str(res.path), res.sha256, device), lambda: _HFClap(res, device))
-        except ModelUnavailable:
-            raise
-        except (OSError, RuntimeError, ValueError) as e:
-            raise ModelUnavailable(f"{res.id} at {res.path} ({res.source}) did not load: {type(e).__name__}: {e}") from e
-        self._ref = model_ref_from(res)
+        self._backend, self._ref = load_backend("clap", self.ctx.config, ("transformers", "torch"),
+                                                "CLAP backend transformers", lambda res: _HFClap(res, device),
+                                                (device,))
 
     def model_ref(self) -> Optional[ModelRef]:
         return self._ref

@@ -121,6 +121,46 @@ def mean_direction(rows: np.ndarray) -> np.ndarray:
     return normalise(normalise(rows).mean(axis=0))
 
 
+def load_backend(key: str, config: Any, modules: tuple[str, ...], what: str,
+                 make: Callable[[Any], Any], extra_key: tuple = ()) -> tuple[Any, ModelRef]:
+    """Resolve model ``key``, load it once per process with ``make(resolution)``, and say exactly why not.
+
+    Shared by CLIP, CLAP and NLI: missing packages, missing weights and weights that fail to load all
+    become :class:`ModelUnavailable` with the model id, path and source.
+    """
+    import importlib.util  # noqa: PLC0415
+
+    from mer_eval.models import load_once, resolve_from_config  # noqa: PLC0415
+
+    for mod in modules:
+        if importlib.util.find_spec(mod) is None:
+            raise ModelUnavailable(f"{what} needs the python package {mod}")
+    res = resolve_from_config(key, config)
+    if not res.available:
+        raise ModelUnavailable(res.reason or f"{res.id} not found")
+    try:
+        backend = load_once((key, str(res.path), res.sha256) + tuple(extra_key), lambda: make(res))
+    except ModelUnavailable:
+        raise
+    except (OSError, RuntimeError, ValueError) as e:
+        raise ModelUnavailable(f"{res.id} at {res.path} ({res.source}) did not load: {type(e).__name__}: {e}") from e
+    return backend, model_ref_from(res)
+
+
+class HFTextTower:
+    """Text side shared by the transformers CLIP and CLAP backends (``self.tok``, ``self.model``, ``self.pre``,
+    ``self.post``, ``self.pad_id``, ``self.device``, ``self.torch`` set by the subclass)."""
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def text_features(self, chunks: list[list[int]]) -> np.ndarray:
+        ids, mask = pad_ids([self.pre + c + self.post for c in chunks], self.pad_id)
+        with self.torch.inference_mode():
+            out = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+        return as_features(out).float().cpu().numpy()
+
+
 def model_ref_from(res) -> ModelRef:
     return ModelRef(id=res.id, sha256=res.sha256, path=str(res.path) if res.path else None, source=res.source)
 
@@ -174,7 +214,7 @@ class _OpenClip:
             return self.model.encode_image(x).float().cpu().numpy()
 
 
-class _HFClip:
+class _HFClip(HFTextTower):
     def __init__(self, res, device: str):
         import torch  # noqa: PLC0415
         from transformers import CLIPModel, CLIPProcessor  # noqa: PLC0415
@@ -191,15 +231,6 @@ class _HFClip:
         self.device = device
         self.torch = torch
         self.how = src
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def text_features(self, chunks: list[list[int]]) -> np.ndarray:
-        ids, mask = pad_ids([self.pre + c + self.post for c in chunks], self.pad_id)
-        with self.torch.inference_mode():
-            out = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-        return as_features(out).float().cpu().numpy()
 
     def image_features(self, images: list) -> np.ndarray:
         px = self.proc.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
@@ -259,32 +290,18 @@ class ClipImageText(Metric):
 
     # -- model --
     def load(self) -> None:
-        from mer_eval.models import load_once, resolve_from_config  # noqa: PLC0415
-
         backend = self.params.get("backend", "open_clip")
         key = "clip" if backend == "open_clip" else "clip-hf"
         module = "open_clip" if backend == "open_clip" else "transformers"
-        import importlib.util  # noqa: PLC0415
-
-        if importlib.util.find_spec(module) is None or importlib.util.find_spec("torch") is None:
-            raise ModelUnavailable(f"CLIP backend {backend} needs the python packages {module} and torch")
-        res = resolve_from_config(key, self.ctx.config)
-        if not res.available:
-            raise ModelUnavailable(res.reason or f"{res.id} not found")
         device = resolve_device(self.ctx.device)
         model_name = str(self.params.get("model", "ViT-B-32"))
         pretrained = str(self.params.get("pretrained", ""))
         if backend == "open_clip":
-            loader = lambda: _OpenClip(res, model_name, pretrained, device)  # noqa: E731
+            make = lambda res: _OpenClip(res, model_name, pretrained, device)  # noqa: E731
         else:
-            loader = lambda: _HFClip(res, device)  # noqa: E731
-        try:
-            self._backend = load_once(("clip", backend, str(res.path), res.sha256, model_name, device), loader)
-        except (OSError, RuntimeError, ValueError) as e:
-            if isinstance(e, ModelUnavailable):
-                raise
-            raise ModelUnavailable(f"{res.id} at {res.path} ({res.source}) did not load: {type(e).__name__}: {e}") from e
-        self._ref = model_ref_from(res)
+            make = lambda res: _HFClip(res, device)  # noqa: E731
+        self._backend, self._ref = load_backend(key, self.ctx.config, (module, "torch"), f"CLIP backend {backend}",
+                                                make, (backend, model_name, device))
 
     def model_ref(self) -> Optional[ModelRef]:
         return self._ref

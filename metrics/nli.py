@@ -31,13 +31,12 @@ All pairs of all samples in a batch go through the model in mini-batches of ``ct
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Optional
 
 import numpy as np
 
 from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
-from mer_eval.metrics.clip_score import model_ref_from, resolve_device
+from mer_eval.metrics.clip_score import load_backend, resolve_device
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.text import split_sentences
 
@@ -148,22 +147,9 @@ class NLIConsistency(Metric):
         return {"summary": sample.annotation.final_summary, "fields": self._present(sample)}
 
     def load(self) -> None:
-        from mer_eval.models import load_once, resolve_from_config  # noqa: PLC0415
-
-        for mod in ("transformers", "torch"):
-            if importlib.util.find_spec(mod) is None:
-                raise ModelUnavailable(f"the NLI metric needs the python package {mod}")
-        res = resolve_from_config("nli", self.ctx.config)
-        if not res.available:
-            raise ModelUnavailable(res.reason or f"{res.id} not found")
         device = resolve_device(self.ctx.device)
-        try:
-            self._backend = load_once(("nli", str(res.path), res.sha256, device), lambda: _HFNLI(res, device))
-        except ModelUnavailable:
-            raise
-        except (OSError, RuntimeError, ValueError) as e:
-            raise ModelUnavailable(f"{res.id} at {res.path} ({res.source}) did not load: {type(e).__name__}: {e}") from e
-        self._ref = model_ref_from(res)
+        self._backend, self._ref = load_backend("nli", self.ctx.config, ("transformers", "torch"), "the NLI metric",
+                                                lambda res: _HFNLI(res, device), (device,))
 
     def model_ref(self) -> Optional[ModelRef]:
         return self._ref
