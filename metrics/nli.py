@@ -94,17 +94,25 @@ class _HFNLI:
         return [self.tok.decode(ids[i: i + limit]).strip() for i in range(0, len(ids), limit)]
 
     def predict(self, pairs: list[tuple[str, str]], batch_size: int) -> np.ndarray:
-        """argmax class index per (premise, hypothesis) pair."""
-        out = []
-        for i in range(0, len(pairs), batch_size):
-            chunk = pairs[i: i + batch_size]
-            enc = self.tok([p for p, _ in chunk], [h for _, h in chunk], truncation="only_first",
+        """argmax class index per (premise, hypothesis) pair.
+
+        Pairs are batched in order of length, so a batch pads to lengths close to its own (a mixed batch
+        would pad every short pair to the longest, up to the model window) and results go back in order.
+        """
+        if not pairs:
+            return np.zeros(0, dtype=int)
+        lengths = [self.n_tokens(p) + self.n_tokens(h) for p, h in pairs]
+        order = sorted(range(len(pairs)), key=lambda i: lengths[i])
+        pred = np.zeros(len(pairs), dtype=int)
+        for i in range(0, len(order), batch_size):
+            idx = order[i: i + batch_size]
+            enc = self.tok([pairs[j][0] for j in idx], [pairs[j][1] for j in idx], truncation="only_first",
                            max_length=self.max_length, padding=True, return_tensors="pt")
             enc = {k: v.to(self.device) for k, v in enc.items()}
             with self.torch.inference_mode():
                 logits = self.model(**enc).logits
-            out.append(logits.float().argmax(dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0, dtype=int)
+            pred[idx] = logits.float().argmax(dim=-1).cpu().numpy()
+        return pred
 
 
 class NLIConsistency(Metric):
