@@ -44,7 +44,7 @@ class ClipConfig(_C):
 
 
 class ClapConfig(_C):
-    backend: Literal["transformers", "laion_clap"] = "transformers"
+    backend: Literal["transformers"] = "transformers"  # laion-clap: not supported yet
     window_s: float = Field(10.0, gt=0)
     hop_s: float = Field(10.0, gt=0)
     max_windows: int = Field(6, ge=1)
@@ -69,7 +69,7 @@ class AUF1Config(_C):
 
 
 class ASRConfig(_C):
-    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    backend: Literal["faster-whisper"] = "faster-whisper"  # openai-whisper: not supported yet
     model: str = "whisper-base"
     language: Optional[str] = None  # None: detect
     normaliser: Literal["basic", "whisper"] = "basic"

@@ -158,10 +158,6 @@ class ASRWER(Metric):
         return ModelRef(id=res.id, sha256=res.sha256, path=str(res.path) if res.path else None, source=res.source)
 
     def _whisper(self) -> Any:
-        backend = self.params.get("backend", "faster-whisper")
-        if backend != "faster-whisper":
-            raise ModelUnavailable(f"ASR backend {backend!r} is not implemented in mer-eval; "
-                                   "set metrics.asr_wer.backend: faster-whisper")
         res = self._resolution()
         if not res.available or res.path is None:
             raise ModelUnavailable(f"Whisper baseline model {self.params.get('model', 'whisper-base')}: "

@@ -23,18 +23,17 @@ A sample whose audio source has no audio stream, or whose audio is digital silen
 the silent track of ``WolfgangLanger_Pexels.mp4``), is ``not_applicable``: there is no audio to describe.
 An unreadable file is an ``error``.
 
-Backends: ``transformers`` (default; ``ClapModel`` + ``ClapProcessor``, model key ``clap``).
-``laion_clap`` is not implemented: it reports ``unavailable`` with the reason.
+Backend: transformers ``ClapModel`` + ``ClapProcessor`` (model key ``clap``). The laion-clap package is
+not supported yet: the config accepts only ``backend: transformers``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Optional
 
 import numpy as np
 
-from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
+from mer_eval.metric import Metric, OutputSpec
 from mer_eval.metrics.clip_score import (
     HFTextTower,
     load_backend,
@@ -122,13 +121,6 @@ class ClapAudioText(Metric):
         return {"text": sample.annotation.audio_description, "audio": sample.audio or sample.video}
 
     def load(self) -> None:
-        backend = self.params.get("backend", "transformers")
-        if backend == "laion_clap":
-            if importlib.util.find_spec("laion_clap") is None:
-                raise ModelUnavailable("CLAP backend laion_clap needs the python package laion_clap "
-                                       "(not installed); use metrics.clap.backend: transformers")
-            raise ModelUnavailable("CLAP backend laion_clap is not implemented in this version; "
-                                   "use metrics.clap.backend: transformers")
         device = resolve_device(self.ctx.device)
         self._backend, self._ref = load_backend("clap", self.ctx.config, ("transformers", "torch"),
                                                 "CLAP backend transformers", lambda res: _HFClap(res, device),
