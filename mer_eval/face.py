@@ -195,6 +195,9 @@ def _close_quietly(lm) -> None:
         lm.close()
     except (RuntimeError, TypeError, ValueError):
         pass
+    # mediapipe's __del__ calls close() again during interpreter shutdown, when its C dispatcher is already
+    # gone ("'NoneType' object is not callable" printed after every run): closed once is enough
+    lm.close = lambda: None
 
 
 ImageLike = Union[np.ndarray, "Any", str, Path]
