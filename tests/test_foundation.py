@@ -426,3 +426,33 @@ def test_generated_run_provenance_is_read(tmp_path, shared_data):
     assert a.provider == "offline" and a.label_aware is True and a.fer_probabilities == {"happy": 0.9, "sad": 0.1}
     (d / "mer_eval_meta.json").write_text(json.dumps({"prompts": {"synthesis": "synthesis_emotion"}}))
     assert discover(tmp_path).samples[0].annotation.label_aware is False
+
+
+def test_regular_wheel_install_resolves_subpackages_and_data(tmp_path):
+    """A regular (non-editable) install carries every subpackage, config, prompt and template."""
+    whl = tmp_path / "whl"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                        "-w", str(whl), str(REPO)], capture_output=True, text=True)
+    if r.returncode != 0 and "No module named" in r.stderr:
+        pytest.skip(f"cannot build a wheel here: {r.stderr[-300:]}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                        *map(str, whl.glob("*.whl"))], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = (
+        "import mer_eval, mer_eval.generators.stages.peaks, mer_eval.generators.providers.base\n"
+        "import mer_eval.metrics.nli, mer_eval.reports.html\n"
+        "from mer_eval.config import load_config, read_bundled_yaml\n"
+        "from mer_eval.composite import load_spec\n"
+        "from mer_eval.generators import synthesis\n"
+        f"assert mer_eval.__file__.startswith({str(target)!r}), mer_eval.__file__\n"
+        "assert load_config().score.composite == 'mer-v1' and load_spec('mer-v1').version == 'mer-v1'\n"
+        "assert read_bundled_yaml('gates/default.yaml')['rules']\n"
+        "assert len(synthesis.prompt_hashes()) >= 4\n"
+        "import importlib.resources as ir\n"
+        "assert ir.files('mer_eval.reports').joinpath('templates/report.html.j2').is_file()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(target)})
+    assert out.returncode == 0, out.stderr[-2000:]
