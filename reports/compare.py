@@ -112,7 +112,11 @@ def _labels(paths: list[Path]) -> list[str]:
 
 
 def _ok_series(df, metric: str, ids: set[str]) -> dict[str, float]:
+    """ok values of ``metric``; self-checks (``dependence`` set: AUs vs the AUs the text came from, a label in
+    the prompt, WER against the same ASR model) are left out, as the gate and the composite leave them out."""
     g = df[(df["metric"] == metric) & (df["status"] == "ok") & (df["sample_id"].isin(ids))]
+    if "dependence" in g.columns:
+        g = g[g["dependence"].isna()]
     return {str(s): float(v) for s, v in zip(g["sample_id"], g["value"]) if v is not None and math.isfinite(v)}
 
 

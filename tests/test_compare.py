@@ -126,3 +126,16 @@ def test_bootstrap_large_run_ci_matches_standard_error():
     se = v.std(ddof=1) / np.sqrt(v.size)
     assert lo < v.mean() < hi
     assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.25)  # percentile CI ~ normal CI for a mean
+
+
+def test_self_checks_are_not_compared(tmp_path):
+    """A run whose AU-F1 is a self-check contributes no AU-F1 values to the comparison."""
+    import pandas as pd
+
+    from mer_eval.reports.compare import _ok_series
+
+    df = pd.DataFrame([
+        {"sample_id": "a", "metric": "au_f1", "value": 1.0, "status": "ok", "dependence": "au_source is self"},
+        {"sample_id": "b", "metric": "au_f1", "value": 0.4, "status": "ok", "dependence": None},
+    ])
+    assert _ok_series(df, "au_f1", {"a", "b"}) == {"b": 0.4}
