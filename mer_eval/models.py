@@ -84,6 +84,12 @@ class Resolution:
         return {"id": self.id, "sha256": self.sha256, "path": str(self.path) if self.path else None,
                 "source": self.source}
 
+    def model_ref(self):
+        """The :class:`mer_eval.schema.ModelRef` a result records for this model."""
+        from mer_eval.schema import ModelRef
+
+        return ModelRef(**self.ref())
+
 
 # ---- validity checks per kind -------------------------------------------------------------------
 

@@ -155,7 +155,7 @@ class ASRWER(Metric):
         res = self._resolution()
         if not res.available:
             return None
-        return ModelRef(id=res.id, sha256=res.sha256, path=str(res.path) if res.path else None, source=res.source)
+        return res.model_ref()
 
     def _whisper(self) -> Any:
         res = self._resolution()

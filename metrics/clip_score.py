@@ -144,7 +144,7 @@ def load_backend(key: str, config: Any, modules: tuple[str, ...], what: str,
         raise
     except (OSError, RuntimeError, ValueError) as e:
         raise ModelUnavailable(f"{res.id} at {res.path} ({res.source}) did not load: {type(e).__name__}: {e}") from e
-    return backend, model_ref_from(res)
+    return backend, res.model_ref()
 
 
 class HFTextTower:
@@ -159,10 +159,6 @@ class HFTextTower:
         with self.torch.inference_mode():
             out = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
         return as_features(out).float().cpu().numpy()
-
-
-def model_ref_from(res) -> ModelRef:
-    return ModelRef(id=res.id, sha256=res.sha256, path=str(res.path) if res.path else None, source=res.source)
 
 
 # ---- backends -----------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ class CrossModalAgreement(Metric):
         res = self._resolution()
         if res is None or not res.available:
             return None
-        return ModelRef(id=res.id, sha256=res.sha256, path=str(res.path) if res.path else None, source=res.source)
+        return res.model_ref()
 
     def _embedder(self) -> Any:
         res = self._resolution()
