@@ -17,8 +17,7 @@ Decisions, so results are reproducible:
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import wave
 from dataclasses import asdict, dataclass
 from math import gcd
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
+
+from mer_eval.store import atomic_write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -286,28 +287,19 @@ def load_audio(path: PathLike, sr: int = 16000, allow_silent: bool = False) -> n
 def write_wav(path: PathLike, audio: np.ndarray, sr: int) -> Path:
     """Write mono 16-bit PCM wav atomically (temp file in the same folder, then rename)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim > 1:
         x = x.mean(axis=0 if x.shape[0] < x.shape[-1] else 1)
     if not np.all(np.isfinite(x)):
         raise MediaError(f"{p}: audio holds NaN or infinite samples; not written")
     pcm = np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=str(p.parent))
-    os.close(fd)
-    try:
-        with wave.open(tmp, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(int(sr))
-            w.writeframes(pcm.tobytes())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sr))
+        w.writeframes(pcm.tobytes())
+    atomic_write_bytes(p, buf.getvalue())
     return p
 
 
