@@ -174,6 +174,11 @@ class Config(_C):
     gates: Optional[str] = "default"  # name of configs/gates/<name>.yaml or a path
     tolerances: dict[str, float] = Field(default_factory=lambda: {"composite_score": 2.0, "asr_wer": 0.02})
 
+    def metric_params(self, family: str) -> dict[str, Any]:
+        """A metric family's section of ``metrics`` as plain values ({} for families without one)."""
+        sec = getattr(self.metrics, family, None)
+        return sec.model_dump(mode="json") if sec is not None else {}
+
     def hash(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

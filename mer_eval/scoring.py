@@ -70,11 +70,6 @@ def resolve_device(device: str) -> str:
         return "cpu"
 
 
-def _family_params(config: Config, family: str) -> dict[str, Any]:
-    sec = getattr(config.metrics, family, None)
-    return sec.model_dump(mode="json") if sec is not None else {}
-
-
 def _output_index(families: dict[str, Metric]) -> dict[str, tuple[str, bool]]:
     idx = {"composite_score": ("composite", True)}
     for fam, m in families.items():
@@ -89,13 +84,14 @@ def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metri
     for sid, rs in results.items():
         for r in rs:
             fam, hib = idx.get(r.metric, ("unknown", True))
+            dep = dependence(r)
             rows.append({
                 "sample_id": sid, "metric": r.metric, "family": fam, "value": r.value,
                 "status": r.status.value, "reason": r.reason,
                 "model": r.model.id if r.model else None,
                 "model_sha256": r.model.sha256 if r.model else None,
                 "metric_version": r.metric_version, "higher_is_better": hib, "cached": r.cached,
-                "independent": dependence(r) is None, "dependence": dependence(r),
+                "independent": dep is None, "dependence": dep,
             })
     return rows
 
@@ -125,7 +121,7 @@ def score_dataset(
     families: dict[str, Metric] = {}
     for name in names:
         cls = registry.get_metric(name)
-        families[name] = cls(_family_params(config, name), ctx)
+        families[name] = cls(config.metric_params(name), ctx)
     samples = dataset.samples
     results: dict[str, list[MetricResult]] = {s.id: [] for s in samples}
     aggregates: dict[str, dict[str, Any]] = {}
@@ -174,6 +170,7 @@ def _section(o: ScoreOutcome, composite_version: str, started: datetime, hits: i
         for out in m.outputs:
             versions[out.name] = m.version
     versions["composite_score"] = composite_version
+    family_of = _output_index(o.families)
     counts: dict[str, dict[str, int]] = {}
     values: dict[str, list[float]] = {}
     for rs in o.results.values():
@@ -183,8 +180,7 @@ def _section(o: ScoreOutcome, composite_version: str, started: datetime, hits: i
             if r.status == Status.ok:
                 values.setdefault(r.metric, []).append(r.value)
             if r.model is not None and r.model.id:
-                fam = next((f for f, m in o.families.items() if r.metric in m.output_names()), r.metric)
-                models.setdefault(fam, r.model)
+                models.setdefault(family_of.get(r.metric, (r.metric,))[0], r.model)
     return ScoreSection(
         metrics=list(o.families), metric_versions=versions, composite_version=composite_version, models=models,
         counts_by_status=counts, means={k: _mean(values.get(k, [])) for k in counts},
@@ -195,8 +191,6 @@ def _section(o: ScoreOutcome, composite_version: str, started: datetime, hits: i
 
 def _write(o: ScoreOutcome, evaluations: dict[str, SampleEvaluation], config: Config) -> None:
     import io
-
-    import pandas as pd
 
     store = RunStore(o.out_dir)
     with store.locked():

@@ -61,8 +61,7 @@ def check_metrics(samples: list[Sample], names: list[str], config: Any) -> dict[
             groups[f"metric not available: {type(e).__name__}: {e}"] = [s.id for s in samples]
             out[name] = dict(groups)
             continue
-        sec = getattr(config.metrics, name, None)
-        m = cls(sec.model_dump(mode="json") if sec is not None else {})
+        m = cls(config.metric_params(name))
         for s in samples:
             groups[m.missing_inputs(s) or ""].append(s.id)
         out[name] = dict(groups)
