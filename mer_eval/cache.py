@@ -62,6 +62,11 @@ def _canon(obj: Any) -> Any:
     return obj
 
 
+def stable_hash(obj: Any) -> str:
+    """sha256 of a JSON-able object in canonical form (sorted keys; files by content)."""
+    return hashlib.sha256(json.dumps(_canon(obj), sort_keys=True, default=str).encode()).hexdigest()
+
+
 class Cache:
     def __init__(self, directory: Optional[Path] = None):
         self.dir = Path(directory) if directory else default_cache_dir()

@@ -163,6 +163,80 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
     print_score_summary(con, outcome)
 
 
+# ---- probe --------------------------------------------------------------------------------------
+
+def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Optional[list[str]] = None,
+              metrics: Optional[list[str]] = None, seed: int = 0, n_boot: int = 1000, label_file=None,
+              transcripts=None, use_cache: bool = True, con=None, progress: bool = False):
+    """Make corrupted twins of INPUT's samples, score originals and twins with the same config into
+    ``out_dir`` (default ``INPUT/mer-eval-probe``; the run's own files are never written), and measure per
+    metric and kind how well the scores tell them apart. Returns (ProbeResult, out_dir)."""
+    from mer_eval.discovery import Dataset, discover
+    from mer_eval.registry import load_object
+    from mer_eval.scoring import score_dataset
+    from mer_eval.store import atomic_write_json
+
+    corrupt = load_object("mer_eval.generators.corrupt:make_twins")
+    kinds_all = load_object("mer_eval.generators.corrupt:KINDS")
+    analyse = load_object("mer_eval.reports.probe:analyse")
+    probe_dir_name = load_object("mer_eval.reports.probe:PROBE_DIR")
+    probe_json = load_object("mer_eval.reports.probe:PROBE_JSON")
+    ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts)
+    if not ds.samples:
+        raise click.ClickException(f"{input_path}: no samples to probe")
+    kinds = list(kinds or kinds_all)
+    twins, skipped = corrupt(ds.samples, tuple(kinds), seed=seed)
+    out = Path(out_dir) if out_dir else (Path(input_path) if Path(input_path).is_dir()
+                                         else Path(input_path).parent) / probe_dir_name
+    both = Dataset(kind=ds.kind, root=ds.root, samples=list(ds.samples) + [t.sample for t in twins],
+                   notes=list(ds.notes), label_file=ds.label_file)
+    outcome = score_dataset(both, out, cfg, metrics=metrics, use_cache=use_cache, progress=progress, console=con)
+    res = analyse(outcome.frame(), twins, [s.id for s in ds.samples], kinds, skipped, n_boot=n_boot, seed=seed)
+    res.meta = {"input": str(Path(input_path).resolve()), "seed": seed, "n_boot": n_boot,
+                "composite_version": cfg.score.composite, "config_hash": cfg.hash(),
+                "metric_families": list(outcome.families), "tool_version": __version__}
+    atomic_write_json(out / probe_json, res.to_dict())
+    return res, out
+
+
+@main.command()
+@click.argument("input_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where twins' scores and probe.json go (default: RUN/mer-eval-probe).")
+@click.option("--kinds", help="Comma-separated corruption kinds (default: flip,swap,au,degen,generic,"
+                              "transcript,drop).")
+@click.option("--metrics", help="Comma-separated metric families (default: score.metrics in config).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the corruptions and bootstrap.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(0, 100000), default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% intervals (0: none).")
+@click.option("--all-metrics", is_flag=True, help="Show every output metric, not only the primary ones.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the result cache.")
+@click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_options
+def probe(input_path, out_dir, kinds, metrics, seed, n_boot, all_metrics, no_cache, label_file, transcripts,
+          config_path, sets):
+    """Meta-evaluate the metrics on INPUT: AUROC of originals vs corrupted twins, per metric and kind."""
+    from mer_eval.registry import get_metric, load_object
+
+    cfg = load_cfg(config_path, sets)
+    kind_list = [k.strip() for k in kinds.split(",")] if kinds else None
+    names = [m.strip() for m in metrics.split(",")] if metrics else None
+    con = console()
+    try:
+        res, out = run_probe(input_path, cfg, out_dir, kind_list, names, seed, n_boot, label_file, transcripts,
+                             use_cache=not no_cache, con=con, progress=True)
+    except (ValueError, KeyError) as e:
+        raise click.UsageError(str(e)) from None
+    primary = None
+    if not all_metrics:
+        primary = []
+        for fam in (names or cfg.score.metrics):
+            primary += [o.name for o in get_metric(fam).outputs if o.primary]
+    load_object("mer_eval.reports.probe:print_rich")(con, res, primary)
+    con.print(f"probe.json: [bold]{(out / 'probe.json').resolve()}[/bold]")
+
+
 # ---- demo ---------------------------------------------------------------------------------------
 
 def examples_dir() -> Path:

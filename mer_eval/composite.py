@@ -8,7 +8,8 @@ flagged, never a number made of too little evidence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -33,14 +34,32 @@ class CompositeMetric:
 
 @dataclass
 class CompositeSpec:
+    """A versioned composite (``configs/composite/<version>.yaml``).
+
+    ``aggregate: arithmetic`` (mer-v1): the weighted mean of the normalised metrics.
+    ``aggregate: geometric`` (mer-v2): the weighted geometric mean, a soft minimum: one component near 0
+    (a defect) pulls the composite down however good the rest is; a component at 0 counts as ``floor`` so
+    the composite still orders bad samples. Metrics under ``accuracy`` do not enter the mean; each scales
+    it by ``1 - weight + weight * normalised`` (a wrong label costs ``weight`` of the score, no more), so a
+    grounded annotation with the wrong emotion still outranks an ungrounded boilerplate with the right one.
+    """
+
     version: str
     min_coverage: float
     metrics: dict[str, CompositeMetric]
     substitutes: dict[str, str]
     ignore_self_au: bool = True
+    aggregate: str = "arithmetic"
+    floor: float = 0.0
+    accuracy: dict[str, CompositeMetric] = field(default_factory=dict)
+    strict_only: tuple[str, ...] = ()  # counted by the strict composite only (abstention scores)
+    spec_hash: Optional[str] = None
 
     @classmethod
     def load(cls, name_or_path: str) -> "CompositeSpec":
+        import hashlib
+        import json
+
         p = Path(name_or_path)
         if p.suffix in (".yaml", ".yml") and p.is_file():
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
@@ -50,81 +69,143 @@ class CompositeSpec:
             except FileNotFoundError:
                 raise ValueError(f"composite {name_or_path!r}: no bundled configs/composite/{name_or_path}.yaml "
                                  f"and no such file") from None
-        metrics = {}
-        for name, m in (data.get("metrics") or {}).items():
-            worst, best = m["anchors"]
-            if worst == best:
-                raise ValueError(f"composite {data['version']}: {name} anchors must differ")
-            metrics[name] = CompositeMetric(name, float(m["weight"]), float(worst), float(best))
+
+        def table(entries: dict) -> dict[str, CompositeMetric]:
+            out = {}
+            for name, m in (entries or {}).items():
+                worst, best = m["anchors"]
+                if worst == best:
+                    raise ValueError(f"composite {data['version']}: {name} anchors must differ")
+                out[name] = CompositeMetric(name, float(m["weight"]), float(worst), float(best))
+            return out
+
+        aggregate = str(data.get("aggregate", "arithmetic"))
+        if aggregate not in ("arithmetic", "geometric"):
+            raise ValueError(f"composite {data['version']}: aggregate must be arithmetic or geometric")
+        accuracy = table(data.get("accuracy"))
+        for name, m in accuracy.items():
+            if not 0 < m.weight <= 1:
+                raise ValueError(f"composite {data['version']}: accuracy weight of {name} must be in (0, 1]")
+        canon = json.dumps({k: data.get(k) for k in ("version", "aggregate", "floor", "min_coverage", "metrics",
+                                                     "accuracy", "substitutes", "ignore_self_au", "strict_only")},
+                           sort_keys=True, default=str)
         return cls(
             version=str(data["version"]),
             min_coverage=float(data.get("min_coverage", 0.0)),
-            metrics=metrics,
+            metrics=table(data.get("metrics")),
             substitutes=dict(data.get("substitutes") or {}),
             ignore_self_au=bool(data.get("ignore_self_au", True)),
+            aggregate=aggregate,
+            floor=float(data.get("floor", 0.0)),
+            accuracy=accuracy,
+            strict_only=tuple(data.get("strict_only") or ()),
+            spec_hash=hashlib.sha256(canon.encode()).hexdigest()[:16],
         )
 
     @property
     def total_weight(self) -> float:
         return sum(m.weight for m in self.metrics.values())
 
-    def compute(self, sample_id: str, results: list[MetricResult]) -> CompositeResult:
+    def _pick(self, name: str, by_name: dict[str, MetricResult]) -> tuple[Optional[MetricResult], str]:
+        r = by_name.get(name)
+        src = name
+        if (r is None or r.status not in (Status.ok, Status.abstained)) and name in self.substitutes:
+            alt = by_name.get(self.substitutes[name])
+            if alt is not None and alt.status == Status.ok:
+                r, src = alt, self.substitutes[name]
+        return r, src
+
+    def _judge(self, r: Optional[MetricResult], mode: str) -> tuple[Optional[float], Optional[str], bool]:
+        """(value to normalise, or None with why it does not count, abstained?)"""
+        from mer_eval.evidence import counts
+
+        if r is None:
+            return None, "not computed in this run", False
+        if r.status == Status.abstained:
+            if mode == "strict":
+                return float("-inf"), None, True  # the metric's worst value
+            return None, f"abstained: {r.reason} (left out of the lenient composite)", True
+        if r.status != Status.ok:
+            return None, f"{r.status.value}: {r.reason}", False
+        ok, why = counts(r)
+        if not ok:
+            return None, f"not evidence: {why}", False
+        return float(r.value), None, False
+
+    def compute(self, sample_id: str, results: list[MetricResult], mode: str = "strict") -> CompositeResult:
+        if mode not in ("strict", "lenient"):
+            raise ValueError(f"composite mode {mode!r}: strict or lenient")
         by_name = {r.metric: r for r in results}
         counted: dict[str, float] = {}
         used_w: dict[str, float] = {}
         missing: dict[str, str] = {}
+        abstained: list[str] = []
         for name, m in self.metrics.items():
             if m.weight <= 0:
                 continue
-            r = by_name.get(name)
-            src = name
-            if (r is None or r.status != Status.ok) and name in self.substitutes:
-                alt = by_name.get(self.substitutes[name])
-                if alt is not None and alt.status == Status.ok:
-                    r, src = alt, self.substitutes[name]
-            if r is None:
-                missing[name] = "not computed in this run"
+            if mode == "lenient" and name in self.strict_only:
+                missing[name] = "an abstention score: counted by the strict composite only"
                 continue
-            if r.status != Status.ok:
-                missing[name] = f"{r.status.value}: {r.reason}"
-                continue
-            if self.ignore_self_au and name.startswith("au_") and r.details.get("au_source") == "self":
-                missing[name] = "au_source is self (AUs the text was generated from), not independent evidence"
-                continue
-            if r.details.get("independent") is False:
-                missing[name] = f"not independent evidence: {r.details.get('dependence', 'see details')}"
+            r, src = self._pick(name, by_name)
+            v, why, abst = self._judge(r, mode)
+            if abst:
+                abstained.append(src)
+            if v is None:
+                missing[name] = why or "not counted"
                 continue
             norm_spec = self.metrics.get(src, m)
-            counted[src] = norm_spec.normalise(float(r.value))
+            counted[src] = 0.0 if v == float("-inf") else norm_spec.normalise(v)
             used_w[src] = m.weight
-        total = self.total_weight
+        factors: dict[str, float] = {}
+        for name, m in self.accuracy.items():
+            r, src = self._pick(name, by_name)
+            v, why, abst = self._judge(r, mode)
+            if abst:
+                abstained.append(src)
+            if v is None:
+                missing[name] = why or "not counted"
+                continue
+            x = 0.0 if v == float("-inf") else m.normalise(v)
+            counted[src] = x
+            factors[src] = 1.0 - m.weight + m.weight * x
+        total = self.total_weight - (sum(self.metrics[n].weight for n in self.strict_only if n in self.metrics)
+                                     if mode == "lenient" else 0.0)
         used = sum(used_w.values())
         coverage = used / total if total > 0 else 0.0
+        base = dict(sample_id=sample_id, composite_version=self.version, coverage=round(coverage, 4),
+                    counted=counted, missing=missing, mode=mode, abstained=sorted(set(abstained)))
         if used <= 0 or coverage < self.min_coverage:
-            return CompositeResult(
-                sample_id=sample_id, composite_version=self.version, value=None, coverage=round(coverage, 4),
-                counted=counted, weights={}, missing=missing,
-                flag="below_min_coverage" if used > 0 else "no_metric_counted",
-            )
+            return CompositeResult(value=None, weights={}, **base,
+                                   flag="below_min_coverage" if used > 0 else "no_metric_counted")
         weights = {k: w / used for k, w in used_w.items()}
-        value = 100.0 * sum(weights[k] * counted[k] for k in counted)
-        return CompositeResult(
-            sample_id=sample_id, composite_version=self.version, value=round(value, 4),
-            coverage=round(coverage, 4), counted=counted, weights=weights, missing=missing,
-        )
+        if self.aggregate == "geometric":
+            floor = max(self.floor, 1e-6)
+            g = math.exp(sum(w * math.log(max(floor, counted[k])) for k, w in weights.items()))
+            value = max(0.0, (g - floor) / (1.0 - floor))  # all components at the floor -> 0, all at 1 -> 1
+        else:
+            value = sum(weights[k] * counted[k] for k in weights)
+        for f in factors.values():
+            value *= f
+        return CompositeResult(value=round(100.0 * value, 4), weights=weights, **base)
+
+
+COMPOSITE_NAMES = {"strict": "composite_score", "lenient": "composite_lenient"}
 
 
 def composite_metric_result(c: CompositeResult) -> MetricResult:
-    """The composite as a row like every other metric (status, reason)."""
+    """The composite as a row like every other metric (status, reason): ``composite_score`` (strict) or
+    ``composite_lenient``."""
+    name = COMPOSITE_NAMES[c.mode]
+    details = {"coverage": c.coverage, "mode": c.mode, "abstained": c.abstained}
     if c.value is None:
         why = c.flag or "no composite"
         detail = "; ".join(f"{k}: {v}" for k, v in list(c.missing.items())[:4])
-        return MetricResult.missing(c.sample_id, "composite_score", Status.not_applicable,
+        return MetricResult.missing(c.sample_id, name, Status.not_applicable,
                                     f"{why} (coverage {c.coverage:.0%}); {detail}", c.composite_version,
-                                    details={"coverage": c.coverage})
-    return MetricResult.ok(c.sample_id, "composite_score", c.value, c.composite_version,
-                           details={"coverage": c.coverage, "counted": sorted(c.counted)})
+                                    details=details)
+    return MetricResult.ok(c.sample_id, name, c.value, c.composite_version,
+                           details={**details, "counted": sorted(c.counted)})
 
 
 def load_spec(name: Optional[str]) -> CompositeSpec:
-    return CompositeSpec.load(name or "mer-v1")
+    return CompositeSpec.load(name or "mer-v2")

@@ -95,6 +95,25 @@ class CrossModalConfig(_C):
     emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
 
 
+class ConclusionConfig(_C):
+    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
+
+
+class GroundingConfig(_C):
+    saturation: int = Field(12, ge=1)  # grounded content words at which specificity reaches 1
+    min_quote_words: int = Field(3, ge=1)  # quotes shorter than this (English words) are not checked
+    min_quote_chars: int = Field(4, ge=1)  # ... or CJK characters
+
+
+class AUFaithfulnessConfig(_C):
+    texts: list[str] = Field(default_factory=lambda: ["final_summary", "llm_au_description"])
+    intensity_threshold: float = Field(0.8, ge=0, le=5)  # a reported AU counts as present above this
+
+
+class AbstentionConfig(_C):
+    pass
+
+
 class MetricsConfig(_C):
     clip: ClipConfig = Field(default_factory=ClipConfig)
     clap: ClapConfig = Field(default_factory=ClapConfig)
@@ -104,17 +123,22 @@ class MetricsConfig(_C):
     text_quality: TextQualityConfig = Field(default_factory=TextQualityConfig)
     label_agreement: LabelConfig = Field(default_factory=LabelConfig)
     cross_modal: CrossModalConfig = Field(default_factory=CrossModalConfig)
+    conclusion: ConclusionConfig = Field(default_factory=ConclusionConfig)
+    grounding: GroundingConfig = Field(default_factory=GroundingConfig)
+    au_faithfulness: AUFaithfulnessConfig = Field(default_factory=AUFaithfulnessConfig)
+    abstention: AbstentionConfig = Field(default_factory=AbstentionConfig)
 
 
 class ScoreConfig(_C):
     metrics: list[str] = Field(
         default_factory=lambda: [
-            "text_quality", "label_agreement", "cross_modal", "au_f1", "asr_wer", "clip", "clap", "nli",
+            "text_quality", "label_agreement", "conclusion", "grounding", "au_faithfulness", "abstention",
+            "cross_modal", "au_f1", "asr_wer", "clip", "clap", "nli",
         ]
     )
     batch_size: int = Field(16, ge=1)
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    composite: str = "mer-v1"
+    composite: str = "mer-v2"
 
 
 class ProviderConfig(_C):

@@ -78,6 +78,22 @@ class Metric:
 
     # ---- helpers for implementations ------------------------------------------------------------
     @classmethod
+    def code_hash(cls) -> Optional[str]:
+        """sha256 (16 hex) of the file that defines this family: part of its comparability fingerprint and
+        of its cache keys, so changed code never serves or compares with numbers the old code computed."""
+        import hashlib
+        import inspect
+        from pathlib import Path
+
+        try:
+            f = inspect.getsourcefile(cls)
+        except TypeError:
+            return None
+        if not f or not Path(f).is_file():
+            return None
+        return hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16]
+
+    @classmethod
     def output_names(cls) -> list[str]:
         return [o.name for o in cls.outputs]
 
@@ -127,7 +143,7 @@ class Metric:
         ref = self.model_ref()
         return cache.key(
             namespace=f"metric:{self.name}",
-            version=self.version,
+            version=f"{self.version}+{self.code_hash()}",
             model=(ref.id, ref.sha256) if ref else None,
             params=self.public_params(),
             inputs=inputs,

@@ -21,6 +21,10 @@ METRICS: dict[str, str] = {
     "clip": "mer_eval.metrics.clip_score:ClipImageText",
     "clap": "mer_eval.metrics.clap_score:ClapAudioText",
     "nli": "mer_eval.metrics.nli:NLIConsistency",
+    "conclusion": "mer_eval.metrics.conclusion:ConclusionConsistency",
+    "grounding": "mer_eval.metrics.grounding:Grounding",
+    "au_faithfulness": "mer_eval.metrics.au_faithfulness:AUFaithfulness",
+    "abstention": "mer_eval.metrics.abstention:Abstention",
 }
 
 # provider name -> "module:Class"

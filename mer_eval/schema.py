@@ -16,8 +16,10 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = "1.0"
-SUPPORTED_SCHEMA_VERSIONS = ("1.0",)
+SCHEMA_VERSION = "1.1"
+# 1.1: Status.abstained, MetricResult.evidence (typed provenance), Sample.provenance, ScoreSection
+#      fingerprints / left_out, the lenient composite beside the strict one. 1.0 files load unchanged.
+SUPPORTED_SCHEMA_VERSIONS = ("1.0", "1.1")
 
 
 class SampleType(str, Enum):
@@ -35,6 +37,74 @@ class Status(str, Enum):
     unavailable = "unavailable"  # the model / weights / backend needed is not here
     not_applicable = "not_applicable"  # the sample lacks an input the metric needs
     error = "error"  # the metric ran and failed
+    # the annotation did not answer what this metric checks (an empty annotation, a summary that concludes
+    # no emotion, a transcript the sample type promises but lacks): a defect of the annotation, not a gap.
+    # The strict composite counts it as the metric's worst value; the lenient one leaves it out.
+    abstained = "abstained"
+
+
+NOT_OK = (Status.unavailable, Status.not_applicable, Status.error, Status.abstained)
+
+
+class Relation(str, Enum):
+    """What a metric's comparison is evidence of (see :mod:`mer_eval.evidence`)."""
+
+    independent = "independent"  # against a measurement the text's producer did not use (label, detector, ASR)
+    faithfulness = "faithfulness"  # a model-written text against the evidence it was given (hallucination)
+    intrinsic = "intrinsic"  # a property of the text alone (repetition, diversity, abstention)
+    self_check = "self_check"  # a text against the very numbers a rule or template made it from: proves nothing
+
+
+class InputRef(BaseModel):
+    """One input a metric compared, and who produced it."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    name: str  # annotation field (final_summary, visual_expression, ...) or media (audio, openface_csv, label)
+    producer: Optional[str] = None  # llm | rule | template | detector | asr | human | media | unknown
+    stage: Optional[str] = None  # the pipeline stage that wrote it, when known
+    provider: Optional[str] = None
+    model: Optional[str] = None
+
+
+class Evidence(BaseModel):
+    """Typed provenance of one result: what was compared, who produced each side, and whether it counts.
+
+    ``independent`` is False only for self-checks; consumers never read it directly but ask
+    :func:`mer_eval.evidence.counts` (the one rule, which also reads result files older than this field).
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    relation: Relation
+    independent: bool
+    reason: str
+    compared: list[InputRef] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Evidence":
+        if self.independent != (self.relation != Relation.self_check):
+            raise ValueError("Evidence.independent must be False exactly for self_check")
+        return self
+
+
+class TextOrigin(BaseModel):
+    """Who wrote one annotation field, and from what (MER-Factory's known layout, or mer_eval_meta.json)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    producer: str  # llm | rule | template | detector | asr | human | unknown
+    made_from: list[str] = Field(default_factory=list)  # the inputs it was written from
+    stage: Optional[str] = None
+    provider: Optional[str] = None
+    model: Optional[str] = None
+
+
+class SampleProvenance(BaseModel):
+    """What the annotation records about how it was made (filled by discovery)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    origins: dict[str, TextOrigin] = Field(default_factory=dict)  # field -> who wrote it; absent: the layout default
+    conclusion_from: Optional[list[str]] = None  # signals a deterministic rule voted the conclusion from
+    flags: dict[str, str] = Field(default_factory=dict)  # truncated_llm_output / partial_audio / ... -> why
+    recorded_in: Optional[str] = None  # the file that said so
 
 
 class _Base(BaseModel):
@@ -109,6 +179,7 @@ class Sample(_Base):
     annotation_files: dict[str, Path] = Field(default_factory=dict)  # kind -> file it was read from
     folder: Optional[Path] = None  # the sample's folder in a run / MER-Factory output, if any
     notes: list[str] = Field(default_factory=list)  # what discovery noticed (dropped rows, ...)
+    provenance: SampleProvenance = Field(default_factory=SampleProvenance)
 
     @field_validator("id")
     @classmethod
@@ -155,6 +226,7 @@ class MetricResult(_Base):
     params: dict[str, Any] = Field(default_factory=dict)
     metric_version: str
     details: dict[str, Any] = Field(default_factory=dict)
+    evidence: Optional[Evidence] = None  # typed provenance; None in files older than schema 1.1
     cached: bool = False
 
     @model_validator(mode="after")
@@ -191,6 +263,8 @@ class CompositeResult(_Base):
     weights: dict[str, float] = Field(default_factory=dict)  # metric -> renormalised weight
     missing: dict[str, str] = Field(default_factory=dict)  # metric -> why it did not count
     flag: Optional[str] = None  # e.g. "below_min_coverage"
+    mode: str = "strict"  # strict: abstentions count as worst | lenient: abstentions left out
+    abstained: list[str] = Field(default_factory=list)  # metrics the annotation abstained on
 
 
 class SampleEvaluation(_Base):
@@ -199,8 +273,28 @@ class SampleEvaluation(_Base):
     schema_version: str = SCHEMA_VERSION
     sample_id: str
     results: list[MetricResult]
-    composite: Optional[CompositeResult] = None
+    composite: Optional[CompositeResult] = None  # strict
+    composite_lenient: Optional[CompositeResult] = None
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class Fingerprint(_Base):
+    """What makes two values of one metric comparable: same version, parameters, model and code."""
+
+    metric_version: str
+    params_hash: Optional[str] = None
+    model_id: Optional[str] = None
+    model_sha256: Optional[str] = None
+    model_revision: Optional[str] = None
+    code_hash: Optional[str] = None
+
+    def differences(self, other: "Fingerprint") -> list[str]:
+        out = []
+        for k in ("metric_version", "params_hash", "model_id", "model_sha256", "model_revision", "code_hash"):
+            a, b = getattr(self, k), getattr(other, k)
+            if a != b:
+                out.append(f"{k} {a!r} != {b!r}")
+        return out
 
 
 class ScoreSection(_Base):
@@ -210,7 +304,9 @@ class ScoreSection(_Base):
     composite_version: Optional[str] = None
     models: dict[str, ModelRef] = Field(default_factory=dict)
     counts_by_status: dict[str, dict[str, int]] = Field(default_factory=dict)
-    means: dict[str, Optional[float]] = Field(default_factory=dict)
+    means: dict[str, Optional[float]] = Field(default_factory=dict)  # over values that count as evidence
+    left_out: dict[str, dict[str, Any]] = Field(default_factory=dict)  # metric -> {n, reasons} not in means
+    fingerprints: dict[str, "Fingerprint"] = Field(default_factory=dict)  # output metric -> comparability
     started: Optional[datetime] = None
     finished: Optional[datetime] = None
     seconds: Optional[float] = None

@@ -19,7 +19,7 @@ from mer_eval.composite import composite_metric_result, load_spec
 from mer_eval.config import Config
 from mer_eval.discovery import Dataset, discover
 from mer_eval.metric import Metric, ScoreContext
-from mer_eval.schema import MetricResult, ModelRef, SampleEvaluation, ScoreSection, Status
+from mer_eval.schema import Fingerprint, MetricResult, ModelRef, SampleEvaluation, ScoreSection, Status
 from mer_eval.store import RunStore, atomic_write_bytes, atomic_write_text
 
 MER_FACTORY_COLUMNS = [
@@ -28,17 +28,14 @@ MER_FACTORY_COLUMNS = [
     "asr_wer", "composite_score",
 ]
 LONG_COLUMNS = ["sample_id", "metric", "family", "value", "status", "reason", "model", "model_sha256",
-                "metric_version", "higher_is_better", "cached", "independent", "dependence"]
+                "metric_version", "higher_is_better", "cached", "independent", "dependence", "relation"]
 
 
 def dependence(r: MetricResult) -> Optional[str]:
-    """Why a value is not independent evidence (the text was made from the very numbers it is checked
-    against, or the label was in the prompt), or None when it is."""
-    if r.details.get("au_source") == "self":
-        return "au_source is self: AUs the text was generated from"
-    if r.details.get("independent") is False:
-        return str(r.details.get("dependence") or "marked not independent")
-    return None
+    """Why a value is not evidence (a self-check), or None when it counts: :func:`mer_eval.evidence.counts`."""
+    from mer_eval.evidence import dependence as _dep
+
+    return _dep(r)
 
 
 @dataclass
@@ -71,7 +68,7 @@ def resolve_device(device: str) -> str:
 
 
 def _output_index(families: dict[str, Metric]) -> dict[str, tuple[str, bool]]:
-    idx = {"composite_score": ("composite", True)}
+    idx = {"composite_score": ("composite", True), "composite_lenient": ("composite", True)}
     for fam, m in families.items():
         for o in m.outputs:
             idx[o.name] = (fam, o.higher_is_better)
@@ -79,6 +76,8 @@ def _output_index(families: dict[str, Metric]) -> dict[str, tuple[str, bool]]:
 
 
 def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metric]) -> list[dict]:
+    from mer_eval.evidence import relation
+
     idx = _output_index(families)
     rows = []
     for sid, rs in results.items():
@@ -91,7 +90,7 @@ def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metri
                 "model": r.model.id if r.model else None,
                 "model_sha256": r.model.sha256 if r.model else None,
                 "metric_version": r.metric_version, "higher_is_better": hib, "cached": r.cached,
-                "independent": dep is None, "dependence": dep,
+                "independent": dep is None, "dependence": dep, "relation": relation(r).value,
             })
     return rows
 
@@ -149,41 +148,75 @@ def score_dataset(
     spec = load_spec(config.score.composite)
     evaluations = {}
     for s in samples:
-        comp = spec.compute(s.id, results[s.id])
+        comp = spec.compute(s.id, results[s.id], mode="strict")
+        lenient = spec.compute(s.id, results[s.id], mode="lenient")
         results[s.id].append(composite_metric_result(comp))
-        evaluations[s.id] = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp)
+        results[s.id].append(composite_metric_result(lenient))
+        evaluations[s.id] = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp,
+                                             composite_lenient=lenient)
 
     seconds = time.perf_counter() - t0
     outcome = ScoreOutcome(out_dir=Path(out_dir), dataset=dataset, results=results, families=families,
                            section=ScoreSection(), aggregates=aggregates, seconds=seconds,
                            model_seconds=sum(ctx.model_seconds.values()),
                            model_seconds_by_family=dict(ctx.model_seconds))
-    outcome.section = _section(outcome, spec.version, started, cache.hits - hits0 if cache else 0)
+    outcome.section = _section(outcome, spec, started, cache.hits - hits0 if cache else 0)
     _write(outcome, evaluations, config)
     return outcome
 
 
-def _section(o: ScoreOutcome, composite_version: str, started: datetime, hits: int) -> ScoreSection:
+def fingerprints(families: dict[str, Metric], spec: Any = None) -> dict[str, Fingerprint]:
+    """Per output metric: version, parameter hash, model identity and a hash of the code that computes it.
+    Two values are comparable only when these agree (``compare`` / ``regress`` check them)."""
+    from mer_eval.cache import stable_hash
+
+    out: dict[str, Fingerprint] = {}
+    for fam, m in families.items():
+        ref = m.model_ref()
+        fp = Fingerprint(metric_version=m.version, params_hash=stable_hash(m.public_params())[:16],
+                         model_id=ref.id if ref else None, model_sha256=ref.sha256 if ref else None,
+                         model_revision=ref.revision if ref else None, code_hash=m.code_hash())
+        for o in m.outputs:
+            out[o.name] = fp
+    if spec is not None:
+        for name in ("composite_score", "composite_lenient"):
+            out[name] = Fingerprint(metric_version=spec.version, params_hash=spec.spec_hash)
+    return out
+
+
+def _section(o: ScoreOutcome, spec: Any, started: datetime, hits: int) -> ScoreSection:
+    from mer_eval.evidence import counts as counts_as_evidence
+
+    composite_version = spec.version
     versions = {}
     models: dict[str, ModelRef] = {}
     for fam, m in o.families.items():
         for out in m.outputs:
             versions[out.name] = m.version
     versions["composite_score"] = composite_version
+    versions["composite_lenient"] = composite_version
     family_of = _output_index(o.families)
     counts: dict[str, dict[str, int]] = {}
     values: dict[str, list[float]] = {}
+    left_out: dict[str, dict[str, Any]] = {}
     for rs in o.results.values():
         for r in rs:
             c = counts.setdefault(r.metric, {s.value: 0 for s in Status})
             c[r.status.value] += 1
             if r.status == Status.ok:
-                values.setdefault(r.metric, []).append(r.value)
+                ok, why = counts_as_evidence(r)
+                if ok:
+                    values.setdefault(r.metric, []).append(r.value)
+                else:
+                    lo = left_out.setdefault(r.metric, {"n": 0, "reasons": {}})
+                    lo["n"] += 1
+                    lo["reasons"][why] = lo["reasons"].get(why, 0) + 1
             if r.model is not None and r.model.id:
                 models.setdefault(family_of.get(r.metric, (r.metric,))[0], r.model)
     return ScoreSection(
         metrics=list(o.families), metric_versions=versions, composite_version=composite_version, models=models,
-        counts_by_status=counts, means={k: _mean(values.get(k, [])) for k in counts},
+        counts_by_status=counts, means={k: _mean(values.get(k, [])) for k in counts}, left_out=left_out,
+        fingerprints=fingerprints(o.families, spec),
         started=started, finished=datetime.now(timezone.utc), seconds=round(o.seconds, 3),
         model_seconds=round(o.model_seconds, 3), cache_hits=hits,
     )

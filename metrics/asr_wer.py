@@ -278,13 +278,25 @@ class ASRWER(Metric):
                 continue
             er = error_rates(ref_n, hyp_n, cjk)
             details.update({k: v for k, v in er.items() if k not in ("wer", "cer")})
+            from mer_eval.schema import Evidence, InputRef, Relation
+
+            refs = [InputRef(name="transcript", producer="asr" if s.annotation.provider else "llm"),
+                    InputRef(name="reference_transcript" if s.reference_transcript else "audio",
+                             producer="human" if s.reference_transcript else "asr", model=details.get("reference"))]
+            if details.get("independent") is False:
+                ev = Evidence(relation=Relation.self_check, independent=False, compared=refs,
+                              reason=str(details.get("dependence")))
+            else:
+                ev = Evidence(relation=Relation.independent, independent=True, compared=refs,
+                              reason="a human reference transcript" if s.reference_transcript else
+                              "a Whisper baseline other than the model that wrote the transcript")
             res: list[MetricResult] = []
             if cjk:
                 res.extend(self.not_ok(s.id, Status.not_applicable,
                                        "WER needs written word boundaries; CJK text has none (see asr_cer, over "
                                        "characters with Latin words as units)", ["asr_wer"], details=details))
             else:
-                res.append(self.ok(s.id, "asr_wer", er["wer"], details=details, model=ref_model))
-            res.append(self.ok(s.id, "asr_cer", er["cer"], details=details, model=ref_model))
+                res.append(self.ok(s.id, "asr_wer", er["wer"], details=details, model=ref_model, evidence=ev))
+            res.append(self.ok(s.id, "asr_cer", er["cer"], details=details, model=ref_model, evidence=ev))
             out[s.id] = res
         return out

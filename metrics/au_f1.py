@@ -120,6 +120,7 @@ class Mention:
     start: int
     negated: bool
     field: str = ""
+    end: int = -1  # end offset of the matched span in the text
 
 
 @dataclass
@@ -176,7 +177,7 @@ def extract_claims(text: str | None, field_name: str = "") -> Claims:
         for num in codes:
             au = f"{int(num):02d}"
             if au in UNIVERSE:
-                c.mentions.append(Mention(au, m.group(0), m.start(), neg, field_name))
+                c.mentions.append(Mention(au, m.group(0), m.start(), neg, field_name, m.end()))
             else:
                 c.outside_universe.add(au)
         taken[m.start():m.end()] = True
@@ -185,7 +186,7 @@ def extract_claims(text: str | None, field_name: str = "") -> Claims:
             if taken[m.start():m.end()].any():
                 continue
             taken[m.start():m.end()] = True
-            c.mentions.append(Mention(au, phrase, m.start(), _negated(t, m.start(), m.end()), field_name))
+            c.mentions.append(Mention(au, phrase, m.start(), _negated(t, m.start(), m.end()), field_name, m.end()))
     c.mentions.sort(key=lambda x: x.start)
     c._finish()
     return c
@@ -616,13 +617,25 @@ class AUF1(Metric):
             **det.extra,
         }
         params = {**self.public_params(), "au_source": det.au_source}
-        kw = {"params": params, "details": details, "model": det.model}
+        from mer_eval.evidence import origin
+        from mer_eval.schema import Evidence, InputRef, Relation
+
+        compared = [InputRef(name=f, producer=origin(s, f).producer) for f in texts] + [
+            InputRef(name=det.how, producer="detector" if det.au_source != "self" else "annotation")]
+        if det.au_source == "self":
+            evidence = Evidence(relation=Relation.self_check, independent=False, compared=compared,
+                                reason=det.self_why or "the AUs the text was generated from")
+        else:
+            evidence = Evidence(relation=Relation.independent, independent=True, compared=compared,
+                                reason=det.extra.get("independence") or f"{det.how}: a detector the text's writer "
+                                       "did not use")
+        kw = {"params": params, "details": details, "model": det.model, "evidence": evidence}
         out: list[MetricResult] = []
         if C:
             out.append(self.ok(s.id, "au_pr", len(tp) / len(C), **kw))
         else:
             out += self.not_ok(s.id, Status.not_applicable, "the text claims no AU: precision undefined",
-                               ["au_pr"], params=params, details=details)
+                               ["au_pr"], params=params, details=details, evidence=evidence)
         if D:
             out.append(self.ok(s.id, "au_re", len(tp) / len(D), **kw))
         else:

@@ -47,7 +47,7 @@ from typing import Any, Optional
 
 from mer_eval.facs import EMOTION_TO_SENTIMENT, MER_FACTORY_RULES, MERR_RULES, OPENFACE_R_AUS, au_code, canonical_emotion
 from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
-from mer_eval.metrics.emotion_text import concluded_emotion, dominant_emotions, valence
+from mer_eval.metrics.emotion_text import dominant_emotions, valence
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.text import cjk_ratio, split_sentences, unwrap_transcript
 
@@ -55,6 +55,9 @@ SOURCES = ("au", "audio", "transcript", "visual", "fer")
 SEMANTIC_FIELDS = ("visual_expression", "visual_objective", "image_description", "video_content",
                    "audio_description")
 VISUAL_FIELDS = ("visual_objective", "image_description", "video_content")
+# the annotation fields each source reads (for the evidence rule, :func:`mer_eval.evidence.relate`)
+SOURCE_FIELDS = {"au": ["top_aus_intensities"], "audio": ["audio_description"], "transcript": ["transcript"],
+                 "visual": list(VISUAL_FIELDS), "fer": ["fer_probabilities"]}
 
 
 def au_pseudo_labels(intensity: dict[str, float], presence: dict[str, bool], threshold: float) -> dict[str, Any]:
@@ -129,7 +132,7 @@ def _vader_polarity(text: str) -> Optional[tuple[str, float]]:
 
 class CrossModalAgreement(Metric):
     name = "cross_modal"
-    version = "1.0"
+    version = "1.1"
     requires = "annotation.final_summary and at least one modality text, AUs or FER probabilities"
     description = "Agreement between the summary's concluded emotion and each modality's own evidence."
     outputs = (
@@ -293,6 +296,10 @@ class CrossModalAgreement(Metric):
         return ev
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        from mer_eval.evidence import relate
+        from mer_eval.metrics.emotion_text import conclusion_or_abstention
+        from mer_eval.schema import Relation
+
         try:
             sem: Any = self._semantic(samples)
             sem_error = None
@@ -301,16 +308,25 @@ class CrossModalAgreement(Metric):
         out: dict[str, list[MetricResult]] = {}
         for s in samples:
             res: list[MetricResult] = []
-            concl = concluded_emotion(s.annotation.final_summary, self.params.get("emotion_map") or None)
+            concl, abstained = conclusion_or_abstention(s.annotation.final_summary or "",
+                                                        self.params.get("emotion_map") or None)
             ev = self.evidence(s)
+            rel = {src: relate(s, ["final_summary"], SOURCE_FIELDS[src], conclusion=True) for src in SOURCES}
+            left_out = {src: r.reason for src, r in rel.items() if r.relation == Relation.self_check and src in ev}
             base = {"concluded": concl.emotion, "concluded_raw": concl.raw, "concluded_method": concl.method,
-                    "concluded_valence": valence(concl.emotion),
-                    "evidence": ev}
+                    "concluded_valence": valence(concl.emotion), "evidence": ev, "left_out": left_out}
             lex_outputs = [o.name for o in self.outputs if o.name != "cm_semantic"]
-            if concl.emotion is None:
-                why = ("summary concludes no emotion" if concl.raw is None
-                       else f"summary concludes {concl.raw!r}, which maps to no canonical emotion")
-                res.extend(self.not_ok(s.id, Status.not_applicable, why, lex_outputs, details=base))
+            from mer_eval.metrics.emotion_text import sentiment_conclusion
+
+            sent = sentiment_conclusion(s.annotation.final_summary or "") if abstained else None
+            if sent:
+                res.extend(self.not_ok(s.id, Status.not_applicable,
+                                       f"summary concludes a sentiment ({sent!r}), not an emotion: sentiment-task "
+                                       "output (label_agreement with task sentiment reads it)", lex_outputs,
+                                       details=base))
+            elif abstained:
+                res.extend(self.not_ok(s.id, Status.abstained, abstained, lex_outputs, details=base,
+                                       evidence=relate(s, ["final_summary"], [], what="whether it concludes")))
             else:
                 emo_agree: dict[str, bool] = {}
                 val_agree: dict[str, bool] = {}
@@ -321,34 +337,45 @@ class CrossModalAgreement(Metric):
                         res.extend(self.not_ok(s.id, Status.not_applicable, f"the {src} source evidences no emotion",
                                                [name], details=base))
                         continue
-                    val_agree[src] = valence(concl.emotion) in d["valences"]
+                    counts = src not in left_out
+                    if counts:
+                        val_agree[src] = valence(concl.emotion) in d["valences"]
                     if not d["emotions"]:
                         res.extend(self.not_ok(s.id, Status.not_applicable,
                                                f"the {src} text names no emotion; VADER polarity only "
                                                "(counted in cross_modal_valence_agreement)", [name], details=base))
                         continue
-                    emo_agree[src] = concl.emotion in d["emotions"]
-                    res.append(self.ok(s.id, name, 1.0 if emo_agree[src] else 0.0, model=None,
+                    agree = concl.emotion in d["emotions"]
+                    if counts:
+                        emo_agree[src] = agree
+                    res.append(self.ok(s.id, name, 1.0 if agree else 0.0, model=None, evidence=rel[src],
                                        details={"concluded": concl.emotion, "source": d,
-                                                "valence_agrees": val_agree[src]}))
+                                                "valence_agrees": valence(concl.emotion) in d["valences"]}))
+                fields = [f for src in emo_agree for f in SOURCE_FIELDS[src]]
+                agg_ev = relate(s, ["final_summary"], fields, conclusion=True) if fields else None
                 details = {**base, "agree_emotion": emo_agree, "agree_valence": val_agree}
                 if emo_agree:
                     res.append(self.ok(s.id, "cross_modal_agreement", sum(emo_agree.values()) / len(emo_agree),
-                                       model=None, details=details))
+                                       model=None, details=details, evidence=agg_ev))
                 else:
-                    res.extend(self.not_ok(s.id, Status.not_applicable, "no modality evidences an emotion",
+                    why = ("only self-check sources evidence an emotion: " + "; ".join(left_out.values())
+                           if left_out else "no modality evidences an emotion")
+                    res.extend(self.not_ok(s.id, Status.not_applicable, why,
                                            ["cross_modal_agreement"], details=details))
                 if val_agree:
+                    vf = [f for src in val_agree for f in SOURCE_FIELDS[src]]
                     res.append(self.ok(s.id, "cross_modal_valence_agreement",
-                                       sum(val_agree.values()) / len(val_agree), model=None, details=details))
+                                       sum(val_agree.values()) / len(val_agree), model=None, details=details,
+                                       evidence=relate(s, ["final_summary"], vf, conclusion=True)))
                 else:
                     res.extend(self.not_ok(s.id, Status.not_applicable, "no modality evidences a valence",
                                            ["cross_modal_valence_agreement"], details=details))
+            sem_fields = [f for f in SEMANTIC_FIELDS if getattr(s.annotation, f)]
             if sem_error is not None:
                 res.extend(self.not_ok(s.id, Status.unavailable, sem_error, ["cm_semantic"]))
             elif isinstance(sem.get(s.id), tuple):
                 value, cos, n_chunks = sem[s.id]
-                res.append(self.ok(s.id, "cm_semantic", value,
+                res.append(self.ok(s.id, "cm_semantic", value, evidence=relate(s, ["final_summary"], sem_fields),
                                    details={"cosine": cos, "summary_chunks": n_chunks}))
             else:
                 res.extend(self.not_ok(s.id, Status.not_applicable, str(sem.get(s.id)), ["cm_semantic"]))

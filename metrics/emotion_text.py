@@ -22,9 +22,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from mer_eval.facs import EMOTION_SYNONYMS, EMOTION_TO_SENTIMENT, SENTIMENT_SYNONYMS, canonical_emotion
+from mer_eval.text import has_cjk
 
 # lexicon entries that are too ambiguous in free text
 AMBIGUOUS = {"content", "hap", "ang", "neu", "sur", "wor", "fea", "dis"}  # + dataset abbreviations
@@ -221,3 +222,290 @@ def concluded_sentiment(text: Optional[str], extra: Optional[dict[str, str]] = N
 
 def valence(emotion: Optional[str]) -> Optional[str]:
     return EMOTION_TO_SENTIMENT.get(emotion) if emotion else None
+
+
+# ---- emotion *profiles*: what a text's words and cues point to ------------------------------------
+#
+# A profile is a non-negative score per canonical emotion. Emotion words count 1 each (their family); cue
+# phrases that are not emotion words themselves -- facial movements, vocal qualities, interjections --
+# count with the weights below, which say how strongly a cue is associated with each emotion (hand-set
+# from FACS/EMFACS prototypes and the vocal-affect literature: a smile is happiness, a raised voice anger
+# mostly, trembling fear or sadness). A mention preceded within three words by a negation is dropped.
+
+CUES: dict[str, dict[str, float]] = {}
+
+
+def _cue(words: str, **emo: float) -> None:
+    for w in words.split("|"):
+        CUES[w.strip()] = emo
+
+
+# face and body, as image / video models and summaries describe them
+_cue("smile|smiles|smiling|smiled|grin|grins|grinning|grinned|beaming|beams|laugh|laughs|laughed|chuckle|"
+     "chuckles|chuckling|giggle|giggles|giggling|lit up|lights up|broad smile|wide smile", happy=1.0)
+_cue("smirk|smirks|smirking", contempt=0.7, happy=0.3)
+_cue("crying|cries|cry|tears|teary|teary-eyed|weeping|weeps|sobbing|sobs|sniffling|wiping her eyes|"
+     "wiping his eyes|watery eyes", sad=1.0)
+_cue("frown|frowns|frowning|frowned|furrowed|furrowing|knitted brows", angry=0.4, sad=0.3, worried=0.4)
+_cue("scowl|scowls|scowling|glare|glares|glaring|glared|clenched|gritted|gritting|seething|fuming",
+     angry=1.0)
+_cue("shouting|shouts|shouted|yelling|yells|yelled|screaming|screams|screamed|raised voice|raises his voice|"
+     "raises her voice|raising his voice|raising her voice|snapping|snaps|snapped", angry=0.8, fear=0.2)
+_cue("wide eyes|wide-eyed|eyes wide|eyes widened|widened eyes|eyes widen|gasp|gasps|gasped|gasping|agape|"
+     "mouth agape|jaw dropped|double take", surprise=0.8, fear=0.3)
+_cue("raised eyebrows|eyebrows raised|raises her eyebrows|raises his eyebrows|raised brows",
+     surprise=0.6, fear=0.2, contempt=0.1)
+_cue("trembling|trembles|shaking|shaky|quivering|quivers|cowering|flinches|flinching|recoils|recoiling",
+     fear=0.7, sad=0.3)
+_cue("downcast eyes|looking down|looks down|head down|head bowed|slumped|slumping|drooping|hunched|"
+     "avoiding eye contact|averted gaze|averts", sad=0.7, worried=0.3)
+_cue("blank expression|blank face|expressionless|neutral expression|neutral face|straight face|poker face|"
+     "impassive|no visible emotion|no strong emotion|no clear emotion|no obvious emotion|relaxed face|"
+     "relaxed expression|composed expression|calm expression|neutral demeanor|calm demeanor", neutral=1.0)
+_cue("rolls her eyes|rolls his eyes|rolling her eyes|rolling his eyes|eye roll|eye-roll|eyeroll|scoffs|"
+     "scoffing|scoff|sneer|sneers|sneering", contempt=0.8, angry=0.2)
+_cue("wrinkled nose|wrinkles her nose|wrinkles his nose|grimace|grimaces|grimacing|recoils in disgust|"
+     "gag|gagging|retching", disgust=0.7, angry=0.2)
+_cue("biting her lip|biting his lip|bites her lip|bites his lip|fidgeting|fidgets|wringing|pacing|"
+     "nervous laugh|nervous smile|shifting uncomfortably|fiddling", worried=0.8)
+_cue("pursed lips|lips pursed|pressed lips|lips pressed|tight-lipped|tight lips|set jaw|jaw set",
+     angry=0.4, worried=0.3, neutral=0.1)
+_cue("hug|hugs|hugging|embrace|embraces|embracing|high five|high-five|cheering|cheers|celebrating",
+     happy=0.6)
+# voice, as tone descriptions put it
+_cue("upbeat|lively|bright tone|bubbly|chipper|sing-song|warm tone|warmly|light tone|light-hearted tone|"
+     "playful tone|cheery|jolly|excited tone|animated|bouncy|energetic|enthusiastically", happy=0.8)
+_cue("subdued|low energy|low-energy|sighing|sigh|sighs|sighed|choked|choking up|voice cracks|voice cracking|"
+     "cracking voice|breaking voice|weary|wearily|heavy tone|heavy-hearted|mournful tone|quiet voice|"
+     "soft and slow|slow and soft|sniffles|downbeat|deflated|dejectedly|sadly", sad=0.7)
+_cue("harsh|sharp tone|sharply|curt|curtly|terse|tersely|clipped|stern|sternly|heated|aggressive|"
+     "aggressively|forceful|forcefully|confrontational|biting tone|accusatory|accusing|loud|loudly|"
+     "raised tone|raised pitch and volume|emphatic|indignantly|angrily|irritably|snippy|snarky|hostile tone",
+     angry=0.7)
+_cue("steady|steadily|even tone|even-toned|evenly|measured|matter-of-fact|conversational|flat tone|flat voice|"
+     "flatly|monotone|monotonous|level tone|informative|neutral tone|neutral voice|normal tone|casual|"
+     "casually|relaxed|calmly|unhurried|plain tone|factual|neutral delivery|moderate pitch|moderate pace|"
+     "even pace|no emotional inflection|without emotional", neutral=0.6)
+_cue("hesitant|hesitantly|hesitation|hesitates|hesitating|stammering|stammers|stuttering|stutters|faltering|"
+     "pleading|pleads|urgent|urgency|rushed|breathless|quavering|wavering|shaky voice|tentative|tentatively|"
+     "uncertain tone|nervous tone|anxious tone|worried tone", worried=0.7, fear=0.3)
+_cue("whisper|whispers|whispering|whispered|hushed", fear=0.3, worried=0.3, sad=0.2)
+_cue("sarcastic tone|sarcastically|mockingly|dismissively|condescendingly|patronizing|patronising|"
+     "scornfully|derisively", contempt=0.9)
+_cue("exclaims|exclaiming|exclamation|exclaimed|incredulously|in disbelief", surprise=0.6, happy=0.1,
+     angry=0.1)
+# speech content (transcripts): interjections and formulas
+_cue("wow|whoa|woah|oh my god|oh my gosh|no way|are you serious|seriously|what the|really", surprise=0.6,
+     happy=0.2)
+_cue("haha|hahaha|hehe|yay|hooray|awesome|great|wonderful|fantastic|amazing|congratulations|love it|"
+     "i love|thank you|thanks", happy=0.7)
+_cue("damn|shut up|hell|how dare|i hate|stupid|idiot|ridiculous|get out|leave me alone|enough",
+     angry=0.7, contempt=0.2)
+_cue("ugh|gross|ew|eww|yuck|disgusting", disgust=0.8)
+_cue("i'm sorry|sorry|i miss|miss you|alone|lost|passed away|died|funeral|goodbye", sad=0.6)
+_cue("what do i do|what should i do|what if|i don't know|i'm not sure|oh no|please|help me", worried=0.6,
+     fear=0.2)
+# Chinese speech and descriptions (substring match)
+ZH_CUES: dict[str, dict[str, float]] = {
+    "哈哈": {"happy": 1.0}, "太好了": {"happy": 1.0}, "谢谢": {"happy": 0.4}, "笑": {"happy": 0.8},
+    "哭": {"sad": 1.0}, "对不起": {"sad": 0.6}, "可怜": {"sad": 0.6}, "唉": {"sad": 0.6},
+    "滚": {"angry": 1.0}, "讨厌": {"angry": 0.6, "disgust": 0.4}, "烦": {"angry": 0.7}, "闭嘴": {"angry": 1.0},
+    "凭什么": {"angry": 0.7}, "天哪": {"surprise": 0.8}, "真的吗": {"surprise": 0.7}, "居然": {"surprise": 0.6},
+    "竟然": {"surprise": 0.6}, "怎么办": {"worried": 0.8}, "着急": {"worried": 0.8}, "慌": {"worried": 0.5, "fear": 0.5},
+    "怕": {"fear": 0.8}, "吓": {"fear": 0.5, "surprise": 0.5}, "恶心": {"disgust": 1.0},
+}
+
+# single-AU association with each emotion (EMFACS prototypes: happiness 6+12, sadness 1+4+15, surprise
+# 1+2+5+26, fear 1+2+4+5+7+20+26, anger 4+5+7+23, disgust 9+15+16, contempt 12+14 unilateral). AU25 (lips
+# part) and AU45 (blink) are mostly talking and blinking: weak or no association.
+AU_EMOTION: dict[str, dict[str, float]] = {
+    "01": {"sad": 0.6, "surprise": 0.5, "fear": 0.6, "worried": 0.5},
+    "02": {"surprise": 0.8, "fear": 0.5},
+    "04": {"angry": 0.7, "sad": 0.5, "fear": 0.4, "worried": 0.5, "disgust": 0.2},
+    "05": {"surprise": 0.7, "fear": 0.7, "angry": 0.4},
+    "06": {"happy": 0.9, "sad": 0.1},
+    "07": {"angry": 0.6, "fear": 0.3, "disgust": 0.3, "contempt": 0.2},
+    "09": {"disgust": 1.0},
+    "10": {"disgust": 0.7, "contempt": 0.5, "angry": 0.3},
+    "12": {"happy": 1.0, "contempt": 0.3},
+    "14": {"contempt": 0.8, "happy": 0.3},
+    "15": {"sad": 0.8, "disgust": 0.4},
+    "17": {"sad": 0.4, "angry": 0.4, "disgust": 0.2, "contempt": 0.2},
+    "20": {"fear": 0.8, "worried": 0.4},
+    "23": {"angry": 0.8, "contempt": 0.2},
+    "25": {"surprise": 0.2, "happy": 0.1, "fear": 0.1},
+    "26": {"surprise": 0.7, "fear": 0.3, "happy": 0.1},
+    "28": {"worried": 0.5},
+}
+
+
+def _cue_regex() -> re.Pattern:
+    alts = sorted((re.escape(k) for k in CUES), key=len, reverse=True)
+    return re.compile(r"(?<![a-z'])(" + "|".join(alts) + r")(?![a-z'])")
+
+
+_CUE_RX = _cue_regex()
+
+
+@dataclass
+class Profile:
+    """Scores per canonical emotion, and what produced them."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    hits: list[tuple[str, str, float]] = field(default_factory=list)  # (emotion, word, weight)
+
+    def add(self, emotion: str, word: str, w: float) -> None:
+        if w <= 0:
+            return
+        self.scores[emotion] = self.scores.get(emotion, 0.0) + w
+        self.hits.append((emotion, word, round(w, 3)))
+
+    def merge(self, other: "Profile", scale: float = 1.0) -> None:
+        for e, word, w in other.hits:
+            self.add(e, word, w * scale)
+
+    @property
+    def total(self) -> float:
+        return sum(self.scores.values())
+
+    def top(self) -> list[str]:
+        if not self.scores:
+            return []
+        m = max(self.scores.values())
+        return sorted(e for e, v in self.scores.items() if v >= m - 1e-9)
+
+    def support(self, emotion: str) -> Optional[float]:
+        """How well this profile supports ``emotion``: its score over the best emotion's (1 = top), with
+        a small credit (at most 0.25) for emotions of the same valence; None without any evidence."""
+        if self.total <= 0:
+            return None
+        best = max(self.scores.values())
+        own = self.scores.get(emotion, 0.0) / best
+        val = EMOTION_TO_SENTIMENT.get(emotion)
+        same = max((v for e, v in self.scores.items() if e != emotion and EMOTION_TO_SENTIMENT.get(e) == val
+                    and val != "neutral"), default=0.0) / best
+        return round(min(1.0, max(own, 0.25 * same)), 4)
+
+    def valence_support(self, polarity: str) -> Optional[float]:
+        """Support for a sentiment (positive / negative / neutral): its emotions' summed score over the best
+        sentiment's; None without evidence."""
+        if self.total <= 0:
+            return None
+        by: dict[str, float] = {}
+        for e, v in self.scores.items():
+            pol = EMOTION_TO_SENTIMENT.get(e)
+            if pol:
+                by[pol] = by.get(pol, 0.0) + v
+        if not by:
+            return None
+        return round(by.get(polarity, 0.0) / max(by.values()), 4)
+
+    def as_details(self, limit: int = 12) -> dict:
+        return {"scores": {k: round(v, 3) for k, v in sorted(self.scores.items(), key=lambda kv: -kv[1])},
+                "hits": [list(h) for h in self.hits[:limit]]}
+
+
+def _negated_before(low: str, start: int) -> bool:
+    before = _WORD.findall(low[max(0, start - 40): start])[-3:]
+    return any(w in NEGATIONS or w.endswith("n't") for w in before)
+
+
+def emotion_profile(text: Optional[str], *, words: bool = True, cues: bool = True,
+                    extra: Optional[dict[str, str]] = None) -> Profile:
+    """The emotions ``text`` points to: emotion words (``words``) and cue phrases (``cues``)."""
+    p = Profile()
+    if not text:
+        return p
+    low = text.lower().replace("\u2019", "'")
+    taken: list[tuple[int, int]] = []
+    if words:
+        for canon, word, off in emotion_mentions(low, extra):
+            p.add(canon, word, 1.0)
+            taken.append((off, off + len(word)))
+    if cues:
+        for m in _CUE_RX.finditer(low):
+            if any(a < m.end() and m.start() < b for a, b in taken) or _negated_before(low, m.start()):
+                continue
+            for emo, w in CUES[m.group(1)].items():
+                p.add(emo, m.group(1), w)
+        if has_cjk(low):
+            for word, emos in ZH_CUES.items():
+                i = low.find(word)
+                while i >= 0:
+                    if not low[max(0, i - 1):i].endswith(ZH_NEGATIONS):
+                        for emo, w in emos.items():
+                            p.add(emo, word, w)
+                    i = low.find(word, i + len(word))
+    return p
+
+
+def au_profile(intensities: dict[str, float], cap: float = 3.0) -> Profile:
+    """The emotions a set of active AUs points to (``{"06": 1.45, ...}``; intensity capped at ``cap``)."""
+    p = Profile()
+    for au, v in intensities.items():
+        for emo, w in AU_EMOTION.get(au, {}).items():
+            p.add(emo, f"AU{au}", w * min(float(v), cap) / cap)
+    return p
+
+
+def strip_conclusion(text: str) -> str:
+    """The summary without its concluding statement (the sentence that holds the last conclusion phrase)."""
+    from mer_eval.text import split_sentences
+
+    sents = split_sentences(text)
+    if not sents:
+        return ""
+    for i in range(len(sents) - 1, -1, -1):
+        if _conclusion_phrase(sents[i]) is not None:
+            return " ".join(sents[:i] + sents[i + 1:])
+    return " ".join(sents)
+
+
+# ---- answering: what the annotation promised and did not give ---------------------------------------
+
+SUMMARY_TYPES = ("mer", "image")  # MER-Factory types whose result carries a final_summary
+PLACEHOLDERS = {"x", "[x]", "y", "[y]", "emotion", "[emotion]", "<emotion>", "unknown", "undetermined", "n/a",
+                "na", "none", "null", "not determinable", "unclear", "indeterminate", "undefined", "?", "..."}
+
+
+def summary_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """(summary text, status, reason): status ``abstained`` when the sample's type promises a final summary
+    and it is empty, ``not_applicable`` when the type has none to give; (text, None, None) otherwise."""
+    text = (sample.annotation.final_summary or "").strip()
+    if text:
+        return text, None, None
+    stype = getattr(sample.type, "value", sample.type)
+    if stype in SUMMARY_TYPES:
+        if sample.annotation.is_empty():
+            return None, "abstained", "the annotation is empty (no summary, no description)"
+        return None, "abstained", f"a {stype} annotation promises a final summary; it is empty"
+    return None, "not_applicable", f"{stype} annotations carry no final summary"
+
+
+def conclusion_or_abstention(text: str, extra: Optional[dict[str, str]] = None,
+                             sentiment: bool = False) -> tuple[Finding, Optional[str]]:
+    """The concluded emotion (or sentiment) and, when there is none to score, why (an abstention): no
+    emotion concluded, a placeholder (``[X]``), or a phrase that maps to no known emotion. A summary of the
+    sentiment task ("the inferred sentiment is positive") is no abstention: see :func:`sentiment_conclusion`."""
+    f = (concluded_sentiment if sentiment else concluded_emotion)(text, extra)
+    if f.emotion is not None:
+        return f, None
+    if f.raw is None:
+        return f, "summary concludes no emotion"
+    raw = f.raw.strip().lower().strip(" .,:;'\"")
+    if raw in PLACEHOLDERS or re.fullmatch(r"[\[<({]?\s*[a-z]\s*[\]>)}]?", raw):
+        return f, f"summary concludes the placeholder {f.raw!r}"
+    kind = "sentiment" if sentiment else "canonical emotion"
+    return f, (f"summary concludes {f.raw!r}, which maps to no {kind} (add it to the metric's emotion_map "
+               "if it is one)")
+
+
+def sentiment_conclusion(text: str) -> Optional[str]:
+    """``positive`` / ``negative`` / ``neutral`` when the summary's concluding statement names a sentiment
+    rather than an emotion (MER-Factory's sentiment task), else None."""
+    if not text:
+        return None
+    if concluded_emotion(text).emotion is not None:
+        return None
+    f = concluded_sentiment(text)
+    return f.emotion if f.method == "conclusion" and f.emotion else None

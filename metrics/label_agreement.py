@@ -11,10 +11,13 @@ Decisions:
 
 * no label, or no summary: ``not_applicable``;
 * a label that maps to no canonical class: ``not_applicable`` naming it (add it to ``emotion_map``);
-* a summary that concludes no emotion, or concludes something that maps to none: ``not_applicable``
-  ("summary concludes no emotion" / "summary concludes '<phrase>', which maps to no ..."). These samples are
-  left out of the dataset figures, and :meth:`LabelAgreement.aggregate` reports how many there were
-  (``n_no_prediction``) so a summary writer that never commits cannot look accurate by omission unnoticed.
+* a summary that concludes no emotion, a placeholder (``[X]``), or something that maps to none: ``abstained``
+  ("summary concludes no emotion" / "summary concludes '<phrase>', which maps to no ..."). Not answering is
+  an outcome, not a gap: the strict composite counts it as the worst value, the dataset figures leave it
+  out and :meth:`LabelAgreement.aggregate` reports how many there were (``n_no_prediction``), so a summary
+  writer that never commits cannot look accurate by omission.
+* a summary written by a prompt that contained the label (``label_aware``): a self-check
+  (:func:`mer_eval.evidence.relate`), left out of composite, gates, compare and regress.
 
 Dataset level (:meth:`LabelAgreement.aggregate`, scikit-learn): accuracy (= WAR, weighted average recall),
 macro-F1 over the classes seen in labels or predictions, UAR (unweighted average recall = balanced
@@ -44,7 +47,7 @@ def _balanced(y_true: list[str], y_pred: list[str], fn: Any) -> float:
 
 class LabelAgreement(Metric):
     name = "label_agreement"
-    version = "1.0"
+    version = "1.1"
     requires = "sample.label and annotation.final_summary"
     description = "Whether the emotion (or sentiment) the final summary concludes equals the ground-truth label."
     outputs = (
@@ -81,25 +84,31 @@ class LabelAgreement(Metric):
                 "label_aware": sample.annotation.label_aware}
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        from mer_eval.evidence import relate
+        from mer_eval.metrics.emotion_text import conclusion_or_abstention
+
         out: dict[str, list[MetricResult]] = {}
         for s in samples:
             label = self._canon_label(s.label or "")
-            f = (concluded_sentiment if self.task == "sentiment" else concluded_emotion)(
-                s.annotation.final_summary, self.emotion_map)
+            f, abstained = conclusion_or_abstention(s.annotation.final_summary or "", self.emotion_map or None,
+                                                    sentiment=self.task == "sentiment")
             details = {**f.as_details(), "label_raw": s.label, "label": label, "task": self.task}
-            if s.annotation.label_aware:
-                # the generator's prompt contained the label: a match is expected, not evidence of quality
-                details["independent"] = False
-                details["dependence"] = "summary written by a label-aware prompt (label given to the generator)"
-            if f.emotion is None:
-                if f.raw is None:
-                    why = NO_EMOTION
-                else:
-                    kind = "sentiment" if self.task == "sentiment" else "canonical emotion"
-                    why = f"summary concludes {f.raw!r}, which maps to no {kind}"
-                out[s.id] = self.not_ok(s.id, Status.not_applicable, why, details=details)
+            ev = relate(s, ["final_summary"], ["label"], conclusion=True)
+            if abstained and self.task == "emotion":
+                from mer_eval.metrics.emotion_text import sentiment_conclusion
+
+                sent = sentiment_conclusion(s.annotation.final_summary or "")
+                if sent:
+                    out[s.id] = self.not_ok(s.id, Status.not_applicable,
+                                            f"summary concludes a sentiment ({sent!r}), not an emotion; score it with "
+                                            "--set metrics.label_agreement.task=sentiment", details=details)
+                    continue
+            if abstained:
+                # not answering is an outcome, never a gap: the strict composite counts it as a mismatch
+                out[s.id] = self.not_ok(s.id, Status.abstained, abstained, details=details, evidence=ev)
                 continue
-            out[s.id] = [self.ok(s.id, "label_match", 1.0 if f.emotion == label else 0.0, details=details)]
+            out[s.id] = [self.ok(s.id, "label_match", 1.0 if f.emotion == label else 0.0, details=details,
+                                 evidence=ev)]
         return out
 
     def aggregate(self, samples: list[Sample], results: dict[str, list[MetricResult]]) -> dict[str, Any]:
@@ -115,7 +124,7 @@ class LabelAgreement(Metric):
                 if r.status == Status.ok:
                     y_true.append(r.details["label"])
                     y_pred.append(r.details["predicted"])
-                elif r.status == Status.not_applicable and r.details.get("label"):
+                elif r.status in (Status.abstained, Status.not_applicable) and r.details.get("label"):
                     no_pred += 1
                 elif r.status == Status.not_applicable:
                     no_label += 1

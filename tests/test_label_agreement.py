@@ -40,7 +40,7 @@ def test_real_summaries_emotion_task(shared_data):
     # the sentiment summary concludes "Positive": no emotion under the emotion task
     r = _one(m, ds["default_merr_data_sentiment"].model_copy(update={"label": "happy"}))
     assert r.status == Status.not_applicable and r.value is None
-    assert "'positive'" in r.reason and "maps to no canonical emotion" in r.reason
+    assert "'positive'" in r.reason and "sentiment" in r.reason
 
 
 def test_real_summaries_sentiment_task(shared_data):
@@ -63,12 +63,13 @@ def test_not_applicable_paths(shared_data):
     r = _one(m, Sample(id="nosum", label="happy"))
     assert r.status == Status.not_applicable and r.value is None and "no final summary" in r.reason
     r = _one(m, Sample(id="x", label="happy", annotation=Annotation(final_summary="The man stands in a room.")))
-    assert r.status == Status.not_applicable and r.reason == NO_EMOTION
-    r = _one(m, ds["gemini_merr"].model_copy(update={"label": "bored"}))
+    # not answering is an outcome (abstained), never a gap (not_applicable)
+    assert r.status == Status.abstained and r.reason == NO_EMOTION and r.value is None
+    r = _one(m, ds["gemini_merr"].model_copy(update={"label": "schadenfreude"}))
     assert r.status == Status.not_applicable and "emotion_map" in r.reason
     # ... which the config's emotion_map fixes (the phrase also maps through it)
-    m2 = LabelAgreement({"emotion_map": {"bored": "neutral"}})
-    r = _one(m2, ds["gemini_merr"].model_copy(update={"label": "bored"}))
+    m2 = LabelAgreement({"emotion_map": {"schadenfreude": "neutral"}})
+    r = _one(m2, ds["gemini_merr"].model_copy(update={"label": "schadenfreude"}))
     assert r.status == Status.ok and r.value == 0.0 and r.details["label"] == "neutral"
 
 
@@ -131,5 +132,10 @@ def test_label_aware_generation_is_marked_dependent():
     blind = Sample(id="a", label="happy", annotation=Annotation(final_summary=summary, label_aware=False))
     aware = Sample(id="b", label="happy", annotation=Annotation(final_summary=summary, label_aware=True))
     res = LabelAgreement({"task": "emotion"}).score([blind, aware])
-    assert res["a"][0].value == 1.0 and "independent" not in res["a"][0].details
-    assert res["b"][0].value == 1.0 and res["b"][0].details["independent"] is False
+    from mer_eval.evidence import counts
+
+    assert res["a"][0].value == 1.0 and counts(res["a"][0]) == (True, None)
+    assert res["a"][0].evidence.relation.value == "independent"
+    assert res["b"][0].value == 1.0 and res["b"][0].evidence.independent is False
+    ok, why = counts(res["b"][0])
+    assert ok is False and "label was in the prompt" in why

@@ -125,12 +125,12 @@ def test_regress_tolerance_and_noise(runs, baseline):
 def test_regress_version_mismatch_exits_2(runs, baseline, tmp_path):
     # the same texts scored with another composite (another version) are not comparable
     other = copy_run(runs["good"], tmp_path / "other")
-    score(other, runs["shared"], composite=None)  # bundled mer-v1
+    score(other, runs["shared"], composite=None)  # the bundled default, mer-v2
     junit = tmp_path / "j.xml"
     r = CliRunner().invoke(regress_cmd, [str(other), "--baseline", str(baseline), "--junit", str(junit),
                                          "--markdown", str(tmp_path / "m.md")])
     assert r.exit_code == 2, r.output
-    assert "composite version mer-v1 in the run, mer-v1-text in the baseline" in r.output
+    assert "composite version mer-v2 in the run, mer-v1-text in the baseline" in r.output
     suite = ET.parse(junit).getroot()
     assert int(suite.get("errors")) == len(suite.findall("testcase/error")) == 1
     assert "not comparable" in (tmp_path / "m.md").read_text()

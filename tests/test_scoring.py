@@ -22,15 +22,21 @@ MF = {"gemini_merr.json": "gemini", "llava-llama3_llama3.2_merr_data.json": "lla
       "default_merr_data_sentiment.json": "default_sentiment", "default_au_analysis.json": "default_au"}
 
 
-def test_empty_sample_gets_no_composite_and_no_numbers(tmp_path):
+def test_empty_sample_abstained_worst_strict_and_no_lenient_composite(tmp_path):
     ds = Dataset(kind="manifest", root=tmp_path, samples=[Sample(id="empty", type=SampleType.mer)])
     out = score_dataset(ds, tmp_path / "out", load_config())
-    rs = out.results["empty"]
+    rs = {r.metric: r for r in out.results["empty"]}
     assert rs, "every metric must say something"
-    for r in rs:
+    # the only numbers are the abstention score (0: nothing answered) and the strict composite (its worst)
+    assert rs["abstained_score"].value == 0.0 and rs["abstained_score"].details["is_abstained"]
+    assert rs["composite_score"].status == Status.ok and rs["composite_score"].value == 0.0
+    for name, r in rs.items():
+        if name in ("abstained_score", "integrity_score", "composite_score"):
+            continue
         assert r.value is None and r.status != Status.ok and r.reason, r
-    comp = next(r for r in rs if r.metric == "composite_score")
-    assert comp.status == Status.not_applicable
+    # a summary the type promises is an abstention, not a gap; the lenient composite has nothing to stand on
+    assert rs["conclusion_consistency"].status == Status.abstained
+    assert rs["composite_lenient"].status == Status.not_applicable
 
 
 def test_score_examples_writes_every_output(examples, tmp_path):
@@ -44,7 +50,7 @@ def test_score_examples_writes_every_output(examples, tmp_path):
     assert sorted(summary["sample_id"]) == ["default", "gemini", "llava-llama3_llama3.2"]
     assert "asr_wer_status" in summary.columns and "clip_image_score_reason" in summary.columns
     long = load_scores(out_dir)
-    assert set(long["status"]) <= {"ok", "unavailable", "not_applicable", "error"}
+    assert set(long["status"]) <= {"ok", "unavailable", "not_applicable", "error", "abstained"}
     assert long.loc[long.status != "ok", "value"].isna().all()
     assert long.loc[long.status != "ok", "reason"].notna().all()
     assert long.loc[long.status == "ok", "value"].notna().all()
@@ -53,9 +59,10 @@ def test_score_examples_writes_every_output(examples, tmp_path):
     assert (clip.status.isin(["unavailable", "not_applicable"])).all()
     assert clip[clip.status == "unavailable"].reason.str.contains("looked in").all()
     ev = load_evaluation(out_dir / "gemini" / "evaluation.json")
-    assert ev.composite is not None and ev.composite.composite_version == "mer-v1"
+    assert ev.composite is not None and ev.composite.composite_version == "mer-v2"
+    assert ev.composite.value is not None and ev.composite_lenient is not None  # offline, without labels
     m = load_manifest(out_dir / "run.json")
-    assert m.score.metric_versions["composite_score"] == "mer-v1" and m.config_hash
+    assert m.score.metric_versions["composite_score"] == "mer-v2" and m.config_hash
     assert sum(m.score.counts_by_status["distinct1"].values()) == 3
 
 
