@@ -7,7 +7,8 @@ folder). Kinds:
 =============  ===========================================================================================
 ``flip``       every word of the concluded emotion's family in the summary (and the concluding word) is
                replaced by the same part of speech of another emotion; the reasoning around is unchanged
-``swap``       the summary of another sample that concludes a different emotion (or has another label)
+``swap``       the summary of another clip's sample that concludes a different emotion (or has another
+               label); annotations of the same clip (same AU peaks, or same media) are not donors
 ``au``         the summary's AU mentions that were detected are renamed to AUs that were not; a summary
                that names no AU gets one sentence claiming two undetected AUs at the peak
 ``degen``      one sentence of the summary repeated as many times as the summary had sentences (>= 4)
@@ -98,8 +99,10 @@ def _match_case(src: str, repl: str) -> str:
 
 
 def _family_words(emotion: str) -> list[str]:
-    return sorted((w for w, e in EMOTION_SYNONYMS.items() if e == emotion and len(w) > 3 or (
-        e == emotion and w == emotion)), key=len, reverse=True)
+    from mer_eval.metrics.emotion_text import AMBIGUOUS
+
+    return sorted((w for w, e in EMOTION_SYNONYMS.items() if e == emotion and len(w) >= 3 and w not in AMBIGUOUS),
+                  key=len, reverse=True)
 
 
 def flip_summary(text: str, source: str, target: str) -> tuple[str, int]:
@@ -149,17 +152,27 @@ def make_flip(s: Sample, seed: int) -> tuple[Optional[Twin], str]:
     return Twin(t, "flip", s.id, f"{n} {src} words -> {target}"), ""
 
 
+def same_clip(a: Sample, b: Sample) -> bool:
+    """Two annotations of one clip (another provider's run, the other task): the same AU peaks and
+    intensities, or the same media file. Swapping between them is no corruption."""
+    if a.video is not None and b.video is not None and a.video == b.video:
+        return True
+    x, y = a.annotation, b.annotation
+    return bool(x.top_aus_intensities) and x.top_aus_intensities == y.top_aus_intensities and \
+        x.chronological_emotion_peaks == y.chronological_emotion_peaks
+
+
 def make_swap(s: Sample, others: list[Sample], seed: int) -> tuple[Optional[Twin], str]:
     if not s.annotation.final_summary:
         return None, "no final summary"
     mine = _concluded(s)
     cands = [o for o in others if o.id != s.id and o.annotation.final_summary
-             and o.annotation.final_summary != s.annotation.final_summary]
+             and o.annotation.final_summary != s.annotation.final_summary and not same_clip(s, o)]
     diff = [o for o in cands if (o.label and s.label and o.label != s.label)
             or (not (o.label and s.label) and _concluded(o) != mine)]
     pool = diff or cands
     if not pool:
-        return None, "no other sample with a summary in this run to swap with"
+        return None, "no other clip with a summary in this run to swap with"
     donor = _rng(seed, "swap", s.id).choice(sorted(pool, key=lambda o: o.id))
     t = _copy(s, "swap")
     t.annotation.final_summary = donor.annotation.final_summary

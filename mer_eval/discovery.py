@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from mer_eval import merfactory
+from mer_eval.evidence import provenance_from_meta
 from mer_eval.paths import UnsafePathError, is_within, resolve_media_path, sanitize_sample_id
 from mer_eval.schema import Annotation, Sample, SampleType, clean_text
 
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".m4a", ".ogg"}
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp"}
-SKIP_DIRS = {"error_logs", ".llm_cache", "errors", "__pycache__", ".git"}
+SKIP_DIRS = {"error_logs", ".llm_cache", "errors", "__pycache__", ".git", "mer-eval-probe"}
 LABEL_FILE_NAMES = ("labels.csv", "label.csv", "label_file.csv")
 TRANSCRIPT_CSV_NAMES = ("transcripts.csv", "transcript.csv")
 
@@ -373,7 +374,9 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
         meta_file = d / merfactory.META_NAME
         if meta_file.is_file():
             try:
-                merfactory.merge_meta(s.annotation, merfactory.load_json(meta_file))
+                meta = merfactory.load_json(meta_file)
+                merfactory.merge_meta(s.annotation, meta)
+                s.provenance = provenance_from_meta(meta)
             except merfactory.MerFactoryFormatError as e:
                 s.notes.append(f"{merfactory.META_NAME}: {e}")
         order = [SampleType.mer, SampleType.image, SampleType.video, SampleType.audio, SampleType.au]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from mer_eval.schema import Evidence, InputRef, MetricResult, Relation, Sample, TextOrigin
+from mer_eval.schema import Evidence, InputRef, MetricResult, Relation, Sample, SampleProvenance, TextOrigin
 
 # The fields an LLM summary is written from in MER-Factory's pipeline (its final prompt shows all of them).
 SUMMARY_INPUTS = ["chronological_emotion_peaks", "visual_expression", "visual_objective", "audio_description",
@@ -163,3 +163,51 @@ def dependence(r: MetricResult) -> Optional[str]:
     """Why a value does not count, or None when it does (the ``dependence`` column of scores.parquet)."""
     ok, why = counts(r)
     return None if ok else why
+
+
+# ---- provenance recorded by mer-eval's own generate ------------------------------------------------
+
+# what the offline provider's templates vote the conclusion from (generators/synthesis.py, VOTE_ORDER)
+OFFLINE_CONCLUSION_FROM = ["fer_probabilities", "top_aus_intensities", "chronological_emotion_peaks",
+                           "audio_description"]
+
+
+def provenance_from_meta(meta: dict) -> SampleProvenance:
+    """:class:`SampleProvenance` from ``mer_eval_meta.json``: its ``text_origins`` / ``conclusion_from`` /
+    ``flags`` when recorded; for metas written before those keys, inferred from the provider (the offline
+    provider's texts are templates over the measured signals and its conclusion a vote of FER, AU rules and
+    the voice; any other provider's summary was written by a model that was shown the same signals)."""
+    pv = SampleProvenance(recorded_in="mer_eval_meta.json")
+    provider = meta.get("provider") if isinstance(meta.get("provider"), str) else None
+    model = meta.get("model") if isinstance(meta.get("model"), str) else None
+    origins = meta.get("text_origins")
+    if isinstance(origins, dict):
+        for k, v in origins.items():
+            if isinstance(v, dict) and isinstance(v.get("producer"), str):
+                try:
+                    pv.origins[str(k)] = TextOrigin.model_validate(
+                        {x: v.get(x) for x in ("producer", "made_from", "stage", "provider", "model") if x in v})
+                except ValueError:
+                    continue
+    elif provider:
+        made = SUMMARY_INPUTS + ["fer_probabilities"]
+        if provider == "offline":
+            pv.origins["final_summary"] = TextOrigin(producer="template", made_from=made, stage="synthesis",
+                                                     provider=provider, model=model)
+            pv.origins["audio_description"] = TextOrigin(producer="template", made_from=["audio"], stage="audio",
+                                                         provider=provider, model=model)
+            pv.origins["llm_au_description"] = TextOrigin(producer="template", made_from=["top_aus_intensities"],
+                                                          stage="au_text", provider=provider, model=model)
+        else:
+            pv.origins["final_summary"] = TextOrigin(producer="llm", made_from=made, stage="synthesis",
+                                                     provider=provider, model=model)
+        pv.origins["transcript"] = TextOrigin(producer="asr", made_from=["audio"], stage="audio")
+    cf = meta.get("conclusion_from")
+    if isinstance(cf, list):
+        pv.conclusion_from = [str(x) for x in cf]
+    elif "conclusion_from" not in meta and provider == "offline":
+        pv.conclusion_from = list(OFFLINE_CONCLUSION_FROM)
+    flags = meta.get("flags")
+    if isinstance(flags, dict):
+        pv.flags = {str(k): str(v) for k, v in flags.items()}
+    return pv

@@ -57,7 +57,7 @@ from mer_eval.schema import Evidence, MetricResult, Relation, Sample, Status
 from mer_eval.text import cjk_ratio, unwrap_transcript
 
 WEIGHTS = {"au": 0.8, "peaks": 0.5, "audio": 1.0, "transcript": 0.6, "visual": 1.0, "fer": 0.8,
-           "reasoning_local": 1.5, "reasoning_cues": 0.5, "reasoning_words": 0.8}
+           "reasoning_local": 1.5, "reasoning_cues": 0.5, "reasoning_words": 0.4}
 EVIDENCE_SOURCES = ("au", "peaks", "audio", "transcript", "visual", "fer")
 REASONING_SOURCES = ("reasoning_local", "reasoning_cues", "reasoning_words")
 # the annotation fields each source reads (for the evidence rule)
@@ -75,6 +75,7 @@ _MODALITY_WORDS = {
 }
 _TIMESTAMP = re.compile(r"\b(\d+(?:\.\d+)?)\s*(?:s\b|sec\b|secs\b|seconds?\b)")
 NEUTRAL_SILENT = 0.6  # support for "neutral" from a source that names no emotion
+WEAK_MASS = 1.5  # a source whose cues sum to less than this still lends "neutral" part of NEUTRAL_SILENT
 _PEAK = re.compile(r"([a-z]+)\s*\((slight|moderate|strong)\)", re.I)
 _STRENGTH = {"slight": 0.5, "moderate": 0.75, "strong": 1.0}
 
@@ -249,6 +250,11 @@ class ConclusionConsistency(Metric):
                 (None, "no emotion cue")
         sup = prof.support(emo)
         if sup is not None:
+            if emo == "neutral" and src not in ("reasoning_words", "peaks"):
+                # weak cues are weak evidence of calm: neutral keeps part of the silent-source support
+                weak = NEUTRAL_SILENT * max(0.0, 1.0 - prof.total / WEAK_MASS)
+                if weak > sup:
+                    return round(weak, 4), f"weak cues (mass {prof.total:.2f} < {WEAK_MASS})"
             return sup, "profile"
         if src == "transcript":
             tr = unwrap_transcript(s.annotation.transcript or "")

@@ -71,6 +71,12 @@ _CONCLUSION_PATTERNS = [
                r"(?:most likely|most probable|predominant|dominant|primary|main|core)\s+"
                r"(?:emotion|emotional state|sentiment)"),
     re.compile(r"(?:核心情绪|情绪状态|主要情绪|最可能的情绪|情感倾向|情绪)(?:是|为|：|:)\s*(?P<x>[^，。；\n,.;]+)"),
+    # a closing paraphrase: "Overall, the speaker appears neutral", "Taken together, he is most likely worried"
+    re.compile(r"(?:overall|in conclusion|in summary|to sum up|taken together|all in all|ultimately|on balance|"
+               r"in short|therefore|thus)\s*,?\s*(?:the\s+)?(?:speaker|person|subject|individual|man|woman|"
+               r"character|boy|girl|he|she|they)\s+(?:appears|seems|is|looks|feels|sounds|comes across as)\s+"
+               r"(?:to be\s+|to feel\s+)?(?:most likely\s+|mostly\s+|primarily\s+|predominantly\s+|mainly\s+|"
+               r"largely\s+|genuinely\s+|clearly\s+|quite\s+|deeply\s+)?(?P<x>[^\n]+)"),
     re.compile(r"^\s*\**\s*(?:final\s+)?(?:emotion|sentiment|label)\s*\**\s*[:：]\s*\**\s*(?P<x>[^\n]+)$", re.MULTILINE),
 ]
 
@@ -245,7 +251,10 @@ _cue("smile|smiles|smiling|smiled|grin|grins|grinning|grinned|beaming|beams|laug
      "chuckles|chuckling|giggle|giggles|giggling|lit up|lights up|broad smile|wide smile", happy=1.0)
 _cue("smirk|smirks|smirking", contempt=0.7, happy=0.3)
 _cue("crying|cries|cry|tears|teary|teary-eyed|weeping|weeps|sobbing|sobs|sniffling|wiping her eyes|"
-     "wiping his eyes|watery eyes", sad=1.0)
+     "wiping his eyes|watery eyes|glistening|eyes glisten|welling|welled|tear-streaked|red-rimmed|puffy eyes|"
+     "on the verge of tears|fighting back tears|holding back tears|lip trembles|trembling chin|quivering chin|"
+     "puckered chin|chin is puckered|mouth pulled down|corners of his mouth are pulled down|"
+     "corners of her mouth are pulled down|downturned mouth|downturned lips", sad=1.0)
 _cue("frown|frowns|frowning|frowned|furrowed|furrowing|knitted brows", angry=0.4, sad=0.3, worried=0.4)
 _cue("scowl|scowls|scowling|glare|glares|glaring|glared|clenched|gritted|gritting|seething|fuming",
      angry=1.0)
@@ -270,8 +279,9 @@ _cue("biting her lip|biting his lip|bites her lip|bites his lip|fidgeting|fidget
      "nervous laugh|nervous smile|shifting uncomfortably|fiddling", worried=0.8)
 _cue("pursed lips|lips pursed|pressed lips|lips pressed|tight-lipped|tight lips|set jaw|jaw set",
      angry=0.4, worried=0.3, neutral=0.1)
-_cue("hug|hugs|hugging|embrace|embraces|embracing|high five|high-five|cheering|cheers|celebrating",
-     happy=0.6)
+_cue("high five|high-five|cheering|cheers|celebrating|celebrates|jumping up and down|arms in the air|"
+     "fist pump|thumbs up", happy=0.6)
+_cue("hug|hugs|hugging|embrace|embraces|embracing", happy=0.3, sad=0.2)
 # voice, as tone descriptions put it
 _cue("upbeat|lively|bright tone|bubbly|chipper|sing-song|warm tone|warmly|light tone|light-hearted tone|"
      "playful tone|cheery|jolly|excited tone|animated|bouncy|energetic|enthusiastically", happy=0.8)
@@ -302,7 +312,8 @@ _cue("haha|hahaha|hehe|yay|hooray|awesome|great|wonderful|fantastic|amazing|cong
 _cue("damn|shut up|hell|how dare|i hate|stupid|idiot|ridiculous|get out|leave me alone|enough",
      angry=0.7, contempt=0.2)
 _cue("ugh|gross|ew|eww|yuck|disgusting", disgust=0.8)
-_cue("i'm sorry|sorry|i miss|miss you|alone|lost|passed away|died|funeral|goodbye", sad=0.6)
+_cue("i'm sorry|sorry|i miss|miss you|gonna miss|going to miss|will miss|alone|lost|passed away|died|funeral|"
+     "goodbye|can't believe she's gone|can't believe he's gone", sad=0.6)
 _cue("what do i do|what should i do|what if|i don't know|i'm not sure|oh no|please|help me", worried=0.6,
      fear=0.2)
 # Chinese speech and descriptions (substring match)

@@ -18,16 +18,20 @@ Outputs:
   evidence E (a summary of another clip, or one that invents its clues, scores low);
 * ``specificity`` = min(1, |S & E| / ``saturation``) (default 12): how much sample-specific, grounded content
   it carries; a boilerplate sentence carries none, however true;
-* ``quote_fidelity``: mean, over the summary's quotations of at least ``min_quote_words`` words
-  (``min_quote_chars`` CJK characters), of the best match with any evidence text (difflib ratio over tokens,
-  over characters for CJK, searched over windows of the quote's length). A quotation in another script than
-  every evidence text (an English translation of a Chinese transcript) that matches nothing is not checkable
-  and is listed in ``details.unchecked_quotes``. ``not_applicable`` without quotations;
+* ``quote_fidelity``: over the summary's quotations of at least ``min_quote_words`` words
+  (``min_quote_chars`` CJK characters), the best match of a quotation with an evidence text of its script
+  (difflib ratio over tokens, over characters for CJK, searched over windows of the quote's length): a
+  summary that quotes its transcript right is faithful to it, whatever else it puts in quotation marks
+  (``details.mean_match`` is the mean). A quotation in another script than the transcript (an English
+  translation of a Chinese line) that matches nothing is not checkable (``details.unchecked_quotes``).
+  ``not_applicable`` without checkable quotations;
 * ``number_fidelity``: the share of decimal numbers the summary cites (timestamps, AU intensities) that are
   among the evidence's numbers (peak timestamps, intensities; equal to two decimals, or to one when the
   summary gives one). ``not_applicable`` when it cites none.
 
-A summary whose type promises one but is empty *abstained* (status ``abstained``).
+A summary in another script than all its evidence descriptions (a Chinese summary of English descriptions)
+gets ``not_applicable`` for ``grounding`` and ``specificity``: word overlap cannot cross languages. A summary
+whose type promises one but is empty *abstained* (status ``abstained``).
 """
 
 from __future__ import annotations
@@ -253,35 +257,49 @@ class Grounding(Metric):
                    "grounded_by_field": per_field, "grounded_sample": sorted(grounded)[:30],
                    "ungrounded_sample": sorted(S - E)[:30]}
         out: list[MetricResult] = []
-        if S:
+        non_speech = [t for f, t in texts.items() if f != "transcript"]
+        s_cjk = cjk_ratio(summary) > 0.3
+        if non_speech and all((cjk_ratio(t) > 0.3) != s_cjk for t in non_speech):
+            why_l = (f"the summary is written in {'CJK' if s_cjk else 'Latin'} script, its evidence descriptions in "
+                     f"{'Latin' if s_cjk else 'CJK'}: word overlap cannot measure grounding across languages")
+            out.extend(self.not_ok(s.id, Status.not_applicable, why_l, ["grounding", "specificity"], details=details,
+                                   evidence=ev))
+        elif S:
             out.append(self.ok(s.id, "grounding", len(grounded) / len(S), details=details, evidence=ev))
         else:
             out.extend(self.not_ok(s.id, Status.not_applicable,
                                    "the summary has no content words beyond generic and emotion vocabulary",
                                    ["grounding"], details=details, evidence=ev))
-        out.append(self.ok(s.id, "specificity", min(1.0, len(grounded) / sat), details=details, evidence=ev))
+        if not any(r.metric == "specificity" for r in out):
+            out.append(self.ok(s.id, "specificity", min(1.0, len(grounded) / sat), details=details, evidence=ev))
         # quotations
         min_w = int(self.params.get("min_quote_words", 3))
         min_c = int(self.params.get("min_quote_chars", 4))
         checked, unchecked = [], []
         ev_list = list(texts.values())
+        speech = texts.get("transcript")
         for q in quotes(summary):
             cjk = cjk_ratio(q) > 0.3
             n = len(_tokens(q, cjk))
             if n < (min_c if cjk else min_w):
                 continue
-            r = best_match(q, ev_list)
-            other_script = all((cjk_ratio(t) > 0.3) != cjk for t in ev_list if t.strip())
-            if r < 0.5 and other_script:
+            same = [t for t in ev_list if (cjk_ratio(t) > 0.3) == cjk]
+            r = best_match(q, same) if same else 0.0
+            # a quotation in another script than the transcript (a translation of it), or in a script no
+            # evidence text is written in, that matches nothing, cannot be checked
+            foreign = (speech is not None and (cjk_ratio(speech) > 0.3) != cjk) or not same
+            if r < 0.5 and foreign:
                 unchecked.append(q[:120])
                 continue
             checked.append({"quote": q[:120], "match": round(r, 4)})
-        qd = {"quotes": checked, "unchecked_quotes": unchecked}
+        qd = {"quotes": checked, "unchecked_quotes": unchecked,
+              "mean_match": round(sum(c["match"] for c in checked) / len(checked), 4) if checked else None}
         if checked:
-            out.append(self.ok(s.id, "quote_fidelity", sum(c["match"] for c in checked) / len(checked),
-                               details=qd, evidence=ev))
+            # the best-matching quotation: a summary that quotes its transcript right is faithful to it,
+            # whatever else it puts in quotation marks (a translated peak label, a paraphrase)
+            out.append(self.ok(s.id, "quote_fidelity", max(c["match"] for c in checked), details=qd, evidence=ev))
         else:
-            why_q = ("the summary's quotations cannot be checked (another script than the evidence: "
+            why_q = ("the summary's quotations cannot be checked (another script than the transcript: "
                      "translations?)" if unchecked else "the summary quotes nothing")
             out.extend(self.not_ok(s.id, Status.not_applicable, why_q, ["quote_fidelity"], details=qd,
                                    evidence=ev))
