@@ -37,7 +37,8 @@ from typing import Any, Iterable, Optional, Union
 from mer_eval import __version__
 from mer_eval.paths import check_sample_id, is_within
 
-NOT_OK_STATUSES = ("unavailable", "not_applicable", "error", "missing")
+NOT_OK_STATUSES = ("unavailable", "not_applicable", "error", "missing", "abstained")
+ACTIONS = ("exclude", "review")
 GATE_CSV = "gate.csv"
 GATE_JSON = "gate.json"
 INCLUDE_TXT = "include.txt"
@@ -127,6 +128,7 @@ class Rule:
     required: frozenset = frozenset()  # statuses (other than ok) that exclude the sample
     threshold: Optional[float] = None  # resolved on the run (absolute: = number)
     basis: Optional[str] = None  # how the threshold was resolved
+    action: str = "exclude"  # what a failed rule does to the sample: exclude | review
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,7 +153,7 @@ def _required_set(v: Any, where: str) -> frozenset:
     raise GateError(f"{where}: 'required' must be true/false or a list of statuses, got {v!r}")
 
 
-def parse_rule(text: str, name: Optional[str] = None, required: Any = None) -> Rule:
+def parse_rule(text: str, name: Optional[str] = None, required: Any = None, action: Optional[str] = None) -> Rule:
     """Parse one rule string (see the module docstring)."""
     raw = str(text).strip()
     forced = None
@@ -189,6 +191,10 @@ def parse_rule(text: str, name: Optional[str] = None, required: Any = None) -> R
     if not re.match(r"^[a-z0-9_]+$", r.name):
         raise GateError(f"{where}: rule name {r.name!r} must be lower-case letters, digits and '_'")
     r.required = _required_set(required, where)
+    if action is not None:
+        if action not in ACTIONS:
+            raise GateError(f"{where}: action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        r.action = action
     return r
 
 
@@ -209,11 +215,12 @@ def load_rules(source: Union[str, Path, None] = None, rules: Iterable[str] = ())
             if isinstance(e, str):
                 out.append(parse_rule(e))
             elif isinstance(e, dict):
-                extra = set(e) - {"rule", "name", "required", "description"}
+                extra = set(e) - {"rule", "name", "required", "description", "action"}
                 if extra or "rule" not in e:
                     raise GateError(f"{spec['_origin']}: rules[{i}] needs 'rule' and allows name, required, "
-                                    f"description; got {sorted(e)}")
-                out.append(parse_rule(e["rule"], name=e.get("name"), required=e.get("required")))
+                                    f"action, description; got {sorted(e)}")
+                out.append(parse_rule(e["rule"], name=e.get("name"), required=e.get("required"),
+                                      action=e.get("action")))
             else:
                 raise GateError(f"{spec['_origin']}: rules[{i}] must be a string or a mapping")
     for s in rules:
@@ -267,6 +274,9 @@ class SampleDecision:
     skipped: list[str] = field(default_factory=list)  # "rule: skipped: status: reason"
     issues: dict[str, Optional[bool]] = field(default_factory=dict)  # rule -> is issue (None: skipped)
     scores: dict[str, Optional[float]] = field(default_factory=dict)  # rule -> value tested
+    decision: str = "include"  # include | exclude | review
+    unknown: list[str] = field(default_factory=list)  # why nothing could judge (part of) this sample
+    why: str = ""  # one line: what decided
 
 
 @dataclass
@@ -274,10 +284,11 @@ class GateResult:
     rules: list[Rule]
     decisions: list[SampleDecision]
     origin: str
+    on_unknown: str = "exclude"
 
     @property
     def included(self) -> list[str]:
-        return [d.sample_id for d in self.decisions if d.include]
+        return [d.sample_id for d in self.decisions if d.decision == "include"]
 
     def counts(self) -> dict[str, Any]:
         per_rule = {}
@@ -287,9 +298,10 @@ class GateResult:
                 v = d.issues.get(r.name)
                 c["skipped" if v is None else "failed" if v else "passed"] += 1
             per_rule[r.name] = c
-        n_inc = sum(d.include for d in self.decisions)
-        return {"samples": len(self.decisions), "included": n_inc, "excluded": len(self.decisions) - n_inc,
-                "per_rule": per_rule}
+        by = {k: sum(d.decision == k for d in self.decisions) for k in ("include", "exclude", "review")}
+        return {"samples": len(self.decisions), "included": by["include"], "excluded": by["exclude"],
+                "review": by["review"], "unknown": sum(bool(d.unknown) for d in self.decisions),
+                "on_unknown": self.on_unknown, "per_rule": per_rule}
 
 
 def _resolve(rule: Rule, values, higher_is_better: bool) -> None:
@@ -322,8 +334,16 @@ def _resolve(rule: Rule, values, higher_is_better: bool) -> None:
 _OP_TXT = {"ge": ">=", "le": "<=", "gt": ">", "lt": "<", "eq": "==", "ne": "!="}
 
 
-def evaluate(df, rules: list[Rule], origin: str = "") -> GateResult:
-    """Apply ``rules`` to the long-form scores ``df``; every sample in ``df`` gets a decision."""
+def evaluate(df, rules: list[Rule], origin: str = "", on_unknown: str = "exclude") -> GateResult:
+    """Apply ``rules`` to the long-form scores ``df``; every sample in ``df`` gets a decision.
+
+    Fail closed: a rule whose metric *abstained* (no conclusion, empty summary) fails, as the metric's worst
+    value would; a rule whose metric was not measured is skipped, unless ``required`` names that status,
+    and then the sample is *unknown*; a sample no rule could judge is unknown too. Unknown samples get
+    ``on_unknown`` (``exclude`` by default, ``review``, or ``include`` -- only ever by explicit choice).
+    A failed rule decides by its ``action`` (``exclude``, or ``review``: a person should look)."""
+    if on_unknown not in ("exclude", "review", "include"):
+        raise GateError(f"on_unknown must be exclude, review or include, got {on_unknown!r}")
     directions = metric_directions(df)
     ids = sample_ids(df)
     cells: dict[tuple[str, str], tuple[str, Optional[float], Optional[str]]] = {}
@@ -333,7 +353,7 @@ def evaluate(df, rules: list[Rule], origin: str = "") -> GateResult:
         v = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
         if str(status) == "ok" and isinstance(why_dep, str) and why_dep:
             # a self-check (AUs vs the AUs the text came from, label in the prompt, WER against the same
-            # ASR model) decides nothing: the rule is skipped with the reason
+            # ASR model) decides nothing: the rule is skipped with the reason (mer_eval.evidence.counts)
             cells[(sid, str(metric))] = ("not_independent", None, why_dep)
             continue
         cells[(sid, str(metric))] = (str(status), v, None if reason is None or reason != reason else str(reason))
@@ -344,30 +364,43 @@ def evaluate(df, rules: list[Rule], origin: str = "") -> GateResult:
     decisions = []
     for sid in ids:
         d = SampleDecision(sid, True)
+        actions: list[str] = []
+        judged = 0  # rules decided on a measured value (or an abstention)
         for r in rules:
             status, value, reason = cells.get((sid, r.metric), ("missing", None, f"no {r.metric} row in scores"))
+            if status == "abstained" and r.kind != "status":
+                d.scores[r.name] = None
+                d.issues[r.name] = True
+                d.failed.append(f"{r.name}: {r.metric} abstained: {reason or 'no answer'} (counts as worst)")
+                actions.append(r.action)
+                judged += 1
+                continue
             if status != "ok":
                 why = f"{status}: {reason or 'no reason given'}"
                 d.scores[r.name] = None
                 if status in r.required:
                     d.issues[r.name] = True
                     d.failed.append(f"{r.name}: {r.metric} is {why} (required)")
+                    d.unknown.append(f"{r.metric} {why}")
                 else:
                     d.issues[r.name] = None
                     d.skipped.append(f"{r.name}: skipped: {why}")
                 continue
             d.scores[r.name] = value
-            if r.kind == "status":
+            if r.kind == "status":  # the requirement it states (scored) is met: a judgment
                 d.issues[r.name] = False
+                judged += 1
                 continue
             if r.threshold is None:
                 d.issues[r.name] = None
                 d.skipped.append(f"{r.name}: skipped: threshold unresolved: {r.basis}")
                 continue
             holds = _cmp(r.op, value, r.threshold)
+            judged += 1
             issue = (not holds) if r.mode == "require" else holds
             d.issues[r.name] = issue
             if issue:
+                actions.append(r.action)
                 if r.mode == "require":
                     d.failed.append(f"{r.name}: {r.metric} = {_fmt(value)}, needs {_OP_TXT[r.op]} {_fmt(r.threshold)}")
                 else:
@@ -375,9 +408,22 @@ def evaluate(df, rules: list[Rule], origin: str = "") -> GateResult:
                     d.failed.append(
                         f"{r.name}: {r.metric} = {_fmt(value)} {_OP_TXT[r.op]} {_fmt(r.threshold)}{extra}"
                     )
-        d.include = not any(v is True for v in d.issues.values())
+        if judged == 0 and not d.unknown:
+            d.unknown.append("no rule could judge this sample (every rule skipped)")
+        if "exclude" in actions:
+            d.decision, d.why = "exclude", "failed " + ", ".join(f.split(":")[0] for f in d.failed)
+        elif "review" in actions:
+            d.decision, d.why = "review", "flagged for review: " + ", ".join(f.split(":")[0] for f in d.failed)
+        elif d.unknown:
+            d.decision = on_unknown
+            d.why = (f"unknown ({'; '.join(d.unknown)}): "
+                     + {"exclude": "excluded (fail closed)", "review": "sent to review",
+                        "include": "included only because unknowns are included on request"}[on_unknown])
+        else:
+            d.decision, d.why = "include", "every rule that could judge it passed"
+        d.include = d.decision == "include"
         decisions.append(d)
-    return GateResult(rules, decisions, origin)
+    return GateResult(rules, decisions, origin, on_unknown)
 
 
 # ---- files -------------------------------------------------------------------------------------------
@@ -389,12 +435,12 @@ def write_gate(run_dir: Path, result: GateResult) -> dict[str, Path]:
     run_dir = Path(run_dir)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    header = ["sample_id", "decision", "failed", "skipped"]
+    header = ["sample_id", "decision", "why", "failed", "unknown", "skipped"]
     for r in result.rules:
         header += [f"is_{r.name}_issue", f"{r.name}_score"]
     w.writerow(header)
     for d in result.decisions:
-        row: list[Any] = [d.sample_id, "include" if d.include else "exclude", "; ".join(d.failed),
+        row: list[Any] = [d.sample_id, d.decision, d.why, "; ".join(d.failed), "; ".join(d.unknown),
                           "; ".join(d.skipped)]
         for r in result.rules:
             iss = d.issues.get(r.name)
@@ -409,16 +455,31 @@ def write_gate(run_dir: Path, result: GateResult) -> dict[str, Path]:
         "created": datetime.now(timezone.utc).isoformat(),
         "run": str(run_dir),
         "origin": result.origin,
+        "on_unknown": result.on_unknown,
         "rules": [r.to_json() for r in result.rules],
         "counts": result.counts(),
     })
     return paths
 
 
-def gate_run(run_dir: Path, source: Union[str, Path, None] = "default", rules: Iterable[str] = ()) -> GateResult:
+def load_on_unknown(source: Union[str, Path, None]) -> str:
+    """The rule set's ``on_unknown`` (exclude | review); ``include`` is refused here: including samples nothing
+    could judge takes the explicit ``--include-unknown`` option."""
+    if not source:
+        return "exclude"
+    v = _read_gate_yaml(source).get("on_unknown", "exclude")
+    if v not in ("exclude", "review"):
+        raise GateError(f"{source}: on_unknown must be exclude or review (including unknown samples takes "
+                        f"--include-unknown), got {v!r}")
+    return v
+
+
+def gate_run(run_dir: Path, source: Union[str, Path, None] = "default", rules: Iterable[str] = (),
+             include_unknown: bool = False) -> GateResult:
     """Read the run's scores, apply the rules, write gate.csv / include.txt / gate.json."""
     rule_list, origin = load_rules(source, rules)
-    result = evaluate(read_scores(run_dir), rule_list, origin)
+    on_unknown = "include" if include_unknown else load_on_unknown(source)
+    result = evaluate(read_scores(run_dir), rule_list, origin, on_unknown)
     write_gate(run_dir, result)
     return result
 
@@ -432,7 +493,7 @@ def load_gate(run_dir: Path) -> Optional[dict[str, bool]]:
     with p.open(encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
             dec = (row.get("decision") or "").strip()
-            if dec not in ("include", "exclude"):
+            if dec not in ("include", "exclude", "review"):
                 raise GateError(f"{p}: sample {row.get('sample_id')!r} has decision {dec!r}")
             out[row["sample_id"]] = dec == "include"
     return out
@@ -493,8 +554,8 @@ def copy_included(run_dir: Path, dest: Path, include: Iterable[str]) -> dict[str
 
 def summary_lines(result: GateResult) -> list[str]:
     c = result.counts()
-    lines = [f"{c['included']} of {c['samples']} samples included, {c['excluded']} excluded "
-             f"(rules from {result.origin})"]
+    lines = [f"{c['included']} of {c['samples']} samples included, {c['excluded']} excluded, {c['review']} to review "
+             f"(rules from {result.origin}; {c['unknown']} could not be judged: {result.on_unknown})"]
     for r in result.rules:
         pr = c["per_rule"][r.name]
         thr = f" threshold {_fmt(r.threshold)}" if r.threshold is not None else ""

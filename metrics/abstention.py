@@ -12,6 +12,8 @@ cleanlab-style issue scores (1 = no issue; ``gate`` derives ``is_<rule>_issue`` 
     the final summary of a ``mer`` / ``image`` sample                1
     a concluded emotion (none, a placeholder such as ``[X]``, or    1
     a phrase that maps to no emotion)
+    a concluding statement (the emotion only guessed from the        0.5
+    emotion words the summary uses most)
     ``mer``: any audio analysis (transcript and tone both empty)     0.25
     ``mer``: any visual description (peak frame and clip)           0.25
     ``mer``: any AU analysis (no AU text, no AU intensities)        0.25
@@ -33,7 +35,7 @@ from typing import Any, Optional
 
 from mer_eval.evidence import relate
 from mer_eval.metric import Metric, OutputSpec
-from mer_eval.metrics.emotion_text import conclusion_or_abstention
+from mer_eval.metrics.emotion_text import conclusion_or_abstention, sentiment_conclusion
 from mer_eval.schema import MetricResult, Sample
 
 PROMISES = {"audio": ("transcript", "audio_description"), "video": ("video_content",),
@@ -66,13 +68,13 @@ class Abstention(Metric):
             if not (a.final_summary or "").strip():
                 out.append((f"no final summary ({stype} annotations promise one)", 1.0))
             else:
-                _, why = conclusion_or_abstention(a.final_summary or "", dict(self.params.get("emotion_map") or {}) or None)
+                f, why = conclusion_or_abstention(a.final_summary or "", dict(self.params.get("emotion_map") or {}) or None)
                 if why:
-                    from mer_eval.metrics.emotion_text import concluded_sentiment
-
-                    sent = concluded_sentiment(a.final_summary)
-                    if sent.emotion is None or sent.method != "conclusion":
+                    if sentiment_conclusion(a.final_summary or "") is None:
                         out.append((why, 1.0))
+                elif f.method == "dominant_words":
+                    out.append(("no concluding statement ('the core emotional state is X ...'): the emotion can only "
+                                f"be guessed from the words it uses most ({f.emotion})", 0.5))
         if stype == "mer":
             if not (a.transcript or a.audio_description):
                 out.append(("no audio analysis (transcript and tone both empty)", 0.25))

@@ -271,10 +271,18 @@ class ConclusionConsistency(Metric):
         return None, "no emotion cue"
 
     def _relations(self, s: Sample) -> dict[str, Evidence]:
+        from mer_eval.evidence import DETERMINISTIC, origin
+
+        writer = origin(s, "final_summary")
         rel = {}
         for src, fields in SOURCE_FIELDS.items():
-            rel[src] = (relate(s, ["final_summary"], fields, conclusion=True) if fields
-                        else relate(s, ["final_summary"], [], what="the summary's own reasoning"))
+            if fields:
+                rel[src] = relate(s, ["final_summary"], fields, conclusion=True)
+            elif writer.producer in DETERMINISTIC:  # one template wrote the reasoning and the conclusion
+                rel[src] = self_check(relate(s, ["final_summary"], []).compared,
+                                      f"a {writer.producer} wrote both the reasoning and the conclusion")
+            else:
+                rel[src] = relate(s, ["final_summary"], [], what="the summary's own reasoning")
         return rel
 
     def _one(self, s: Sample) -> list[MetricResult]:
@@ -302,8 +310,10 @@ class ConclusionConsistency(Metric):
             sup, shown = self._local_support(local, emo, self._extra())
             if sup is not None:
                 per["reasoning_local"] = {"support": sup, "how": "sentences naming it, by their own evidence",
-                                          "weight": WEIGHTS["reasoning_local"], "relation": "intrinsic",
-                                          "sentences": shown}
+                                          "weight": WEIGHTS["reasoning_local"],
+                                          "relation": rels["reasoning_local"].relation.value, "sentences": shown}
+                if rels["reasoning_local"].relation == Relation.self_check:
+                    left_out["reasoning_local"] = rels["reasoning_local"].reason
         for src, prof in profs.items():
             sup, how = self._support(src, prof, emo, s)
             ev = rels[src]

@@ -67,7 +67,7 @@ _CONCLUSION_PATTERNS = [
                r"\s+(?:emotion|emotional state|sentiment|emotion label|sentiment label)\s+"
                r"(?:is|was|would be|appears to be|seems to be)\s*:?\s*(?P<x>[^\n]+)"),
     re.compile(r"(?:the|this|his|her|their)\s+(?:sentiment|emotion)\s+(?:is|was)\s*:?\s*(?P<x>[^\n]+)"),
-    re.compile(r"(?P<x>[a-z][a-z ,/-]{0,40}?)\s+(?:is|was|seems|appears)\s+(?:to be\s+)?the\s+"
+    re.compile(r"(?P<x>[a-z][a-z ,/-]{0,40}?)\s+(?:is|was|are|seems|seem|appears|appear)\s+(?:to be\s+)?the\s+"
                r"(?:most likely|most probable|predominant|dominant|primary|main|core)\s+"
                r"(?:emotion|emotional state|sentiment)"),
     re.compile(r"(?:核心情绪|情绪状态|主要情绪|最可能的情绪|情感倾向|情绪)(?:是|为|：|:)\s*(?P<x>[^，。；\n,.;]+)"),

@@ -54,7 +54,8 @@ def test_parse_rule_forms():
     r = parse_rule("composite_score bottom 10%")
     assert (r.kind, r.side, r.number) == ("percentile", "bottom", 10.0)
     r = parse_rule("asr_wer is ok")
-    assert r.kind == "status" and r.required == frozenset({"unavailable", "not_applicable", "error", "missing"})
+    assert r.kind == "status" and r.required == frozenset({"unavailable", "not_applicable", "error", "missing",
+                                                           "abstained"})
     r = parse_rule("flag: asr_wer > 0.5", name="wer_high", required=["error"])
     assert (r.mode, r.name, r.required) == ("flag", "wer_high", frozenset({"error"}))
     for bad in ("composite_score >=", "composite_score ~ 3", "x bottom 120%", "a > 3 x mean", ""):
@@ -115,11 +116,18 @@ def test_not_ok_metric_is_skipped_with_reason_unless_required(runs, tmp_path):
     not_ok = df[(df.metric == "asr_wer") & (df.status != "ok")]
     assert len(wer) == 5 and len(not_ok) == 5  # LibriVox samples scored; MER-Factory ones not applicable
     res = gate_run(run, None, ["asr_wer <= 0.3"])
-    assert sorted(res.included) == all_ids(run)  # nothing silently failed ...
+    assert sorted(res.included) == sorted(s for s, v in wer.items() if v <= 0.3)
     rows = {r["sample_id"]: r for r in read_csv(run / "gate.csv")}
     for sid, st, reason in zip(not_ok.sample_id, not_ok.status, not_ok.reason):
-        assert rows[sid]["skipped"] == f"asr_wer_le_0_3: skipped: {st}: {reason}"  # ... nor silently passed
+        assert rows[sid]["skipped"] == f"asr_wer_le_0_3: skipped: {st}: {reason}"  # not silently failed ...
         assert rows[sid]["is_asr_wer_le_0_3_issue"] == "" and rows[sid]["asr_wer_le_0_3_score"] == ""
+        # ... nor silently passed: nothing judged these samples, so the gate fails closed
+        assert rows[sid]["decision"] == "exclude" and "no rule could judge" in rows[sid]["unknown"]
+        assert "excluded (fail closed)" in rows[sid]["why"]
+    # including samples nothing judged takes the explicit option, and says so
+    res = gate_run(run, None, ["asr_wer <= 0.3"], include_unknown=True)
+    assert sorted(res.included) == all_ids(run)
+    assert json.loads((run / "gate.json").read_text())["on_unknown"] == "include"
     # required: not_applicable now excludes those samples, with the reason
     rules = [parse_rule("asr_wer <= 0.3", required=["not_applicable"])]
     res = evaluate(read_scores(run), rules)
@@ -139,11 +147,18 @@ def test_composite_below_coverage_is_skipped_or_required(runs, tmp_path):
     comp = df[df.metric == "composite_score"]
     assert set(comp.status) == {"not_applicable"}
     res = gate_run(run, "default")
-    assert res.included == [d.sample_id for d in res.decisions]  # the bundled gate skips, never guesses
+    assert res.included == []  # no composite: the bundled gate excludes, never guesses ...
     for d in res.decisions:
-        assert any(s.startswith("composite_min: skipped: not_applicable: below_min_coverage") for s in d.skipped)
+        assert d.decision == "exclude" and d.unknown  # ... and says why
+        assert any(f.startswith("composite_min: composite_score is not_applicable: below_min_coverage")
+                   and f.endswith("(required)") for f in d.failed)
     res = gate_run(run, None, ["composite_score is ok"])
     assert res.included == []
+    # a rule set may send unknowns to review instead
+    y = tmp_path / "review.yaml"
+    y.write_text("on_unknown: review\nrules:\n  - {rule: 'composite_score >= 60', required: true}\n")
+    res = gate_run(run, y)
+    assert {d.decision for d in res.decisions} == {"review"} and res.included == []
 
 
 def test_error_status_required_by_default_gate(runs, tmp_path):
@@ -158,9 +173,9 @@ def test_error_status_required_by_default_gate(runs, tmp_path):
     df.to_parquet(run / "scores.parquet", index=False)
     res = gate_run(run, "default")
     d = {x.sample_id: x for x in res.decisions}
-    assert not d[victim].include
-    assert "scoring_errors: composite_score is error: RuntimeError: composite failed" in d[victim].failed[0]
-    assert any(s.startswith("composite_min: skipped: error: RuntimeError") for s in d[victim].skipped)
+    assert not d[victim].include and d[victim].decision == "exclude"
+    assert any("scoring_errors: composite_score is error: RuntimeError: composite failed" in f for f in d[victim].failed)
+    assert any(f.startswith("composite_min: composite_score is error: RuntimeError") for f in d[victim].failed)
 
 
 def test_relative_median_rule(runs, tmp_path):
@@ -172,12 +187,13 @@ def test_relative_median_rule(runs, tmp_path):
     res = gate_run(run, None, ["repetition_rate > 2 x median"])
     rule = res.rules[0]
     assert rule.threshold == pytest.approx(2 * med)
-    assert sorted(set(all_ids(run)) - set(res.included)) == flagged
+    unjudged = sorted(set(all_ids(run)) - set(rr))  # LibriVox speech: no summary, nothing to judge
+    assert sorted(set(all_ids(run)) - set(res.included)) == sorted(flagged + unjudged)
     meta = json.loads((run / "gate.json").read_text())
     assert meta["rules"][0]["threshold"] == pytest.approx(2 * med)
     assert f"median {med:.4g} over {len(rr)} ok samples" in meta["rules"][0]["basis"]
     res = gate_run(run, None, ["distinct2 < 0.5 x median"])  # nothing is that far below the median
-    assert sorted(res.included) == all_ids(run)
+    assert sorted(res.included) == sorted(set(all_ids(run)) - set(unjudged))
 
 
 def test_percentile_rules_follow_direction(runs, tmp_path):
@@ -274,9 +290,11 @@ def test_self_check_values_decide_nothing():
     ])
     res = evaluate(df, [parse_rule("au_f1 >= 0.5", name="au_min")])
     by = {d.sample_id: d for d in res.decisions}
-    assert by["a"].include and by["a"].issues["au_min"] is None
+    assert by["a"].issues["au_min"] is None  # the self-check neither passes nor fails the rule ...
     assert any("not_independent" in s and "self" in s for s in by["a"].skipped)
-    assert not by["b"].include
+    assert by["a"].decision == "exclude" and by["a"].unknown  # ... so nothing judged "a": fail closed
+    assert not by["b"].include and by["b"].decision == "exclude" and not by["b"].unknown
+    assert evaluate(df, [parse_rule("au_f1 >= 0.5", name="au_min")], on_unknown="include").decisions[0].include
 
 
 def test_scored_run_marks_self_checks(shared_data, tmp_path):

@@ -1,0 +1,108 @@
+"""Issue #9 on real data: abstention is a defect, the gate fails closed, self-checks count nowhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mer_eval.config import load_config
+from mer_eval.discovery import Dataset, discover
+from mer_eval.gates import gate_run
+from mer_eval.generators import corrupt
+from mer_eval.schema import Annotation, Sample, SampleType, Status, load_manifest
+from mer_eval.scoring import score_dataset
+
+TEXT = ["text_quality", "label_agreement", "conclusion", "grounding", "au_faithfulness", "abstention",
+        "cross_modal"]
+
+
+def _gemini(examples) -> Sample:
+    return next(s for s in discover(examples / "mer-factory").samples if s.id == "gemini")
+
+
+def _by(outcome, sid):
+    return {r.metric: r for r in outcome.results[sid]}
+
+
+def test_abstaining_is_never_better_than_answering_wrong(examples, tmp_path):
+    """An empty annotation, a summary that concludes nothing and one that concludes the wrong emotion (the
+    real Gemini summary, flipped): before, the first two were included and the third excluded."""
+    g = _gemini(examples)
+    empty = Sample(id="empty", type=SampleType.mer, annotation=Annotation(top_aus_intensities={"AU06_r": 1.5}))
+    silent = g.model_copy(deep=True)
+    silent.id = "no_conclusion"
+    # a summary that describes and names no emotion (it restates the scene description)
+    silent.annotation.final_summary = g.annotation.visual_objective
+    wrong = corrupt.make_flip(g, seed=0)[0].sample
+    wrong.id = "wrong_emotion"
+    ds = Dataset(kind="manifest", root=tmp_path, samples=[g, empty, silent, wrong])
+    out = score_dataset(ds, tmp_path / "run", load_config(), metrics=TEXT)
+    comp = {sid: _by(out, sid)["composite_score"] for sid in ("gemini", "empty", "no_conclusion", "wrong_emotion")}
+    assert all(c.status == Status.ok for c in comp.values())  # the strict composite judges every one
+    assert comp["empty"].value == 0.0
+    assert comp["no_conclusion"].value < comp["wrong_emotion"].value < comp["gemini"].value
+    nc = _by(out, "no_conclusion")
+    assert nc["conclusion_consistency"].status == Status.abstained
+    assert nc["cross_modal_agreement"].status == Status.abstained
+    assert nc["abstained_score"].value == 0.0
+    assert "conclusion_consistency" in nc["composite_score"].details["abstained"]
+    # the lenient composite leaves abstentions out and is reported beside the strict one
+    assert nc["composite_lenient"].status == Status.ok and nc["composite_lenient"].value > comp["no_conclusion"].value
+    res = gate_run(tmp_path / "run", "default")
+    dec = {d.sample_id: d for d in res.decisions}
+    assert dec["gemini"].decision == "include"
+    assert dec["empty"].decision == "exclude" and dec["no_conclusion"].decision == "exclude"
+    assert any("abstained" in f for f in dec["no_conclusion"].failed)
+
+
+def test_removing_every_conclusion_lowers_the_strict_composite(examples, tmp_path):
+    """Before: stripping "the core emotional state is X" moved the composite from 100 to null."""
+    base = [s for s in discover(examples / "mer-factory").samples]
+    stripped = []
+    for s in base:
+        t = s.model_copy(deep=True)
+        t.annotation.final_summary = "\n".join(
+            ln for ln in s.annotation.final_summary.splitlines() if "core emotional state" not in ln.lower())
+        stripped.append(t)
+    a = score_dataset(Dataset(kind="manifest", root=tmp_path, samples=base), tmp_path / "a", load_config(),
+                      metrics=TEXT)
+    b = score_dataset(Dataset(kind="manifest", root=tmp_path, samples=stripped), tmp_path / "b", load_config(),
+                      metrics=TEXT)
+    for s in base:
+        ca, cb = _by(a, s.id)["composite_score"], _by(b, s.id)["composite_score"]
+        assert ca.status == cb.status == Status.ok and cb.value < 0.7 * ca.value, (s.id, ca.value, cb.value)
+        ab = _by(b, s.id)["abstained_score"]
+        assert ab.value == 0.5 and "no concluding statement" in ab.details["missing"][0]["what"]
+    res = gate_run(tmp_path / "b", "default")
+    assert res.included == []  # answered: abstained_score >= 1 fails for every one (sent to review at best)
+
+
+def test_offline_provider_does_not_grade_its_own_answers(examples, tmp_path):
+    """The offline provider votes the summary's emotion from the FER class; that FER agreement (cm_fer) and
+    the AU-rule agreement it voted from are self-checks: nowhere counted, and run.json's means say so."""
+    from mer_eval.generators.pipeline import run_generate
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for f in ("0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "labels.csv"):
+        shutil.copy(examples / "media" / f, media / f)
+    run = tmp_path / "run"
+    cfg = load_config()
+    run_generate(media, run, cfg, progress=False)
+    ds = discover(run)
+    assert all(s.provenance.conclusion_from for s in ds.samples)
+    out = score_dataset(ds, run, cfg, metrics=TEXT)
+    for s in ds.samples:
+        r = _by(out, s.id)
+        assert r["cm_fer"].status == Status.ok and r["cm_fer"].evidence.independent is False
+        assert "voted" in r["cm_fer"].evidence.reason
+        assert r["label_match"].evidence.independent is False  # the label was in the prompt
+        comp = r["composite_score"]
+        assert "cm_fer" not in comp.details.get("counted", []) and "label_match" not in comp.details.get("counted", [])
+    man = load_manifest(run / "run.json")
+    assert man.score.means["cm_fer"] is None and man.score.left_out["cm_fer"]["n"] == len(ds.samples)
+    assert man.score.left_out["label_match"]["n"] == len(ds.samples)
+    assert man.score.fingerprints["conclusion_consistency"].code_hash

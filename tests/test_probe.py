@@ -1,0 +1,166 @@
+"""Corrupted twins (generators/corrupt.py) and `mer-eval probe` on real MER-Factory outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mer_eval.cli import main
+from mer_eval.discovery import discover
+from mer_eval.generators import corrupt
+from mer_eval.metrics.au_faithfulness import AUFaithfulness
+from mer_eval.metrics.emotion_text import concluded_emotion
+from mer_eval.reports.probe import auroc, bootstrap_ci
+
+TEXT_METRICS = "text_quality,label_agreement,conclusion,grounding,au_faithfulness,abstention"
+
+
+@pytest.fixture
+def mf(examples):
+    """The bundled real MER-Factory outputs (default with its OpenFace CSV, Gemini, LLaVA)."""
+    return {s.id: s for s in discover(examples / "mer-factory").samples}
+
+
+def _tree_hash(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ---- corruptions ------------------------------------------------------------------------------------
+
+def test_flip_replaces_the_concluded_family_only(mf):
+    s = mf["gemini"]
+    assert concluded_emotion(s.annotation.final_summary).emotion == "angry"  # "frustration"
+    tw, why = corrupt.make_flip(s, seed=0)
+    assert tw is not None, why
+    new = tw.sample.annotation.final_summary
+    after = concluded_emotion(new).emotion
+    assert after not in (None, "angry")
+    for w in ("frustration", "annoyed", "exasperated", "anger"):
+        assert w not in new.lower()
+    assert "cheek raiser" in new.lower() and "stethoscope" in new.lower()  # the reasoning stays
+    assert tw.sample.id == "gemini.twin-flip" and s.annotation.final_summary != new  # original untouched
+
+
+def test_flip_handles_short_words():
+    text, n = corrupt.flip_summary("She feels joy. In conclusion, the core emotional state is joy.", "happy", "sad")
+    assert n == 2 and "joy" not in text and text.endswith("is sadness.")
+
+
+def test_swap_takes_another_clip_not_the_same_clip(mf, shared_data):
+    ds = discover(shared_data / "annotations-mer-factory").samples
+    by = {s.id: s for s in ds}
+    tw, why = corrupt.make_swap(by["gemini_merr"], ds, seed=0)
+    assert tw is not None, why
+    donor = tw.what.split()[2]
+    # llava's output is of the same clip (same AU peak): swapping with it would be no corruption
+    assert donor != "llava-llama3_llama3.2" and not corrupt.same_clip(by["gemini_merr"], by[donor])
+    assert corrupt.same_clip(by["gemini_merr"], by["llava-llama3_llama3.2"])
+    assert tw.sample.annotation.final_summary == by[donor].annotation.final_summary
+    solo, why = corrupt.make_swap(by["gemini_merr"], [by["gemini_merr"], by["llava-llama3_llama3.2"]], 0)
+    assert solo is None and "no other clip" in why
+
+
+def test_au_twin_claims_undetected_movements_and_faithfulness_sees_it(mf):
+    m = AUFaithfulness({})
+    for sid in ("gemini", "default", "llava-llama3_llama3.2"):
+        s = mf[sid]
+        tw, why = corrupt.make_au(s, seed=0)
+        assert tw is not None, why
+        orig = m.score([s])[sid][0]
+        twin = m.score([tw.sample])[tw.sample.id][0]
+        assert orig.status.value == "ok" and twin.status.value == "ok"
+        assert twin.value < orig.value and twin.details["hallucinated"]
+        assert set(twin.details["hallucinated"]).isdisjoint(corrupt.reported_aus(s))
+
+
+def test_degen_generic_transcript_drop(mf):
+    s = mf["gemini"]
+    from mer_eval.text import split_sentences
+
+    d, _ = corrupt.make_degen(s, 0)
+    sents = split_sentences(d.sample.annotation.final_summary)
+    assert len(set(sents)) == 1 and len(sents) >= 4
+    g, _ = corrupt.make_generic(s, 0)
+    assert g.sample.annotation.final_summary.count(".") == 1 and "conclusion" in g.what
+    t, _ = corrupt.make_transcript(s, list(mf.values()), 0)
+    assert t.sample.annotation.transcript != s.annotation.transcript
+    assert sorted(t.sample.annotation.transcript.replace(" ", "")) != sorted(s.annotation.transcript)
+    dr, _ = corrupt.make_drop(s, 0)
+    assert dr.sample.annotation.transcript is None and dr.sample.annotation.audio_description is None
+    assert s.annotation.transcript  # the original keeps its audio analysis
+
+
+def test_twins_are_reproducible_and_order_free(mf):
+    a, _ = corrupt.make_twins(list(mf.values()), seed=3)
+    b, _ = corrupt.make_twins(list(reversed(list(mf.values()))), seed=3)
+    key = lambda tw: (tw.sample.id, tw.sample.annotation.model_dump_json())  # noqa: E731
+    assert sorted(map(key, a)) == sorted(map(key, b))
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt.make_twins(list(mf.values()), kinds=("flip", "nonsense"))
+
+
+# ---- AUROC ----------------------------------------------------------------------------------------
+
+def test_auroc_equals_sklearn_and_ranks_unmeasured_last():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(1, 1, 40).round(1), rng.normal(0, 1, 30).round(1)  # rounding makes ties
+    ref = roc_auc_score([1] * 40 + [0] * 30, np.concatenate([pos, neg]))
+    assert auroc(pos, neg) == pytest.approx(ref)
+    # an unmeasured value ranks last: a twin nothing measured is never "better" than a measured original
+    assert auroc(np.array([0.1]), np.array([-np.inf])) == 1.0
+    assert auroc(np.array([-np.inf]), np.array([-np.inf])) == 0.5
+    lo, hi = bootstrap_ci(list(zip(pos[:30], neg)), 300, 0)
+    assert lo <= auroc(pos[:30], neg) <= hi
+
+
+# ---- the command ----------------------------------------------------------------------------------
+
+def test_probe_on_bundled_mer_factory_outputs(examples, tmp_path):
+    run = tmp_path / "mf"
+    shutil.copytree(examples / "mer-factory", run)
+    before = _tree_hash(run)
+    r = CliRunner().invoke(main, ["probe", str(run), "--metrics", TEXT_METRICS, "--bootstrap", "200"],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    after = {k: v for k, v in _tree_hash(run).items() if not k.startswith("mer-eval-probe/")}
+    assert after == before  # twins never touch the run's own files
+    pj = json.loads((run / "mer-eval-probe" / "probe.json").read_text())
+    assert pj["n_originals"] == 3 and set(pj["kinds"]) == set(corrupt.KINDS)
+    comp = pj["auroc"]["composite_score"]
+    for kind in ("flip", "au", "degen", "generic"):
+        c = comp[kind]
+        assert c["n_pairs"] >= 2 and c["auroc"] is not None and 0.0 <= c["auroc"] <= 1.0
+        assert c["ci95"][0] <= c["auroc"] <= c["ci95"][1]
+    # on these real annotations the defects the composite is built for are all caught
+    assert comp["degen"]["auroc"] == 1.0 and comp["generic"]["auroc"] == 1.0 and comp["au"]["auroc"] == 1.0
+    swaps = {t["original"]: t["what"] for t in pj["twins"] if t["kind"] == "swap"}
+    # llava and gemini are one clip: each swaps with the other clip (default), never with each other
+    assert swaps["gemini"].startswith("summary of default") and swaps["llava-llama3_llama3.2"].startswith(
+        "summary of default")
+    assert "composite_score" in r.output and "probe.json" in r.output
+    # the twins' scores are there to inspect
+    ev = json.loads((run / "mer-eval-probe" / "gemini.twin-au" / "evaluation.json").read_text())
+    assert any(x["metric"] == "au_faithfulness" and x["status"] == "ok" for x in ev["results"])
+
+
+def test_probe_on_shared_mer_factory_outputs(shared_data, tmp_path):
+    run = tmp_path / "shared"
+    run.mkdir()
+    for f in (shared_data / "annotations-mer-factory").glob("*.json"):
+        shutil.copy(f, run / f.name)
+    r = CliRunner().invoke(main, ["probe", str(run), "--metrics", TEXT_METRICS, "--bootstrap", "100"])
+    assert r.exit_code == 0, r.output
+    pj = json.loads((run / "mer-eval-probe" / "probe.json").read_text())
+    comp = pj["auroc"]["composite_score"]
+    assert comp["swap"]["n_pairs"] >= 3 and comp["swap"]["auroc"] >= 0.75
+    # the AU-only output has no summary: every kind says so instead of inventing a twin
+    assert pj["skipped"]["flip"]["default"] == "no final summary"
