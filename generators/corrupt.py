@@ -9,8 +9,9 @@ folder). Kinds:
                replaced by the same part of speech of another emotion; the reasoning around is unchanged
 ``swap``       the summary of another clip's sample that concludes a different emotion (or has another
                label); annotations of the same clip (same AU peaks, or same media) are not donors
-``au``         the summary's AU mentions that were detected are renamed to AUs that were not; a summary
-               that names no AU gets one sentence claiming two undetected AUs at the peak
+``au``         one detected AU the summary names is renamed, wherever it is named, to an AU that was not
+               detected (the rest of its AU reasoning stays true); a summary that names no AU gets one
+               sentence claiming two undetected AUs at the peak
 ``degen``      one sentence of the summary repeated as many times as the summary had sentences (>= 4)
 ``generic``    a one-sentence boilerplate naming the label (or, without one, the summary's own conclusion)
 ``transcript`` the transcript's words (CJK: characters) shuffled, a third of them replaced by words of
@@ -217,21 +218,21 @@ def make_au(s: Sample, seed: int) -> tuple[Optional[Twin], str]:
     mentions = [m for m in claims.mentions if not m.negated and m.au in have]
     t = _copy(s, "au")
     if mentions:
-        new_for: dict[str, str] = {}
-        for m in mentions:
-            if m.au not in new_for:
-                new_for[m.au] = pool[len(new_for) % len(pool)]
+        # one detected AU the summary names becomes one nobody detected, everywhere it is named: the rest of
+        # the AU reasoning stays true (a single hallucinated movement is the hard case)
+        victim = rng.choice(sorted({m.au for m in mentions}))
+        fake = pool[0]
         out, pos, n = [], 0, 0
         for m in sorted(mentions, key=lambda x: x.start):
-            if m.start < pos or m.end <= m.start:
+            if m.au != victim or m.start < pos or m.end <= m.start:
                 continue
             out.append(summ[pos:m.start])
-            out.append(_match_case(summ[m.start:m.start + 1], _au_name(new_for[m.au])))
+            out.append(_match_case(summ[m.start:m.start + 1], _au_name(fake)))
             pos = m.end
             n += 1
         out.append(summ[pos:])
         t.annotation.final_summary = "".join(out)
-        what = f"{n} AU mentions renamed to undetected AUs ({', '.join('AU' + a for a in new_for.values())})"
+        what = f"AU{victim} renamed to undetected AU{fake} ({n} mentions)"
     else:
         a, b = pool[0], pool[1]
         sents = split_sentences(summ)

@@ -80,8 +80,8 @@ class CompositeSpec:
             return out
 
         aggregate = str(data.get("aggregate", "arithmetic"))
-        if aggregate not in ("arithmetic", "geometric"):
-            raise ValueError(f"composite {data['version']}: aggregate must be arithmetic or geometric")
+        if aggregate not in ("arithmetic", "geometric", "product"):
+            raise ValueError(f"composite {data['version']}: aggregate must be arithmetic, geometric or product")
         accuracy = table(data.get("accuracy"))
         for name, m in accuracy.items():
             if not 0 < m.weight <= 1:
@@ -182,6 +182,13 @@ class CompositeSpec:
             floor = max(self.floor, 1e-6)
             g = math.exp(sum(w * math.log(max(floor, counted[k])) for k, w in weights.items()))
             value = max(0.0, (g - floor) / (1.0 - floor))  # all components at the floor -> 0, all at 1 -> 1
+        elif self.aggregate == "product":
+            # each component scales the score by normalised^weight (weights are exponents, not shares): a check
+            # that finds a defect costs its full weight however many other checks ran
+            floor = max(self.floor, 1e-6)
+            p = math.exp(sum(used_w[k] * math.log(max(floor, counted[k])) for k in used_w))
+            low = math.exp(sum(used_w[k] * math.log(floor) for k in used_w))
+            value = max(0.0, (p - low) / (1.0 - low)) if low < 1 else p
         else:
             value = sum(weights[k] * counted[k] for k in weights)
         for f in factors.values():

@@ -3,8 +3,9 @@
 1. validate the bundled examples (media + real MER-Factory outputs)
 2. generate annotations for the media with the deterministic offline provider
 3. score our run and the real MER-Factory outputs with every metric whose weights exist here
-4. gate both runs (include / exclude per sample, with every failed rule)
-5. write a self-contained HTML report of each
+4. gate both runs (include / exclude / review per sample, with every failed rule; fail closed)
+5. probe the real MER-Factory outputs: corrupted twins, AUROC per metric and kind
+6. write a self-contained HTML report of each
 """
 
 from __future__ import annotations
@@ -47,7 +48,18 @@ def run_demo(con, examples: Path, out: Path, config: Any) -> int:
         for line in summary_lines(gate_run(d, config.gates)):
             con.print(f"  {line}", highlight=False)
 
-    con.rule("[bold]5. report")
+    con.rule("[bold]5. probe: do the scores tell these real annotations from corrupted twins?")
+    from mer_eval.cli import run_probe
+    from mer_eval.registry import load_object
+
+    res, probe_dir = run_probe(examples / "mer-factory", config, out_dir=out / "mer-factory-probe", n_boot=200,
+                               con=con, progress=False)
+    primary = ["composite_score", "composite_lenient", "conclusion_consistency", "grounding", "specificity",
+               "quote_fidelity", "number_fidelity", "au_faithfulness", "repetition_rate", "abstained_score"]
+    load_object("mer_eval.reports.probe:print_rich")(con, res, primary)
+    con.print(f"probe: [bold]{(probe_dir / 'probe.json').resolve()}[/bold]")
+
+    con.rule("[bold]6. report")
     from mer_eval.reports.html import write_report
 
     for d in (run_dir, mf_dir):

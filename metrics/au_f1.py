@@ -83,7 +83,7 @@ _NEG_WORDS = {"no", "not", "never", "without", "absence", "absent", "lack", "lac
 _NEG_BIGRAMS = {("free", "of"), ("devoid", "of")}
 _CLAUSE_END = re.compile(r"[.,;:!?()\[\]\n]|\b(?:and|but|however|although|though|while|whereas|yet)\b")
 _POST_NEG = re.compile(
-    r"^\s*(?:(?:is|are|was|were|remains?|stays?)\s+)?(?:absent|not\s+(?:present|visible|detected|observed|"
+    r"^\s*(?:(?:is|are|was|were|remains?|stays?)\s+)?(?:absent|missing|lacking|not\s+(?:present|visible|detected|observed|"
     r"evident|seen|shown|active))\b"
 )
 _CODE = re.compile(r"\bau\s*[-_]?\s*0*(\d{1,2})(?:_[rc])?\b((?:\s*\+\s*(?:au\s*)?0*\d{1,2}(?:_[rc])?\b)*)")
@@ -148,14 +148,48 @@ def _words(s: str) -> list[str]:
     return re.findall(r"[a-z]+(?:'[a-z]+)?", s)
 
 
+_LISTISH = re.compile(r"^(?:\s|,|\(|\)|/|\+|\bor\b|\bnor\b|\bau\s*\d{1,2}(?:_[rc])?\b|"
+                     r"\b(?:inner|outer|brow|raiser|lowerer|upper|lid|cheek|tightener|nose|wrinkler|lip|lips|"
+                     r"corner|puller|dimpler|depressor|chin|stretcher|part|jaw|drop|blink|suck)\b)*$")
+
+
+_LIST_WORDS = {"au", "or", "nor", "inner", "outer", "brow", "raiser", "lowerer", "upper", "lid", "cheek", "tightener",
+               "nose", "wrinkler", "lip", "lips", "corner", "puller", "dimpler", "depressor", "chin", "stretcher",
+               "part", "jaw", "drop", "blink", "suck"}
+
+
 def _negated(text: str, start: int, end: int) -> bool:
-    before = text[max(0, start - 120):start]
-    cut = None
-    for m in _CLAUSE_END.finditer(before):
-        cut = m.end()
-    if cut is not None:
-        before = before[cut:]
-    ws = _words(before)[-NEG_WINDOW:]
+    before = text[max(0, start - 160):start]
+    in_list = False
+    # a list of AUs keeps the scope of the negation before it: "no AU04, AU07 or AU23",
+    # "none of the companion units (AU07 lid tightener, AU23 lip tightener)"
+    while True:
+        cut = None
+        for m in _CLAUSE_END.finditer(before):
+            cut = m
+        if cut is None:
+            break
+        tail = before[cut.end():]
+        prev = _words(before[:cut.start()])[-1:]
+        list_sep = cut.group(0) == "(" or (cut.group(0) in ",)/" and bool(prev) and (
+            prev[0] in _LIST_WORDS or re.search(r"au\s*\d{1,2}(?:_[rc])?\s*$", before[:cut.start()]) is not None))
+        if list_sep and _LISTISH.match(tail):
+            in_list = True
+            before = before[:cut.start()] + " " + tail
+            if not _CLAUSE_END.search(before):
+                break
+            # only the list's own separators are skipped: stop at the first real clause end before it
+            inner = None
+            for m in _CLAUSE_END.finditer(before):
+                inner = m
+            if inner is not None and (inner.group(0) not in ",()/" or not _LISTISH.match(before[inner.end():])
+                                      or not _words(before[:inner.start()])[-1:]):
+                before = before[inner.end():]
+                break
+            continue
+        before = tail
+        break
+    ws = [w for w in _words(before) if not (in_list and w in _LIST_WORDS)][-NEG_WINDOW:]
     for i, w in enumerate(ws):
         if w in _NEG_WORDS or w.endswith("n't"):
             return True
@@ -416,7 +450,7 @@ def detect_top_aus(sample: Sample, p: AUF1Config) -> Detection:
 
 class AUF1(Metric):
     name = "au_f1"
-    version = "1.0"
+    version = "1.1"  # 1.1: negation keeps its scope over a list of AUs ("no AU04, AU07 or AU23"); "missing"
     outputs = (
         OutputSpec("au_pr", True, (0.0, 1.0), "|claimed & detected| / |claimed| over OpenFace's 18 AUs"),
         OutputSpec("au_re", True, (0.0, 1.0), "|claimed & detected| / |detected|", primary=False),

@@ -22,20 +22,14 @@ PROBE_DIR = "mer-eval-probe"
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> Optional[float]:
-    """P(pos > neg) + 0.5 P(pos == neg); -inf values are the worst and tie each other."""
+    """P(pos > neg) + 0.5 P(pos == neg) (Mann-Whitney U / (n_pos n_neg), average ranks for ties); -inf values
+    are the worst and tie each other."""
+    from scipy.stats import rankdata
+
     if len(pos) == 0 or len(neg) == 0:
         return None
-    allv = np.concatenate([pos, neg])
-    order = np.argsort(allv, kind="mergesort")
-    ranks = np.empty(len(allv), dtype=float)
-    sorted_v = allv[order]
-    i = 0
-    while i < len(allv):  # average ranks over ties
-        j = i
-        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
+    allv = np.concatenate([np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)])
+    ranks = rankdata(allv, method="average")
     r_pos = ranks[: len(pos)].sum()
     return float((r_pos - len(pos) * (len(pos) + 1) / 2.0) / (len(pos) * len(neg)))
 
@@ -48,15 +42,22 @@ def win_rate(pairs: list[tuple[float, float]]) -> Optional[float]:
 
 def bootstrap_ci(pairs: list[tuple[float, float]], n_boot: int, seed: int) -> Optional[tuple[float, float]]:
     """Percentile 95% interval of the pooled AUROC, resampling original samples (with their twins)."""
-    if len(pairs) < 2 or n_boot <= 0:
+    return bootstrap_ci_clusters([(a, [b]) for a, b in pairs], n_boot, seed)
+
+
+def bootstrap_ci_clusters(clusters: list[tuple[float, list[float]]], n_boot: int, seed: int
+                          ) -> Optional[tuple[float, float]]:
+    """The same for originals each with any number of twins (the ``all`` column): an original is drawn with
+    all its twins, so the interval describes the AUROC as it is computed."""
+    if len(clusters) < 2 or n_boot <= 0:
         return None
     rng = np.random.default_rng(seed)
-    pos = np.array([a for a, _ in pairs], dtype=float)
-    neg = np.array([b for _, b in pairs], dtype=float)
     vals = []
     for _ in range(n_boot):
-        idx = rng.integers(0, len(pairs), len(pairs))
-        v = auroc(pos[idx], neg[idx])
+        idx = rng.integers(0, len(clusters), len(clusters))
+        pos = np.array([clusters[i][0] for i in idx], dtype=float)
+        neg = np.array([b for i in idx for b in clusters[i][1]], dtype=float)
+        v = auroc(pos, neg)
         if v is not None:
             vals.append(v)
     if not vals:
@@ -135,8 +136,15 @@ def analyse(df, twins: list[Any], originals: list[str], kinds: list[str], skippe
             else:
                 au = auroc(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
                 all_pairs += pairs
+            if k == "all":
+                of: dict[str, list[float]] = {o: [] for o in originals}
+                for t in tw:
+                    of.setdefault(t.original_id, []).append(_value(rows.get((t.sample.id, m)), up))
+                ci = bootstrap_ci_clusters([(_value(rows.get((o, m)), up), v) for o, v in of.items()], n_boot, seed)
+            else:
+                ci = bootstrap_ci(pairs, n_boot, seed)
             row[k] = Cell(
-                auroc=au, ci=bootstrap_ci(pairs, n_boot, seed), win_rate=win_rate(pairs), n_pairs=len(pairs),
+                auroc=au, ci=ci, win_rate=win_rate(pairs), n_pairs=len(pairs),
                 measured_original=sum(1 for a, _ in pairs if a != -math.inf) if k != "all" else
                 sum(1 for o in originals if _value(rows.get((o, m)), up) != -math.inf),
                 measured_twin=sum(1 for _, b in pairs if b != -math.inf))

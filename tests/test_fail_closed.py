@@ -87,7 +87,7 @@ def test_offline_provider_does_not_grade_its_own_answers(examples, tmp_path):
 
     media = tmp_path / "media"
     media.mkdir()
-    for f in ("0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "labels.csv"):
+    for f in ("0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg"):  # no labels: the provider votes its conclusion
         shutil.copy(examples / "media" / f, media / f)
     run = tmp_path / "run"
     cfg = load_config()
@@ -99,10 +99,12 @@ def test_offline_provider_does_not_grade_its_own_answers(examples, tmp_path):
         r = _by(out, s.id)
         assert r["cm_fer"].status == Status.ok and r["cm_fer"].evidence.independent is False
         assert "voted" in r["cm_fer"].evidence.reason
-        assert r["label_match"].evidence.independent is False  # the label was in the prompt
+        assert "fer_probabilities" in s.provenance.conclusion_from
+        cc = r["conclusion_support"]
+        assert cc.status == Status.ok and "fer" in cc.details["left_out"]
         comp = r["composite_score"]
-        assert "cm_fer" not in comp.details.get("counted", []) and "label_match" not in comp.details.get("counted", [])
+        assert "cm_fer" not in comp.details.get("counted", [])
     man = load_manifest(run / "run.json")
     assert man.score.means["cm_fer"] is None and man.score.left_out["cm_fer"]["n"] == len(ds.samples)
-    assert man.score.left_out["label_match"]["n"] == len(ds.samples)
+    assert "voted" in next(iter(man.score.left_out["cm_fer"]["reasons"]))
     assert man.score.fingerprints["conclusion_consistency"].code_hash

@@ -174,3 +174,15 @@ def test_abstention_scores(mf):
                provenance=provenance_from_meta({"provider": "openai",
                                                 "flags": {"truncated_llm_output": "final_summary"}}))
     assert by(m.score([f]), "f")["integrity_score"].value == 0.5
+
+
+def test_negation_keeps_its_scope_over_a_list_of_aus():
+    from mer_eval.metrics.au_f1 import extract_claims
+
+    for text in ("There is no AU04, AU07 or AU23 at all, so there is no facial trace of anger.",
+                 "The peak rests on AU25 alone, with none of the companion units (AU04 brow lowerer, AU07 lid "
+                 "tightener, AU23 lip tightener) that come with anger."):
+        c = extract_claims(text)
+        assert {"04", "07", "23"} <= c.absent and not ({"04", "07", "23"} & c.present), text
+    # a comma after something that is no AU ends the negation: "without cheek raising, lip corner puller ..."
+    assert extract_claims("Without cheek raising, the lip corner puller (AU12) is weak.").present == {"12"}
