@@ -86,6 +86,9 @@ def print_summary(console, s: dict) -> None:
     for sid, fbs in sorted(s.get("fallbacks", {}).items()):
         for fb in fbs:
             console.print(f"  [yellow]fallback[/yellow] {sid}: {fb}")
+    for sid, flags in sorted(s.get("flags", {}).items()):
+        for flag, why in flags.items():
+            console.print(f"  [red]flag[/red] {sid}.{flag}: {why}")
     for n in s.get("notes", []):
         console.print(f"  note: {n}")
 
@@ -110,6 +113,12 @@ def export(run_dir, fmt, output, only_included):
         click.echo(f"  also wrote {p}")
     for sid, why in sorted(res.skipped.items()):
         click.echo(f"  skipped {sid}: {why}")
+    for sid, why in sorted(res.no_pseudo_label.items()):
+        click.echo(f"  no pseudo-label for {sid}: {why}")
+    counts = res.reason_counts()
+    for what, label in (("skipped", "skipped"), ("no_pseudo_label", "without a pseudo-label")):
+        for why, n in counts[what].items():
+            click.echo(f"  {n} sample{'s' if n != 1 else ''} {label}: {why}")
 
 
 COMMANDS = [generate, export]

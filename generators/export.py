@@ -13,6 +13,15 @@
 * ``au-instruct``: JSONL ``{"instruction", "input": "AU06: 1.45, AU12: 2.01", "output"}``.
 
 ``only_included`` keeps the samples the run's gate decision includes (``mer_eval.gates.load_gate``).
+
+No label is written that was not derived. The AU-rule pseudo-label is the emotion a rule table gives at the
+peak; when the rules ran and none fired there is *no* pseudo-label (not ``neutral``: a face matching no rule
+is not thereby neutral), and when they could not run (no face, no AU table) there is none either. Such a
+sample gets an empty ``pseudo_emotion`` / ``pseu_emotion`` (``ExportResult.no_pseudo_label`` says why), is
+skipped by ``au-instruct`` (its output would state the label) and by MERR when nothing else gives it an
+emotion for the ``.txt`` (no label, no concluded emotion in ``merr-fine``; ``undetermined`` is no emotion).
+Every reason is in ``ExportResult.skipped`` / ``no_pseudo_label`` and counted by
+:meth:`ExportResult.reason_counts`.
 """
 
 from __future__ import annotations
@@ -57,6 +66,12 @@ class ExportError(ValueError):
     pass
 
 
+NO_RULE_FIRED = ("no AU emotion rule fires at the peak frame, so the rules give no pseudo-label "
+                 "('neutral' would be a label they did not derive)")
+NOT_EVALUATED = ("the AU emotion rules were not evaluated (no OpenFace table with the peak frame and no "
+                 "recorded pseudo-label)")
+
+
 @dataclass
 class ExportResult:
     format: str
@@ -64,6 +79,18 @@ class ExportResult:
     written: int
     skipped: dict[str, str] = field(default_factory=dict)  # sample id -> why it is not in the export
     extra_files: list[Path] = field(default_factory=list)
+    # sample id -> why it is exported without an AU-rule pseudo-label (the field is left empty)
+    no_pseudo_label: dict[str, str] = field(default_factory=dict)
+
+    def reason_counts(self) -> dict[str, dict[str, int]]:
+        """``{"skipped": {reason: n}, "no_pseudo_label": {reason: n}}``, most frequent first."""
+        out: dict[str, dict[str, int]] = {}
+        for name, d in (("skipped", self.skipped), ("no_pseudo_label", self.no_pseudo_label)):
+            counts: dict[str, int] = {}
+            for why in d.values():
+                counts[why] = counts.get(why, 0) + 1
+            out[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        return out
 
 
 # ---- per-sample facts ------------------------------------------------------------------------------
@@ -143,23 +170,28 @@ def peak_au_list(s: Sample, of, meta: dict | None = None) -> list[str]:
     return []
 
 
-def pseudo_emotion(s: Sample, meta: dict, of) -> str | None:
-    """The AU-rule pseudo-label: the run's own when it wrote one, else MER-Factory's rule table at the peak."""
+def pseudo_label(s: Sample, meta: dict, of) -> tuple[str | None, str | None]:
+    """``(emotion, None)``: the AU-rule pseudo-label (the run's own when it wrote one, else MER-Factory's rule
+    table at the peak); ``(None, why)`` when the rules give none: none fired (:data:`NO_RULE_FIRED`), or they
+    could not be evaluated."""
     pl = meta.get("pseudo_labels") or {}
-    if meta.get("evidence", {}).get("au_pseudo_label"):
-        return meta["evidence"]["au_pseudo_label"]
+    if (meta.get("evidence") or {}).get("au_pseudo_label"):
+        return meta["evidence"]["au_pseudo_label"], None
     if pl:
         for table in ("mer-factory", "merr"):
             v = pl.get(table)
             if v:
                 first = v[0]
-                return first["emotion"] if isinstance(first, dict) else str(first)
-        return "neutral"
+                return (first["emotion"] if isinstance(first, dict) else str(first)), None
+        return None, NO_RULE_FIRED
+    no_face = (meta.get("absent") or {}).get("visual_expression")
+    if no_face:
+        return None, f"no AU rule to evaluate: {no_face}"
     if of is None or s.annotation.peak_frame is None:
-        return None
+        return None, NOT_EVALUATED
     idx = of.row_index_of_frame(s.annotation.peak_frame)
     if idx is None:
-        return None
+        return None, NOT_EVALUATED
     inten = of.intensities(idx)
     pres = of.presences(idx)
     best, best_score = None, 0.0
@@ -170,7 +202,12 @@ def pseudo_emotion(s: Sample, meta: dict, of) -> str | None:
             score = float(np.mean(rs))
             if score >= 0.8 and score > best_score:
                 best, best_score = emo, score
-    return best or "neutral"
+    return (best, None) if best else (None, NO_RULE_FIRED)
+
+
+def pseudo_emotion(s: Sample, meta: dict, of) -> str | None:
+    """The AU-rule pseudo-label, or None when the rules give none (see :func:`pseudo_label`)."""
+    return pseudo_label(s, meta, of)[0]
 
 
 def _conclusion(s: Sample, meta: dict, task: str) -> str | None:
@@ -239,17 +276,20 @@ CSV_COLUMNS = ("sample_id", "type", "label", "conclusion", "pseudo_emotion", "so
                "chronological_emotion_peaks", "provider", "model")
 
 
-def _csv_rows(samples: list[Sample], task: str) -> list[dict]:
+def _csv_rows(samples: list[Sample], task: str, no_pseudo: dict[str, str]) -> list[dict]:
     rows = []
     for s in samples:
         meta = _meta(s)
         a = s.annotation
+        pseu, why = pseudo_label(s, meta, _openface(s))
+        if pseu is None and s.type in (SampleType.mer, SampleType.image, SampleType.au):
+            no_pseudo[s.id] = why
         src = meta.get("inputs", {}).get("video") or meta.get("inputs", {}).get("image") \
             or meta.get("inputs", {}).get("audio") or (str(s.video or s.image or s.audio or ""))
         rows.append({
             "sample_id": s.id, "type": s.type.value, "label": s.label or "",
             "conclusion": _conclusion(s, meta, task) or "",
-            "pseudo_emotion": pseudo_emotion(s, meta, _openface(s)) or "",
+            "pseudo_emotion": pseu or "",
             "source_path": src, "transcript": a.transcript or "", "audio_description": a.audio_description or "",
             "visual_expression": a.visual_expression or "", "visual_objective": a.visual_objective or "",
             "video_content": a.video_content or "", "image_description": a.image_description or "",
@@ -339,7 +379,20 @@ def frame_count(s: Sample, of) -> int | None:
     return None
 
 
-def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str]) -> tuple[dict, list[str]]:
+def _merr_emotion(s: Sample, meta: dict, task: str, fine: bool, pseu: str | None) -> str | None:
+    """The emotion of MERR's ``.txt`` line: the label, else (fine) the concluded emotion, else the
+    pseudo-label; None when none of them gives one (``undetermined`` is no emotion)."""
+    if s.label:
+        return s.label
+    if fine:
+        c = _conclusion(s, meta, task)
+        if c and c != synthesis.UNDETERMINED:
+            return c
+    return pseu
+
+
+def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str],
+          no_pseudo: dict[str, str]) -> tuple[dict, list[str]]:
     data: dict[str, dict] = {}
     lines: list[str] = []
     for s in samples:
@@ -353,7 +406,14 @@ def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str])
             continue
         meta = _meta(s)
         of = _openface(s)
-        pseu = pseudo_emotion(s, meta, of)
+        pseu, why = pseudo_label(s, meta, of)
+        emotion = _merr_emotion(s, meta, task, fine, pseu)
+        if emotion is None:
+            skipped[s.id] = (f"no emotion to write: no label, "
+                             f"{'no concluded emotion in the final_summary, ' if fine else ''}and {why}")
+            continue
+        if pseu is None:
+            no_pseudo[s.id] = why
         entry = {
             "AU_list": au_list(of) if of is not None else [],
             "visual_prior_list": [x for x in (a.visual_expression, a.visual_objective or a.image_description) if x],
@@ -368,7 +428,6 @@ def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str])
             entry["caption"] = _coarse(s, meta)
         entry["text"] = a.transcript or ""
         data[s.id] = entry
-        emotion = s.label or (_conclusion(s, meta, task) if fine else None) or pseu or "unknown"
         frames = frame_count(s, of)
         if frames is not None:  # an unknown count is left out, never written as 0
             lines.append(f"{s.id} {frames} {emotion.replace(' ', '_')}")
@@ -386,16 +445,12 @@ def _au_instruct(samples: list[Sample], skipped: dict[str, str]) -> list[dict]:
                              else "no action unit above threshold at the peak, or no face")
             continue
         inp = ", ".join(f"AU{au_code(k)}: {v:.2f}" for k, v in tops.items() if au_code(k))
-        pseu = pseudo_emotion(s, meta, _openface(s))
-        if pseu is None:  # no AU table at the peak and no rule result recorded: the rules were never run
-            skipped[s.id] = ("the AU emotion rules were not evaluated (no OpenFace table with the peak frame "
-                             "and no recorded pseudo-label); an output naming an emotion would be invented")
+        pseu, why = pseudo_label(s, meta, _openface(s))
+        if pseu is None:  # the output would state an emotion (or "neutral") no rule derived
+            skipped[s.id] = f"{why}; an output naming an emotion would be invented"
             continue
         text = a.llm_au_description or (a.visual_expression or "")
-        if pseu != "neutral":
-            output = f"{text.rstrip('.')}. By the action-unit rules the expression indicates {pseu}."
-        else:
-            output = f"{text.rstrip('.')}. These action units match no emotion rule; the expression reads as neutral."
+        output = f"{text.rstrip('.')}. By the action-unit rules the expression indicates {pseu}."
         out.append({"instruction": AU_INSTRUCTION, "input": inp, "output": output})
     return out
 
@@ -410,8 +465,9 @@ def export_run(run_dir: Path, fmt: str, out: Path, only_included: bool = False) 
     task = _task(run_dir)
     out = Path(out)
     extra: list[Path] = []
+    no_pseudo: dict[str, str] = {}
     if fmt == "csv":
-        rows = _csv_rows(samples, task)
+        rows = _csv_rows(samples, task, no_pseudo)
         import io
 
         buf = io.StringIO()
@@ -435,7 +491,7 @@ def export_run(run_dir: Path, fmt: str, out: Path, only_included: bool = False) 
         extra.append(info_p)
         n = len(recs)
     elif fmt in ("merr-coarse", "merr-fine"):
-        data, lines = _merr(samples, task, fmt == "merr-fine", skipped)
+        data, lines = _merr(samples, task, fmt == "merr-fine", skipped, no_pseudo)
         atomic_write_json(out, data)
         txt = out.with_suffix(".txt")
         atomic_write_text(txt, "".join(f"{ln}\n" for ln in lines))
@@ -445,4 +501,5 @@ def export_run(run_dir: Path, fmt: str, out: Path, only_included: bool = False) 
         recs = _au_instruct(samples, skipped)
         atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
         n = len(recs)
-    return ExportResult(format=fmt, path=out, written=n, skipped=skipped, extra_files=extra)
+    return ExportResult(format=fmt, path=out, written=n, skipped=skipped, extra_files=extra,
+                        no_pseudo_label=no_pseudo)

@@ -17,6 +17,16 @@ Measuring stages (``generators/stages``) run in threads (``asyncio.to_thread``);
 semaphore of ``generate.concurrency``. A sample whose stage fails gets ``OUT/errors/<id>.json`` (stage,
 reason) and the run goes on; provider errors are never written as annotation text.
 
+Provenance, in ``mer_eval_meta.json`` (read by :func:`mer_eval.evidence.provenance_from_meta`):
+
+* ``text_origins``: for every annotation field written (mer_eval's annotation names), who produced it
+  (``llm`` / ``template`` / ``rule`` / ``asr`` / ``detector``), from which fields or media inputs
+  (``made_from``), in which stage, with which provider / model;
+* ``conclusion_from``: the signals a deterministic rule decided the concluded emotion from (the offline
+  provider's vote, or ``["label"]`` when label-aware), ``null`` when a model decided or nothing concluded;
+* ``flags``: ``{flag: reason}``: ``truncated_llm_output`` (an answer cut at the token limit, cached or
+  not, naming the fields), ``partial_audio`` (the media stage decoded less audio than the stream declares).
+
 Resume: a sample is skipped when its result JSON and ``mer_eval_meta.json`` exist, the meta's
 ``config_hash`` equals this run's and its ``inputs_sha256`` equal the inputs' (media content + label);
 ``force`` redoes it. ``OUT/run.json`` is the :class:`RunManifest`; the run holds ``RunStore.locked()``.
@@ -62,6 +72,13 @@ RESULT_SUFFIX = {
 # stage name here -> candidate module names under generators/stages (the audio stage is audio_features)
 STAGE_MODULES = {"audio": ("audio_features", "audio")}
 PROVIDER_STAGES = ("describe", "synthesis")
+# result-JSON field an ask() wrote -> the annotation field (mer_eval.schema.Annotation) it becomes
+# ("audio_analysis" becomes transcript + audio_description, see _audio_origins)
+ASK_FIELDS = {"visual_objective": "visual_objective", "image_visual_description": "image_description",
+              "video_content": "video_content", "llm_video_summary": "video_content",
+              "llm_au_description": "llm_au_description", "final_summary": "final_summary"}
+ASK_STAGES = {"tone": "audio", "visual_description": "visual", "video_description": "visual",
+              "au_description": "au_text", "synthesis": "synthesis"}
 
 
 class SampleFailed(Exception):
@@ -212,10 +229,17 @@ class _Run:
     # -- provider calls ------------------------------------------------------------------------
     async def ask(self, purpose: str, prompt_name: str, ev: dict, meta: dict, field: str,
                   images: list[Path] | None = None, audio: Path | None = None,
-                  video: Path | None = None, fallback_images: list[Path] | None = None) -> str:
+                  video: Path | None = None, fallback_images: list[Path] | None = None,
+                  image_input: str = "peak_frame_image") -> str:
         """One provider request; returns its text or "" (absent, reason in meta). ProviderError fails
-        the sample (its message is never stored as annotation text)."""
-        from mer_eval.generators.providers.base import CapabilityMissing, ProviderError, ProviderRequest
+        the sample (its message is never stored as annotation text). What the answer was written from and
+        its finish reason go to ``meta["_calls"][field]`` (turned into ``text_origins`` / ``flags``)."""
+        from mer_eval.generators.providers.base import (
+            FINISH_LENGTH,
+            CapabilityMissing,
+            ProviderError,
+            ProviderRequest,
+        )
 
         reason_fn = getattr(self.provider, "absent_reason", None)
         reason = reason_fn(purpose) if callable(reason_fn) else None
@@ -226,12 +250,14 @@ class _Run:
         meta["prompts"][purpose] = prompt_name
         req = ProviderRequest(prompt=prompt, images=list(images or []), audio=audio, video=video,
                               purpose=purpose, context=ev)
+        frames_for_video = False
         try:
             self.provider.check(req)
         except CapabilityMissing as e:
             cap = e.capability.value
             if cap == "video" and fallback_images and self.provider.supports("image"):
                 req.video, req.images = None, list(fallback_images)
+                frames_for_video = True
                 meta["fallbacks"].append(f"{field}: {self.provider.name} lacks video input; "
                                          f"sent {len(fallback_images)} sampled frames as images")
             elif cap == "audio" and purpose == "tone":
@@ -253,7 +279,23 @@ class _Run:
         except ProviderError as e:
             raise SampleFailed(f"describe:{purpose}" if purpose != "synthesis" else "synthesis",
                                str(e), provider=self.provider.name) from None
-        meta["provider_calls"][purpose] = {"model": resp.model, "cached": resp.cached, "attempts": resp.attempts}
+        meta["provider_calls"][purpose] = {"model": resp.model, "cached": resp.cached, "attempts": resp.attempts,
+                                           "finish_reason": getattr(resp, "finish_reason", None)}
+        # what the answer is written from: the filled prompt fields (the tone prompt's transcript and
+        # prosody are both measured from the audio) and the attached media
+        shown = ["audio"] if purpose == "tone" else synthesis.prompt_inputs(prompt_name, ev)
+        if req.images:
+            shown.append("video" if frames_for_video else image_input)
+        if req.audio is not None:
+            shown.append("audio")
+        if req.video is not None:
+            shown.append("video")
+        shown = list(dict.fromkeys(shown))
+        used = getattr(self.provider, "inputs_used", None)
+        finish = getattr(resp, "finish_reason", None)
+        meta["_calls"][field] = {"purpose": purpose, "model": resp.model, "finish_reason": finish,
+                                 "truncated": finish == FINISH_LENGTH, "cached": resp.cached,
+                                 "made_from": list(dict.fromkeys(used(req, shown) if callable(used) else shown))}
         return resp.text.strip()
 
     # -- one sample ----------------------------------------------------------------------------
@@ -283,6 +325,7 @@ class _Run:
                 "inputs_sha256": hashes, "inputs": {k: str(v) for k, v in sample.media().items()},
                 "prompt_hashes": {}, "prompts": {}, "stages": {}, "absent": {}, "fallbacks": [],
                 "provider_calls": {}, "notes": ([type_note] if type_note else []) + list(sample.notes),
+                "_calls": {},  # per written field: what ask() learnt (popped in write_result)
             }
             done: list[str] = []
             try:
@@ -316,7 +359,8 @@ class _Run:
                 return
             self.store.clear_error(sample.id)
             self.results[sample.id] = {"status": "done", "type": stype,
-                                       "absent": dict(meta["absent"]), "fallbacks": list(meta["fallbacks"])}
+                                       "absent": dict(meta["absent"]), "fallbacks": list(meta["fallbacks"]),
+                                       "flags": dict(meta.get("flags") or {})}
 
     def fail(self, sample: Sample, stype: str, stage: str, reason: str, seq: tuple, done: list[str],
              **extra: Any) -> None:
@@ -389,7 +433,7 @@ class _Run:
         elif stype == "image":
             img = Path(sample.image)
             ev["visual_objective"] = await self.ask("visual_description", "visual_description", ev, meta,
-                                                    "image_visual_description", images=[img])
+                                                    "image_visual_description", images=[img], image_input="image")
             if ev.get("au_text"):
                 ev["llm_au_description"] = await self.ask("au_description", "au_description", ev, meta,
                                                           "llm_au_description")
@@ -405,6 +449,9 @@ class _Run:
         summary = await self.ask("synthesis", name, ev, meta, "final_summary")
         conclusion = synthesis.parse_conclusion(summary, self.task)
         meta["conclusion"] = conclusion
+        # a rule's vote (offline: the cues it counted, or the label) or None (a model decided)
+        decided_by = getattr(self.provider, "conclusion_from", None)
+        meta["conclusion_from"] = decided_by(ev) if summary and callable(decided_by) else None
         if conclusion is None:
             meta["notes"].append("final_summary has no parseable closing line "
                                  "('the core emotional state is X, and the most likely cause is Y')")
@@ -466,10 +513,118 @@ class _Run:
         if syn.get("coarse"):
             meta["coarse_description"] = syn["coarse"]
         meta["pseudo_labels"] = au.get("pseudo_labels") or {}
+        calls = meta.pop("_calls", {})
+        meta["text_origins"] = self.text_origins(stype, outputs, ev, data, calls, meta)
+        meta.setdefault("conclusion_from", None)
+        meta["flags"] = self.flags(stype, outputs, data, calls)
         meta["created"] = datetime.now(timezone.utc).isoformat()
         # the meta goes last: it is what marks the sample complete for resume
         self.store.write_json(sample.id, f"{sample.id}{RESULT_SUFFIX[stype]}", data)
         self.store.write_json(sample.id, META_NAME, meta)
+
+    # -- provenance ----------------------------------------------------------------------------
+    def _origin(self, producer: str, made_from: list[str], stage: str, provider: str | None = None,
+                model: Any = None) -> dict:
+        if isinstance(model, dict):  # a model reference (mer_eval.models.Resolution.ref())
+            model = model.get("id")
+        return {"producer": producer, "made_from": list(dict.fromkeys(made_from)), "stage": stage,
+                "provider": provider, "model": str(model) if model else None}
+
+    @property
+    def producer(self) -> str:
+        return getattr(self.provider, "producer", "llm")
+
+    def _asked(self, call: dict, stage: str) -> dict:
+        return self._origin(self.producer, call["made_from"], stage, self.provider.name, call["model"])
+
+    def text_origins(self, stype: str, outputs: dict, ev: dict, data: dict, calls: dict,
+                     meta: dict) -> dict[str, dict]:
+        """``{field: origin}`` for every annotation field this sample's result (and meta) holds."""
+        o: dict[str, dict] = {}
+        peaks = outputs.get("peaks") or {}
+        visual = outputs.get("visual") or {}
+        au_model = meta.get("au_source") or (outputs.get("au") or {}).get("au_source")
+        image = stype == "image"
+        if ev.get("top_aus"):
+            o["openface_csv"] = self._origin("detector", ["image" if image else "video"], "au", model=au_model)
+            o["top_aus_intensities"] = self._origin("detector", ["openface_csv"], "au", model=au_model)
+        if data.get("chronological_emotion_peaks"):
+            rule = peaks.get("rule") if isinstance(peaks.get("rule"), dict) else {}
+            o["chronological_emotion_peaks"] = self._origin("rule", ["openface_csv"], "peaks",
+                                                            model=rule.get("rule"))
+        au_text = {"mer": (data.get("coarse_descriptions_at_peak") or {}).get("visual_expression"),
+                   "au": data.get("overall_peak_au_description"),
+                   "image": data.get("au_text_description")}.get(stype)
+        if au_text:
+            o["visual_expression"] = self._origin("rule", ["top_aus_intensities"], "au_text")
+            if image:  # the core reads the image's au_text_description as its visual_expression too
+                o["au_text_description"] = dict(o["visual_expression"])
+        if stype in ("mer", "image") and ev.get("fer"):
+            o["fer_probabilities"] = self._origin("detector", ["image" if image else "peak_frame_image"],
+                                                  "visual", model=visual.get("fer_model"))
+        audio_text = (data.get("coarse_descriptions_at_peak") or {}).get("audio_analysis") if stype == "mer" \
+            else data.get("audio_analysis") if stype == "audio" else None
+        if audio_text and "audio_analysis" in calls:
+            o.update(self._audio_origins(audio_text, calls["audio_analysis"], outputs))
+        for fld, call in calls.items():
+            name = ASK_FIELDS.get(fld)
+            if name is None or not _written(data, fld):
+                continue
+            o[name] = self._asked(call, ASK_STAGES.get(call["purpose"], call["purpose"]))
+        for name, org in o.items():
+            # a summary shows the tone text of audio_description when there is one; otherwise the tone the
+            # audio stage measured (prosody in words: from the audio itself)
+            if "audio_description" in org["made_from"] and "audio_description" not in o:
+                org["made_from"] = list(dict.fromkeys(x if x != "audio_description" else "audio"
+                                                      for x in org["made_from"]))
+        return o
+
+    def _audio_origins(self, audio_text: str, call: dict, outputs: dict) -> dict[str, dict]:
+        transcript, tone = _split_tone(audio_text)
+        out: dict[str, dict] = {}
+        if self.producer == "template":
+            # the template copies ASR's transcript as the first line and restates measured prosody
+            asr = (outputs.get("audio") or {}).get("asr") or {}
+            if transcript:
+                out["transcript"] = self._origin("asr", ["audio"], "audio", model=asr.get("model")
+                                                 or self.config.generate.asr_model)
+        elif transcript:  # a model wrote the whole audio_analysis, transcript line included
+            out["transcript"] = self._asked(call, "audio")
+        if tone:
+            out["audio_description"] = self._asked(call, "audio")
+        return out
+
+    def flags(self, stype: str, outputs: dict, data: dict, calls: dict) -> dict[str, str]:
+        flags: dict[str, str] = {}
+        cut = []
+        for fld, call in calls.items():
+            if not call.get("truncated") or not _written(data, fld):
+                continue
+            if fld == "audio_analysis":
+                text = (data.get("coarse_descriptions_at_peak") or {}).get("audio_analysis") \
+                    if stype == "mer" else data.get("audio_analysis")
+                _, tone = _split_tone(text or "")
+                name = "audio_description" if tone else "transcript"  # the end of the answer is missing
+            else:
+                name = ASK_FIELDS.get(fld, fld)
+            cut.append(f"{name} ({call['purpose']}{', from the cache' if call.get('cached') else ''})")
+        if cut:
+            limit = getattr(getattr(self.provider, "config", None), "max_tokens", None)
+            flags["truncated_llm_output"] = (
+                f"{', '.join(cut)}: {self.provider.name} ({self.provider.model_id}) stopped at the token limit "
+                f"(finish_reason length{f', max_tokens {limit}' if limit else ''}); the text is cut off")
+        partial = (outputs.get("media") or {}).get("partial_audio")
+        if partial and stype in ("mer", "audio"):
+            flags["partial_audio"] = str(partial)
+        return flags
+
+
+def _written(data: dict, fld: str) -> bool:
+    """Whether the result JSON holds a non-empty ``fld`` (top level or at the peak)."""
+    v = data.get(fld)
+    if v in (None, ""):
+        v = (data.get("coarse_descriptions_at_peak") or {}).get(fld)
+    return bool(v)
 
 
 def _split_tone(audio_analysis: str) -> tuple[str | None, str | None]:
@@ -588,6 +743,7 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Path |
         "failures": failures, "notes": notes,
         "absent": {sid: r["absent"] for sid, r in run.results.items() if r.get("absent")},
         "fallbacks": {sid: r["fallbacks"] for sid, r in run.results.items() if r.get("fallbacks")},
+        "flags": {sid: r["flags"] for sid, r in run.results.items() if r.get("flags")},
         "types": {sid: r["type"] for sid, r in run.results.items()},
         "stage_seconds": {k: [round(x, 4) for x in v] for k, v in run.stage_seconds.items()},
         "seconds": round(time.perf_counter() - t_start, 3),

@@ -131,6 +131,102 @@ def _top_fer(fer: dict, k: int) -> dict:
     return dict(items[:1] + [kv for kv in items[1:] if kv[1] >= 0.005])
 
 
+# ---- provenance: which annotation fields a text was written from ------------------------------------
+
+# evidence key -> the annotation field it shows (mer_eval's annotation names, mer_eval.schema.Annotation);
+# "audio" is the media input (prosody is measured from the samples)
+_EVIDENCE_FIELDS = {
+    "peaks": "chronological_emotion_peaks",
+    "au_pseudo_label": "top_aus_intensities",  # the AU rule tables read at the peak AUs
+    "au_pseudo_labels": "top_aus_intensities",
+    "top_aus": "top_aus_intensities",
+    "fer": "fer_probabilities",
+    "transcript": "transcript",
+    "tone": "audio_description",
+    "tone_emotion": "audio_description",
+    "prosody": "audio",
+    "video_content": "video_content",
+    "label": "label",
+}
+
+
+def evidence_field(key: str, ev: dict) -> str | None:
+    """The annotation field that evidence key ``key`` stands for (None: not an annotation input)."""
+    image = bool(ev.get("is_image"))
+    if key == "au_text":
+        return "au_text_description" if image else "visual_expression"
+    if key == "visual_objective":
+        return "image_description" if image else "visual_objective"
+    return _EVIDENCE_FIELDS.get(key)
+
+
+def _unique(xs) -> list[str]:
+    return list(dict.fromkeys(x for x in xs if x))
+
+
+def prompt_inputs(name: str, ev: dict) -> list[str]:
+    """The annotation fields prompt ``name`` shows for this evidence (placeholders that are filled, i.e.
+    not rendered as "(not available)"), in the prompt's order."""
+    keys = re.findall(r"\$\{(\w+)\}", prompt_path(name).read_text(encoding="utf-8"))
+    shown = prompt_fields(ev)
+    return _unique(evidence_field(k, ev) for k in keys if _show(shown.get(k)) != "(not available)")
+
+
+def offline_inputs(purpose: str, ev: dict) -> list[str]:
+    """The annotation fields the offline templates write the text of ``purpose`` from (exactly the clues
+    :func:`offline_summary` / :func:`offline_tone` / :func:`offline_au_description` put into it)."""
+    if purpose == "synthesis":
+        keys = []
+        peaks = [p for p in (ev.get("peaks") or []) if p]
+        if peaks:
+            keys.append("peaks")
+        if ev.get("au_text"):
+            keys.append("au_text")
+        if ev.get("au_pseudo_labels") or ev.get("au_pseudo_label"):
+            keys.append("au_pseudo_labels")
+        if _top_fer(ev.get("fer") or {}, 1):
+            keys.append("fer")
+        keys += [k for k in ("transcript", "tone", "tone_emotion") if ev.get(k)]
+        if ev.get("label"):
+            keys.append("label")
+        return _unique(evidence_field(k, ev) for k in keys)
+    if purpose == "tone":  # the transcript line is ASR's text; the tone line restates measured prosody
+        return ["audio"]
+    if purpose == "au_description":
+        au = ev.get("au_text") or ""
+        out = [evidence_field("au_text", ev)] if au else []
+        if au and au != "Neutral expression.":  # names the rule reading (or that none fires)
+            out.append("top_aus_intensities")
+        return _unique(out)
+    return []
+
+
+# vote cue -> the annotation fields it read (the AU rules read the peak AUs; the chronological peaks are the
+# same rule tables over the same AU table, so a conclusion voted by the AU cue is no independent check of
+# them either)
+_CUE_FIELDS = {"fer": ("fer_probabilities",), "au": ("top_aus_intensities", "chronological_emotion_peaks"),
+               "tone": ("audio_description",)}
+
+
+def conclusion_signals(ev: dict, task: str | None = None) -> list[str]:
+    """The signals the offline rule decided X from, for this evidence: ``["label"]`` when label-aware (X is
+    the label), else the fields of every cue that took part in :func:`vote` (``[]`` when none did: X is
+    ``undetermined``). ``chronological_emotion_peaks`` only where the sample has peaks."""
+    task = task or ev.get("task") or "emotion"
+    if ev.get("label"):
+        return ["label"]
+    cues = _cues(ev, task)
+    out: list[str] = []
+    for cue in VOTE_ORDER:
+        if cue not in cues:
+            continue
+        for f in _CUE_FIELDS[cue]:
+            if f == "chronological_emotion_peaks" and not [p for p in (ev.get("peaks") or []) if p]:
+                continue
+            out.append(f)
+    return _unique(out)
+
+
 # ---- coarse --------------------------------------------------------------------------------------
 
 def coarse_description(ev: dict) -> str:

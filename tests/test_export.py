@@ -153,3 +153,63 @@ def test_real_mer_factory_outputs_claim_no_unevaluated_rule(shared_data, tmp_pat
     export_run(shared_data / "annotations-mer-factory", "merr-fine", tmp_path / "f.json")
     for line in (tmp_path / "f.txt").read_text().splitlines():
         assert int(line.split()[1]) > 0, line
+
+
+@pytest.fixture(scope="module")
+def no_rule_run(tmp_path_factory):
+    """45-m7-di-ph.jpg: a face on which no AU emotion rule fires (both tables empty); the mountain drawing:
+    no face at all (the offline vote concludes ``undetermined``)."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    tmp = tmp_path_factory.mktemp("norule")
+    inp = tmp / "in"
+    inp.mkdir()
+    shutil.copy(SHARED / "faces" / "45-m7-di-ph.jpg", inp / "di.jpg")
+    shutil.copy(SHARED / "faces" / "free-mountain-vector-01.jpg", inp / "mountain.jpg")
+    out = tmp / "out"
+    cfg = load_config(None, ["generate.au_max_frames=12", f"cache.dir={tmp / 'c'}"])
+    s = run_generate(inp, out, cfg, progress=False)
+    assert s["done"] == 2, s["failures"]
+    meta = json.loads((out / "di" / "mer_eval_meta.json").read_text())
+    assert meta["pseudo_labels"] == {"mer-factory": [], "merr": []} and meta["evidence"]["top_aus"]
+    return out
+
+
+def test_no_rule_fired_is_no_neutral_label(no_rule_run, tmp_path):
+    from mer_eval.generators.export import NO_RULE_FIRED
+
+    # au-instruct: its output would state the label -> skipped, reason given
+    res = export_run(no_rule_run, "au-instruct", tmp_path / "au.jsonl")
+    assert res.written == 0 and (tmp_path / "au.jsonl").read_text() == ""
+    assert res.skipped["di"].startswith(NO_RULE_FIRED)
+    assert res.reason_counts()["skipped"][res.skipped["di"]] == 1
+    # merr-coarse: no label, no pseudo-label -> no emotion for the .txt -> skipped, never "neutral"
+    res = export_run(no_rule_run, "merr-coarse", tmp_path / "c.json")
+    coarse = json.loads((tmp_path / "c.json").read_text())
+    assert "di" not in coarse and NO_RULE_FIRED in res.skipped["di"]
+    assert "neutral" not in (tmp_path / "c.txt").read_text()
+    # merr-fine: the summary's concluded emotion (the FER vote) is derived: kept, but no pseudo-label
+    res = export_run(no_rule_run, "merr-fine", tmp_path / "f.json")
+    fine = json.loads((tmp_path / "f.json").read_text())
+    meta = json.loads((no_rule_run / "di" / "mer_eval_meta.json").read_text())
+    assert fine["di"]["pseu_emotion"] == "" and res.no_pseudo_label["di"] == NO_RULE_FIRED
+    assert f"di 1 {meta['conclusion']}" in (tmp_path / "f.txt").read_text().splitlines()
+    assert meta["conclusion_from"] == ["fer_probabilities"]  # that conclusion came from FER alone
+    # "undetermined" is no emotion: the faceless drawing has no line and is skipped, with why
+    assert json.loads((no_rule_run / "mountain" / "mer_eval_meta.json").read_text())["conclusion"] == "undetermined"
+    assert "mountain" not in fine and "no concluded emotion" in res.skipped["mountain"]
+    assert not any(ln.startswith("mountain ") for ln in (tmp_path / "f.txt").read_text().splitlines())
+    # csv keeps every row, with an empty pseudo_emotion and the reason counted
+    res = export_run(no_rule_run, "csv", tmp_path / "x.csv")
+    rows = {r["sample_id"]: r for r in csv.DictReader((tmp_path / "x.csv").open(encoding="utf-8"))}
+    assert res.written == 2 and rows["di"]["pseudo_emotion"] == ""
+    assert res.reason_counts()["no_pseudo_label"][NO_RULE_FIRED] == 1
+
+
+def test_cli_export_counts_the_reasons(no_rule_run, tmp_path):
+    from mer_eval.generators.commands import export
+
+    r = CliRunner().invoke(export, [str(no_rule_run), "--format", "au-instruct", "-o", str(tmp_path / "a.jsonl")])
+    assert r.exit_code == 0, r.output
+    assert "au-instruct: 0 samples" in r.output and "skipped di: no AU emotion rule fires" in r.output
+    assert "1 sample skipped: no AU emotion rule fires" in r.output

@@ -448,7 +448,7 @@ def test_regular_wheel_install_resolves_subpackages_and_data(tmp_path):
         "from mer_eval.generators import synthesis\n"
         f"assert mer_eval.__file__.startswith({str(target)!r}), mer_eval.__file__\n"
         "assert load_config().score.composite == 'mer-v2' and load_spec('mer-v1').version == 'mer-v1'\n"
-        "assert load_spec('mer-v2').aggregate == 'geometric'\n"
+        "assert load_spec('mer-v2').aggregate == 'product'\n"
         "assert read_bundled_yaml('gates/default.yaml')['rules']\n"
         "assert len(synthesis.prompt_hashes()) >= 4\n"
         "import importlib.resources as ir\n"

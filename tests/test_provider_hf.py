@@ -104,3 +104,17 @@ def test_smollm2_generates_deterministically(smollm2, tmp_path):
     assert (conv / CONVERTED_MARK).is_file() and (conv / "config.json").is_file()
     r4 = HFProvider(ProviderConfig(model=str(conv), max_tokens=32, threads=1)).generate(req)
     assert r4.text == r1.text
+
+
+@pytest.mark.slow
+def test_smollm2_cut_at_max_tokens_is_truncated_also_from_the_cache(smollm2, tmp_path):
+    """4 new tokens cannot hold the answer: all 4 generated, no end token -> finish_reason length; a
+    generous limit ends on the end token -> stop. The cached cut answer stays truncated."""
+    cache = Cache(tmp_path / "c")
+    req = ProviderRequest(prompt=PROMPT, system=SYSTEM, purpose="synthesis")
+    cut = HFProvider(ProviderConfig(model="smollm2", max_tokens=4, threads=1), cache=cache).generate(req)
+    assert cut.usage["completion_tokens"] == 4 and cut.finish_reason == "length" and cut.truncated
+    hit = HFProvider(ProviderConfig(model="smollm2", max_tokens=4, threads=1), cache=cache).generate(req)
+    assert hit.cached and hit.text == cut.text and hit.truncated
+    whole = HFProvider(ProviderConfig(model="smollm2", max_tokens=256, threads=1)).generate(req)
+    assert whole.usage["completion_tokens"] < 256 and whole.finish_reason == "stop" and not whole.truncated

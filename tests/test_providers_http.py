@@ -493,3 +493,53 @@ def test_gemini_inline_limit(fake_server, tmp_path, monkeypatch):
     with pytest.raises(ProviderError, match="inline inputs exceed"):
         GeminiProvider(gcfg(fake_server)).generate(ProviderRequest(prompt="x", video=big))
     assert fake_server.requests == []
+
+
+# ---- finish reasons: an answer cut at the token limit ----------------------------------------------
+
+
+def openai_length_body(text: str) -> str:
+    """An OpenAI chat completion that stopped at max_tokens (finish_reason length)."""
+    import json
+
+    return json.dumps({"id": "chatcmpl-fake", "object": "chat.completion", "model": "fake-model",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "length"}],
+                       "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}})
+
+
+def gemini_max_tokens_body(text: str) -> str:
+    import json
+
+    return json.dumps({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                                       "finishReason": "MAX_TOKENS", "index": 0}],
+                       "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 5, "totalTokenCount": 12},
+                       "modelVersion": "fake-gemini"})
+
+
+def test_openai_finish_reason_on_the_response_and_through_the_cache(fake_server, tmp_path):
+    cache = Cache(tmp_path / "c")
+    fake_server.push(status(200, body=openai_length_body("The face shows a broad smi")), ok("A calm face."))
+    p = OpenAIProvider(cfg(fake_server, max_tokens=5), cache=cache)
+    cut = p.generate(ProviderRequest(prompt="Describe the face.", purpose="visual_description"))
+    assert cut.text == "The face shows a broad smi"
+    assert cut.finish_reason == "length" and cut.truncated and not cut.cached
+    whole = p.generate(ProviderRequest(prompt="Describe the voice."))
+    assert whole.finish_reason == "stop" and not whole.truncated
+    # the cached truncated answer is still a truncated answer
+    again = OpenAIProvider(cfg(fake_server, max_tokens=5), cache=cache).generate(
+        ProviderRequest(prompt="Describe the face.", purpose="visual_description"))
+    assert again.cached and again.text == cut.text and again.finish_reason == "length" and again.truncated
+    assert len(fake_server.requests) == 2
+
+
+def test_gemini_max_tokens_is_finish_reason_length(fake_server, tmp_path):
+    cache = Cache(tmp_path / "c")
+    fake_server.push(status(200, body=gemini_max_tokens_body("Rising pitch and a fast")), ok("fine"))
+    p = GeminiProvider(gcfg(fake_server, max_tokens=5), cache=cache)
+    r = p.generate(ProviderRequest(prompt="Describe the tone."))
+    assert r.text == "Rising pitch and a fast" and r.finish_reason == "length" and r.truncated
+    assert p.generate(ProviderRequest(prompt="other")).finish_reason == "stop"
+    hit = GeminiProvider(gcfg(fake_server, max_tokens=5), cache=cache).generate(
+        ProviderRequest(prompt="Describe the tone."))
+    assert hit.cached and hit.truncated

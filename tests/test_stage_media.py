@@ -61,3 +61,29 @@ def test_corrupt_and_missing_files(tmp_path):
         run_media(Sample(id="gone", video=tmp_path / "gone.mp4"), tmp_path / "out", load_config())
     with pytest.raises(StageError, match="no video, audio or image"):
         run_media(Sample(id="none"), tmp_path / "out", load_config())
+
+
+def test_truncated_audio_is_flagged_partial(shared_data, tmp_path):
+    """The first half of the real jfk.flac: the decoder fails part-way and the core keeps the decoded part
+    silently; the stage sees 5.4 s of the 11 s the stream declares and says so."""
+    cut = tmp_path / "jfk_cut.flac"
+    data = (shared_data / "speech-jfk" / "jfk.flac").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    r = run_media(Sample(id="cut", type="audio", audio=cut), tmp_path / "cut", load_config())
+    assert r.outputs["audio_declared_seconds"] == 11.0
+    assert 4.0 < r.outputs["audio_seconds"] < 7.0  # a wav is still written: the decoded part is usable
+    why = r.outputs["partial_audio"]
+    assert why and f"{r.outputs['audio_seconds']:.2f} s of the 11.00 s" in why
+    assert any("11.00 s" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("rel", ["speech-jfk/jfk.flac", "faces/single_face.mp4", "faces/face_noface.mov",
+                                 "speech-emotion/08.wav"])
+def test_complete_audio_is_not_partial(shared_data, tmp_path, rel):
+    """Whole files are not flagged, including face_noface.mov whose audio track (4.0 s) is shorter than its
+    video (6.4 s): the stream's own duration is the reference, not the container's."""
+    kind = "video" if rel.endswith((".mp4", ".mov")) else "audio"
+    s = Sample(id="x", type="mer" if kind == "video" else "audio", **{kind: shared_data / rel})
+    r = run_media(s, tmp_path, load_config())
+    assert r.outputs["wav"] and r.outputs["audio_declared_seconds"]
+    assert r.outputs["partial_audio"] is None, r.outputs["partial_audio"]

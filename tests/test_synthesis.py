@@ -109,3 +109,26 @@ def test_parse_conclusion_on_real_mer_factory_summaries(shared_data, name, task,
 def test_parse_conclusion_absent():
     assert synthesis.parse_conclusion("The person looks at the camera.") is None
     assert synthesis.parse_conclusion(None) is None
+
+
+def test_conclusion_signals_are_the_cues_that_voted(shared_data):
+    """Measured evidence from a real OpenFace CSV: only the AU cue votes (no FER, no voice) -> the AU fields;
+    adding a voice emotion adds the tone field; a label decides on its own."""
+    ev = _real_evidence(shared_data)
+    assert ev["au_pseudo_label"] and ev["peaks"]
+    _, votes = synthesis.vote(ev)
+    assert set(votes) == {"au"}
+    assert synthesis.conclusion_signals(ev) == ["top_aus_intensities", "chronological_emotion_peaks"]
+    ev_voice = {**ev, "tone_emotion": "sad", "fer": {"happy": 0.8, "sad": 0.1}}
+    assert set(synthesis.vote(ev_voice)[1]) == {"au", "fer", "tone"}
+    assert synthesis.conclusion_signals(ev_voice) == ["fer_probabilities", "top_aus_intensities",
+                                                      "chronological_emotion_peaks", "audio_description"]
+    # an image has no peaks: the AU cue read only the AUs of the image
+    assert synthesis.conclusion_signals({**ev, "peaks": [], "is_image": True}) == ["top_aus_intensities"]
+    assert synthesis.conclusion_signals({**ev, "label": "happy"}) == ["label"]
+    assert synthesis.conclusion_signals({}) == []  # undetermined: no signal decided it
+    # the summary template names FER only when it used it, and so does offline_inputs
+    assert "fer_probabilities" not in synthesis.offline_inputs("synthesis", ev)
+    assert "The facial expression classifier" not in synthesis.offline_summary(ev)
+    assert "fer_probabilities" in synthesis.offline_inputs("synthesis", ev_voice)
+    assert "The facial expression classifier" in synthesis.offline_summary(ev_voice)

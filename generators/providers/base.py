@@ -2,9 +2,12 @@
 
 A provider turns a :class:`ProviderRequest` (prompt, optional system text, optional image/audio/video
 files, measured signals in ``context``) into text. Subclasses implement only :meth:`Provider._call`
-(one raw request -> ``(text, usage)``); :meth:`Provider.agenerate` wraps it with
+(one raw request -> ``(text, usage)``; ``usage["finish_reason"]`` says why generation stopped, ``"length"``
+when the answer was cut at ``max_tokens``); :meth:`Provider.agenerate` wraps it with
 
-1. the content-addressed cache (:class:`mer_eval.cache.Cache`; errors and empty text are never cached),
+1. the content-addressed cache (:class:`mer_eval.cache.Cache`; errors and empty text are never cached; an
+   answer cut at the token limit is cached with its ``finish_reason``, so a cache hit is flagged as truncated
+   exactly like the request that made it),
 2. a per-instance rate limiter (``rate_limit_per_s``, minimum interval between request starts, shared by
    every request of that provider instance, loop- and thread-agnostic),
 3. retries on retryable failures (HTTP 429 / 5xx, timeouts, connection errors) with exponential backoff
@@ -42,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("mer_eval.providers")
 
 CACHE_NAMESPACE = "provider"
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: entries record finish_reason (v1 entries could not say whether they were cut)
 MAX_WAIT_S = 300.0  # longest single wait between attempts, whatever Retry-After says
 BODY_EXCERPT = 300
 
@@ -95,6 +98,9 @@ class ProviderRequest:
         return out
 
 
+FINISH_LENGTH = "length"  # the normalised finish_reason of an answer cut at the token limit
+
+
 @dataclass
 class ProviderResponse:
     text: str
@@ -103,6 +109,14 @@ class ProviderResponse:
     cached: bool = False
     usage: dict = field(default_factory=dict)
     attempts: int = 1  # 0 for a cache hit
+    # why generation stopped, normalised: "stop" (the model ended), "length" (cut at max_tokens), another
+    # provider-specific reason in lower case, or None when the provider does not say
+    finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """The answer was cut at the token limit: its end is missing."""
+        return self.finish_reason == FINISH_LENGTH
 
 
 class ProviderError(RuntimeError):
@@ -174,6 +188,13 @@ def retryable_status(status: int | None) -> bool:
     return status is not None and (status == 429 or status == 408 or 500 <= status <= 599)
 
 
+def _finish(value: Any) -> str | None:
+    """A finish reason as a lower-case string (None when absent)."""
+    if value is None or value == "":
+        return None
+    return str(value).strip().lower() or None
+
+
 def excerpt(text: Any, n: int = BODY_EXCERPT) -> str:
     s = text if isinstance(text, str) else repr(text)
     s = " ".join(s.split())
@@ -216,6 +237,9 @@ class Provider:
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.text})
     default_model: ClassVar[str | None] = None
     requires_key: ClassVar[bool] = False  # True: a missing key is an error at call time
+    # who writes the texts (mer_eval.schema.TextOrigin.producer): a language model, unless a subclass
+    # builds them by templates (the offline provider)
+    producer: ClassVar[str] = "llm"
 
     def __init__(self, config: ProviderConfig, cache: Cache | None = None, name: str | None = None):
         self.config = config
@@ -268,6 +292,16 @@ class Provider:
         for cap in (Capability.text, Capability.image, Capability.audio, Capability.video):
             if cap in req.needs() and not self.supports(cap):
                 raise CapabilityMissing(self.name, cap, self.fallback_for(cap))
+
+    # -- provenance --------------------------------------------------------------------------------
+    def inputs_used(self, req: ProviderRequest, shown: list[str]) -> list[str]:
+        """The fields an answer to ``req`` is written from. ``shown``: the evidence fields the prompt filled
+        and the media attached (see the pipeline); a model may use any of them, so all of them count."""
+        return list(shown)
+
+    def conclusion_from(self, context: dict) -> list[str] | None:
+        """The signals a deterministic rule decided the concluded emotion from; None when a model decided."""
+        return None
 
     # -- parameters --------------------------------------------------------------------------------
     def params(self, req: ProviderRequest) -> dict:
@@ -334,13 +368,15 @@ class Provider:
             hit = self.cache.get(key)
             if isinstance(hit, dict) and isinstance(hit.get("text"), str) and hit["text"].strip():
                 self.stats["cache_hits"] += 1
+                usage = hit.get("usage") if isinstance(hit.get("usage"), dict) else {}
                 return ProviderResponse(
                     text=hit["text"],
                     model=hit.get("model", self.model_id),
                     provider=hit.get("provider", self.name),
                     cached=True,
-                    usage=hit.get("usage") or {},
+                    usage=usage,
                     attempts=0,
+                    finish_reason=_finish(hit.get("finish_reason") or usage.get("finish_reason")),
                 )
         last: ProviderError | None = None
         attempts = 0
@@ -370,15 +406,21 @@ class Provider:
                 )
                 await asyncio.sleep(wait)
                 continue
+            usage = dict(usage or {})
             resp = ProviderResponse(
                 text=text,
                 model=self.model_id,
                 provider=self.name,
                 cached=False,
-                usage=dict(usage or {}),
+                usage=usage,
                 attempts=attempts,
+                finish_reason=_finish(usage.get("finish_reason")),
             )
+            if resp.truncated:
+                log.warning("%s (%s): answer for %r cut at the token limit (finish_reason length)",
+                            self.name, self.model_id, req.purpose or "request")
             if key is not None:
+                # a truncated answer is cached too, with its finish_reason: a hit is flagged the same way
                 self.cache.put(
                     key,
                     {
@@ -387,6 +429,7 @@ class Provider:
                         "provider": resp.provider,
                         "revision": self.revision,
                         "usage": resp.usage,
+                        "finish_reason": resp.finish_reason,
                     },
                 )
             return resp

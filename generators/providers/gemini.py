@@ -63,6 +63,18 @@ def _transport_errors() -> tuple[tuple, tuple]:
     return tuple(timeouts), tuple(transport)
 
 
+def gemini_finish_reason(value: Any) -> str | None:
+    """Gemini's ``FinishReason`` in the OpenAI spelling: ``MAX_TOKENS`` -> ``length``, ``STOP`` -> ``stop``,
+    any other reason (``SAFETY``, ``RECITATION`` ...) lower-cased; None when the answer does not say."""
+    if value is None:
+        return None
+    name = getattr(value, "name", None) or str(value)
+    name = name.rsplit(".", 1)[-1].strip().upper()
+    if not name or name == "FINISH_REASON_UNSPECIFIED":
+        return None
+    return {"MAX_TOKENS": "length", "STOP": "stop"}.get(name, name.lower())
+
+
 def mime_of(path: Path) -> str:
     return _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
@@ -183,6 +195,10 @@ class GeminiProvider(Provider):
                 }.items()
                 if v is not None
             }
+        cands = getattr(resp, "candidates", None) or []
+        finish = gemini_finish_reason(getattr(cands[0], "finish_reason", None) if cands else None)
+        if finish:  # MAX_TOKENS: the text is cut at max_output_tokens (resp.text still returns the part)
+            usage["finish_reason"] = finish
         if getattr(resp, "model_version", None):
             usage["served_model"] = resp.model_version
         return text.strip(), usage

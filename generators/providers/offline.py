@@ -35,6 +35,7 @@ def template_revision(files=None) -> str:
 
 class OfflineProvider(Provider):
     name: ClassVar[str] = "offline"
+    producer: ClassVar[str] = "template"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.text, Capability.image, Capability.audio, Capability.video})
     default_model: ClassVar[str | None] = OFFLINE_VERSION
@@ -59,6 +60,14 @@ class OfflineProvider(Provider):
             return NO_VIDEO
         return None
 
+    def inputs_used(self, req: ProviderRequest, shown: list[str]) -> list[str]:
+        """Exactly the clues the template put into the text (not every field the prompt would show)."""
+        return synthesis.offline_inputs(req.purpose, dict(req.context or {}))
+
+    def conclusion_from(self, context: dict) -> list[str] | None:
+        """The summary's X is voted by a rule (:func:`synthesis.vote`) from these signals, or is the label."""
+        return synthesis.conclusion_signals(dict(context or {}))
+
     def render(self, req: ProviderRequest) -> str:
         ev = dict(req.context or {})
         p = req.purpose
@@ -78,4 +87,5 @@ class OfflineProvider(Provider):
 
     async def _call(self, req: ProviderRequest) -> tuple[str, dict]:
         text = self.render(req)
-        return text, {"template": OFFLINE_VERSION, "purpose": req.purpose}
+        # a template is never cut: finish_reason stop
+        return text, {"template": OFFLINE_VERSION, "purpose": req.purpose, "finish_reason": "stop"}

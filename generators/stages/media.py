@@ -8,8 +8,18 @@
 * image: probed (size), nothing extracted.
 * a missing, corrupt or stream-less file raises :class:`StageError`.
 
+* partial audio: :func:`mer_eval.media.load_audio` keeps what decoded when the decoder fails part-way (a
+  truncated or damaged file) and says nothing, so the stage compares the decoded length with the duration
+  the audio stream declares (its own header duration; for an audio-only file the container's): more than
+  :data:`PARTIAL_TOLERANCE_S` (or :data:`PARTIAL_TOLERANCE_SHARE` of it) missing sets ``partial_audio`` to
+  the reason and adds a note; the pipeline flags the sample (``mer_eval_meta.json`` ``flags.partial_audio``).
+  A video whose audio stream declares no duration is not compared with the container's (a shorter audio
+  track than the video is legitimate, e.g. ``face_noface.mov``: 4.0 s of audio in a 6.4 s clip), and a
+  truncated WAV is not detected (FFmpeg derives a WAV's duration from the file size).
+
 Outputs: ``kind`` (video/audio/image), ``media`` (probe facts), ``wav`` (path or None), ``audio_seconds``,
-``has_speech_audio`` (a wav was written).
+``audio_declared_seconds`` (what the stream / container says, None when unknown), ``partial_audio`` (None, or
+why the audio is partial), ``has_speech_audio`` (a wav was written).
 """
 
 from __future__ import annotations
@@ -31,8 +41,12 @@ from mer_eval.config import Config
 from mer_eval.schema import Sample
 
 STAGE = "media"
-VERSION = "1"
+VERSION = "2"  # 2: audio_declared_seconds, partial_audio
 SR = 16000
+# decoded audio shorter than declared by more than this is partial; AAC / MP3 priming and padding lose
+# up to ~0.05 s of a complete stream (face_noface.mov: 3.966 s decoded of 3.994 s declared)
+PARTIAL_TOLERANCE_S = 0.1
+PARTIAL_TOLERANCE_SHARE = 0.01
 
 
 def primary_media(sample: Sample) -> tuple[str, Path]:
@@ -42,6 +56,39 @@ def primary_media(sample: Sample) -> tuple[str, Path]:
         if p is not None:
             return kind, Path(p)
     raise StageError(STAGE, "the sample has no video, audio or image file")
+
+
+def declared_audio_seconds(path: Path, info: Any) -> float | None:
+    """The duration the audio stream's header declares; for a file without video, the container's when the
+    stream declares none. None when unknown (or PyAV cannot reopen the file: then nothing is compared)."""
+    try:
+        import av
+    except ImportError:
+        av = None
+    if av is not None and info.reader == "av":
+        try:
+            with av.open(str(path)) as c:
+                a = c.streams.audio[0] if c.streams.audio else None
+                if a is not None and a.duration and a.time_base:
+                    return float(a.duration * a.time_base)
+        except (av.error.FFmpegError, OSError):
+            return None
+    if info.has_video:
+        return None
+    return float(info.duration) if info.duration else None
+
+
+def partial_audio_reason(decoded_s: float, declared_s: float | None) -> str | None:
+    """Why audio of ``decoded_s`` seconds is partial against a declared ``declared_s`` (None: complete, or
+    nothing to compare with)."""
+    if declared_s is None or declared_s <= 0:
+        return None
+    missing = declared_s - decoded_s
+    if missing <= max(PARTIAL_TOLERANCE_S, PARTIAL_TOLERANCE_SHARE * declared_s):
+        return None
+    return (f"audio decoded to {decoded_s:.2f} s of the {declared_s:.2f} s its stream declares "
+            f"({missing:.2f} s missing: the decoder stopped early on a truncated or damaged file); the "
+            "transcript, tone and prosody describe only the decoded part")
 
 
 def run_media(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
@@ -64,6 +111,8 @@ def run_media(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
     files: list[Path] = []
     wav: Path | None = None
     seconds: float | None = None
+    declared: float | None = None
+    partial: str | None = None
     if kind == "video" and not info.has_video:
         raise StageError(STAGE, f"{path.name} has no video stream")
     if kind == "image" and not (info.is_image or info.has_video):
@@ -85,7 +134,12 @@ def run_media(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
                 wav = write_wav(sample_dir / f"{sample.id}.wav", x, SR)
                 files.append(wav)
                 seconds = round(len(x) / SR, 3)
+                declared = declared_audio_seconds(path, info)
+                partial = partial_audio_reason(len(x) / SR, declared)
+                if partial:
+                    notes.append(f"{path.name}: {partial}")
     out: dict[str, Any] = {"kind": kind, "source": str(path), "media": info.to_dict(),
                            "wav": str(wav) if wav else None, "audio_seconds": seconds,
-                           "has_speech_audio": wav is not None}
+                           "audio_declared_seconds": round(declared, 3) if declared is not None else None,
+                           "partial_audio": partial, "has_speech_audio": wav is not None}
     return finish(sample.id, sample_dir, STAGE, VERSION, fp, out, files, notes)
