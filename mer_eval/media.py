@@ -206,6 +206,48 @@ def _frame_to_float(frame) -> np.ndarray:
     return out
 
 
+# file (resolved path, size, mtime) -> why its audio decoded only in part (the decoder failed after some frames)
+_PARTIAL: dict[tuple[str, int, int], str] = {}
+
+
+def partial_decode(path: PathLike) -> Optional[str]:
+    """Why the last :func:`load_audio` of ``path`` kept only part of its audio (the decoder failed part-way),
+    or None. A truncated file is decoded as far as it goes; this says so instead of keeping it silently."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return _PARTIAL.get((str(p.resolve()), st.st_size, st.st_mtime_ns))
+
+
+def _wav_shortfall(p: Path) -> Optional[str]:
+    """A RIFF/WAVE file whose ``data`` chunk declares more bytes than the file holds (a cut-off wav: FFmpeg
+    decodes what is there and says nothing)."""
+    import struct
+
+    try:
+        with p.open("rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            pos = 12
+            size = p.stat().st_size
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, clen = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    have = size - (pos + 8)
+                    if clen != 0xFFFFFFFF and clen > have:
+                        return (f"the wav's data chunk declares {clen} bytes, the file holds {have} "
+                                f"({100.0 * have / clen:.0f}%): cut off")
+                    return None
+                pos += 8 + clen + (clen & 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
 def _decode_audio_av(p: Path) -> tuple[np.ndarray, int]:
     c = _open(p)
     try:
@@ -221,7 +263,11 @@ def _decode_audio_av(p: Path) -> tuple[np.ndarray, int]:
         except Exception as e:  # noqa: BLE001 - decoder errors become MediaError with the cause
             if not chunks:
                 raise MediaError(f"{p}: cannot decode audio ({type(e).__name__}: {e})") from e
-            # a truncated file: keep what decoded (deterministic for the same file)
+            # a truncated file: keep what decoded (deterministic for the same file) and record that it is partial
+            st = p.stat()
+            _PARTIAL[(str(p.resolve()), st.st_size, st.st_mtime_ns)] = (
+                f"the decoder stopped after {sum(len(c) for c in chunks) / float(sr or stream.rate or 1):.2f} s "
+                f"({type(e).__name__}: {e})")
         sr = sr or stream.rate
     finally:
         c.close()
@@ -279,6 +325,11 @@ def load_audio(path: PathLike, sr: int = 16000, allow_silent: bool = False) -> n
             raise
     if x.size == 0:
         raise MediaError(f"{p}: audio stream decodes to no samples")
+    if p.suffix.lower() == ".wav":
+        short = _wav_shortfall(p)
+        if short:
+            st = p.stat()
+            _PARTIAL[(str(p.resolve()), st.st_size, st.st_mtime_ns)] = short
     if not allow_silent and not np.any(x):
         raise NoAudioError(f"{p}: the audio stream is digital silence (every sample is 0); treated as no audio")
     return resample(x, src_sr, int(sr))

@@ -129,3 +129,23 @@ def test_evenly_spaced():
     assert media.evenly_spaced(10, 5) == [1, 3, 5, 7, 9]
     assert media.evenly_spaced(3, 10) == [0, 1, 2]
     assert media.evenly_spaced(0, 3) == []
+
+
+def test_partial_decode_is_reported_not_kept_silently(shared_data, tmp_path):
+    """A file cut in half decodes as far as it goes; load_audio now says so (it used to keep the part)."""
+    from mer_eval.media import load_audio, partial_decode
+
+    flac = shared_data / "speech-jfk" / "jfk.flac"
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
+    x = load_audio(cut)
+    assert 0 < len(x) / 16000 < 8 and "decoder stopped" in partial_decode(cut)
+    load_audio(flac)
+    assert partial_decode(flac) is None
+    wav = shared_data / "speech-librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
+    cw = tmp_path / "cut.wav"
+    cw.write_bytes(wav.read_bytes()[: wav.stat().st_size // 2 + 1])
+    load_audio(cw)
+    assert "data chunk declares" in partial_decode(cw)
+    load_audio(wav)
+    assert partial_decode(wav) is None

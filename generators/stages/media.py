@@ -136,6 +136,11 @@ def run_media(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
                 seconds = round(len(x) / SR, 3)
                 declared = declared_audio_seconds(path, info)
                 partial = partial_audio_reason(len(x) / SR, declared)
+                from mer_eval.media import partial_decode
+
+                broke = partial_decode(path)
+                if broke and not partial:  # a decoder error part-way, whatever the header declares (a cut wav)
+                    partial = f"audio decoded only in part: {broke}"
                 if partial:
                     notes.append(f"{path.name}: {partial}")
     out: dict[str, Any] = {"kind": kind, "source": str(path), "media": info.to_dict(),
