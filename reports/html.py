@@ -29,6 +29,21 @@ MAX_THUMBNAILS = 2000  # beyond this many samples the report would grow past a f
 TEXT_FIELDS = ("transcript", "audio_description", "visual_expression", "visual_objective", "video_content",
                "image_description", "au_text_description", "llm_au_description", "final_summary")
 SCRIPT_HASH_PLACEHOLDER = "__MER_EVAL_SCRIPT_SHA256__"
+# strict (abstentions count as worst) and lenient (abstentions left out)
+COMPOSITES = ("composite_score", "composite_lenient")
+COMPOSITE_TITLES = {"composite_score": "strict: abstentions count as worst",
+                    "composite_lenient": "lenient: abstentions left out"}
+# what each corruption kind of ``mer-eval probe`` does (generators/corrupt.py)
+PROBE_KINDS = {
+    "flip": "the concluded emotion's words replaced by another emotion's",
+    "swap": "the summary of another clip that concludes a different emotion",
+    "au": "a detected AU the summary names renamed to one that was not detected",
+    "degen": "one sentence of the summary repeated",
+    "generic": "a one-sentence boilerplate naming the label or conclusion",
+    "transcript": "the transcript shuffled, a third replaced by another sample's words",
+    "drop": "one modality's description removed",
+    "all": "every twin of every kind against the originals",
+}
 
 
 def json_for_script(obj: Any) -> str:
@@ -62,15 +77,18 @@ def thumbnail_data_url(path: Optional[Path], root: Path, max_px: int = THUMB_PX)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None
 
 
-def histogram_svg(values: list[float], title: str, bins: int = 12, width: int = 260, height: int = 120) -> str:
-    """An inline SVG histogram of ``values`` (escaped labels, numbers only otherwise)."""
+def histogram_svg(values: list[float], title: str, bins: int = 12, width: int = 260, height: int = 120,
+                  empty: str = "no ok values") -> str:
+    """An inline SVG histogram of ``values`` (escaped labels, numbers only otherwise); ``empty`` is what it
+    says when there is no value."""
     import numpy as np
 
     t = html.escape(title)
+    e = html.escape(empty)
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
     if v.size == 0:
         return (f'<svg width="{width}" height="{height}" role="img" '
-                f'aria-label="{t}: no ok values" class="hist"><text x="8" y="60" font-size="12">no ok values</text></svg>')
+                f'aria-label="{t}: {e}" class="hist"><text x="8" y="60" font-size="12">{e}</text></svg>')
     lo, hi = float(v.min()), float(v.max())
     if hi == lo:
         lo, hi = lo - 0.5, hi + 0.5
@@ -97,29 +115,176 @@ def histogram_svg(values: list[float], title: str, bins: int = 12, width: int = 
     return "".join(parts)
 
 
+def self_check_mask(df):
+    """Rows of a score table that are self-checks (:func:`mer_eval.evidence.counts` said no, as recorded in
+    scores.parquet's ``independent`` / ``dependence``): never shown as evidence."""
+    import pandas as pd
+
+    mask = pd.Series(False, index=df.index)
+    if "independent" in df.columns:
+        mask |= df["independent"].map(lambda x: not pd.isna(x) and not bool(x))  # NaN/None: not recorded
+    if "dependence" in df.columns:
+        mask |= df["dependence"].map(lambda x: isinstance(x, str) and bool(x.strip()))
+    return mask
+
+
+def _dependence_reason(x: Any) -> str:
+    if isinstance(x, str) and x.strip():
+        return x
+    return "self-check: marked not independent (no reason recorded)"
+
+
 def _coverage(df, metrics: list[str]) -> list[dict[str, Any]]:
+    """Per metric: how many values count, how many were left out as self-checks (and why), how many
+    abstained (a defect), and why the rest were not scored."""
+    sc = self_check_mask(df)
     out = []
     for m in metrics:
-        g = df[df["metric"] == m]
+        sel = df["metric"] == m
+        g = df[sel]
+        gsc = sc[sel]
         counts = Counter(g["status"])
+        ok = g["status"] == "ok"
+        left = g[ok & gsc]
+        dep = left["dependence"] if "dependence" in left.columns else [None] * len(left)
+        left_reasons = Counter(_dependence_reason(r).removeprefix("self-check: ") for r in dep)
         reasons = Counter((st, r if isinstance(r, str) else "no reason given")
                           for st, r in zip(g["status"], g["reason"]) if st != "ok")
+        relations = Counter(str(r) for r in g["relation"].dropna()) if "relation" in g.columns else Counter()
+        n_ok = int(counts.get("ok", 0))
         out.append({
-            "metric": m, "n": int(len(g)), "ok": int(counts.get("ok", 0)),
+            "metric": m, "n": int(len(g)), "ok": n_ok,
+            "counted": int((ok & ~gsc).sum()), "self_check": int(len(left)),
+            "self_check_reasons": [{"reason": r, "count": n} for r, n in left_reasons.most_common()],
+            "abstained": int(counts.get("abstained", 0)),
+            "not_scored": int(len(g)) - n_ok - int(counts.get("abstained", 0)),
             "counts": {k: int(v) for k, v in sorted(counts.items())},
+            "relations": [{"relation": r, "count": n} for r, n in relations.most_common()],
             "reasons": [{"status": st, "reason": r, "count": n} for (st, r), n in reasons.most_common()],
         })
     return out
 
 
 def _num(x: Any) -> Optional[float]:
-    if x is None:
+    if x is None or isinstance(x, bool):
         return None
     try:
         f = float(x)
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def _int(x: Any) -> Optional[int]:
+    f = _num(x)
+    return int(f) if f is not None and f == int(f) and f >= 0 else None
+
+
+def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b))
+
+
+CHANCE_RGB, PERFECT_RGB, BELOW_RGB = (246, 246, 246), (34, 125, 68), (228, 150, 140)
+
+
+def auroc_style(a: Optional[float]) -> str:
+    """Inline style of one probe cell: grey at chance (0.5), deepening to green at 1.0; below chance (the
+    metric ranks corrupted twins higher) a red tint. Numbers only: safe in a style attribute."""
+    if a is None:
+        return "background:#ffffff;color:#8a8f99"
+    if a >= 0.5:
+        t = min((a - 0.5) / 0.5, 1.0)
+        return f"background:{_mix(CHANCE_RGB, PERFECT_RGB, t)};color:{'#ffffff' if t > 0.55 else '#1d2330'}"
+    t = min((0.5 - a) / 0.5, 1.0)
+    return f"background:{_mix(CHANCE_RGB, BELOW_RGB, t)};color:#1d2330"
+
+
+def _probe_section(run_dir: Path, coverage: list[dict[str, Any]], manifest: Any) -> Optional[dict[str, Any]]:
+    """``RUN/mer-eval-probe/probe.json`` (``mer-eval probe``) as the rows of the report's probe table, or
+    None when the run has none. A file that cannot be read gives a section that says why."""
+    from mer_eval.reports.probe import HEADLINE, PROBE_DIR, PROBE_JSON
+
+    path = Path(run_dir) / PROBE_DIR / PROBE_JSON
+    if not path.is_file():
+        return None
+    out: dict[str, Any] = {"path": str(path), "error": None, "warnings": [], "rows": [], "kinds": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        out["error"] = f"unreadable: {e}"
+        return out
+    if not isinstance(data, dict) or not isinstance(data.get("auroc"), dict):
+        out["error"] = "not a probe.json written by mer-eval probe (no 'auroc' table)"
+        return out
+    table = data["auroc"]
+    kinds = [k for k in data["kinds"] if isinstance(k, str)] if isinstance(data.get("kinds"), list) else []
+    if not kinds:  # older or hand-made files: the kinds the cells name
+        kinds = list(dict.fromkeys(str(k) for row in table.values() if isinstance(row, dict) for k in row
+                                   if k != "all"))
+    if any(isinstance(row, dict) and "all" in row for row in table.values()):
+        kinds = kinds + ["all"]
+    tbk = data.get("twins_by_kind") if isinstance(data.get("twins_by_kind"), dict) else {}
+    skipped = data.get("skipped") if isinstance(data.get("skipped"), dict) else {}
+    for k in kinds:
+        n = _int(tbk.get(k)) if k != "all" else sum(_int(v) or 0 for v in tbk.values())
+        sk = skipped.get(k) if isinstance(skipped.get(k), dict) else {}
+        by_reason: dict[str, list[str]] = {}
+        for sid, why in sk.items():
+            by_reason.setdefault(str(why), []).append(str(sid))
+        out["kinds"].append({"kind": k, "n": n, "what": PROBE_KINDS.get(k),
+                             "skipped": [{"reason": r, "count": len(ids), "ids": ids}
+                                         for r, ids in sorted(by_reason.items(), key=lambda x: -len(x[1]))]})
+    listed = [m for m in data["metrics"] if isinstance(m, str) and m in table] \
+        if isinstance(data.get("metrics"), list) else []
+    names = [m for m in HEADLINE if m in table] + [m for m in listed + [str(m) for m in table]
+                                                   if m not in HEADLINE]
+    cov = {c["metric"]: c for c in coverage}
+    for m in dict.fromkeys(names):
+        row = table.get(m)
+        if not isinstance(row, dict):
+            continue
+        cells = []
+        for k in kinds:
+            c = row.get(k) if isinstance(row.get(k), dict) else {}
+            a = _num(c.get("auroc"))
+            ci = c.get("ci95")
+            ci = [_num(ci[0]), _num(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+            if ci is not None and None in ci:
+                ci = None
+            cell = {"kind": k, "auroc": a, "ci": ci, "win_rate": _num(c.get("win_rate")),
+                    "n_pairs": _int(c.get("n_pairs")), "measured_original": _int(c.get("measured_original")),
+                    "measured_twin": _int(c.get("measured_twin")), "style": auroc_style(a)}
+            bits = [f"{m} on {k}: AUROC " + ("–" if a is None else f"{a:.4g}")]
+            if ci:
+                bits.append(f"95% CI [{ci[0]:.4g}, {ci[1]:.4g}]")
+            if cell["win_rate"] is not None:
+                bits.append(f"paired win rate {cell['win_rate']:.4g}")
+            if cell["n_pairs"] is not None:
+                bits.append(f"{cell['n_pairs']} pairs")
+            if cell["measured_original"] is not None and cell["measured_twin"] is not None:
+                bits.append(f"measured: {cell['measured_original']} originals, {cell['measured_twin']} twins")
+            cell["title"] = "; ".join(bits)
+            cells.append(cell)
+        c = cov.get(m)
+        note = None
+        if c is not None and c["self_check"] and not c["counted"]:
+            note = "self-check in this run: never measured"
+        out["rows"].append({"metric": m, "headline": m in HEADLINE, "note": note, "cells": cells})
+    out["n_originals"] = _int(data.get("n_originals"))
+    out["n_boot"] = _int(data.get("n_boot"))
+    out["seed"] = data.get("seed") if isinstance(data.get("seed"), int) else None
+    cv = data.get("composite_version")
+    out["composite_version"] = cv if isinstance(cv, str) else None
+    run_cv = manifest.score.composite_version if manifest is not None and manifest.score else None
+    run_hash = manifest.score.config_hash if manifest is not None and manifest.score else None
+    if run_cv and out["composite_version"] and run_cv != out["composite_version"]:
+        out["warnings"].append(f"the probe measured composite {out['composite_version']}, the run is scored "
+                               f"with {run_cv}: run mer-eval probe again")
+    ph = data.get("config_hash")
+    if run_hash and isinstance(ph, str) and ph != run_hash:
+        out["warnings"].append(f"the probe was scored with config {ph}, the run with {run_hash}: the AUROCs "
+                               f"may not describe these scores")
+    return out
 
 
 def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: int = MAX_THUMBNAILS
@@ -130,13 +295,16 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
 
     run_dir = Path(run_dir)
     df = read_scores(run_dir)
+    sc = self_check_mask(df)
+    df = df.assign(_counts=(df["status"] == "ok") & ~sc)
     directions = metric_directions(df)
-    metrics = sorted(directions, key=lambda m: (m != "composite_score", m))
+    metrics = sorted(directions, key=lambda m: (COMPOSITES.index(m) if m in COMPOSITES else len(COMPOSITES),
+                                                m))
     ids = list(dict.fromkeys(df["sample_id"]))
     manifest = None
     if (run_dir / "run.json").is_file():
         manifest = load_manifest(run_dir / "run.json")
-    # coverage per sample: composite coverage from evaluation.json when there, else share of ok metrics
+    # coverage per sample: composite coverage from evaluation.json when there, else share of counted metrics
     coverage_vals, coverage_src = [], "evaluation.json composite coverage"
     evals = {}
     for sid in ids:
@@ -149,28 +317,51 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
     if evals and len(evals) == len(ids) and all(e.composite is not None for e in evals.values()):
         coverage_vals = [float(e.composite.coverage) for e in evals.values()]
     else:
-        coverage_src = "share of metrics scored ok per sample (no evaluation.json composite)"
-        nc = df[df["metric"] != "composite_score"]
+        coverage_src = "share of metrics with a value that counts per sample (no evaluation.json composite)"
+        nc = df[~df["metric"].isin(COMPOSITES)]
         for sid, g in nc.groupby("sample_id"):
-            coverage_vals.append(float((g["status"] == "ok").mean()))
-    comp = df[(df["metric"] == "composite_score") & (df["status"] == "ok")]["value"].dropna()
+            coverage_vals.append(float(g["_counts"].mean()))
+    coverage = _coverage(df, metrics)
+    composites = []
+    for name in COMPOSITES:
+        v = df[(df["metric"] == name) & df["_counts"]]["value"].dropna()
+        st = Counter(df[df["metric"] == name]["status"])
+        if name in directions or len(v):
+            composites.append({"metric": name, "title": COMPOSITE_TITLES[name],
+                               "mean": float(v.mean()) if len(v) else None, "n": int(len(v)),
+                               "abstained": int(st.get("abstained", 0))})
+    abst = df[df["status"] == "abstained"]
+    self_checked = [c for c in coverage if c["self_check"]]
     sec: dict[str, Any] = {
         "label": label, "path": str(run_dir), "n_samples": len(ids),
         "provider": manifest.provider if manifest else None,
         "composite_version": (manifest.score.composite_version if manifest and manifest.score else None),
-        "composite_mean": float(comp.mean()) if len(comp) else None, "composite_n": int(len(comp)),
+        "composites": composites,
+        "composite_mean": composites[0]["mean"] if composites else None,
+        "composite_n": composites[0]["n"] if composites else 0,
         "coverage_mean": float(sum(coverage_vals) / len(coverage_vals)) if coverage_vals else None,
         "coverage_source": coverage_src,
-        "metrics": [{"metric": m, "higher_is_better": directions[m]} for m in metrics],
+        "abstained": {"values": int(len(abst)), "samples": int(abst["sample_id"].nunique()),
+                      "metrics": int(abst["metric"].nunique())},
+        "self_checks": {"values": sum(c["self_check"] for c in self_checked),
+                        "metrics": [c["metric"] for c in self_checked]},
+        "metrics": [{"metric": m, "higher_is_better": directions[m], "title": COMPOSITE_TITLES.get(m)}
+                    for m in metrics],
         "histograms": [],
-        "coverage": _coverage(df, metrics),
+        "coverage": coverage,
         "gate": None,
+        "probe": _probe_section(run_dir, coverage, manifest),
     }
+    cov = {c["metric"]: c for c in coverage}
     for m in metrics:
-        vals = df[(df["metric"] == m) & (df["status"] == "ok")]["value"].dropna().astype(float).tolist()
+        vals = df[(df["metric"] == m) & df["_counts"]]["value"].dropna().astype(float).tolist()
         mean = sum(vals) / len(vals) if vals else None
-        sec["histograms"].append({"metric": m, "n": len(vals), "mean": mean, "svg": histogram_svg(vals, m),
-                                  "arrow": "↑" if directions[m] else "↓"})
+        c = cov[m]
+        empty = "only self-checks: no mean" if c["self_check"] and not vals else "no ok values"
+        sec["histograms"].append({"metric": m, "n": len(vals), "mean": mean,
+                                  "svg": histogram_svg(vals, m, empty=empty),
+                                  "arrow": "↑" if directions[m] else "↓", "self_check": c["self_check"],
+                                  "self_check_reasons": c["self_check_reasons"], "abstained": c["abstained"]})
     gate_rows = read_gate_table(run_dir)
     gate_by_id: dict[str, dict[str, str]] = {}
     if gate_rows is not None:
@@ -189,10 +380,12 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
     ds = discover(run_dir)
     by_id = ds.by_id()
     rows = []
-    cells = {(s, m): (st, _num(v), r if isinstance(r, str) else None, mv, mdl)
-             for s, m, st, v, r, mv, mdl in zip(df["sample_id"], df["metric"], df["status"], df["value"],
-                                                 df["reason"], df.get("metric_version", [None] * len(df)),
-                                                 df.get("model", [None] * len(df)))}
+    deps = df["dependence"] if "dependence" in df.columns else [None] * len(df)
+    cells = {(s, m): (st, _num(v), r if isinstance(r, str) else None, mv, mdl,
+                      _dependence_reason(dp) if selfc else None)
+             for s, m, st, v, r, mv, mdl, dp, selfc in zip(
+                 df["sample_id"], df["metric"], df["status"], df["value"], df["reason"],
+                 df.get("metric_version", [None] * len(df)), df.get("model", [None] * len(df)), deps, sc)}
     for sid in ids:
         s = by_id.get(sid)
         thumb, thumb_note = (None, "sample folder not found by discovery")
@@ -205,12 +398,20 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
                 thumb_note = f"only the first {max_thumbnails} samples get an embedded thumbnail"
             texts = {f: getattr(s.annotation, f) for f in TEXT_FIELDS if getattr(s.annotation, f)}
             label = s.label
-        values, statuses, details = {}, {}, []
+        values, statuses, self_checks, details, abstained = {}, {}, {}, [], []
         for m in metrics:
-            st, v, r, mv, mdl = cells.get((sid, m), ("missing", None, f"no {m} row in scores", None, None))
-            values[m] = v
+            st, v, r, mv, mdl, dep = cells.get((sid, m),
+                                               ("missing", None, f"no {m} row in scores", None, None, None))
+            dep = dep if st == "ok" else None  # a value that was never measured needs no warning
+            # the table and its sort see only values that count; a self-check keeps its value in the
+            # drill-down, marked as not counted
+            values[m] = v if st == "ok" and dep is None else None
             statuses[m] = st
-            details.append({"metric": m, "status": st, "value": v, "reason": r,
+            if dep is not None:
+                self_checks[m] = dep
+            if st == "abstained":
+                abstained.append(m)
+            details.append({"metric": m, "status": st, "value": v, "reason": r, "self_check": dep,
                             "version": mv if isinstance(mv, str) else None,
                             "model": mdl if isinstance(mdl, str) else None})
         g = gate_by_id.get(sid)
@@ -220,7 +421,8 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
             "decision": g.get("decision") if g else None,
             "failed": g.get("failed") if g else None, "skipped": g.get("skipped") if g else None,
             "coverage": float(ev.composite.coverage) if ev is not None and ev.composite is not None else None,
-            "values": values, "statuses": statuses, "metrics": details, "texts": texts,
+            "values": values, "statuses": statuses, "self_checks": self_checks, "abstained": abstained,
+            "metrics": details, "texts": texts,
             "thumb": thumb, "thumb_note": thumb_note,
         })
     sec["samples"] = rows
@@ -259,6 +461,8 @@ def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0,
         data_json=Markup(json_for_script(table)),
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), tool_version=__version__,
         script_hash=SCRIPT_HASH_PLACEHOLDER,
+        probe_legend={"below": auroc_style(0.25), "chance": auroc_style(0.5), "mid": auroc_style(0.75),
+                      "perfect": auroc_style(1.0)},
     )
     m = re.search(r'<script id="app">(.*?)</script>', out, re.S)
     if m is None:

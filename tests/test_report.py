@@ -205,9 +205,11 @@ def test_bundled_examples_scored_gated_and_reported(examples, tmp_path):
     assert ids == sorted(p.name for p in src.iterdir() if p.is_dir())
     res = gate_run(run, "default")
     comp = df[df.metric == "composite_score"]
-    for d in res.decisions:  # text metrics alone are below mer-v1's min coverage: rule skipped with reason
+    for d in res.decisions:  # text metrics alone are below the min coverage: no composite, and the default
+        # gate requires one, so the sample is unknown and excluded (gates fail closed)
         st, reason = comp[comp.sample_id == d.sample_id][["status", "reason"]].iloc[0]
-        assert st != "ok" and f"composite_min: skipped: {st}: {reason}" in d.skipped
+        assert st != "ok" and f"composite_min: composite_score is {st}: {reason} (required)" in d.failed
+        assert d.decision == "exclude" and "excluded (fail closed)" in d.why
     assert regress(run, bless(run)).exit_code == 0
     html = build_report([run])
     data = table_data(html)
@@ -222,3 +224,277 @@ def test_thumbnail_limit(runs):
     assert len(with_thumb) <= 2
     notes = [s["thumb_note"] for s in data["samples"] if not s["thumb"] and not s["id"].startswith("lv")]
     assert notes and all(n == "only the first 2 samples get an embedded thumbnail" for n in notes)
+
+
+# ---- evidence rule, abstentions, strict/lenient composites and the probe section (examples/mer-factory) ----
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def make_probed_example(dest: Path, n_boot: int = 100) -> Path:
+    """examples/mer-factory (real MER-Factory outputs) copied to ``dest``, scored with the default config,
+    then probed (``RUN/mer-eval-probe/probe.json``, whose folder is itself a scored run of originals and
+    twins)."""
+    import shutil
+
+    from mer_eval.cli import run_probe
+    from mer_eval.config import load_config
+    from mer_eval.reports.probe import PROBE_DIR, PROBE_JSON
+    from mer_eval.scoring import score_run
+
+    src = EXAMPLES / "mer-factory"
+    if not src.is_dir():
+        pytest.skip("examples/mer-factory is not present")
+    shutil.copytree(src, dest)
+    cfg = load_config(None, ["cache.enabled=false"])
+    score_run(dest, cfg, use_cache=False)
+    run_probe(dest, cfg, n_boot=n_boot, use_cache=False)
+    if not (dest / PROBE_DIR / PROBE_JSON).is_file():
+        pytest.skip("mer-eval probe wrote no probe.json")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    return make_probed_example(tmp_path_factory.mktemp("probed") / "mf")
+
+
+def _probe_json(run: Path) -> dict:
+    return json.loads((run / "mer-eval-probe" / "probe.json").read_text(encoding="utf-8"))
+
+
+class _Elements(HTMLParser):
+    """Text (and attributes) of every element carrying ``data-metric`` / ``data-kind`` / ``data-card``."""
+
+    KEYS = ("data-metric", "data-kind", "data-card")
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[dict] = []
+        self._stack: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("br", "meta", "img", "input", "hr", "link"):  # void: no end tag
+            return
+        e = {"tag": tag, "attrs": a, "text": [], "parents": [x["attrs"] for x in self._stack]}
+        self._stack.append(e)
+        if any(k in a for k in self.KEYS):
+            self.found.append(e)
+
+    def handle_endtag(self, tag):
+        while self._stack:
+            e = self._stack.pop()
+            if e["tag"] == tag:
+                break
+
+    def handle_data(self, data):
+        for e in self._stack:
+            e["text"].append(data)
+
+
+def elements(html: str) -> list[dict]:
+    p = _Elements()
+    p.feed(html)
+    for e in p.found:
+        e["text"] = " ".join(" ".join(e["text"]).split())  # element texts joined by a space
+    return p.found
+
+
+def _section(html: str, cls: str) -> str:
+    m = re.search(rf'<section class="{cls}".*?</section>', html, re.S)
+    assert m, f"no <section class={cls}>"
+    return m.group(0)
+
+
+def probe_cells(html: str) -> dict[tuple[str, str], dict]:
+    sec = _section(html, "probe")
+    out = {}
+    for e in elements(sec):
+        a = e["attrs"]
+        if e["tag"] == "td" and "data-kind" in a:
+            metric = next(p["data-metric"] for p in reversed(e["parents"]) if "data-metric" in p)
+            out[(metric, a["data-kind"])] = e
+    return out
+
+
+def test_probe_section_shows_the_aurocs_of_probe_json(probed, tmp_path):
+    from mer_eval.reports.html import auroc_style
+
+    pj = _probe_json(probed)
+    html = build_report([probed])
+    assert "Probe: which metrics discriminate on this data" in html
+    sec = _section(html, "probe")
+    rows = re.findall(r'<tr data-metric="([^"]+)"', sec)
+    assert rows[:2] == ["composite_score", "composite_lenient"]  # composites first
+    assert sorted(rows) == sorted(pj["auroc"])
+    kinds = pj["kinds"] + ["all"]
+    heads = {e["attrs"]["data-kind"]: e["text"] for e in elements(sec) if e["tag"] == "th"}
+    assert list(heads) == kinds
+    for k in pj["kinds"]:
+        assert heads[k] == f"{k} n={pj['twins_by_kind'][k]}"
+    assert heads["all"] == f"all n={sum(pj['twins_by_kind'].values())}"
+    cells = probe_cells(html)
+    for m in ("composite_score", "composite_lenient"):
+        for k in kinds:
+            c = pj["auroc"][m][k]
+            want = f"{c['auroc']:.2f}" + (f" [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]" if c["ci95"] else "")
+            cell = cells[(m, k)]
+            assert cell["text"] == want, (m, k, cell["text"])
+            assert cell["attrs"]["style"] == auroc_style(c["auroc"])
+            assert f"{c['n_pairs']} pairs" in cell["attrs"]["title"]
+    # every other metric's cells too, and the colour scale: chance grey, 1.0 full green, between in between
+    for m, row in pj["auroc"].items():
+        for k, c in row.items():
+            assert cells[(m, k)]["text"].startswith("–" if c["auroc"] is None else f"{c['auroc']:.2f}")
+    assert auroc_style(0.5) != auroc_style(0.75) != auroc_style(1.0) != auroc_style(0.2)
+    assert "#f6f6f6" in auroc_style(0.5) and "#227d44" in auroc_style(1.0)
+    # skipped reasons, per kind
+    kind_items = {e["attrs"]["data-kind"]: e["text"] for e in elements(sec) if e["tag"] == "li"}
+    n_skipped = 0
+    for k, sk in pj["skipped"].items():
+        for sid, why in sk.items():
+            assert why in kind_items[k] and sid in kind_items[k]
+            n_skipped += 1
+    assert n_skipped > 0, "examples/mer-factory should skip a transcript twin (a sample without a transcript)"
+    # the CLI says where the section came from
+    out = tmp_path / "r.html"
+    r = CliRunner().invoke(report_cmd, [str(probed), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert f"probe section from {probed / 'mer-eval-probe' / 'probe.json'}" in r.output
+    assert out.read_text(encoding="utf-8").count('<section class="probe"') == 1
+
+
+def test_probe_section_absent_unreadable_or_hostile(probed, tmp_path):
+    run = copy_run(probed, tmp_path / "p")
+    pj_path = run / "mer-eval-probe" / "probe.json"
+    pj = json.loads(pj_path.read_text(encoding="utf-8"))
+    evil = '<img src=x onerror="window.__pwned=1">'
+    pj["auroc"][evil] = pj["auroc"]["composite_score"]
+    pj["metrics"].append(evil)
+    pj["skipped"]["flip"] = {"x<script>alert(1)</script>": "no </td> conclusion"}
+    pj_path.write_text(json.dumps(pj), encoding="utf-8")
+    html = build_report([run])
+    assert evil not in html and "<script>alert(1)" not in html and "no </td> conclusion" not in html
+    sec = _section(html, "probe")
+    assert "&lt;img src=x onerror=&#34;window.__pwned=1&#34;&gt;" in sec
+    assert "no &lt;/td&gt; conclusion" in sec
+    assert [a.get("type", a.get("id")) for a, _ in parse(html).scripts] == ["application/json", "app"]
+    pj_path.write_text("{not json", encoding="utf-8")
+    html = build_report([run])
+    sec = _section(html, "probe")
+    assert "probe.json: unreadable" in sec and '<table class="probe">' not in sec
+    pj_path.unlink()
+    html = build_report([run])
+    assert '<section class="probe"' not in html
+    r = CliRunner().invoke(report_cmd, [str(run), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 0 and "no mer-eval-probe/probe.json" in r.output
+
+
+def test_self_check_values_are_left_out_of_means(probed, tmp_path):
+    df = read_scores(probed)
+    assert "dependence" in df.columns and "independent" in df.columns
+    ok = df[df.status == "ok"]
+    only_self = sorted(m for m, g in ok.groupby("metric") if len(g) and (~g.independent.astype(bool)).all())
+    if not only_self:
+        pytest.skip("no metric of examples/mer-factory is a self-check (evidence rule changed?)")
+    m = only_self[0]  # au_f1: MER-Factory's AU text checked against the AUs it was written from
+    g = ok[ok.metric == m]
+    html = build_report([probed])
+    els = elements(html)
+    card = next(e["text"] for e in elements(_section(html, "distributions"))
+                if e["attrs"].get("data-metric") == m)
+    head, _, rest = card.partition(" only self-checks: no mean ")  # the title line, then the empty histogram
+    assert head == f"{m} ↑ n=0" and rest.startswith(f"{len(g)} self-check values left out")
+    assert f"{len(g)} self-check values left out" in card
+    for reason, n in g.dependence.value_counts().items():
+        assert f"{n} × {reason.removeprefix('self-check: ')}" in card
+    would_be = g.value.mean()
+    assert f"mean {would_be:.4g}" not in html
+    cov = next(e["text"] for e in elements(_section(html, "coverage"))
+               if e["tag"] == "tr" and e["attrs"].get("data-metric") == m)
+    assert cov.startswith(f"{m} self_check 0 / {len(df[df.metric == m])} {len(g)} ")
+    card = next(e["text"] for e in els if e["attrs"].get("data-card") == "self-checks")
+    assert str(int((~ok.independent.astype(bool)).sum())) in card and m in card
+    data = table_data(html)
+    for s in data["samples"]:
+        assert s["values"][m] is None and s["statuses"][m] == "ok"
+        assert s["self_checks"][m] == g[g.sample_id == s["id"]].dependence.iloc[0]
+        d = next(x for x in s["metrics"] if x["metric"] == m)
+        assert d["self_check"] and d["value"] == pytest.approx(g[g.sample_id == s["id"]].value.iloc[0])
+    # a metric where only some values are self-checks: the mean is over the others, the rest is counted out
+    run = copy_run(probed, tmp_path / "mixed")
+    import pandas as pd
+
+    sdf = pd.read_parquet(run / "scores.parquet")
+    victim = sdf[(sdf.metric == "distinct2") & (sdf.status == "ok")].index[0]
+    sdf.loc[victim, "independent"] = False
+    sdf.loc[victim, "dependence"] = "self-check: <b>planted</b> for the test"
+    sdf.to_parquet(run / "scores.parquet")
+    kept = sdf[(sdf.metric == "distinct2") & (sdf.status == "ok") & (sdf.index != victim)].value
+    html = build_report([run])
+    card = next(e["text"] for e in elements(_section(html, "distributions"))
+                if e["attrs"].get("data-metric") == "distinct2")
+    assert f"n={len(kept)}, mean {kept.mean():.4g}" in card
+    assert "1 self-check value left out" in card and "1 × <b>planted</b> for the test" in card
+    assert "&lt;b&gt;planted" in html and "<b>planted" not in html
+
+
+def test_strict_and_lenient_composites_side_by_side(probed):
+    for run in (probed, probed / "mer-eval-probe"):
+        df = read_scores(run)
+        html = build_report([run])
+        cards = {e["attrs"]["data-metric"]: e["text"] for e in elements(html)
+                 if "card composite" in e["attrs"].get("class", "")}
+        assert list(cards) == ["composite_score", "composite_lenient"]
+        for m in cards:
+            v = df[(df.metric == m) & (df.status == "ok")].value
+            assert f"{m} mean {v.mean():.3g}" in cards[m] and f"{len(v)} samples with a composite" in cards[m]
+        assert "strict: abstentions count as worst" in cards["composite_score"]
+        assert "lenient: abstentions left out" in cards["composite_lenient"]
+        data = table_data(html)
+        assert [m["metric"] for m in data["metrics"]][:2] == ["composite_score", "composite_lenient"]
+        for s in data["samples"]:
+            for m in ("composite_score", "composite_lenient"):
+                row = df[(df.sample_id == s["id"]) & (df.metric == m)].iloc[0]
+                assert s["statuses"][m] == row.status
+                assert s["values"][m] == (pytest.approx(row.value) if row.status == "ok" else None)
+
+
+def test_abstained_is_its_own_category(probed):
+    run = probed / "mer-eval-probe"  # the probe's own scored run: originals and their corrupted twins
+    df = read_scores(run)
+    ab = df[df.status == "abstained"]
+    if ab.empty:
+        pytest.skip("no twin of examples/mer-factory abstained")
+    html = build_report([run])
+    style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    rule = next(ln for ln in style.splitlines() if ln.startswith(".st-abstained "))
+    assert "var(--bad)" in rule
+    assert not any("st-abstained" in ln and "st-not_applicable" in ln for ln in style.splitlines())
+    for (m, reason), n in ab.groupby(["metric", "reason"]).size().items():
+        assert f'<span class="st-abstained">abstained</span> × {n}: {reason}' in html
+        cov = next(e for e in elements(_section(html, "coverage"))
+                   if e["tag"] == "tr" and e["attrs"].get("data-metric") == m)
+        total = int((ab.metric == m).sum())
+        assert re.search(rf'<tr data-metric="{m}">.*?<span class="st-abstained">{total}</span>',
+                         _section(html, "coverage"), re.S)
+        assert f"abstained × {n}: {reason}" in cov["text"]
+        hist = next(e["text"] for e in elements(_section(html, "distributions"))
+                    if e["attrs"].get("data-metric") == m)
+        assert f"{total} abstained (not in the histogram)" in hist
+    card = next(e["text"] for e in elements(html) if e["attrs"].get("data-card") == "abstained")
+    assert card.startswith(f"abstained {ab.sample_id.nunique()} ") and f"{len(ab)} values" in card
+    data = table_data(html)
+    for s in data["samples"]:
+        want = sorted(ab[ab.sample_id == s["id"]].metric)
+        assert sorted(s["abstained"]) == want
+        for m in want:
+            assert s["statuses"][m] == "abstained" and s["values"][m] is None
+    app = next(body for attrs, body in parse(html).scripts if attrs.get("id") == "app")
+    assert '"st-" + st' in app  # the table cell of an abstained metric gets class st-abstained
+    # the original run has no abstention: the card says 0 and is not styled as a defect
+    html = build_report([probed])
+    assert not (read_scores(probed).status == "abstained").any()
+    card = next(e for e in elements(html) if e["attrs"].get("data-card") == "abstained")
+    assert card["text"].startswith("abstained 0 ") and "defect" not in card["attrs"]["class"]

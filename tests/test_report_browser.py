@@ -110,3 +110,71 @@ def test_report_in_chromium(browser, shared_data, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     page.close()
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    from test_report import make_probed_example
+
+    return make_probed_example(tmp_path_factory.mktemp("probed-browser") / "mf")
+
+
+def _rgb(hex_colour: str) -> str:
+    h = hex_colour.lstrip("#")
+    return "rgb({}, {}, {})".format(*(int(h[i:i + 2], 16) for i in (0, 2, 4)))
+
+
+def test_probe_self_check_and_abstained_in_chromium(browser, probed, tmp_path):
+    import json
+    import re
+
+    from mer_eval.reports.html import auroc_style, write_report
+
+    pj = json.loads((probed / "mer-eval-probe" / "probe.json").read_text(encoding="utf-8"))
+    out = write_report([probed], tmp_path / "probe.html")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    console_errors = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.goto(out.resolve().as_uri())
+    page.wait_for_selector("#samples-table tbody tr")
+    assert console_errors == [], console_errors
+
+    sec = page.locator("section.probe")
+    assert sec.count() == 1 and sec.is_visible()
+    first = page.eval_on_selector_all("table.probe tbody tr",
+                                      "rs => rs.slice(0, 2).map(r => r.dataset.metric)")
+    assert first == ["composite_score", "composite_lenient"]
+    for m in first:
+        for k in pj["kinds"] + ["all"]:
+            c = pj["auroc"][m][k]
+            cell = page.locator(f'table.probe tr[data-metric="{m}"] td[data-kind="{k}"]')
+            assert cell.locator(".auc").text_content() == f"{c['auroc']:.2f}"
+            bg = cell.evaluate("e => getComputedStyle(e).backgroundColor")
+            assert bg == _rgb(re.search(r"background:(#[0-9a-f]{6})", auroc_style(c["auroc"])).group(1))
+    shot = tmp_path / "probe-section.png"
+    sec.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+
+    # a self-check is no number in the sample table: it says so, and its reason is the tooltip
+    header = page.locator("#samples-table th", has_text="au_f1")
+    idx = page.eval_on_selector_all("#samples-table th",
+                                    "hs => hs.findIndex(h => h.dataset.key === 'm:au_f1')")
+    assert idx > 0
+    header.click()
+    cells = page.eval_on_selector_all(
+        "#samples-table tbody tr", f"rs => rs.map(r => [r.cells[{idx}].textContent, r.cells[{idx}].title])")
+    assert cells and all(t == "self-check" and title.startswith("self-check: ") for t, title in cells)
+    page.close()
+
+    # abstentions (corrupted twins in the probe's own run) are styled as a defect, unlike not_applicable
+    out = write_report([probed / "mer-eval-probe"], tmp_path / "twins.html")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(out.resolve().as_uri())
+    page.wait_for_selector("#samples-table tbody tr")
+    ab = page.locator("#samples-table td.st-abstained")
+    if ab.count() == 0:
+        pytest.skip("no twin of examples/mer-factory abstained")
+    na = page.locator("#samples-table td.st-not_applicable").first
+    assert ab.first.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(184, 50, 42)"
+    assert na.evaluate("e => getComputedStyle(e).backgroundColor") != "rgb(184, 50, 42)"
+    page.close()
