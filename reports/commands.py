@@ -47,20 +47,39 @@ def _fail(msg: str, code: int = 2) -> None:
 @click.option("--bootstrap", "n_boot", type=click.IntRange(100, 100000), default=2000, show_default=True,
               help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--allow-mismatch", "allow_keys", multiple=True, metavar="KEY",
+              help="Compare although KEY differs between the runs (fingerprints): a metric or family name (any "
+                   "difference of it), METRIC.FIELD (e.g. distinct2.code_hash) or 'all' (repeatable). Recorded "
+                   "in every output.")
 @_config_options
-def compare_cmd(runs, markdown_out, csv_out, json_out, n_boot, seed, config_path, sets):
-    """Compare scored runs on their common samples (the first run is the reference)."""
+def compare_cmd(runs, markdown_out, csv_out, json_out, n_boot, seed, allow_keys, config_path, sets):
+    """Compare scored runs on their common samples (the first run is the reference).
+
+    Exit 2 (NOT COMPARABLE) when a metric was computed differently in a run than in the first (version,
+    params, model, code), unless --allow-mismatch allows it."""
     from mer_eval.gates import GateError
-    from mer_eval.reports.compare import compare_runs, print_rich, to_csv, to_markdown
+    from mer_eval.reports.compare import AllowError, AllowList, compare_runs, print_rich, to_csv, to_markdown
     from mer_eval.store import atomic_write_json, atomic_write_text
 
     _load_config(config_path, sets)
     if len(runs) < 2:
         raise click.UsageError("compare needs at least two runs")
     try:
-        c = compare_runs(list(runs), n_boot=n_boot, seed=seed)
+        allow = AllowList.parse(allow_keys)
+    except AllowError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        c = compare_runs(list(runs), n_boot=n_boot, seed=seed, allow=allow)
     except GateError as e:
         _fail(str(e))
+    if not c.comparable:
+        from mer_eval.reports.compare import comparability_lines
+
+        for ln in comparability_lines(c) + c.notes:
+            click.echo(ln)
+        if json_out:  # the refusal, for CI; no tables are written for runs that are not comparable
+            atomic_write_json(json_out, c.to_dict())
+        sys.exit(2)
     print_rich(c)
     if markdown_out:
         atomic_write_text(markdown_out, to_markdown(c))
@@ -80,15 +99,18 @@ def compare_cmd(runs, markdown_out, csv_out, json_out, n_boot, seed, config_path
                    "'composite_score bottom 10%', 'asr_wer is ok' (repeatable).")
 @click.option("--copy-to", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Copy the included sample folders and run.json here.")
+@click.option("--include-unknown", is_flag=True,
+              help="Include samples no rule could judge (no composite, every rule skipped). Off by default: "
+                   "the gate fails closed. Recorded in gate.json.")
 @_config_options
-def gate_cmd(run, rules_source, rule_strings, copy_to, config_path, sets):
-    """Decide per sample include / exclude; writes RUN/gate.csv, RUN/include.txt, RUN/gate.json."""
+def gate_cmd(run, rules_source, rule_strings, copy_to, include_unknown, config_path, sets):
+    """Decide per sample include / exclude / review; writes RUN/gate.csv, RUN/include.txt, RUN/gate.json."""
     from mer_eval.gates import GateError, copy_included, gate_run, summary_lines
 
     cfg = _load_config(config_path, sets)
     source = rules_source if rules_source else (None if rule_strings else cfg.gates)
     try:
-        result = gate_run(run, source, rule_strings)
+        result = gate_run(run, source, rule_strings, include_unknown=include_unknown)
     except GateError as e:
         _fail(str(e))
     for ln in summary_lines(result):
@@ -119,8 +141,15 @@ def bless_cmd(run, out, config_path, sets):
         b = write_baseline(run, out)
     except GateError as e:
         _fail(str(e))
-    click.echo(f"blessed {run}: {b['n_samples']} samples, {len(b['metrics'])} metrics, composite "
-               f"{b['composite_version']} -> {out}")
+    n_fp = sum(1 for m in b["metrics"].values() if m.get("fingerprint"))
+    n_lo = sum(m["left_out"]["n"] for m in b["metrics"].values())
+    click.echo(f"blessed {run}: {b['n_samples']} samples, {len(b['metrics'])} metrics ({n_fp} with fingerprints), "
+               f"composite {b['composite_version']} -> {out}")
+    if n_fp < len(b["metrics"]):
+        click.echo(f"  {len(b['metrics']) - n_fp} metric(s) without a fingerprint in {run}/run.json (scored by an "
+                   "older mer-eval): regress can check only their versions")
+    if n_lo:
+        click.echo(f"  {n_lo} self-check value(s) left out of the baseline's means (listed under left_out)")
 
 
 def _parse_tolerances(items: tuple[str, ...]) -> dict[str, float]:
@@ -149,21 +178,34 @@ def _parse_tolerances(items: tuple[str, ...]) -> dict[str, float]:
               help="Write JUnit XML (one testcase per metric).")
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a Markdown summary (for a PR comment).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the result as JSON (checks, mismatches, allowed mismatches, left-out self-checks).")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(100, 100000), default=2000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--allow-mismatch", "allow_keys", multiple=True, metavar="KEY",
+              help="Check although KEY differs from the baseline (fingerprints): a metric or family name (any "
+                   "difference of it), METRIC.FIELD (e.g. distinct2.code_hash) or 'all' (repeatable). Recorded "
+                   "in every output.")
 @_config_options
-def regress_cmd(run, baseline, tolerances, junit_out, markdown_out, n_boot, seed, config_path, sets):
-    """Exit 1 when a metric regressed against the baseline beyond tolerance and noise; 2 when not comparable."""
+def regress_cmd(run, baseline, tolerances, junit_out, markdown_out, json_out, n_boot, seed, allow_keys,
+                config_path, sets):
+    """Exit 1 when a metric regressed against the baseline beyond tolerance and noise (or samples ok in the
+    baseline are no longer ok); 2 when not comparable (a metric computed differently, see --allow-mismatch)."""
     from mer_eval.gates import GateError
+    from mer_eval.reports.compare import AllowError, AllowList
     from mer_eval.reports.regress import BaselineError, load_baseline, regress, to_junit, to_markdown, to_text
-    from mer_eval.store import atomic_write_text
+    from mer_eval.store import atomic_write_json, atomic_write_text
 
     cfg = _load_config(config_path, sets)
     tol = dict(cfg.tolerances)
     tol.update(_parse_tolerances(tolerances))
     try:
+        allow = AllowList.parse(allow_keys)
+    except AllowError as e:
+        raise click.UsageError(str(e)) from None
+    try:
         b = load_baseline(baseline)
-        res = regress(run, b, tol, baseline_path=str(baseline), n_boot=n_boot, seed=seed)
+        res = regress(run, b, tol, baseline_path=str(baseline), n_boot=n_boot, seed=seed, allow=allow)
     except (BaselineError, GateError) as e:
         _fail(str(e))
     click.echo(to_text(res))
@@ -171,6 +213,8 @@ def regress_cmd(run, baseline, tolerances, junit_out, markdown_out, n_boot, seed
         atomic_write_text(junit_out, to_junit(res))
     if markdown_out:
         atomic_write_text(markdown_out, to_markdown(res))
+    if json_out:
+        atomic_write_json(json_out, res.to_dict())
     sys.exit(res.exit_code)
 
 
@@ -180,9 +224,13 @@ def regress_cmd(run, baseline, tolerances, junit_out, markdown_out, n_boot, seed
               help="HTML file to write (self-contained).")
 @_config_options
 def report_cmd(runs, out, config_path, sets):
-    """One self-contained HTML report of RUN (several runs: with a leaderboard)."""
+    """One self-contained HTML report of RUN (several runs: with a leaderboard).
+
+    A run with RUN/mer-eval-probe/probe.json (`mer-eval probe RUN`) gets a section on which metrics tell its
+    samples from corrupted twins."""
     from mer_eval.gates import GateError
     from mer_eval.reports.html import write_report
+    from mer_eval.reports.probe import PROBE_DIR, PROBE_JSON
 
     _load_config(config_path, sets)
     try:
@@ -190,6 +238,13 @@ def report_cmd(runs, out, config_path, sets):
     except GateError as e:
         _fail(str(e))
     click.echo(f"wrote {out}")
+    for run in runs:
+        pj = Path(run) / PROBE_DIR / PROBE_JSON
+        if pj.is_file():
+            click.echo(f"  {run}: probe section from {pj}")
+        else:
+            click.echo(f"  {run}: no {PROBE_DIR}/{PROBE_JSON}; `mer-eval probe {run}` adds which metrics "
+                       f"discriminate")
 
 
 COMMANDS = [compare_cmd, gate_cmd, bless_cmd, regress_cmd, report_cmd]

@@ -4,6 +4,12 @@ Per metric and run: mean of the ``ok`` values with a bootstrap 95% CI. Per metri
 first: the paired difference to the first run (bootstrap 95% CI over the samples both scored ok),
 Wilcoxon signed-rank p-value, and the win / tie / loss counts (direction from ``higher_is_better``).
 Runs are ranked by their composite mean on the common samples.
+
+Only values that count as evidence are compared: self-checks (``dependence`` set in scores.parquet) are left
+out and listed. Before any number, every run is checked against the first for comparability: per metric
+its fingerprint (version, params hash, model id / sha256 / revision, code hash; see
+:func:`check_comparability`). A difference refuses the comparison ("NOT COMPARABLE", exit 2) unless
+``--allow-mismatch`` allows it, and an allowed difference is written into every output.
 """
 
 from __future__ import annotations
@@ -98,6 +104,15 @@ class Comparison:
     n_boot: int
     seed: int
     notes: list[str] = field(default_factory=list)
+    # comparability against the first run (fingerprints): refused differences make the comparison empty
+    # (the command exits 2); allowed ones (--allow-mismatch) are listed in every output
+    mismatches: list[str] = field(default_factory=list)
+    allowed_mismatches: list[str] = field(default_factory=list)
+    left_out: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # metric -> run -> {n, reasons}
+
+    @property
+    def comparable(self) -> bool:
+        return not self.mismatches
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,24 +130,47 @@ def _ok_series(df, metric: str, ids: set[str]) -> dict[str, float]:
     """ok values of ``metric``; self-checks (``dependence`` set: AUs vs the AUs the text came from, a label in
     the prompt, WER against the same ASR model) are left out, as the gate and the composite leave them out."""
     g = df[(df["metric"] == metric) & (df["status"] == "ok") & (df["sample_id"].isin(ids))]
-    if "dependence" in g.columns:
-        g = g[g["dependence"].isna()]
+    g = g[counted_mask(g)]
     return {str(s): float(v) for s, v in zip(g["sample_id"], g["value"]) if v is not None and math.isfinite(v)}
 
 
-def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED) -> Comparison:
+def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
+                 allow: Optional[AllowList] = None) -> Comparison:
+    """Compare runs with the first. Runs whose metrics were computed differently (fingerprints: version,
+    params, model, code) are not compared: ``mismatches`` says what differs and ``metrics`` stays empty,
+    unless ``allow`` allows the differences, which then stand in ``allowed_mismatches``."""
     import numpy as np
 
     from mer_eval.gates import metric_directions, read_scores
 
     if len(run_dirs) < 2:
         raise ValueError("compare needs at least two runs")
+    allow = allow or AllowList()
     paths = [Path(p) for p in run_dirs]
     labels = _labels(paths)
     frames = [read_scores(p) for p in paths]
     id_sets = [set(df["sample_id"]) for df in frames]
     common = set.intersection(*id_sets)
     notes = []
+    refused, allowed, used = [], [], set()
+    idents = [run_identity(p, df) for p, df in zip(paths, frames)]
+    ref_metrics = list(dict.fromkeys(frames[0]["metric"].astype(str)))
+    for i in range(1, len(paths)):
+        shared = [m for m in ref_metrics if m in set(frames[i]["metric"].astype(str))]
+        cmp_ = check_comparability(idents[0], idents[i], shared, allow, labels[0], labels[i], labels[0], labels[i])
+        pre = f"{labels[i]} vs {labels[0]}: " if len(paths) > 2 else ""
+        refused += [pre + t for t in cmp_.refused]
+        allowed += [pre + t for t in cmp_.allowed]
+        notes += [pre + t for t in cmp_.notes]
+        used |= cmp_.used_keys
+    notes += unused_allow_keys(allow, used)
+    dropped = {lab: len(ids - common) for lab, ids in zip(labels, id_sets)}
+    n_samples = {lab: len(ids) for lab, ids in zip(labels, id_sets)}
+    if refused:
+        notes.append("runs scored with other metric versions, parameters, models or code are not comparable: "
+                     "score them alike, or name what may differ with --allow-mismatch METRIC[.FIELD] / all")
+        return Comparison(labels, [str(p) for p in paths], len(common), dropped, n_samples, [], [], n_boot, seed,
+                          notes, refused, allowed)
     if not common:
         notes.append("the runs share no sample id: nothing to compare")
     dropped = {lab: len(ids - common) for lab, ids in zip(labels, id_sets)}
@@ -148,9 +186,14 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED) -
     pos = {m: i for i, m in enumerate(order)}
     order = sorted(order, key=lambda m: (m != COMPOSITE, pos[m]))
     metrics = []
+    left_out: dict[str, dict[str, dict[str, Any]]] = {}
     for m in order:
         hib = directions[m]
         series = [_ok_series(df, m, common) for df in frames]
+        for lab, df in zip(labels, frames):
+            lo = left_out_of(df, m, common)
+            if lo["n"]:
+                left_out.setdefault(m, {})[lab] = {"n": lo["n"], "reasons": lo["reasons"]}
         base = series[0]
         stats_ = []
         for i, (lab, s) in enumerate(zip(labels, series)):
@@ -183,8 +226,317 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED) -
         for i, r in enumerate(ranked):
             ranking.append({"rank": i + 1, "run": r.run, "composite_mean": r.mean, "ci_low": r.ci_low,
                             "ci_high": r.ci_high, "n": r.n})
-    return Comparison(labels, [str(p) for p in paths], len(common), dropped,
-                      {lab: len(ids) for lab, ids in zip(labels, id_sets)}, metrics, ranking, n_boot, seed, notes)
+    return Comparison(labels, [str(p) for p in paths], len(common), dropped, n_samples, metrics, ranking, n_boot,
+                      seed, notes, [], allowed, left_out)
+
+
+# ---- comparability ----------------------------------------------------------------------------------
+#
+# Two values of a metric are comparable only when they were computed the same way: the same metric
+# version, parameters, model (id, file sha256, revision) and code (``score.fingerprints`` in run.json,
+# written by :func:`mer_eval.scoring.fingerprints`). ``compare`` checks every run against the first,
+# ``regress`` the run against the baseline. A difference refuses (exit 2, "NOT COMPARABLE") unless
+# ``--allow-mismatch KEY`` allows it; an allowed difference is recorded in every output.
+
+FP_FIELDS = ("metric_version", "params_hash", "model_id", "model_sha256", "model_revision", "code_hash")
+COMPOSITES = ("composite_score", "composite_lenient")
+# None on one side of these means "not known" (a model loaded without hashing, an older mer-eval),
+# not "different": said in a note, not refused. model_id None is a value (the metric uses no model).
+_MAYBE_UNKNOWN = ("params_hash", "model_sha256", "model_revision", "code_hash")
+
+
+class AllowError(ValueError):
+    """A malformed ``--allow-mismatch`` key."""
+
+
+@dataclass
+class AllowList:
+    """``--allow-mismatch`` keys: ``all``; a metric (or metric family) name: any difference of it;
+    ``METRIC.FIELD`` (or ``FAMILY.FIELD``): that fingerprint field only."""
+
+    keys: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, keys) -> "AllowList":
+        out = []
+        for k in keys or ():
+            k = str(k).strip()
+            if not k:
+                raise AllowError("--allow-mismatch: empty key")
+            if "." in k:
+                name, _, fld = k.rpartition(".")
+                if fld not in FP_FIELDS or not name:
+                    raise AllowError(f"--allow-mismatch {k!r}: expected METRIC, METRIC.FIELD or all, FIELD one of "
+                                     f"{', '.join(FP_FIELDS)}")
+            out.append(k)
+        return cls(list(dict.fromkeys(out)))
+
+    def match(self, metric: str, family: Optional[str], fld: Optional[str]) -> Optional[str]:
+        """The key that allows ``fld`` of ``metric`` to differ (``fld`` None: the whole metric), or None."""
+        names = [metric] + ([family] if family and family != metric else [])
+        for k in self.keys:
+            if k == "all" or k in names:
+                return k
+            if fld is not None and any(k == f"{n}.{fld}" for n in names):
+                return k
+        return None
+
+
+def counted_mask(df):
+    """Rows whose value counts as evidence: the ``independent`` / ``dependence`` columns of scores.parquet
+    (:func:`mer_eval.evidence.counts` decided them when scoring); files without them: every row counts."""
+    import pandas as pd
+
+    left = pd.Series(False, index=df.index)
+    if "dependence" in df.columns:
+        left |= df["dependence"].notna()
+    if "independent" in df.columns:
+        left |= df["independent"].astype(object).map(lambda v: (not pd.isna(v)) and not bool(v)).astype(bool)
+    return ~left
+
+
+def left_out_of(df, metric: str, ids: Optional[set] = None) -> dict[str, Any]:
+    """{n, reasons: {why: count}, samples} of ``metric``'s ok values that are no evidence (self-checks)."""
+    g = df[(df["metric"] == metric) & (df["status"] == "ok")]
+    if ids is not None:
+        g = g[g["sample_id"].isin(ids)]
+    g = g[~counted_mask(g)]
+    import pandas as pd
+
+    reasons: dict[str, int] = {}
+    for why in (g["dependence"] if "dependence" in g.columns else [None] * len(g)):
+        w = "marked not independent" if pd.isna(why) else str(why)
+        reasons[w] = reasons.get(w, 0) + 1
+    return {"n": int(len(g)), "reasons": reasons, "samples": sorted(str(s) for s in g["sample_id"])}
+
+
+def left_out_text(metric: str, lo: dict[str, Any], where: str = "") -> str:
+    why = "; ".join(f"{n} x {r}" for r, n in sorted(lo["reasons"].items(), key=lambda x: -x[1]))
+    return f"{metric}: {lo['n']} ok value(s){where} left out, not evidence ({why})"
+
+
+def run_identity(run_dir: Path, df) -> dict[str, Any]:
+    """What :func:`check_comparability` compares, from RUN/run.json and the score table: per metric its
+    version, fingerprint (None when run.json has none: an older mer-eval), model identity and family."""
+    from mer_eval.schema import load_manifest
+
+    versions: dict[str, str] = {}
+    fps: dict[str, dict[str, Any]] = {}
+    composite_version = provider = None
+    rj = Path(run_dir) / "run.json"
+    if rj.is_file():
+        man = load_manifest(rj)
+        provider = man.provider
+        if man.score is not None:
+            versions = dict(man.score.metric_versions)
+            composite_version = man.score.composite_version
+            fps = {m: fp.model_dump() for m, fp in man.score.fingerprints.items()}
+    if "metric_version" in df.columns:
+        for m, g in df.groupby("metric"):
+            vs = sorted({str(v) for v in g["metric_version"].dropna()})
+            if m == "composite_score" and composite_version is None and vs:
+                composite_version = vs[0]
+            if str(m) not in versions and vs:
+                versions[str(m)] = vs[0] if len(vs) == 1 else "|".join(vs)
+    for c in COMPOSITES:
+        if composite_version is not None and c in set(df["metric"]):
+            versions.setdefault(c, composite_version)
+    models: dict[str, Optional[dict[str, Any]]] = {}
+    families: dict[str, str] = {}
+    for m, g in df.groupby("metric", sort=False):
+        m = str(m)
+        if "family" in g.columns:
+            fam = g["family"].dropna()
+            if len(fam):
+                families[m] = str(fam.iloc[0])
+        fp = fps.get(m)
+        if fp is not None:
+            models[m] = {"id": fp.get("model_id"), "sha256": fp.get("model_sha256"),
+                         "revision": fp.get("model_revision")}
+            continue
+        ids = sorted({str(v) for v in g["model"].dropna()}) if "model" in g.columns else []
+        shas = sorted({str(v) for v in g["model_sha256"].dropna()}) if "model_sha256" in g.columns else []
+        models[m] = ({"id": "|".join(ids), "sha256": "|".join(shas) or None, "revision": None} if ids else None)
+    return {"metric_versions": versions, "composite_version": composite_version, "provider": provider,
+            "fingerprints": fps, "models": models, "families": families,
+            "composite_inputs": lambda: composite_inputs(run_dir, df), "params": lambda: metric_params(run_dir, df)}
+
+
+def _evaluations(run_dir: Path, df):
+    """The parsed ``RUN/<id>/evaluation.json`` of the samples in the score table (those that have one)."""
+    import json
+
+    from mer_eval.store import RunStore
+
+    store = RunStore(Path(run_dir))
+    for sid in dict.fromkeys(df["sample_id"].astype(str)):
+        p = store.sample_dir(sid) / "evaluation.json"
+        if p.is_file():
+            yield json.loads(p.read_text(encoding="utf-8"))
+
+
+def composite_inputs(run_dir: Path, df) -> dict[str, list[str]]:
+    """The metrics each composite weighs (what its evaluation.json files name as counted or missing)."""
+    out: dict[str, set[str]] = {c: set() for c in COMPOSITES}
+    for ev in _evaluations(run_dir, df):
+        for c, key in (("composite_score", "composite"), ("composite_lenient", "composite_lenient")):
+            cr = ev.get(key) or {}
+            out[c] |= set(cr.get("counted") or {}) | set(cr.get("missing") or {}) | set(cr.get("weights") or {})
+    return {c: sorted(v) for c, v in out.items() if v}
+
+
+def metric_params(run_dir: Path, df) -> dict[str, dict[str, Any]]:
+    """Per metric the parameters it was computed with (``params`` of its results in evaluation.json): what a
+    ``params_hash`` difference is a difference of."""
+    want = set(df["metric"].astype(str)) - set(COMPOSITES)
+    out: dict[str, dict[str, Any]] = {}
+    for ev in _evaluations(run_dir, df):
+        for r in ev.get("results") or []:
+            m = r.get("metric")
+            if m in want and m not in out and isinstance(r.get("params"), dict):
+                out[m] = r["params"]
+        if want <= set(out):
+            break
+    return out
+
+
+def params_diff(a: Optional[dict[str, Any]], b: Optional[dict[str, Any]], limit: int = 6) -> str:
+    """``key a != b`` for the parameters that differ; "" when either side is unknown."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return ""
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    parts = [f"{k} {a.get(k, '<unset>')!r} != {b.get(k, '<unset>')!r}" for k in keys[:limit]]
+    return ", ".join(parts) + (", ..." if len(keys) > limit else "")
+
+
+@dataclass
+class Comparability:
+    refused: list[str] = field(default_factory=list)  # differences that make the runs not comparable
+    allowed: list[str] = field(default_factory=list)  # differences --allow-mismatch let through
+    notes: list[str] = field(default_factory=list)  # what could not be checked (unknown fingerprints)
+    by_metric: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # metric -> refused/allowed texts
+    used_keys: set = field(default_factory=set)
+
+
+def _fp_fields(ident: dict[str, Any], m: str) -> Optional[dict[str, Any]]:
+    fp = (ident.get("fingerprints") or {}).get(m)
+    return dict(fp) if fp else None
+
+
+def check_comparability(ref: dict[str, Any], other: dict[str, Any], metrics, allow: AllowList,
+                        ref_name: str = "baseline", other_name: str = "run",
+                        ref_in: str = "the baseline", other_in: str = "the run") -> Comparability:
+    """Compare two identities (:func:`run_identity`, or a baseline's) on ``metrics``: version, params hash,
+    model id / sha256 / revision, code hash. A missing fingerprint is unknown: the versions (and the model
+    ids the score tables name) are still compared, and a note says what was not."""
+    res = Comparability()
+    families = {**(ref.get("families") or {}), **(other.get("families") or {})}
+    unknown_fp: dict[str, list[str]] = {ref_name: [], other_name: []}
+    unknown_field: list[str] = []
+    diffs_of: dict[str, list[str]] = {}  # metric -> differing fields (for the composites' inputs)
+    allowed_fields: dict[str, set[str]] = {}
+    params_cache: dict[int, dict[str, Any]] = {}
+
+    def params_of(ident: dict[str, Any], m: str) -> Optional[dict[str, Any]]:
+        if id(ident) not in params_cache:
+            p = ident.get("params")
+            params_cache[id(ident)] = (p() if callable(p) else p) or {}
+        return params_cache[id(ident)].get(m)
+
+    def record(m: str, parts: list[tuple[str, str]]) -> None:
+        refused, allowed = [], []
+        for fld, text in parts:
+            key = allow.match(m, families.get(m), fld)
+            if key is None:
+                refused.append(text)
+            else:
+                res.used_keys.add(key)
+                allowed_fields.setdefault(m, set()).add(fld)
+                allowed.append((text, key))
+        entry = res.by_metric.setdefault(m, {"refused": [], "allowed": []})
+        if refused:
+            t = f"{m}: " + "; ".join(refused)
+            res.refused.append(t)
+            entry["refused"].append(t)
+        if allowed:
+            keys = ", ".join(dict.fromkeys(k for _, k in allowed))
+            t = f"{m}: " + "; ".join(x for x, _ in allowed) + f" [allowed by --allow-mismatch {keys}]"
+            res.allowed.append(t)
+            entry["allowed"].append(t)
+
+    for m in metrics:
+        parts: list[tuple[str, str]] = []
+        rv, ov = (ref.get("metric_versions") or {}).get(m), (other.get("metric_versions") or {}).get(m)
+        rf, of = _fp_fields(ref, m), _fp_fields(other, m)
+        if rf is not None and of is not None and (rv is None or ov is None or rv == ov):
+            rv, ov = rf.get("metric_version"), of.get("metric_version")  # the table agrees; the fingerprints?
+        if rv is not None and ov is not None and rv != ov:
+            what = "composite version" if m in COMPOSITES else "metric version"
+            parts.append(("metric_version", f"{what} {ov} in {other_in}, {rv} in {ref_in}"))
+        suffix = f" ({ref_name} != {other_name})"
+        if rf is not None and of is not None:
+            for fld in FP_FIELDS[1:]:
+                a, b = rf.get(fld), of.get(fld)
+                if a == b:
+                    continue
+                if fld in _MAYBE_UNKNOWN and (a is None or b is None):
+                    unknown_field.append(f"{m}.{fld} ({ref_name if a is None else other_name})")
+                    continue
+                why = params_diff(params_of(ref, m), params_of(other, m)) if fld == "params_hash" else ""
+                parts.append((fld, f"{fld} {a!r} != {b!r}{suffix}" + (f": {why}" if why else "")))
+        else:
+            for side, fp in ((ref_name, rf), (other_name, of)):
+                if fp is None:
+                    unknown_fp[side].append(m)
+            ra, rb = (ref.get("models") or {}).get(m), (other.get("models") or {}).get(m)
+            if ra and rb:  # model ids the score tables name, where both sides name one
+                for fld, k in (("model_id", "id"), ("model_sha256", "sha256"), ("model_revision", "revision")):
+                    a, b = ra.get(k), rb.get(k)
+                    if a is not None and b is not None and a != b:
+                        parts.append((fld, f"{fld} {a!r} != {b!r}{suffix}"))
+        if parts:
+            diffs_of[m] = [f for f, _ in parts]
+            record(m, parts)
+
+    # a composite weighs its inputs: a difference in one is a difference in the composite, recorded there too
+    inputs_changed = [m for m in diffs_of if m not in COMPOSITES]
+    comps = [c for c in COMPOSITES if c in set(metrics)]
+    if inputs_changed and comps:
+        weighs: dict[str, set[str]] = {c: set() for c in comps}
+        for ident in (ref, other):
+            ci = ident.get("composite_inputs")
+            ci = ci() if callable(ci) else (ci or {})
+            for c in comps:
+                weighs[c] |= set(ci.get(c) or [])
+        for c in comps:
+            hit = sorted(set(inputs_changed) & weighs[c])
+            if not hit:
+                continue
+            for i in hit:
+                fields = diffs_of[i]
+                text = f"weighs {i}, whose {', '.join(fields)} differ{'s' if len(fields) == 1 else ''}"
+                if set(fields) <= allowed_fields.get(i, set()):
+                    # allowed with its input: recorded on the composite as well, under the input's key
+                    key = allow.match(i, families.get(i), fields[0]) or "?"
+                    t = f"{c}: {text} [allowed by --allow-mismatch {key}]"
+                    res.allowed.append(t)
+                    res.by_metric.setdefault(c, {"refused": [], "allowed": []})["allowed"].append(t)
+                else:
+                    record(c, [("inputs", text)])
+
+    for side, ms in unknown_fp.items():
+        if ms:
+            res.notes.append(
+                f"fingerprints unknown in {side} for {len(ms)} metric(s) ({', '.join(ms[:8])}"
+                f"{', ...' if len(ms) > 8 else ''}; written before fingerprints existed): compared metric versions "
+                "and the model ids of the scores only; params, model files and code were not checked")
+    if unknown_field:
+        res.notes.append("not checked, unknown on one side: " + ", ".join(unknown_field))
+    return res
+
+
+def unused_allow_keys(allow: AllowList, used: set) -> list[str]:
+    return [f"--allow-mismatch {k} matched no difference" for k in allow.keys if k not in used]
 
 
 # ---- output -----------------------------------------------------------------------------------------
@@ -200,7 +552,14 @@ def _ci(lo: Optional[float], hi: Optional[float]) -> str:
 
 
 CSV_FIELDS = ["metric", "higher_is_better", "run", "n", "mean", "ci_low", "ci_high", "n_paired", "diff",
-              "diff_ci_low", "diff_ci_high", "p_wilcoxon", "p_note", "wins", "ties", "losses", "win_rate"]
+              "diff_ci_low", "diff_ci_high", "p_wilcoxon", "p_note", "wins", "ties", "losses", "win_rate",
+              "allowed_mismatch", "left_out"]
+
+
+def _allowed_for(c: Comparison, metric: str) -> str:
+    """The allowed mismatches naming ``metric`` (a CSV cell: nobody can drop them by keeping one file)."""
+    hits = [t for t in c.allowed_mismatches if t.startswith(f"{metric}:") or f": {metric}:" in t]
+    return " | ".join(hits)
 
 
 def to_csv(c: Comparison) -> str:
@@ -210,16 +569,36 @@ def to_csv(c: Comparison) -> str:
     for mc in c.metrics:
         for r in mc.runs:
             row = {k: v for k, v in asdict(r).items() if k in CSV_FIELDS}
-            row.update(metric=mc.metric, higher_is_better=mc.higher_is_better)
+            lo = c.left_out.get(mc.metric, {}).get(r.run)
+            row.update(metric=mc.metric, higher_is_better=mc.higher_is_better,
+                       allowed_mismatch=_allowed_for(c, mc.metric) or None,
+                       left_out=left_out_text(mc.metric, lo) if lo else None)
             w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
     return buf.getvalue()
 
 
+def comparability_lines(c: Comparison) -> list[str]:
+    lines = []
+    if c.mismatches:
+        lines.append(f"NOT COMPARABLE (exit 2): {len(c.mismatches)} metric(s) computed differently than in "
+                     f"{c.runs[0]}:")
+        lines += [f"  {t}" for t in c.mismatches]
+    if c.allowed_mismatches:
+        lines.append(f"ALLOWED MISMATCH (--allow-mismatch): {len(c.allowed_mismatches)} difference(s) compared "
+                     "anyway; these numbers were computed differently:")
+        lines += [f"  {t}" for t in c.allowed_mismatches]
+    for m, per in c.left_out.items():
+        for lab, lo in per.items():
+            lines.append("left out: " + left_out_text(m, lo, f" in {lab}"))
+    return lines
+
+
 def header_lines(c: Comparison) -> list[str]:
-    lines = [f"{c.n_common} common samples; dropped (not in every run): "
-             + ", ".join(f"{k} {v} of {c.n_samples[k]}" for k, v in c.dropped.items()),
-             f"bootstrap: {c.n_boot} resamples, seed {c.seed}; differences are run − {c.runs[0]} on samples "
-             f"scored ok in both; win = better in the metric's direction"]
+    lines = comparability_lines(c)
+    lines += [f"{c.n_common} common samples; dropped (not in every run): "
+              + ", ".join(f"{k} {v} of {c.n_samples[k]}" for k, v in c.dropped.items()),
+              f"bootstrap: {c.n_boot} resamples, seed {c.seed}; differences are run − {c.runs[0]} on samples "
+              f"scored ok in both (self-checks left out); win = better in the metric's direction"]
     lines += c.notes
     return lines
 

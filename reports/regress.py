@@ -1,16 +1,26 @@
 """``mer-eval bless`` / ``mer-eval regress``: a score baseline and a CI check against it.
 
-``bless RUN -o baseline.json`` stores per-metric aggregates (mean, n, std of the ``ok`` values), every
-sample's ``ok`` values, the metric versions, the composite version and the tool version.
+``bless RUN -o baseline.json`` stores per metric: aggregates (mean, n, std) and every sample's value over
+the ``ok`` values that count as evidence (self-checks, ``dependence`` set in scores.parquet, are left out
+and counted under ``left_out``), its fingerprint (run.json ``score.fingerprints``: version, params hash,
+model id / sha256 / revision, code hash), its model identity and family; plus the metric versions, the
+composite version, the metrics each composite weighs and the tool version.
 
-``regress RUN --baseline baseline.json`` compares the run with the baseline, per metric, on the samples
-scored ok in both (paired). A metric *regresses* when its mean moves the wrong way (by
-``higher_is_better``) by more than its tolerance AND the paired bootstrap 95% CI of the difference
-excludes 0 (the move is beyond resampling noise). A metric also regresses when samples it scored ok in
-the baseline are ``error`` in the run (``lost_samples``): a metric that stopped working must not pass because
-nothing is left to compare; ``unavailable`` there (a model missing on this machine) makes the run not
-comparable (exit 2). Exit codes: 0 pass, 1 regression, 2 not comparable
-(metric or composite versions differ, or a baselined metric is missing from the run).
+``regress RUN --baseline baseline.json`` first checks comparability per metric: the fingerprints of the run
+against the baseline's (:func:`mer_eval.reports.compare.check_comparability`). A difference makes the run
+not comparable (exit 2, naming each metric and field, e.g. ``mattr: params_hash 'ab12' != 'cd34'``) unless
+``--allow-mismatch KEY`` allows it (KEY: a metric or family name, ``METRIC.FIELD`` or ``all``); an allowed
+difference is recorded in every output. A baseline or run without fingerprints (older mer-eval) is checked
+on its versions (and the model ids in its scores), and the output says the rest was unknown.
+
+Then it compares per metric, on the samples whose values count in both (paired). A metric *regresses* when
+its mean moves the wrong way (by ``higher_is_better``) by more than its tolerance AND the paired bootstrap
+95% CI of the difference excludes 0 (the move is beyond resampling noise). A metric also regresses when
+samples it scored ok in the baseline are not ok in the run (``error``, ``abstained``, ``not_applicable``:
+``lost_samples``): a metric that stopped answering must not pass because nothing is left to compare;
+``unavailable`` there (a model missing on this machine) makes the run not comparable (exit 2). Self-check
+values are left out of every mean and listed with their reasons. Exit codes: 0 pass, 1 regression,
+2 not comparable (fingerprints differ, or a baselined metric is missing from the run).
 """
 
 from __future__ import annotations
@@ -25,60 +35,55 @@ from typing import Any, Optional
 from mer_eval import __version__
 
 BASELINE_KIND = "mer-eval-baseline"
-BASELINE_FORMAT = 1
+BASELINE_FORMAT = 1  # later keys (fingerprint, model, family, left_out, composite_inputs) are additions
 EXIT_OK, EXIT_REGRESSED, EXIT_MISMATCH = 0, 1, 2
+# a sample ok in the baseline and one of these in the run is a regression of that metric
+LOST_STATUSES = ("error", "abstained", "not_applicable")
 
 
 class BaselineError(ValueError):
     pass
 
 
-def _versions(run_dir: Path, df) -> tuple[dict[str, str], Optional[str], Optional[str]]:
-    """(metric -> version, composite version, provider) from run.json, else from the scores."""
-    from mer_eval.schema import load_manifest
+def _counted_values(df, metric: str) -> dict[str, float]:
+    """ok values of ``metric`` that count as evidence (self-checks left out)."""
+    from mer_eval.reports.compare import counted_mask
 
-    metric_versions: dict[str, str] = {}
-    composite_version = provider = None
-    rj = Path(run_dir) / "run.json"
-    if rj.is_file():
-        man = load_manifest(rj)
-        provider = man.provider
-        if man.score is not None:
-            metric_versions = dict(man.score.metric_versions)
-            composite_version = man.score.composite_version
-    if "metric_version" in df.columns:
-        for m, g in df.groupby("metric"):
-            vs = sorted({str(v) for v in g["metric_version"].dropna()})
-            if m == "composite_score":
-                if composite_version is None and vs:
-                    composite_version = vs[0]
-            elif m not in metric_versions and vs:
-                metric_versions[str(m)] = vs[0] if len(vs) == 1 else "|".join(vs)
-    return metric_versions, composite_version, provider
+    g = df[(df["metric"] == metric) & (df["status"] == "ok")]
+    g = g[counted_mask(g)]
+    return {str(s): float(v) for s, v in zip(g["sample_id"], g["value"]) if v is not None and math.isfinite(v)}
 
 
 def bless(run_dir: Path) -> dict[str, Any]:
     import numpy as np
 
     from mer_eval.gates import metric_directions, read_scores
+    from mer_eval.reports.compare import composite_inputs, left_out_of, metric_params, run_identity
 
     run_dir = Path(run_dir)
     df = read_scores(run_dir)
-    versions, composite_version, provider = _versions(run_dir, df)
+    ident = run_identity(run_dir, df)
     directions = metric_directions(df)
     metrics: dict[str, Any] = {}
     samples: dict[str, dict[str, float]] = {}
+    params = metric_params(run_dir, df)
     for m in directions:
-        g = df[(df["metric"] == m) & (df["status"] == "ok")]
-        vals = {str(s): float(v) for s, v in zip(g["sample_id"], g["value"]) if v is not None and math.isfinite(v)}
+        vals = _counted_values(df, m)
         arr = np.array(list(vals.values()), dtype=float)
         counts = df[df["metric"] == m]["status"].value_counts().to_dict()
+        lo = left_out_of(df, m)
         metrics[m] = {
             "mean": float(arr.mean()) if arr.size else None,
             "std": float(arr.std(ddof=1)) if arr.size > 1 else None,
             "n": int(arr.size),
             "higher_is_better": directions[m],
             "counts_by_status": {str(k): int(v) for k, v in counts.items()},
+            "left_out": {"n": lo["n"], "reasons": lo["reasons"]},
+            "family": ident["families"].get(m),
+            # None: run.json has no fingerprint of this metric (scored by an older mer-eval): unknown
+            "fingerprint": ident["fingerprints"].get(m),
+            "model": ident["models"].get(m),
+            "params": params.get(m),  # what a params_hash difference is a difference of
         }
         samples[m] = vals
     return {
@@ -87,10 +92,11 @@ def bless(run_dir: Path) -> dict[str, Any]:
         "tool_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(),
         "run": str(run_dir.resolve()),
-        "provider": provider,
+        "provider": ident["provider"],
         "n_samples": int(df["sample_id"].nunique()),
-        "metric_versions": versions,
-        "composite_version": composite_version,
+        "metric_versions": ident["metric_versions"],
+        "composite_version": ident["composite_version"],
+        "composite_inputs": composite_inputs(run_dir, df),
         "metrics": metrics,
         "samples": samples,
     }
@@ -119,13 +125,32 @@ def load_baseline(path: Path) -> dict[str, Any]:
     return b
 
 
+def baseline_identity(baseline: dict[str, Any]) -> dict[str, Any]:
+    """A baseline as :func:`mer_eval.reports.compare.check_comparability` reads it."""
+    bm = baseline.get("metrics") or {}
+    versions = dict(baseline.get("metric_versions") or {})
+    cv = baseline.get("composite_version")
+    for c in ("composite_score", "composite_lenient"):
+        if cv is not None and c in bm:
+            versions.setdefault(c, cv)
+    return {
+        "metric_versions": versions,
+        "composite_version": cv,
+        "fingerprints": {m: v["fingerprint"] for m, v in bm.items() if isinstance(v, dict) and v.get("fingerprint")},
+        "models": {m: v.get("model") for m, v in bm.items() if isinstance(v, dict)},
+        "families": {m: v["family"] for m, v in bm.items() if isinstance(v, dict) and v.get("family")},
+        "composite_inputs": baseline.get("composite_inputs") or {},
+        "params": {m: v.get("params") for m, v in bm.items() if isinstance(v, dict) and v.get("params") is not None},
+    }
+
+
 @dataclass
 class MetricCheck:
     metric: str
     higher_is_better: bool
     tolerance: float
-    baseline_mean: Optional[float]  # over all ok samples of the baseline
-    run_mean: Optional[float]  # over all ok samples of the run
+    baseline_mean: Optional[float]  # over all counted ok samples of the baseline
+    run_mean: Optional[float]  # over all counted ok samples of the run
     n_paired: int
     paired_baseline_mean: Optional[float] = None
     paired_run_mean: Optional[float] = None
@@ -138,7 +163,10 @@ class MetricCheck:
     regressed: bool = False
     message: str = ""
     worst_samples: list[dict[str, Any]] = field(default_factory=list)  # most regressed samples
-    lost_samples: dict[str, str] = field(default_factory=dict)  # ok in the baseline, error now
+    lost_samples: dict[str, str] = field(default_factory=dict)  # ok in the baseline, not ok now: "status: why"
+    left_out: dict[str, Any] = field(default_factory=dict)  # run: {n, reasons, samples} of self-check values
+    baseline_left_out: Optional[dict[str, Any]] = None  # the baseline's (None: blessed before it was recorded)
+    allowed_mismatches: list[str] = field(default_factory=list)  # differences --allow-mismatch let through
 
 
 @dataclass
@@ -149,82 +177,111 @@ class RegressResult:
     checks: list[MetricCheck]
     mismatches: list[str]
     notes: list[str]
+    allowed_mismatches: list[str] = field(default_factory=list)
+    allow: list[str] = field(default_factory=list)  # the --allow-mismatch keys given
 
     @property
     def regressed(self) -> list[MetricCheck]:
         return [c for c in self.checks if c.regressed]
 
+    @property
+    def left_out(self) -> dict[str, dict[str, Any]]:
+        return {c.metric: c.left_out for c in self.checks if c.left_out.get("n")}
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["left_out"] = self.left_out
+        return d
 
 
 def _fmt(x: Optional[float]) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
+def _lost_text(lost: dict[str, str]) -> str:
+    by: dict[str, int] = {}
+    for v in lost.values():
+        st = v.split(":", 1)[0]
+        by[st] = by.get(st, 0) + 1
+    states = next(iter(by)) if len(by) == 1 else "not ok (" + ", ".join(f"{k} {n}" for k, n in sorted(by.items())) + ")"
+    first = next(iter(lost.items()))
+    return (f": REGRESSED ({len(lost)} sample(s) scored ok in the baseline are {states} in the run, "
+            f"e.g. {first[0]}: {first[1]})")
+
+
 def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[str, float]] = None,
-            baseline_path: str = "", n_boot: int = 2000, seed: int = 0, top: int = 5) -> RegressResult:
+            baseline_path: str = "", n_boot: int = 2000, seed: int = 0, top: int = 5,
+            allow: Any = None) -> RegressResult:
+    """``allow``: an :class:`~mer_eval.reports.compare.AllowList` or the ``--allow-mismatch`` keys."""
     import numpy as np
 
     from mer_eval.gates import metric_directions, read_scores
-    from mer_eval.reports.compare import bootstrap_mean_ci
+    from mer_eval.reports.compare import (AllowList, bootstrap_mean_ci, check_comparability, left_out_of,
+                                          run_identity, unused_allow_keys)
 
+    allow = allow if isinstance(allow, AllowList) else AllowList.parse(allow or ())
     run_dir = Path(run_dir)
     tolerances = dict(tolerances or {})
     df = read_scores(run_dir)
-    versions, composite_version, _ = _versions(run_dir, df)
+    ident = run_identity(run_dir, df)
+    bident = baseline_identity(baseline)
+    versions = ident["metric_versions"]
+    bmetrics = baseline.get("metrics", {})
     mismatches: list[str] = []
     notes: list[str] = []
-    bver = baseline.get("metric_versions") or {}
-    for m, bv in sorted(bver.items()):
+    for m, bv in sorted((baseline.get("metric_versions") or {}).items()):
         if m in ("composite_score", "composite_lenient"):
-            continue  # the composite version is checked below
-        rv = versions.get(m)
-        if rv is None:
+            continue  # the composites are checked with their fingerprints
+        if versions.get(m) is None:
             mismatches.append(f"{m}: in the baseline (version {bv}) but not scored in the run")
-        elif rv != bv:
-            mismatches.append(f"{m}: metric version {rv} in the run, {bv} in the baseline")
-    bcv = baseline.get("composite_version")
-    if bcv != composite_version and "composite_score" in baseline.get("metrics", {}):
-        mismatches.append(f"composite version {composite_version} in the run, {bcv} in the baseline")
     directions = metric_directions(df)
-    for m in baseline.get("metrics", {}):
+    for m in bmetrics:
         if m not in directions and not any(x.startswith(f"{m}:") for x in mismatches):
             mismatches.append(f"{m}: in the baseline but absent from the run's scores")
     for m in directions:
-        if m not in baseline.get("metrics", {}):
+        if m not in bmetrics:
             notes.append(f"{m}: scored in the run but not in the baseline; not checked")
-    for m in baseline.get("metrics", {}):  # a model missing here cannot be compared, it did not regress
+    shared = [m for m in bmetrics if m in directions]
+    comp = check_comparability(bident, ident, shared, allow)
+    mismatches += comp.refused
+    notes += comp.notes + unused_allow_keys(allow, comp.used_keys)
+    for m in bmetrics:  # a model missing here cannot be compared, it did not regress
         base_ids = set((baseline.get("samples", {}).get(m) or {}))
         un = df[(df["metric"] == m) & (df["status"] == "unavailable") & df["sample_id"].isin(base_ids)]
         if len(un):
             mismatches.append(f"{m}: unavailable in the run for {len(un)} sample(s) scored ok in the baseline "
                               f"({un['reason'].iloc[0]})")
     if mismatches:
-        return RegressResult(str(run_dir), baseline_path, EXIT_MISMATCH, [], mismatches,
-                             notes + ["scores made with other metric or composite versions are not comparable: "
-                                      "re-bless the baseline with the new versions or score with the old ones"])
+        notes.append("scores made with other metric versions, parameters, models or code are not comparable: "
+                     "re-bless the baseline, score with the old settings, or name what may differ with "
+                     "--allow-mismatch METRIC[.FIELD] / all (recorded in every output)")
+        return RegressResult(str(run_dir), baseline_path, EXIT_MISMATCH, [], mismatches, notes, comp.allowed,
+                             list(allow.keys))
     checks = []
-    for m, bm in baseline["metrics"].items():
+    for m, bm in bmetrics.items():
         hib = bool(bm.get("higher_is_better", True))
         tol = float(tolerances.get(m, 0.0))
-        g = df[(df["metric"] == m) & (df["status"] == "ok")]
-        cur = {str(s): float(v) for s, v in zip(g["sample_id"], g["value"]) if v is not None and math.isfinite(v)}
+        cur = _counted_values(df, m)
         base = {str(k): float(v) for k, v in (baseline.get("samples", {}).get(m) or {}).items()}
         common = sorted(set(cur) & set(base))
         c = MetricCheck(m, hib, tol, bm.get("mean"), float(np.mean(list(cur.values()))) if cur else None,
                         len(common))
-        failed = df[(df["metric"] == m) & (df["status"] == "error")]
+        c.left_out = left_out_of(df, m)
+        c.baseline_left_out = bm.get("left_out")
+        c.allowed_mismatches = list(comp.by_metric.get(m, {}).get("allowed", []))
+        lost = df[(df["metric"] == m) & df["status"].isin(LOST_STATUSES)]
         c.lost_samples = {str(sid): f"{st}: {why}" for sid, st, why in
-                          zip(failed["sample_id"], failed["status"], failed["reason"]) if str(sid) in base}
-        lost_msg = ""
+                          zip(lost["sample_id"], lost["status"], lost["reason"]) if str(sid) in base}
+        lost_msg = _lost_text(c.lost_samples) if c.lost_samples else ""
         if c.lost_samples:
             c.regressed = True
-            first = next(iter(c.lost_samples.items()))
-            lost_msg = (f": REGRESSED ({len(c.lost_samples)} sample(s) scored ok in the baseline are "
-                        f"error in the run, e.g. {first[0]}: {first[1]})")
+        lo_msg = ""
+        if c.left_out["n"]:
+            reasons = "; ".join(f"{n} x {r}" for r, n in sorted(c.left_out["reasons"].items(), key=lambda x: -x[1]))
+            lo_msg = f"; {c.left_out['n']} self-check value(s) in the run left out ({reasons})"
         if not common:
-            c.message = f"{m}: no sample scored ok in both the run and the baseline: not checked" + lost_msg
+            c.message = (f"{m}: no sample whose value counts scored ok in both the run and the baseline: not checked"
+                         + lo_msg + lost_msg)
             if not c.lost_samples:
                 notes.append(c.message)
             checks.append(c)
@@ -255,37 +312,112 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
             c.message += ": worse, within tolerance"
         else:
             c.message += ": ok"
-        c.message += lost_msg
+        c.message += lost_msg + lo_msg
         checks.append(c)
+    absent = sorted(set().union(*[set(v or {}) for v in (baseline.get("samples") or {}).values()])
+                    - set(df["sample_id"]))
+    if absent:
+        notes.append(f"{len(absent)} sample(s) of the baseline are not in the run (not compared): "
+                     + ", ".join(absent[:10]) + (", ..." if len(absent) > 10 else ""))
     code = EXIT_REGRESSED if any(c.regressed for c in checks) else EXIT_OK
-    return RegressResult(str(run_dir), baseline_path, code, checks, [], notes)
+    return RegressResult(str(run_dir), baseline_path, code, checks, [], notes, comp.allowed, list(allow.keys))
 
 
 # ---- reports ----------------------------------------------------------------------------------------
+
+def _allowed_lines(res: RegressResult) -> list[str]:
+    if not res.allowed_mismatches:
+        return []
+    return ([f"ALLOWED MISMATCH (--allow-mismatch {' '.join(res.allow)}): {len(res.allowed_mismatches)} "
+             "difference(s) compared anyway; these numbers were computed differently:"]
+            + [f"  {t}" for t in res.allowed_mismatches])
+
+
+def _left_out_lines(res: RegressResult) -> list[str]:
+    from mer_eval.reports.compare import left_out_text
+
+    return [f"left out of the means: {left_out_text(m, lo, ' in the run')}" for m, lo in res.left_out.items()]
+
 
 def to_text(res: RegressResult) -> str:
     lines = []
     if res.mismatches:
         lines.append("NOT COMPARABLE (exit 2):")
         lines += [f"  {m}" for m in res.mismatches]
+    lines += _allowed_lines(res)
     for c in res.checks:
         lines.append(c.message)
         if c.regressed and c.worst_samples:
             lines.append("  most regressed samples: " + ", ".join(
                 f"{w['sample_id']} ({_fmt(w['baseline'])} -> {_fmt(w['run'])})" for w in c.worst_samples))
+    lines += _left_out_lines(res)
     lines += [f"note: {n}" for n in res.notes]
     verdict = {EXIT_OK: "PASS", EXIT_REGRESSED: "REGRESSION", EXIT_MISMATCH: "NOT COMPARABLE"}[res.exit_code]
-    lines.append(f"{verdict}: {len(res.regressed)} of {len(res.checks)} metrics regressed (exit {res.exit_code})")
+    tail = f"; {len(res.allowed_mismatches)} allowed mismatch(es)" if res.allowed_mismatches else ""
+    lines.append(f"{verdict}: {len(res.regressed)} of {len(res.checks)} metrics regressed (exit {res.exit_code})"
+                 + tail)
     return "\n".join(lines)
 
 
 def to_junit(res: RegressResult) -> str:
+    """JUnit XML (reports/junit.py), plus what must not get lost in CI: every allowed mismatch and every
+    left-out self-check as a suite property and in the suite's system-out, and on the metric's testcase."""
+    import xml.etree.ElementTree as ET
+
     from mer_eval.reports.junit import regress_junit
 
-    return regress_junit(res)
+    xml = regress_junit(res)
+    extra = _allowed_lines(res) + _left_out_lines(res)
+    if not extra:
+        return xml
+    suite = ET.fromstring(xml)
+    props = ET.Element("properties")
+    for t in res.allowed_mismatches:
+        ET.SubElement(props, "property", name="allowed_mismatch", value=t)
+    for m, lo in res.left_out.items():
+        ET.SubElement(props, "property", name=f"left_out.{m}", value=str(lo["n"]))
+    suite.insert(0, props)
+    for tc in suite.findall("testcase"):
+        c = next((c for c in res.checks if c.metric == tc.get("name")), None)
+        if c is None or tc.get("classname") != "mer_eval.regress":
+            continue
+        mine = c.allowed_mismatches + ([f"left out: {c.left_out['n']} self-check value(s)"] if c.left_out.get("n")
+                                       else [])
+        if not mine:
+            continue
+        tp = ET.Element("properties")
+        for t in c.allowed_mismatches:
+            ET.SubElement(tp, "property", name="allowed_mismatch", value=t)
+        if c.left_out.get("n"):
+            ET.SubElement(tp, "property", name="left_out", value=str(c.left_out["n"]))
+        tc.insert(0, tp)
+        so = tc.find("system-out")
+        if so is None:
+            so = ET.SubElement(tc, "system-out")
+            so.text = "\n".join(mine)
+        else:
+            so.text = (so.text or "") + "\n" + "\n".join(mine)
+    ET.SubElement(suite, "system-out").text = "\n".join(extra)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def to_markdown(res: RegressResult) -> str:
-    from mer_eval.reports.markdown import regress_markdown
+    """Markdown (reports/markdown.py) with the allowed mismatches right under the heading and the left-out
+    self-checks at the end."""
+    from mer_eval.reports.markdown import _md, regress_markdown
 
-    return regress_markdown(res)
+    text = regress_markdown(res)
+    head, sep, rest = text.partition("\n\n")
+    block = []
+    if res.allowed_mismatches:
+        block += [f"**⚠️ Allowed mismatches** (`--allow-mismatch {_md(' '.join(res.allow))}`): these metrics were "
+                  "computed differently in the run and the baseline and compared anyway:", ""]
+        block += [f"- {_md(t)}" for t in res.allowed_mismatches] + [""]
+    if res.left_out:
+        from mer_eval.reports.compare import left_out_text
+
+        rest = rest.rstrip("\n") + "\n\nLeft out of the means (self-checks, not evidence):\n\n" + "\n".join(
+            f"- {_md(left_out_text(m, lo, ' in the run'))}" for m, lo in res.left_out.items()) + "\n"
+    if block:
+        return head + sep + "\n".join(block) + "\n" + rest
+    return head + sep + rest

@@ -15,15 +15,16 @@ from scipy import stats
 
 from mer_eval.gates import read_scores
 from mer_eval.reports.commands import compare_cmd
-from mer_eval.reports.compare import bootstrap_mean_ci, compare_runs, to_csv, to_markdown, wilcoxon_p
-from score_fixtures import copy_run, scored_run, shared_or_skip
+from mer_eval.reports.compare import AllowList, bootstrap_mean_ci, compare_runs, to_csv, to_markdown, wilcoxon_p
+from score_fixtures import build_run, copy_run, score, scored_run, shared_or_skip
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     shared = shared_or_skip()
     root = tmp_path_factory.mktemp("compare-runs")
-    return {"good": scored_run(shared, root / "good"), "bad": scored_run(shared, root / "bad", degraded=True)}
+    return {"good": scored_run(shared, root / "good"), "bad": scored_run(shared, root / "bad", degraded=True),
+            "shared": shared, "root": root}
 
 
 def ok(run: Path, metric: str) -> dict[str, float]:
@@ -139,3 +140,81 @@ def test_self_checks_are_not_compared(tmp_path):
         {"sample_id": "b", "metric": "au_f1", "value": 0.4, "status": "ok", "dependence": None},
     ])
     assert _ok_series(df, "au_f1", {"a", "b"}) == {"b": 0.4}
+
+
+# ---- comparability: the runs' fingerprints are checked against the first run's ----------------------
+
+@pytest.fixture(scope="module")
+def window40(runs):
+    """The good run's texts scored with only metrics.text_quality.mattr_window 50 -> 40."""
+    return score(build_run(runs["shared"], runs["root"] / "w40"), runs["shared"],
+                 sets=["metrics.text_quality.mattr_window=40"])
+
+
+def _params_hash(run: Path, metric: str) -> str:
+    import json
+
+    return json.loads((run / "run.json").read_text())["score"]["fingerprints"][metric]["params_hash"]
+
+
+def test_compare_refuses_runs_scored_with_other_params(runs, window40, tmp_path):
+    a, b = _params_hash(runs["good"], "mattr"), _params_hash(window40, "mattr")
+    js, md = tmp_path / "c.json", tmp_path / "c.md"
+    r = CliRunner().invoke(compare_cmd, [str(runs["good"]), str(window40), "--json", str(js), "--markdown", str(md)])
+    assert r.exit_code == 2, r.output
+    assert "NOT COMPARABLE" in r.output
+    assert f"mattr: params_hash '{a}' != '{b}' (good != w40): mattr_window 50 != 40" in r.output
+    assert "Ranking" not in r.output and not md.exists()  # no numbers for runs that are not comparable
+    import json
+
+    data = json.loads(js.read_text())
+    assert data["metrics"] == [] and any(t.startswith("mattr: params_hash") for t in data["mismatches"])
+    c = compare_runs([runs["good"], window40])
+    assert not c.comparable and c.metrics == [] and c.ranking == []
+    assert not any(t.startswith(("asr_wer:", "label_match:")) for t in c.mismatches)  # only what differs
+    # the degraded copy was scored alike: comparable, as before
+    assert compare_runs([runs["good"], runs["bad"]]).comparable
+    # three runs: every run against the first, each line names its pair
+    c3 = compare_runs([runs["good"], runs["bad"], window40])
+    assert c3.mismatches and all(t.startswith("w40 vs good: ") for t in c3.mismatches)
+
+
+def test_compare_allow_mismatch_compares_and_records_it(runs, window40, tmp_path):
+    md, cs, js = tmp_path / "c.md", tmp_path / "c.csv", tmp_path / "c.json"
+    r = CliRunner().invoke(compare_cmd, [str(runs["good"]), str(window40), "--allow-mismatch", "all", "--markdown",
+                                         str(md), "--csv", str(cs), "--json", str(js), "--bootstrap", "500"])
+    assert r.exit_code == 0, r.output
+    assert "ALLOWED MISMATCH" in r.output and "Ranking" in r.output
+    c = compare_runs([runs["good"], window40], n_boot=500, allow=AllowList.parse(["all"]))
+    assert c.comparable and c.mismatches == []
+    mattr_allowed = [t for t in c.allowed_mismatches if t.startswith("mattr: params_hash")]
+    assert len(mattr_allowed) == 1 and mattr_allowed[0].endswith("[allowed by --allow-mismatch all]")
+    import json
+
+    assert json.loads(js.read_text())["allowed_mismatches"] == c.allowed_mismatches
+    text = md.read_text()
+    assert text == to_markdown(c) and mattr_allowed[0] in text
+    rows = list(csv.DictReader(io.StringIO(cs.read_text())))
+    assert all(row["allowed_mismatch"] == mattr_allowed[0] for row in rows if row["metric"] == "mattr")
+    assert all(row["allowed_mismatch"] == "" for row in rows if row["metric"] == "asr_wer")
+    # the same texts: mattr differs only by its window, the other text_quality outputs not at all
+    assert by_metric(c, "distinct2").runs[1].diff == 0
+    assert by_metric(c, "mattr").runs[1].diff != 0
+    r = CliRunner().invoke(compare_cmd, [str(runs["good"]), str(window40), "--allow-mismatch", "mattr.nope"])
+    assert r.exit_code == 2 and "METRIC.FIELD" in r.output
+
+
+def test_compare_runs_without_fingerprints(runs, tmp_path):
+    """Runs scored before fingerprints existed are compared on their versions, and the output says so."""
+    import json
+
+    old = copy_run(runs["bad"], tmp_path / "old")
+    man = json.loads((old / "run.json").read_text())
+    del man["score"]["fingerprints"]
+    (old / "run.json").write_text(json.dumps(man))
+    c = compare_runs([runs["good"], old])
+    assert c.comparable and any(n.startswith("fingerprints unknown in old for ") for n in c.notes)
+    man["score"]["metric_versions"]["distinct2"] = "0.1"
+    (old / "run.json").write_text(json.dumps(man))
+    c = compare_runs([runs["good"], old])
+    assert "distinct2: metric version 0.1 in old, 1.0 in good" in c.mismatches

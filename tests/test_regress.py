@@ -132,7 +132,11 @@ def test_regress_version_mismatch_exits_2(runs, baseline, tmp_path):
     assert r.exit_code == 2, r.output
     assert "composite version mer-v2 in the run, mer-v1-text in the baseline" in r.output
     suite = ET.parse(junit).getroot()
-    assert int(suite.get("errors")) == len(suite.findall("testcase/error")) == 1
+    # one errored testcase per composite: the strict and the lenient one (both fingerprinted, both changed)
+    errors = suite.findall("testcase/error")
+    assert int(suite.get("errors")) == len(errors) == 2
+    assert sorted(e.get("message").split(":")[0] for e in errors) == ["composite_lenient", "composite_score"]
+    assert all("params_hash" in e.get("message") for e in errors)  # the spec hash differs too
     assert "not comparable" in (tmp_path / "m.md").read_text()
     # a metric version bump recorded in run.json
     bumped = copy_run(runs["good"], tmp_path / "bumped")
@@ -142,7 +146,10 @@ def test_regress_version_mismatch_exits_2(runs, baseline, tmp_path):
     (bumped / "run.json").write_text(json.dumps(man))
     res = regress(bumped, load_baseline(baseline))
     assert res.exit_code == 2
-    assert res.mismatches == [f"distinct2: metric version {old}.next in the run, {old} in the baseline"]
+    # distinct2, and the composites that weigh it (their values were computed from the other distinct2)
+    assert res.mismatches == [f"distinct2: metric version {old}.next in the run, {old} in the baseline",
+                              "composite_score: weighs distinct2, whose metric_version differs",
+                              "composite_lenient: weighs distinct2, whose metric_version differs"]
 
 
 def test_regress_bad_inputs(runs, tmp_path):
@@ -210,3 +217,151 @@ def test_metric_that_stopped_working_regresses(runs, baseline, tmp_path):
     df.to_parquet(p)
     res = regress(broken, load_baseline(baseline))
     assert res.exit_code == 2 and any("distinct2: unavailable in the run" in m for m in res.mismatches)
+
+
+# ---- comparability: fingerprints, --allow-mismatch, baselines without fingerprints ---------------------
+
+def _fingerprint(run: Path, metric: str) -> dict:
+    return json.loads((run / "run.json").read_text())["score"]["fingerprints"][metric]
+
+
+@pytest.fixture(scope="module")
+def window40(runs, tmp_path_factory):
+    """The same texts as the baseline run, scored with only metrics.text_quality.mattr_window 50 -> 40."""
+    root = tmp_path_factory.mktemp("regress-window40")
+    return score(build_run(runs["shared"], root / "w40"), runs["shared"],
+                 sets=["metrics.text_quality.mattr_window=40"])
+
+
+def test_bless_stores_fingerprints_and_model_identity(runs, baseline):
+    b = load_baseline(baseline)
+    fps = json.loads((runs["good"] / "run.json").read_text())["score"]["fingerprints"]
+    for m, bm in b["metrics"].items():
+        assert bm["fingerprint"] == fps[m], m
+        assert bm["model"] == {"id": fps[m]["model_id"], "sha256": fps[m]["model_sha256"],
+                               "revision": fps[m]["model_revision"]}
+    assert b["metrics"]["asr_wer"]["model"]["id"] and b["metrics"]["asr_wer"]["family"] == "asr_wer"
+    assert b["metrics"]["mattr"]["params"]["mattr_window"] == 50 and b["metrics"]["mattr"]["family"] == "text_quality"
+    # what the text composite weighs, from the run's evaluation.json files
+    assert {"distinct2", "repetition_rate", "asr_wer"} <= set(b["composite_inputs"]["composite_score"])
+
+
+def test_regress_params_change_is_not_comparable(runs, baseline, window40, tmp_path):
+    """Only mattr_window changed: not comparable (exit 2, naming mattr and its params hash), not a
+    regression (exit 1) and not a pass (the values were computed differently)."""
+    old, new = _fingerprint(runs["good"], "mattr")["params_hash"], _fingerprint(window40, "mattr")["params_hash"]
+    assert old != new
+    r = CliRunner().invoke(regress_cmd, [str(window40), "--baseline", str(baseline)])
+    assert r.exit_code == 2, r.output
+    assert "NOT COMPARABLE" in r.output and "REGRESSION" not in r.output
+    assert f"mattr: params_hash '{old}' != '{new}' (baseline != run): mattr_window 50 != 40" in r.output
+    # the params hash is the family's: every text_quality output was computed with the changed parameters,
+    # and so are the composites that weigh distinct2 / repetition_rate
+    res = regress(window40, load_baseline(baseline))
+    named = sorted(m.split(":")[0] for m in res.mismatches)
+    assert {"mattr", "distinct2", "repetition_rate", "composite_score"} <= set(named)
+    assert not any(m.startswith(("asr_wer:", "label_match:")) for m in res.mismatches)
+    assert "composite_score: weighs distinct2, whose params_hash differs" in res.mismatches
+
+    # --allow-mismatch mattr lets mattr through (recorded) but hides none of the other differences
+    r = CliRunner().invoke(regress_cmd, [str(window40), "--baseline", str(baseline), "--allow-mismatch", "mattr"])
+    assert r.exit_code == 2, r.output
+    refused, _, allowed = r.output.partition("ALLOWED MISMATCH")
+    assert "distinct2: params_hash" in refused and "  mattr: params_hash" not in refused
+    assert f"mattr: params_hash '{old}' != '{new}'" in allowed and "[allowed by --allow-mismatch mattr]" in allowed
+
+
+def test_regress_allow_mismatch_runs_and_records_it_everywhere(runs, baseline, window40, tmp_path):
+    junit, md, js = tmp_path / "j.xml", tmp_path / "r.md", tmp_path / "r.json"
+    args = [str(window40), "--baseline", str(baseline), "--junit", str(junit), "--markdown", str(md), "--json",
+            str(js)]
+    for keys in (["text_quality"], ["mattr", "text_quality.params_hash"], ["all"]):
+        r = CliRunner().invoke(regress_cmd, args + [x for k in keys for x in ("--allow-mismatch", k)])
+        # the same texts: nothing regressed (mattr moved, in its better direction: smaller windows)
+        assert r.exit_code == 0, (keys, r.output)
+        assert "ALLOWED MISMATCH" in r.output and "PASS" in r.output and "allowed mismatch(es)" in r.output
+        assert "mattr: params_hash" in r.output.split("ALLOWED MISMATCH")[1]
+        data = json.loads(js.read_text())
+        assert data["exit_code"] == 0 and data["mismatches"] == [] and data["allow"] == keys
+        assert any(t.startswith("mattr: params_hash") for t in data["allowed_mismatches"])
+        mattr = next(c for c in data["checks"] if c["metric"] == "mattr")
+        assert mattr["allowed_mismatches"] and "mattr_window 50 != 40" in mattr["allowed_mismatches"][0]
+        asr = next(c for c in data["checks"] if c["metric"] == "asr_wer")
+        assert asr["allowed_mismatches"] == []  # nothing of asr_wer differed
+        suite = ET.parse(junit).getroot()
+        props = [p.get("value") for p in suite.findall("properties/property") if p.get("name") == "allowed_mismatch"]
+        assert props == data["allowed_mismatches"]
+        case = next(c for c in suite.findall("testcase") if c.get("name") == "mattr")
+        assert case.find("properties/property[@name='allowed_mismatch']") is not None
+        assert "mattr: params_hash" in case.find("system-out").text
+        assert "mattr: params_hash" in suite.find("system-out").text
+        text = md.read_text()
+        assert "Allowed mismatches" in text and "mattr: params_hash" in text
+        assert text.index("Allowed mismatches") < text.index("| metric |")  # above the table, not a footnote
+    # a key that matches another field allows nothing, and says so
+    res = regress(window40, load_baseline(baseline), allow=["mattr.code_hash"])
+    assert res.exit_code == 2 and any(m.startswith("mattr: params_hash") for m in res.mismatches)
+    assert "--allow-mismatch mattr.code_hash matched no difference" in res.notes
+    r = CliRunner().invoke(regress_cmd, args + ["--allow-mismatch", "mattr.window"])
+    assert r.exit_code == 2 and "METRIC.FIELD" in r.output
+
+
+def test_regress_code_hash_and_model_differences(runs, baseline, tmp_path):
+    """Fields the version does not show: another code hash or model file refuses, per metric and field."""
+    other = copy_run(runs["good"], tmp_path / "other_code")
+    man = json.loads((other / "run.json").read_text())
+    fp = man["score"]["fingerprints"]
+    old_code, old_sha = fp["distinct2"]["code_hash"], fp["asr_wer"]["model_sha256"]
+    fp["distinct2"]["code_hash"] = "0" * 16
+    fp["asr_wer"]["model_sha256"] = "f" * 64
+    (other / "run.json").write_text(json.dumps(man))
+    res = regress(other, load_baseline(baseline))
+    assert res.exit_code == 2
+    assert f"distinct2: code_hash '{old_code}' != '{'0' * 16}' (baseline != run)" in res.mismatches
+    assert f"asr_wer: model_sha256 '{old_sha}' != '{'f' * 64}' (baseline != run)" in res.mismatches
+    res = regress(other, load_baseline(baseline), allow=["distinct2.code_hash"])
+    assert res.exit_code == 2 and not any(m.startswith("distinct2:") for m in res.mismatches)
+    assert any(m.startswith("asr_wer: model_sha256") for m in res.mismatches)
+    res = regress(other, load_baseline(baseline), allow=["distinct2.code_hash", "asr_wer"])
+    # the two, and each composite (strict, lenient) for each of the two inputs it weighs
+    assert res.exit_code == 0 and len(res.allowed_mismatches) == 2 + 2 * 2
+
+
+def test_baseline_without_fingerprints_checks_versions_and_says_so(runs, baseline, window40, tmp_path):
+    b = load_baseline(baseline)
+    for m in b["metrics"].values():
+        del m["fingerprint"]
+    old = tmp_path / "old_baseline.json"
+    old.write_text(json.dumps(b))
+    r = CliRunner().invoke(regress_cmd, [str(runs["good"]), "--baseline", str(old)])
+    assert r.exit_code == 0, r.output
+    assert f"fingerprints unknown in baseline for {len(b['metrics'])} metric(s)" in r.output
+    assert "compared metric versions and the model ids of the scores only" in r.output
+    # the params change cannot be seen without fingerprints: it passes, and the output says what was unchecked
+    res = regress(window40, load_baseline(old))
+    assert res.exit_code == 0 and any("params, model files and code were not checked" in n for n in res.notes)
+    # versions are still compared
+    bumped = copy_run(runs["good"], tmp_path / "bumped")
+    man = json.loads((bumped / "run.json").read_text())
+    man["score"]["metric_versions"]["mattr"] = "9.9"
+    man["score"]["fingerprints"]["mattr"]["metric_version"] = "9.9"
+    (bumped / "run.json").write_text(json.dumps(man))
+    res = regress(bumped, load_baseline(old))
+    assert res.exit_code == 2 and res.mismatches == ["mattr: metric version 9.9 in the run, 1.0 in the baseline"]
+    # and model ids the score tables name
+    b2 = json.loads(old.read_text())
+    b2["metrics"]["asr_wer"]["model"]["id"] = "someone/other-whisper"
+    old2 = tmp_path / "old_baseline2.json"
+    old2.write_text(json.dumps(b2))
+    res = regress(runs["good"], load_baseline(old2))
+    assert res.exit_code == 2 and any(m.startswith("asr_wer: model_id 'someone/other-whisper' != ") for m in res.mismatches)
+
+
+def test_run_without_fingerprints_against_a_fingerprinted_baseline(runs, baseline, tmp_path):
+    old_run = copy_run(runs["good"], tmp_path / "old_run")
+    man = json.loads((old_run / "run.json").read_text())
+    del man["score"]["fingerprints"]
+    (old_run / "run.json").write_text(json.dumps(man))
+    res = regress(old_run, load_baseline(baseline))
+    assert res.exit_code == 0
+    assert any(n.startswith("fingerprints unknown in run for ") for n in res.notes)
