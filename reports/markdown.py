@@ -16,7 +16,7 @@ def regress_markdown(res) -> str:
                EXIT_MISMATCH: "⚠️ not comparable"}[res.exit_code]
     out = [f"### mer-eval regress: {verdict}", ""]
     if res.mismatches:
-        out += ["Metric or composite versions differ from the baseline:", ""]
+        out += ["Metric versions, parameters, models or code differ from the baseline:", ""]
         out += [f"- {_md(m)}" for m in res.mismatches]
         out += ["", "Re-bless the baseline with the new versions, or score with the old ones."]
     if res.checks:
@@ -24,7 +24,9 @@ def regress_markdown(res) -> str:
                 "|---|---:|---:|---|---:|---:|---|"]
         for c in res.checks:
             if c.lost_samples:
-                verdict_c = f"❌ regressed: {len(c.lost_samples)} sample(s) ok in the baseline now error"
+                states = sorted({v.split(":", 1)[0] for v in c.lost_samples.values()})
+                verdict_c = (f"❌ regressed: {len(c.lost_samples)} sample(s) ok in the baseline now "
+                             f"{' / '.join(states)}")
             elif c.diff is None:
                 verdict_c = "not checked"
             else:

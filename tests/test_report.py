@@ -498,3 +498,16 @@ def test_abstained_is_its_own_category(probed):
     assert not (read_scores(probed).status == "abstained").any()
     card = next(e for e in elements(html) if e["attrs"].get("data-card") == "abstained")
     assert card["text"].startswith("abstained 0 ") and "defect" not in card["attrs"]["class"]
+
+
+def test_leaderboard_of_incomparable_runs_says_why(runs, tmp_path):
+    """Runs scored with other parameters get no leaderboard; the report names what differs."""
+    good = copy_run(runs["good"], tmp_path / "good")
+    other = copy_run(runs["bad"], tmp_path / "other")
+    man = json.loads((other / "run.json").read_text())
+    fp = man["score"]["fingerprints"]["repetition_rate"]
+    fp["params_hash"] = "0" * 16
+    (other / "run.json").write_text(json.dumps(man))
+    html = build_report([good, other])
+    assert "Not comparable" in html and "repetition_rate" in html and "0000000000000000" in html
+    assert not re.search(r"<td class=\"num\">1</td><td>good</td>", html)
