@@ -25,9 +25,13 @@ source                    what is read                                          
 ``visual``                visual_objective, image_description, video_content: emotion      1.0
                           words and facial/body cues
 ``fer``                   FER probabilities, when measured                                  0.8
-``reasoning_cues``        the summary without its concluding sentence: AU claims and cue     1.2
+``reasoning_local``       each sentence of the summary's reasoning that names the concluded 1.5
+                          emotion, against the evidence it rests on: its own cues and AU
+                          claims, the modality it talks about (tone, scene, face) and the
+                          peaks whose timestamps it cites
+``reasoning_cues``        the summary without its concluding sentence: AU claims and cue     0.5
                           phrases, not emotion words
-``reasoning_words``       the summary without its concluding sentence: emotion words        0.8
+``reasoning_words``       the summary without its concluding sentence: emotion words        0.4
 ========================  ================================================================  ======
 
 A source's support for the concluded emotion X is its score of X over its best emotion's (1 = X is its
@@ -37,10 +41,13 @@ weak evidence of calm, none of anything else). The English transcript without le
 support 1 when the polarity matches X's valence, 0 when it is the opposite, 0.5 for a neutral X.
 
 Outputs: ``conclusion_support`` (weighted mean over the evidence sources), ``reasoning_support`` (over the
-two reasoning sources) and ``conclusion_consistency`` (over all sources: what the composite uses). A source
+three reasoning sources) and ``conclusion_consistency`` (over all sources: what the composite uses). A source
 whose signal a rule used to *vote* the conclusion (the offline provider's FER / AU / tone votes,
-``provenance.conclusion_from``) is a self-check and is left out, listed in ``details.left_out``; when only
-self-check sources remain the result is marked a self-check.
+``provenance.conclusion_from``) is a self-check and is left out, listed in ``details.left_out``; so are the
+reasoning sources when a template wrote the summary (it wrote the reasoning and the conclusion alike); when
+only self-check sources remain the result is marked a self-check. A summary of the sentiment task
+("the inferred sentiment is positive") is compared at valence level. Neutral: a source naming no emotion
+supports ``neutral`` at 0.6, one with weak cues (summed weight below 1.5) in proportion.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Cross-modal agreement: does each modality's own evidence support the emotion the summary concludes?
 
 The concluded emotion is read from the final summary as in label agreement
-(:func:`mer_eval.metrics.emotion_text.concluded_emotion`). Each source's evidence is a *set* of canonical
-emotions (:mod:`mer_eval.facs`), or nothing:
+(:func:`mer_eval.metrics.emotion_text.concluded_emotion`); a summary that concludes none, or a placeholder,
+*abstained* (status ``abstained``), and a source whose signal a rule voted the conclusion from (the offline
+provider's FER / AU / tone votes) is a self-check, left out of the aggregates (``details.left_out``). Each
+source's evidence is a *set* of canonical emotions (:mod:`mer_eval.facs`), or nothing:
 
 * ``au``: AU-combination pseudo-labels at the peak frame. With an OpenFace CSV (``sample.openface_csv``) the
   peak frame's ``_r`` intensities and ``_c`` presences are used (peak = ``annotation.peak_frame``, else the
