@@ -140,34 +140,33 @@ class CompositeSpec:
         used_w: dict[str, float] = {}
         missing: dict[str, str] = {}
         abstained: list[str] = []
+        def take(name: str, m: CompositeMetric) -> Optional[tuple[str, float]]:
+            """(source metric, normalised value) or None, noting why it does not count or that it abstained."""
+            r, src = self._pick(name, by_name)
+            v, why, abst = self._judge(r, mode)
+            if abst:
+                abstained.append(src)
+            if v is None:
+                missing[name] = why or "not counted"
+                return None
+            return src, 0.0 if v == float("-inf") else self.metrics.get(src, m).normalise(v)
+
         for name, m in self.metrics.items():
             if m.weight <= 0:
                 continue
             if mode == "lenient" and name in self.strict_only:
                 missing[name] = "an abstention score: counted by the strict composite only"
                 continue
-            r, src = self._pick(name, by_name)
-            v, why, abst = self._judge(r, mode)
-            if abst:
-                abstained.append(src)
-            if v is None:
-                missing[name] = why or "not counted"
-                continue
-            norm_spec = self.metrics.get(src, m)
-            counted[src] = 0.0 if v == float("-inf") else norm_spec.normalise(v)
-            used_w[src] = m.weight
+            got = take(name, m)
+            if got is not None:
+                counted[got[0]] = got[1]
+                used_w[got[0]] = m.weight
         factors: dict[str, float] = {}
         for name, m in self.accuracy.items():
-            r, src = self._pick(name, by_name)
-            v, why, abst = self._judge(r, mode)
-            if abst:
-                abstained.append(src)
-            if v is None:
-                missing[name] = why or "not counted"
-                continue
-            x = 0.0 if v == float("-inf") else m.normalise(v)
-            counted[src] = x
-            factors[src] = 1.0 - m.weight + m.weight * x
+            got = take(name, m)
+            if got is not None:
+                counted[got[0]] = got[1]
+                factors[got[0]] = 1.0 - m.weight + m.weight * got[1]
         total = self.total_weight - (sum(self.metrics[n].weight for n in self.strict_only if n in self.metrics)
                                      if mode == "lenient" else 0.0)
         used = sum(used_w.values())

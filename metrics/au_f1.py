@@ -226,6 +226,17 @@ def extract_claims(text: str | None, field_name: str = "") -> Claims:
     return c
 
 
+def claims_of(texts: dict[str, str]) -> tuple[Claims, dict[str, list[str]]]:
+    """The AU claims of several annotation fields pooled, and the AUs each field claims present."""
+    claims = Claims()
+    per_field: dict[str, list[str]] = {}
+    for f, t in texts.items():
+        c = extract_claims(t, f)
+        per_field[f] = sorted(c.present)
+        claims.merge(c)
+    return claims, per_field
+
+
 # ---- detections -----------------------------------------------------------------------------------
 
 class _Skip(Exception):
@@ -609,12 +620,7 @@ class AUF1(Metric):
 
     def _score(self, s: Sample) -> list[MetricResult]:
         texts, skipped_texts = self._texts_and_skipped(s)
-        claims = Claims()
-        per_field = {}
-        for f, t in texts.items():
-            c = extract_claims(t, f)
-            per_field[f] = sorted(c.present)
-            claims.merge(c)
+        claims, per_field = claims_of(texts)
         try:
             det, skipped = self._detect(s)
         except _Skip as e:

@@ -27,7 +27,7 @@ from typing import Any, Optional
 from mer_eval.evidence import relate
 from mer_eval.facs import au_code
 from mer_eval.metric import Metric, OutputSpec
-from mer_eval.metrics.au_f1 import UNIVERSE, Claims, extract_claims
+from mer_eval.metrics.au_f1 import UNIVERSE, claims_of, extract_claims
 from mer_eval.metrics.emotion_text import summary_or_abstention
 from mer_eval.schema import MetricResult, Relation, Sample, Status
 from mer_eval.text import cjk_ratio
@@ -108,12 +108,7 @@ class AUFaithfulness(Metric):
             t = getattr(a, f)
             if t:
                 visual |= extract_claims(t).present
-        claims = Claims()
-        per_text = {}
-        for f, t in texts.items():
-            c = extract_claims(t, f)
-            per_text[f] = sorted(c.present)
-            claims.merge(c)
+        claims, per_text = claims_of(texts)
         C = claims.present
         supported = C & (rep | visual)
         hallucinated = C - rep - visual

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fake_servers import FakeServer, ok, status
+from fake_servers import FakeServer, fake_server, ok, status  # noqa: F401 (fixture)
 from mer_eval.generators.pipeline import META_NAME, run_generate
 from mer_eval.generators.providers.gemini import GeminiProvider
 from mer_eval.generators.providers.openai_compat import OpenAIProvider
@@ -142,15 +142,6 @@ def test_discovery_reads_the_provenance_back(examples_run):
 
 
 # ---- truncated answers (OpenAI-compatible and Gemini fake servers) -------------------------------
-
-
-@pytest.fixture
-def fake_server():
-    s = FakeServer().start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
-from fake_servers import FakeServer, empty, hang, malformed, ok, status
+from fake_servers import FakeServer, empty, fake_server, hang, malformed, ok, status  # noqa: F401 (fixture)
 from mer_eval.generators.providers.base import (
     Capability,
     CapabilityMissing,
@@ -32,15 +32,6 @@ from mer_eval.registry import get_provider
 
 KEY_ENV = "MER_EVAL_TEST_PROVIDER_KEY"
 SECRET = "sk-test-SECRET-0123456789abcdef"
-
-
-@pytest.fixture
-def fake_server():
-    s = FakeServer().start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(autouse=True)
