@@ -211,3 +211,13 @@ def provenance_from_meta(meta: dict) -> SampleProvenance:
     if isinstance(flags, dict):
         pv.flags = {str(k): str(v) for k, v in flags.items()}
     return pv
+
+
+def by_model(sample: Optional[Sample], texts: Iterable[str], media: str, model: Optional[str]) -> Evidence:
+    """A text compared with the media itself by a model of its own (CLIP, CLAP): independent of how the text
+    was written, even when a rule wrote it from measurements of that media, since the model does not read
+    those measurements."""
+    texts = list(texts)
+    return Evidence(relation=Relation.independent, independent=True,
+                    compared=[_ref(sample, t) for t in texts] + [InputRef(name=media, producer="media", model=model)],
+                    reason=f"{model or 'a model'} compares {', '.join(texts) or 'the text'} with the {media} itself")

@@ -181,5 +181,9 @@ class ClapAudioText(Metric):
             a = mean_direction(afeat[ai: ai + len(windows)])
             ti += len(chunks)
             ai += len(windows)
-            out[s.id] = [self.ok(s.id, "clap_audio_score", float(np.dot(a, t)), details=det)]
+            from mer_eval.evidence import by_model
+
+            ref = self.model_ref()
+            out[s.id] = [self.ok(s.id, "clap_audio_score", float(np.dot(a, t)), details=det,
+                                 evidence=by_model(s, ["audio_description"], "audio", ref.id if ref else None))]
         return out

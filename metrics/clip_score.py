@@ -360,9 +360,14 @@ class ClipImageText(Metric):
             ti += len(chunks)
             cos = float(np.dot(ifeat[ii], t))
             ii += 1
+            from mer_eval.evidence import by_model
+
+            ref = self.model_ref()
+            ev = by_model(s, [f for f in ("visual_objective", "image_description", "video_content")
+                              if getattr(s.annotation, f)], "image", ref.id if ref else None)
             res = [
-                self.ok(s.id, "clip_image_score", CLIPSCORE_W * max(cos, 0.0), details=dict(det)),
-                self.ok(s.id, "clip_image_cosine", cos, details=dict(det)),
+                self.ok(s.id, "clip_image_score", CLIPSCORE_W * max(cos, 0.0), details=dict(det), evidence=ev),
+                self.ok(s.id, "clip_image_cosine", cos, details=dict(det), evidence=ev),
             ]
             if frames:
                 fcos = [float(np.dot(ifeat[ii + j], t)) for j in range(len(frames))]
@@ -370,7 +375,8 @@ class ClipImageText(Metric):
                 vdet = {**det, "frames": [f[0] for f in frames], "frame_times": [round(f[1], 3) for f in frames],
                         "frame_cosines": fcos, "video": str(s.video)}
                 res.append(self.ok(s.id, "clip_video_score",
-                                   float(np.mean([CLIPSCORE_W * max(c, 0.0) for c in fcos])), details=vdet))
+                                   float(np.mean([CLIPSCORE_W * max(c, 0.0) for c in fcos])), details=vdet,
+                                   evidence=ev))
             else:
                 res += self.not_ok(s.id, Status.not_applicable, vreason or "no frames", ["clip_video_score"])
             out[s.id] = res

@@ -213,9 +213,14 @@ class NLIConsistency(Metric):
                 "by_field": by, "premises_truncated": int(sum(1 for p in ps if p[4])),
                 "max_length": be.max_length, "labels": be.id2label,
             }
+            from mer_eval.evidence import relate
+
+            # the summary against the descriptions it was written from: faithfulness for a model's summary, a
+            # self-check for a template that copied them in (entailment is then guaranteed)
+            ev = relate(s, ["final_summary"], sorted(by))
             out[s.id] = [
-                self.ok(s.id, "nli_consistency_score", (1.0 + e_rate - c_rate) / 2.0, details=det),
-                self.ok(s.id, "nli_entail_rate", e_rate, details=det),
-                self.ok(s.id, "nli_contra_rate", c_rate, details=det),
+                self.ok(s.id, "nli_consistency_score", (1.0 + e_rate - c_rate) / 2.0, details=det, evidence=ev),
+                self.ok(s.id, "nli_entail_rate", e_rate, details=det, evidence=ev),
+                self.ok(s.id, "nli_contra_rate", c_rate, details=det, evidence=ev),
             ]
         return out

@@ -138,3 +138,18 @@ def test_not_applicable_and_unavailable(nli_dir, tmp_path, monkeypatch):
     r = metric([]).score([small_sample()])["small"]
     assert all(x.status == Status.unavailable for x in r)
     assert "cross-encoder/nli-deberta-v3-base" in r[0].reason and str(tmp_path / "hf") in r[0].reason
+
+
+def test_template_summary_against_the_texts_it_copied_is_a_self_check(nli_dir):
+    """The offline provider's summary copies the descriptions NLI uses as premises: entailment is then
+    guaranteed, so it counts nowhere; a model's summary is checked for faithfulness and counts."""
+    from mer_eval.evidence import counts, provenance_from_meta
+
+    m = metric([f"models.paths.nli={nli_dir}"])
+    tpl = small_sample().model_copy(update={"id": "tpl", "provenance": provenance_from_meta({"provider": "offline"})})
+    llm = small_sample().model_copy(update={"id": "llm", "provenance": provenance_from_meta({"provider": "openai"})})
+    res = m.score([tpl, llm])
+    t, l = res["tpl"][0], res["llm"][0]
+    assert t.status == l.status == Status.ok
+    assert t.evidence.relation.value == "self_check" and counts(t)[0] is False
+    assert l.evidence.relation.value == "faithfulness" and counts(l) == (True, None)
