@@ -108,3 +108,26 @@ def test_offline_provider_does_not_grade_its_own_answers(examples, tmp_path):
     assert man.score.means["cm_fer"] is None and man.score.left_out["cm_fer"]["n"] == len(ds.samples)
     assert "voted" in next(iter(man.score.left_out["cm_fer"]["reasons"]))
     assert man.score.fingerprints["conclusion_consistency"].code_hash
+
+
+def test_probe_of_a_generated_offline_run_never_credits_self_checks(examples, tmp_path):
+    """On our own offline run the metrics that only re-check the template's inputs measure nothing: the probe
+    shows them at 0.5 (unmeasured ranks last on both sides), never as discriminating."""
+    from mer_eval.cli import run_probe
+    from mer_eval.generators.pipeline import run_generate
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for f in ("0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "single_face.mp4"):
+        shutil.copy(examples / "media" / f, media / f)
+    run = tmp_path / "run"
+    cfg = load_config()
+    run_generate(media, run, cfg, progress=False)
+    res, out = run_probe(run, cfg, metrics=TEXT, n_boot=0)
+    pj = json.loads((out / "probe.json").read_text())
+    assert pj["n_originals"] == 3
+    for m in ("cm_fer", "au_faithfulness", "grounding"):  # self-checks of a template summary
+        assert all(c["auroc"] == 0.5 and c["measured_original"] == 0 for k, c in pj["auroc"][m].items()
+                   if k != "all" and c["n_pairs"]), m
+    # the degenerate and generic twins are still caught by what the template cannot fake
+    assert pj["auroc"]["repetition_rate"]["degen"]["auroc"] == 1.0
