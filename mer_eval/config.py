@@ -36,97 +36,28 @@ class CacheConfig(_C):
     dir: Optional[str] = None  # default: $MER_EVAL_CACHE_DIR or ~/.cache/mer-eval
 
 
-class ClipConfig(_C):
-    backend: Literal["open_clip", "transformers"] = "open_clip"
-    model: str = "ViT-B-32"
-    pretrained: str = "laion2b_s34b_b79k"
-    video_frames: int = Field(0, ge=0, le=64)  # 0: peak frame only; k: also the mean over k frames
 
 
-class ClapConfig(_C):
-    backend: Literal["transformers"] = "transformers"  # laion-clap: not supported yet
-    window_s: float = Field(10.0, gt=0)
-    hop_s: float = Field(10.0, gt=0)
-    max_windows: int = Field(6, ge=1)
 
 
-class NLIConfig(_C):
-    max_premise_sentences: int = Field(12, ge=1)
-    pairs: list[str] = Field(
-        default_factory=lambda: ["visual_expression", "visual_objective", "audio_description", "video_content"]
-    )
 
 
-class AUF1Config(_C):
-    source: Literal["auto", "openface", "mediapipe", "self"] = "auto"
-    confidence: float = Field(0.8, ge=0, le=1)
-    intensity_threshold: float = Field(1.0, ge=0, le=5)
-    use_presence: bool = True
-    window_frames: int = Field(3, ge=0)  # +- frames around the peak
-    texts: list[str] = Field(  # annotation fields whose AU claims are checked
-        default_factory=lambda: ["visual_expression", "llm_au_description", "final_summary"]
-    )
 
 
-class ASRConfig(_C):
-    backend: Literal["faster-whisper"] = "faster-whisper"  # openai-whisper: not supported yet
-    model: str = "whisper-base"
-    language: Optional[str] = None  # None: detect
-    normaliser: Literal["basic", "whisper"] = "basic"
-    beam_size: int = Field(1, ge=1)
-    cjk_threshold: float = Field(0.3, ge=0, le=1)  # CJK share of the reference above which CER is over characters
 
 
-class TextQualityConfig(_C):
-    mattr_window: int = Field(50, ge=5)
-    repetition_n: int = Field(3, ge=2, le=6)
-    cjk_threshold: float = Field(0.3, ge=0, le=1)  # share of CJK characters above which tokens are characters
 
 
-class LabelConfig(_C):
-    task: Literal["emotion", "sentiment"] = "emotion"
-    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
 
 
-class CrossModalConfig(_C):
-    embedding_model: Optional[str] = "minilm"  # model key, or null to skip semantic agreement
-    au_threshold: float = Field(0.8, ge=0, le=5)  # AU present / rule mean intensity threshold (MER-Factory's 0.8)
-    chunk_words: int = Field(120, ge=10)  # summary chunk size for the sentence embeddings
-    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
 
 
-class ConclusionConfig(_C):
-    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
 
 
-class GroundingConfig(_C):
-    saturation: int = Field(12, ge=1)  # grounded content words at which specificity reaches 1
-    min_quote_words: int = Field(3, ge=1)  # quotes shorter than this (English words) are not checked
-    min_quote_chars: int = Field(4, ge=1)  # ... or CJK characters
 
 
-class AUFaithfulnessConfig(_C):
-    texts: list[str] = Field(default_factory=lambda: ["final_summary", "llm_au_description"])
-    intensity_threshold: float = Field(0.8, ge=0, le=5)  # a reported AU counts as present above this
 
 
-class AbstentionConfig(_C):
-    pass
-
-
-class MetricsConfig(_C):
-    clip: ClipConfig = Field(default_factory=ClipConfig)
-    clap: ClapConfig = Field(default_factory=ClapConfig)
-    nli: NLIConfig = Field(default_factory=NLIConfig)
-    au_f1: AUF1Config = Field(default_factory=AUF1Config)
-    asr_wer: ASRConfig = Field(default_factory=ASRConfig)
-    text_quality: TextQualityConfig = Field(default_factory=TextQualityConfig)
-    label_agreement: LabelConfig = Field(default_factory=LabelConfig)
-    cross_modal: CrossModalConfig = Field(default_factory=CrossModalConfig)
-    conclusion: ConclusionConfig = Field(default_factory=ConclusionConfig)
-    grounding: GroundingConfig = Field(default_factory=GroundingConfig)
-    au_faithfulness: AUFaithfulnessConfig = Field(default_factory=AUFaithfulnessConfig)
-    abstention: AbstentionConfig = Field(default_factory=AbstentionConfig)
 
 
 class ScoreConfig(_C):
@@ -192,16 +123,20 @@ class Config(_C):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    # metric family -> its parameters; checked against the family's own ``Params`` (mer_eval.metric.MetricParams)
+    # when the config loads, so every registered family (built-in or entry point) is configured the same way
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=_providers)
     gates: Optional[str] = "default"  # name of configs/gates/<name>.yaml or a path
     tolerances: dict[str, float] = Field(default_factory=lambda: {"composite_score": 2.0, "asr_wer": 0.02})
 
     def metric_params(self, family: str) -> dict[str, Any]:
-        """A metric family's section of ``metrics`` as plain values ({} for families without one)."""
-        sec = getattr(self.metrics, family, None)
-        return sec.model_dump(mode="json") if sec is not None else {}
+        """A metric family's parameters as plain values: its ``Params`` defaults with this config's section."""
+        from mer_eval.registry import get_metric
+
+        cls = get_metric(family)
+        return cls.Params.model_validate(dict(self.metrics.get(family) or {})).model_dump(mode="json")
 
     def hash(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
@@ -297,6 +232,39 @@ def load_config(path: Optional[Path] = None, sets: Optional[list[str]] = None) -
     for item in sets or []:
         data = _deep_merge(data, _parse_set(item))
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e)) from None
+    check_metric_sections(cfg.metrics)
+    return cfg
+
+
+def check_metric_sections(sections: dict[str, dict[str, Any]]) -> None:
+    """Each ``metrics.<family>`` section against the family's own ``Params`` (built-in or entry point)."""
+    from mer_eval.registry import available, get_metric
+
+    known = available("metrics")
+    lines = []
+    for family, sec in sections.items():
+        if family not in known:
+            lines.append(f"unknown config key 'metrics.{family}'; allowed here: {', '.join(sorted(known))}")
+            continue
+        if sec is not None and not isinstance(sec, dict):
+            lines.append(f"bad value for 'metrics.{family}': {sec!r} (a mapping of parameters)")
+            continue
+        params = get_metric(family).Params
+        try:
+            params.model_validate(dict(sec or {}))
+        except ValidationError as e:
+            for err in e.errors():
+                key = ".".join(["metrics", family] + [str(p) for p in err["loc"]])
+                if err["type"] == "extra_forbidden":
+                    lines.append(f"unknown config key '{key}'; allowed here: "
+                                 f"{', '.join(sorted(params.model_fields)) or '(none)'}")
+                elif err["type"] == "literal_error":
+                    lines.append(f"bad value for '{key}': {err['input']!r}; allowed values: "
+                                 f"{err.get('ctx', {}).get('expected', '')}")
+                else:
+                    lines.append(f"bad value for '{key}': {err['input']!r} ({err['msg']})")
+    if lines:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))

@@ -15,7 +15,18 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Optional
 
+from pydantic import BaseModel, ConfigDict
+
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
+
+
+class MetricParams(BaseModel):
+    """A metric family's parameters: declared once, on the family (``Metric.Params``), with their defaults.
+
+    ``configs/default.yaml`` and ``--set metrics.<family>.<key>=...`` are checked against it (unknown keys are
+    an error naming the keys allowed), so a built-in and an entry-point metric are configured the same way."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
 class ModelUnavailable(RuntimeError):
@@ -47,9 +58,13 @@ class Metric:
     outputs: ClassVar[tuple[OutputSpec, ...]]
     requires: ClassVar[str]  # one line: which inputs it needs
     description: ClassVar[str] = ""
+    Params: ClassVar[type[MetricParams]] = MetricParams  # typed parameters with their defaults
+    models: ClassVar[tuple[Any, ...]] = ()  # mer_eval.models.ModelSpec of the models it loads (for `models`)
+    model_uses: ClassVar[str] = ""  # one line for `validate`: which model, and when
 
     def __init__(self, params: Optional[dict[str, Any]] = None, ctx: Optional[ScoreContext] = None):
-        self.params: dict[str, Any] = dict(params or {})
+        self.cfg = self.Params.model_validate(dict(params or {}))
+        self.params: dict[str, Any] = self.cfg.model_dump(mode="json")
         self.ctx = ctx or ScoreContext()
         self._loaded = False
         self._load_error: Optional[str] = None

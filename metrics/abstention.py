@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from mer_eval.evidence import relate
-from mer_eval.metric import Metric, OutputSpec
+from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.emotion_text import conclusion_or_abstention, sentiment_conclusion
 from mer_eval.schema import MetricResult, Sample
 
@@ -43,7 +43,13 @@ PROMISES = {"audio": ("transcript", "audio_description"), "video": ("video_conte
             "image": ("final_summary",)}
 
 
+
+class AbstentionParams(MetricParams):
+    pass
+
+
 class Abstention(Metric):
+    Params = AbstentionParams
     name = "abstention"
     version = "1.0"
     requires = "any annotation"

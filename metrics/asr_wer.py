@@ -30,9 +30,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Literal, Any, Callable, Optional
 
-from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.text import cjk_ratio, mixed_tokens, unwrap_transcript
 
@@ -103,7 +105,18 @@ def error_rates(reference: str, hypothesis: str, cjk: bool) -> dict[str, Any]:
             "deletions": w.deletions, "insertions": w.insertions, "reference_words": len(reference.split())}
 
 
+
+class ASRParams(MetricParams):
+    backend: Literal["faster-whisper"] = "faster-whisper"  # openai-whisper: not supported yet
+    model: str = "whisper-base"
+    language: Optional[str] = None  # None: detect
+    normaliser: Literal["basic", "whisper"] = "basic"
+    beam_size: int = Field(1, ge=1)
+    cjk_threshold: float = Field(0.3, ge=0, le=1)  # CJK share of the reference above which CER is over characters
+
+
 class ASRWER(Metric):
+    Params = ASRParams
     name = "asr_wer"
     version = "1.0"
     requires = "annotation.transcript and (sample.reference_transcript or audio/video for a Whisper baseline)"

@@ -63,13 +63,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal, Any
 
 import numpy as np
 
-from mer_eval.config import AUF1Config
 from mer_eval.facs import AU_NAMES, AU_SYNONYMS, OPENFACE_C_AUS, OPENFACE_R_AUS, au_code
-from mer_eval.metric import Metric, ModelUnavailable, OutputSpec, ScoreContext
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec, ScoreContext
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 
 UNIVERSE: tuple[str, ...] = tuple(sorted(set(OPENFACE_R_AUS) | set(OPENFACE_C_AUS)))
@@ -373,7 +374,7 @@ def csv_is_self(sample: Sample, csv: Path, pv: Provenance | None = None) -> tupl
     return False, "no sign the annotation was generated from this CSV"
 
 
-def _au_rule(intensity: dict[str, float], presence: dict[str, float], p: AUF1Config) -> set[str]:
+def _au_rule(intensity: dict[str, float], presence: dict[str, float], p: AUF1Params) -> set[str]:
     out = set()
     for au in UNIVERSE:
         c = presence.get(au)
@@ -383,7 +384,7 @@ def _au_rule(intensity: dict[str, float], presence: dict[str, float], p: AUF1Con
     return out
 
 
-def detect_openface(sample: Sample, csv: Path, p: AUF1Config, au_source: str) -> Detection:
+def detect_openface(sample: Sample, csv: Path, p: AUF1Params, au_source: str) -> Detection:
     from mer_eval.openface import OpenFaceError, overall_intensity, read_openface_csv
 
     try:
@@ -421,7 +422,7 @@ def detect_openface(sample: Sample, csv: Path, p: AUF1Config, au_source: str) ->
                      peak_frame=peak, peak_from=peak_from)
 
 
-def detect_mediapipe(sample: Sample, p: AUF1Config, config: Any, timed=None) -> Detection:
+def detect_mediapipe(sample: Sample, p: AUF1Params, config: Any, timed=None) -> Detection:
     from mer_eval import face
 
     img = sample.frame_image()
@@ -443,7 +444,7 @@ def detect_mediapipe(sample: Sample, p: AUF1Config, config: Any, timed=None) -> 
                      extra={"n_faces": r.n_faces, "bbox": list(r.bbox)})
 
 
-def detect_top_aus(sample: Sample, p: AUF1Config) -> Detection:
+def detect_top_aus(sample: Sample, p: AUF1Params) -> Detection:
     top = sample.annotation.top_aus_intensities
     inten = {}
     for k, v in top.items():
@@ -459,7 +460,20 @@ def detect_top_aus(sample: Sample, p: AUF1Config) -> Detection:
 
 # ---- the metric -----------------------------------------------------------------------------------
 
+
+class AUF1Params(MetricParams):
+    source: Literal["auto", "openface", "mediapipe", "self"] = "auto"
+    confidence: float = Field(0.8, ge=0, le=1)
+    intensity_threshold: float = Field(1.0, ge=0, le=5)
+    use_presence: bool = True
+    window_frames: int = Field(3, ge=0)  # +- frames around the peak
+    texts: list[str] = Field(  # annotation fields whose AU claims are checked
+        default_factory=lambda: ["visual_expression", "llm_au_description", "final_summary"]
+    )
+
+
 class AUF1(Metric):
+    Params = AUF1Params
     name = "au_f1"
     version = "1.1"  # 1.1: negation keeps its scope over a list of AUs ("no AU04, AU07 or AU23"); "missing"
     outputs = (
@@ -469,11 +483,6 @@ class AUF1(Metric):
     )
     requires = "an AU-describing text, and an OpenFace CSV, a face image, or top_aus_intensities"
     description = "AUs the text claims (names, synonyms, codes; negation-aware) vs AUs detected at the peak"
-
-    def __init__(self, params: dict[str, Any] | None = None, ctx: ScoreContext | None = None):
-        merged = {**AUF1Config().model_dump(), **(params or {})}
-        self.cfg = AUF1Config.model_validate(merged)
-        super().__init__(self.cfg.model_dump(), ctx)
 
     # --- inputs
     def _texts(self, s: Sample) -> dict[str, str]:

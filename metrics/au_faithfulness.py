@@ -26,7 +26,9 @@ from typing import Any, Optional
 
 from mer_eval.evidence import relate
 from mer_eval.facs import au_code
-from mer_eval.metric import Metric, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.au_f1 import UNIVERSE, claims_of, extract_claims
 from mer_eval.metrics.emotion_text import summary_or_abstention
 from mer_eval.schema import MetricResult, Relation, Sample, Status
@@ -55,7 +57,14 @@ def reported(sample: Sample, threshold: float) -> tuple[set[str], dict[str, Any]
     return out, where
 
 
+
+class AUFaithfulnessParams(MetricParams):
+    texts: list[str] = Field(default_factory=lambda: ["final_summary", "llm_au_description"])
+    intensity_threshold: float = Field(0.8, ge=0, le=5)  # a reported AU counts as present above this
+
+
 class AUFaithfulness(Metric):
+    Params = AUFaithfulnessParams
     name = "au_faithfulness"
     version = "1.0"
     requires = "a model-written text (final_summary, llm_au_description) and the annotation's AU report"

@@ -29,11 +29,13 @@ not supported yet: the config accepts only ``backend: transformers``.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Literal, Any, Optional
 
 import numpy as np
 
-from mer_eval.metric import Metric, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.clip_score import (
     HFTextTower,
     load_backend,
@@ -92,7 +94,16 @@ class _HFClap(HFTextTower):
         return as_features(out).float().cpu().numpy()
 
 
+
+class ClapParams(MetricParams):
+    backend: Literal["transformers"] = "transformers"  # laion-clap: not supported yet
+    window_s: float = Field(10.0, gt=0)
+    hop_s: float = Field(10.0, gt=0)
+    max_windows: int = Field(6, ge=1)
+
+
 class ClapAudioText(Metric):
+    Params = ClapParams
     """CLAP cosine of the tone/audio description against the sample's audio (see the module docstring)."""
 
     name = "clap"

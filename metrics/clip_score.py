@@ -30,11 +30,13 @@ through one text forward and all images through one image forward.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Literal, Any, Callable, Optional
 
 import numpy as np
 
-from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.text import split_sentences
 
@@ -237,7 +239,16 @@ class _HFClip(HFTextTower):
 
 # ---- the metric ---------------------------------------------------------------------------------
 
+
+class ClipParams(MetricParams):
+    backend: Literal["open_clip", "transformers"] = "open_clip"
+    model: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"
+    video_frames: int = Field(0, ge=0, le=64)  # 0: peak frame only; k: also the mean over k frames
+
+
 class ClipImageText(Metric):
+    Params = ClipParams
     """CLIPScore of the visual description against the peak frame / image (see the module docstring).
 
     Text longer than CLIP's 77-token window is split into sentences, over-long sentences into token

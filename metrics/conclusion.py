@@ -57,7 +57,9 @@ from typing import Any, Optional
 
 from mer_eval.evidence import relate, self_check
 from mer_eval.facs import EMOTION_TO_SENTIMENT, au_code, canonical_emotion
-from mer_eval.metric import Metric, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.emotion_text import (Profile, au_profile, conclusion_or_abstention, emotion_profile,
                                            sentiment_conclusion, strip_conclusion, summary_or_abstention)
 from mer_eval.schema import Evidence, MetricResult, Relation, Sample, Status
@@ -161,7 +163,13 @@ def local_profiles(body: str, evidence: dict[str, Profile], peaks: list[str],
     return out
 
 
+
+class ConclusionParams(MetricParams):
+    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
+
+
 class ConclusionConsistency(Metric):
+    Params = ConclusionParams
     name = "conclusion"
     version = "1.0"
     requires = "annotation.final_summary and at least one evidence text, AU set or peak list"

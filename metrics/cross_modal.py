@@ -48,7 +48,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from mer_eval.facs import EMOTION_TO_SENTIMENT, MER_FACTORY_RULES, MERR_RULES, OPENFACE_R_AUS, au_code, canonical_emotion
-from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.metrics.emotion_text import dominant_emotions, valence
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.text import cjk_ratio, split_sentences, unwrap_transcript
@@ -132,7 +134,16 @@ def _vader_polarity(text: str) -> Optional[tuple[str, float]]:
     return None
 
 
+
+class CrossModalParams(MetricParams):
+    embedding_model: Optional[str] = "minilm"  # model key, or null to skip semantic agreement
+    au_threshold: float = Field(0.8, ge=0, le=5)  # AU present / rule mean intensity threshold (MER-Factory's 0.8)
+    chunk_words: int = Field(120, ge=10)  # summary chunk size for the sentence embeddings
+    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
+
+
 class CrossModalAgreement(Metric):
+    Params = CrossModalParams
     name = "cross_modal"
     version = "1.1"
     requires = "annotation.final_summary and at least one modality text, AUs or FER probabilities"

@@ -43,7 +43,9 @@ from typing import Any, Optional
 
 from mer_eval.evidence import relate
 from mer_eval.facs import EMOTION_SYNONYMS
-from mer_eval.metric import Metric, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.emotion_text import summary_or_abstention
 from mer_eval.schema import MetricResult, Sample, Status
 from mer_eval.text import cjk_ratio, unwrap_transcript
@@ -211,7 +213,15 @@ def _numbers_cited(text: str) -> list[tuple[float, int]]:
     return [(float(x), len(x.split(".")[1])) for x in _DECIMAL.findall(text)]
 
 
+
+class GroundingParams(MetricParams):
+    saturation: int = Field(12, ge=1)  # grounded content words at which specificity reaches 1
+    min_quote_words: int = Field(3, ge=1)  # quotes shorter than this (English words) are not checked
+    min_quote_chars: int = Field(4, ge=1)  # ... or CJK characters
+
+
 class Grounding(Metric):
+    Params = GroundingParams
     name = "grounding"
     version = "1.0"
     requires = "annotation.final_summary and at least one evidence text"

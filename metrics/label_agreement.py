@@ -26,10 +26,12 @@ accuracy over the label classes), and n.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Literal, Any, Optional
 
 from mer_eval.facs import canonical_emotion, canonical_sentiment
-from mer_eval.metric import Metric, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.emotion_text import concluded_emotion, concluded_sentiment
 from mer_eval.schema import MetricResult, Sample, Status
 
@@ -45,7 +47,14 @@ def _balanced(y_true: list[str], y_pred: list[str], fn: Any) -> float:
         return fn(y_true, y_pred)
 
 
+
+class LabelParams(MetricParams):
+    task: Literal["emotion", "sentiment"] = "emotion"
+    emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
+
+
 class LabelAgreement(Metric):
+    Params = LabelParams
     name = "label_agreement"
     version = "1.1"
     requires = "sample.label and annotation.final_summary"

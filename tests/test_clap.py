@@ -30,7 +30,7 @@ def metric(sets, batch_size=4):
     from mer_eval.metrics.clap_score import ClapAudioText
 
     cfg = load_config(sets=sets)
-    return ClapAudioText(cfg.metrics.clap.model_dump(mode="json"),
+    return ClapAudioText(cfg.metric_params("clap"),
                          ScoreContext(device="cpu", batch_size=batch_size, config=cfg))
 
 

@@ -38,7 +38,7 @@ def metric(sets, batch_size=4):
     from mer_eval.metrics.clip_score import ClipImageText
 
     cfg = load_config(sets=sets)
-    return ClipImageText(cfg.metrics.clip.model_dump(mode="json"),
+    return ClipImageText(cfg.metric_params("clip"),
                          ScoreContext(device="cpu", batch_size=batch_size, config=cfg))
 
 
@@ -235,7 +235,7 @@ def test_results_cache_by_content(tiny, shared_data, tmp_path):
 
     def run(sams):
         ctx = ScoreContext(device="cpu", batch_size=4, config=cfg, cache=Cache(tmp_path / "cache"))
-        return ClipImageText(cfg.metrics.clip.model_dump(mode="json"), ctx).score(sams)
+        return ClipImageText(cfg.metric_params("clip"), ctx).score(sams)
 
     first = run(ss)
     second = run(ss)

@@ -13,7 +13,7 @@ from mer_eval.schema import Annotation, Sample, Status
 
 def _metric(config: Config | None = None, **params) -> CrossModalAgreement:
     config = config or Config()
-    p = {**config.metrics.cross_modal.model_dump(), **params}
+    p = {**config.metric_params("cross_modal"), **params}
     return CrossModalAgreement(p, ScoreContext(device="cpu", config=config))
 
 

@@ -319,7 +319,7 @@ def test_config_layers(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("score:\n  batch_size: 4\n")
     c = load_config(cfg_file, ["score.device=cpu", "metrics.clip.video_frames=3"])
-    assert c.score.batch_size == 4 and c.score.device == "cpu" and c.metrics.clip.video_frames == 3
+    assert c.score.batch_size == 4 and c.score.device == "cpu" and c.metric_params("clip")["video_frames"] == 3
     assert c.hash() != load_config().hash()
 
 

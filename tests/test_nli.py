@@ -29,7 +29,7 @@ def metric(sets, batch_size=4):
     from mer_eval.metrics.nli import NLIConsistency
 
     cfg = load_config(sets=sets)
-    return NLIConsistency(cfg.metrics.nli.model_dump(mode="json"),
+    return NLIConsistency(cfg.metric_params("nli"),
                           ScoreContext(device="cpu", batch_size=batch_size, config=cfg))
 
 
