@@ -161,7 +161,7 @@ class ASRWER(Metric):
         if self._res is None:
             from mer_eval.models import resolve_from_config
 
-            self._res = resolve_from_config(str(self.params.get("model", "whisper-base")), self.ctx.config)
+            self._res = resolve_from_config(str(self.params["model"]), self.ctx.config)
         return self._res
 
     def model_ref(self) -> Optional[ModelRef]:
@@ -173,7 +173,7 @@ class ASRWER(Metric):
     def _whisper(self) -> Any:
         res = self._resolution()
         if not res.available or res.path is None:
-            raise ModelUnavailable(f"Whisper baseline model {self.params.get('model', 'whisper-base')}: "
+            raise ModelUnavailable(f"Whisper baseline model {self.params['model']}: "
                                    f"{res.reason}")
         try:
             import faster_whisper  # noqa: F401
@@ -195,7 +195,7 @@ class ASRWER(Metric):
         """Whisper's transcript of ``audio`` (cached by content hash, model and decoding options)."""
         cache = self.ctx.cache
         res = self._resolution()
-        opts = {"language": self.params.get("language"), "beam_size": int(self.params.get("beam_size", 1))}
+        opts = {"language": self.params["language"], "beam_size": int(self.params["beam_size"])}
         key = None
         if cache is not None:
             key = cache.key(namespace="asr_wer:baseline", version=self.version, model=(res.id, res.sha256),
@@ -238,7 +238,7 @@ class ASRWER(Metric):
         out: dict[str, list[MetricResult]] = {}
         model: Any = None
         model_error: Optional[str] = None
-        thr = float(self.params.get("cjk_threshold", 0.3))
+        thr = float(self.params["cjk_threshold"])
         for s in samples:
             hyp = self.hypothesis(s) or ""
             ref = (s.reference_transcript or "").strip()
@@ -276,7 +276,7 @@ class ASRWER(Metric):
                 if dep is not None:
                     details.update(independent=False, dependence=dep)
             cjk = cjk_ratio(ref) >= thr
-            norm_name = str(self.params.get("normaliser", "basic"))
+            norm_name = str(self.params["normaliser"])
             try:
                 norm = whisper_normaliser(cjk) if norm_name == "whisper" else basic_normaliser()
             except ModelUnavailable as e:

@@ -76,11 +76,11 @@ class AUFaithfulness(Metric):
 
     @property
     def texts(self) -> list[str]:
-        return list(self.params.get("texts") or ["final_summary", "llm_au_description"])
+        return list(self.params["texts"])
 
     @property
     def threshold(self) -> float:
-        return float(self.params.get("intensity_threshold", 0.8))
+        return float(self.params["intensity_threshold"])
 
     def missing_inputs(self, sample: Sample) -> Optional[str]:
         rep, _ = reported(sample, self.threshold)

@@ -141,13 +141,13 @@ class ClapAudioText(Metric):
         return self._ref
 
     def _params(self, be) -> tuple[int, int, int, bool]:
-        window_s = float(self.params.get("window_s", 10.0))
-        hop_s = float(self.params.get("hop_s", window_s))
+        window_s = float(self.params["window_s"])
+        hop_s = float(self.params["hop_s"])
         win = int(round(window_s * be.sr))
         clamped = win > be.max_samples
         win = min(win, be.max_samples)
         hop = max(1, int(round(hop_s * be.sr)))
-        return win, hop, int(self.params.get("max_windows", 6)), clamped
+        return win, hop, int(self.params["max_windows"]), clamped
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         from mer_eval.media import MediaError, NoAudioError, load_audio  # noqa: PLC0415

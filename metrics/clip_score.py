@@ -277,7 +277,7 @@ class ClipImageText(Metric):
 
     # -- inputs --
     def _video_frames_k(self) -> int:
-        return int(self.params.get("video_frames", 0) or 0)
+        return int(self.params["video_frames"] or 0)
 
     def missing_inputs(self, sample: Sample) -> Optional[str]:
         if not sample.annotation.visual_text():
@@ -297,12 +297,12 @@ class ClipImageText(Metric):
 
     # -- model --
     def load(self) -> None:
-        backend = self.params.get("backend", "open_clip")
+        backend = self.params["backend"]
         key = "clip" if backend == "open_clip" else "clip-hf"
         module = "open_clip" if backend == "open_clip" else "transformers"
         device = resolve_device(self.ctx.device)
-        model_name = str(self.params.get("model", "ViT-B-32"))
-        pretrained = str(self.params.get("pretrained", ""))
+        model_name = str(self.params["model"])
+        pretrained = str(self.params["pretrained"])
         if backend == "open_clip":
             make = lambda res: _OpenClip(res, model_name, pretrained, device)  # noqa: E731
         else:

@@ -186,7 +186,7 @@ class ConclusionConsistency(Metric):
     )
 
     def _extra(self) -> Optional[dict[str, str]]:
-        return dict(self.params.get("emotion_map") or {}) or None
+        return dict(self.params["emotion_map"] or {}) or None
 
     def missing_inputs(self, sample: Sample) -> Optional[str]:
         text, status, why = summary_or_abstention(sample)

@@ -187,7 +187,7 @@ class CrossModalAgreement(Metric):
 
     # ---- embedding model --------------------------------------------------------------------------
     def _resolution(self) -> Any:
-        key = self.params.get("embedding_model", "minilm")
+        key = self.params["embedding_model"]
         if key is None:
             return None
         if self._res is None:
@@ -207,7 +207,7 @@ class CrossModalAgreement(Metric):
         if res is None:
             raise ModelUnavailable("semantic agreement is switched off (metrics.cross_modal.embedding_model: null)")
         if not res.available or res.path is None:
-            raise ModelUnavailable(f"sentence-embedding model {self.params.get('embedding_model', 'minilm')}: "
+            raise ModelUnavailable(f"sentence-embedding model {self.params['embedding_model']}: "
                                    f"{res.reason}")
         try:
             import sentence_transformers  # noqa: F401
@@ -225,7 +225,7 @@ class CrossModalAgreement(Metric):
         return load_once(("sentence-transformers", str(res.path), dev), _load)
 
     def _chunks(self, text: str) -> list[str]:
-        limit = int(self.params.get("chunk_words", 120))
+        limit = int(self.params["chunk_words"])
         out: list[str] = []
         cur: list[str] = []
         n = 0
@@ -279,7 +279,7 @@ class CrossModalAgreement(Metric):
     def evidence(self, s: Sample) -> dict[str, dict[str, Any]]:
         """source -> {"emotions": [...], "valences": [...], ...}; only sources that have evidence."""
         a = s.annotation
-        thr = float(self.params.get("au_threshold", 0.8))
+        thr = float(self.params["au_threshold"])
         ev: dict[str, dict[str, Any]] = {}
         inten, pres, where = peak_aus(s, thr)
         if inten:
@@ -322,7 +322,7 @@ class CrossModalAgreement(Metric):
         for s in samples:
             res: list[MetricResult] = []
             concl, abstained = conclusion_or_abstention(s.annotation.final_summary or "",
-                                                        self.params.get("emotion_map") or None)
+                                                        self.params["emotion_map"] or None)
             ev = self.evidence(s)
             rel = {src: relate(s, ["final_summary"], SOURCE_FIELDS[src], conclusion=True) for src in SOURCES}
             left_out = {src: r.reason for src, r in rel.items() if r.relation == Relation.self_check and src in ev}

@@ -262,7 +262,7 @@ class Grounding(Metric):
             E |= u
             per_field[f] = len(S & u)
         grounded = S & E
-        sat = int(self.params.get("saturation", 12))
+        sat = int(self.params["saturation"])
         details = {"summary_units": len(S), "evidence_units": len(E), "grounded_units": len(grounded),
                    "grounded_by_field": per_field, "grounded_sample": sorted(grounded)[:30],
                    "ungrounded_sample": sorted(S - E)[:30]}
@@ -283,8 +283,8 @@ class Grounding(Metric):
         if not any(r.metric == "specificity" for r in out):
             out.append(self.ok(s.id, "specificity", min(1.0, len(grounded) / sat), details=details, evidence=ev))
         # quotations
-        min_w = int(self.params.get("min_quote_words", 3))
-        min_c = int(self.params.get("min_quote_chars", 4))
+        min_w = int(self.params["min_quote_words"])
+        min_c = int(self.params["min_quote_chars"])
         checked, unchecked = [], []
         ev_list = list(texts.values())
         speech = texts.get("transcript")

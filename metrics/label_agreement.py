@@ -66,11 +66,11 @@ class LabelAgreement(Metric):
 
     @property
     def task(self) -> str:
-        return str(self.params.get("task", "emotion"))
+        return str(self.params["task"])
 
     @property
     def emotion_map(self) -> dict[str, str]:
-        return dict(self.params.get("emotion_map") or {})
+        return dict(self.params["emotion_map"] or {})
 
     def _canon_label(self, label: str) -> Optional[str]:
         if self.task == "sentiment":

@@ -149,8 +149,7 @@ class NLIConsistency(Metric):
         self._ref: Optional[ModelRef] = None
 
     def _fields(self) -> list[str]:
-        return list(self.params.get("pairs") or
-                    ["visual_expression", "visual_objective", "audio_description", "video_content"])
+        return list(self.params["pairs"])
 
     def _present(self, s: Sample) -> dict[str, str]:
         return {f: getattr(s.annotation, f) for f in self._fields() if getattr(s.annotation, f, None)}
@@ -176,7 +175,7 @@ class NLIConsistency(Metric):
     def _pairs(self, s: Sample) -> list[tuple[str, str, str, str, bool]]:
         """(field, direction, premise, hypothesis, premise_truncated) for one sample."""
         be = self._backend
-        k = int(self.params.get("max_premise_sentences", 12))
+        k = int(self.params["max_premise_sentences"])
         hyp_limit = max(1, (be.max_length - be.n_special) // 2)
         summary = s.annotation.final_summary or ""
         sum_sents = split_sentences(summary) or [summary]

@@ -163,9 +163,6 @@ class TextQuality(Metric):
         OutputSpec("summary_words", True, (0.0, None), "number of tokens in the summary", primary=False),
     )
 
-    def _p(self, key: str, default: Any) -> Any:
-        return self.params.get(key, default)
-
     def missing_inputs(self, sample: Sample) -> Optional[str]:
         if not (sample.annotation.final_summary or "").strip():
             return "annotation has no final summary"
@@ -179,9 +176,9 @@ class TextQuality(Metric):
 
     def _one(self, s: Sample) -> list[MetricResult]:
         text = s.annotation.final_summary or ""
-        window = int(self._p("mattr_window", 50))
-        rep_n = int(self._p("repetition_n", 3))
-        cjk_thr = float(self._p("cjk_threshold", 0.3))
+        window = int(self.params["mattr_window"])
+        rep_n = int(self.params["repetition_n"])
+        cjk_thr = float(self.params["cjk_threshold"])
         ratio = cjk_ratio(text)
         if ratio >= cjk_thr:
             tokens, unit = mixed_tokens(text), "cjk_characters+latin_words"
