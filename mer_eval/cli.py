@@ -102,10 +102,10 @@ def validate(input_path, label_file, transcripts, config_path, sets):
 @config_options
 def models(as_json, config_path, sets):
     """List every model mer-eval knows: role, where it resolved, sha256, or exactly why it is missing."""
-    from mer_eval.models import KNOWN_MODELS, resolve_from_config
+    from mer_eval.models import all_models, resolve_from_config
 
     cfg = load_cfg(config_path, sets)
-    rows = [resolve_from_config(k, cfg) for k in KNOWN_MODELS]
+    rows = [resolve_from_config(k, cfg) for k in all_models()]
     if as_json:
         click.echo(json.dumps([{**r.ref(), "key": r.key, "role": r.role, "available": r.available,
                                 "reason": r.reason, "looked": r.looked} for r in rows], indent=2))
@@ -129,6 +129,54 @@ def models(as_json, config_path, sets):
             detail = "\n".join([first, "looked in:"] + [f"• {p}" for p in r.looked] + ([offline] if offline else []))
             where, avail = "-", "[red]no[/red]"
         t.add_row(r.key, r.role, r.id, avail, where, detail)
+    console().print(t)
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+
+def metric_catalogue(cfg) -> list[dict]:
+    """Every registered metric family (built-in and entry point): what it declares about itself."""
+    from mer_eval.registry import available, get_metric
+
+    out = []
+    for name, spec in sorted(available("metrics").items()):
+        cls = get_metric(name)
+        params = cfg.metric_params(name)
+        fields = cls.Params.model_fields
+        out.append({
+            "family": name, "version": cls.version, "module": spec, "requires": cls.requires,
+            "description": cls.description, "code_hash": cls.code_hash(),
+            "outputs": [{"name": o.name, "higher_is_better": o.higher_is_better, "range": list(o.range),
+                         "formula": o.formula, "primary": o.primary} for o in cls.outputs],
+            "params": {k: {"value": params.get(k), "default": (None if f.default_factory is not None
+                                                                 else f.default) if not f.is_required() else None,
+                           "type": str(f.annotation)} for k, f in fields.items()},
+            "models": [m.key for m in getattr(cls, "models", ())], "model_uses": getattr(cls, "model_uses", ""),
+        })
+    return out
+
+
+@main.command("metrics")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@config_options
+def metrics_cmd(as_json, config_path, sets):
+    """List every metric family (built-in and entry point): outputs, parameters (set with
+    --set metrics.FAMILY.KEY=VALUE), models, version."""
+    cfg = load_cfg(config_path, sets)
+    rows = metric_catalogue(cfg)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    t = Table(title="mer-eval metric families", show_lines=True)
+    for c in ("family", "outputs", "parameters (this config)", "models", "version"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        outs = "\n".join(f"{o['name']} {'↑' if o['higher_is_better'] else '↓'}" for o in r["outputs"])
+        params = "\n".join(f"{k} = {v['value']!r}" for k, v in r["params"].items()) or "-"
+        t.add_row(f"{r['family']}\n[dim]{r['description']}[/dim]", outs, params,
+                  r["model_uses"] or ", ".join(r["models"]) or "-", r["version"])
     console().print(t)
 
 
@@ -231,7 +279,7 @@ def probe(input_path, out_dir, kinds, metrics, seed, n_boot, all_metrics, no_cac
     primary = None
     if not all_metrics:
         primary = []
-        for fam in (names or cfg.score.metrics):
+        for fam in (names or cfg.score_metrics()):
             primary += [o.name for o in get_metric(fam).outputs if o.primary]
     load_object("mer_eval.reports.probe:print_rich")(con, res, primary)
     con.print(f"probe.json: [bold]{(out / 'probe.json').resolve()}[/bold]")

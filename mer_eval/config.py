@@ -61,12 +61,8 @@ class CacheConfig(_C):
 
 
 class ScoreConfig(_C):
-    metrics: list[str] = Field(
-        default_factory=lambda: [
-            "text_quality", "label_agreement", "conclusion", "grounding", "au_faithfulness", "abstention",
-            "cross_modal", "au_f1", "asr_wer", "clip", "clap", "nli",
-        ]
-    )
+    # null: every built-in metric family (mer_eval.registry.default_metrics); or a list of family names
+    metrics: Optional[list[str]] = None
     batch_size: int = Field(16, ge=1)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     composite: str = "mer-v2"
@@ -130,6 +126,12 @@ class Config(_C):
     providers: dict[str, ProviderConfig] = Field(default_factory=_providers)
     gates: Optional[str] = "default"  # name of configs/gates/<name>.yaml or a path
     tolerances: dict[str, float] = Field(default_factory=lambda: {"composite_score": 2.0, "asr_wer": 0.02})
+
+    def score_metrics(self) -> list[str]:
+        """The metric families ``score`` runs: ``score.metrics``, else every built-in family."""
+        from mer_eval.registry import default_metrics
+
+        return list(self.score.metrics) if self.score.metrics else default_metrics()
 
     def metric_params(self, family: str) -> dict[str, Any]:
         """A metric family's parameters as plain values: its ``Params`` defaults with this config's section."""

@@ -61,6 +61,8 @@ class Metric:
     Params: ClassVar[type[MetricParams]] = MetricParams  # typed parameters with their defaults
     models: ClassVar[tuple[Any, ...]] = ()  # mer_eval.models.ModelSpec of the models it loads (for `models`)
     model_uses: ClassVar[str] = ""  # one line for `validate`: which model, and when
+    run_by_default: ClassVar[bool] = True  # `score` runs it when score.metrics is not set (built-ins only)
+    order: ClassVar[int] = 100  # position among the default families (tables, summary columns)
 
     def __init__(self, params: Optional[dict[str, Any]] = None, ctx: Optional[ScoreContext] = None):
         self.cfg = self.Params.model_validate(dict(params or {}))

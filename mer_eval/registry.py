@@ -11,21 +11,40 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-# metric family -> "module:Class"
-METRICS: dict[str, str] = {
-    "text_quality": "mer_eval.metrics.text_quality:TextQuality",
-    "label_agreement": "mer_eval.metrics.label_agreement:LabelAgreement",
-    "cross_modal": "mer_eval.metrics.cross_modal:CrossModalAgreement",
-    "au_f1": "mer_eval.metrics.au_f1:AUF1",
-    "asr_wer": "mer_eval.metrics.asr_wer:ASRWER",
-    "clip": "mer_eval.metrics.clip_score:ClipImageText",
-    "clap": "mer_eval.metrics.clap_score:ClapAudioText",
-    "nli": "mer_eval.metrics.nli:NLIConsistency",
-    "conclusion": "mer_eval.metrics.conclusion:ConclusionConsistency",
-    "grounding": "mer_eval.metrics.grounding:Grounding",
-    "au_faithfulness": "mer_eval.metrics.au_faithfulness:AUFaithfulness",
-    "abstention": "mer_eval.metrics.abstention:Abstention",
-}
+# Built-in metric families are found, not listed: every class in a module of ``mer_eval.metrics`` that
+# subclasses :class:`mer_eval.metric.Metric` and has a ``name``. Adding a metric is one file.
+METRICS_PACKAGE = "mer_eval.metrics"
+_BUILTIN_METRICS: dict[str, str] | None = None
+
+
+def builtin_metrics() -> dict[str, str]:
+    """``{family name: "module:Class"}`` of the metric families shipped in ``mer_eval.metrics``."""
+    global _BUILTIN_METRICS
+    if _BUILTIN_METRICS is None:
+        import inspect
+        import pkgutil
+
+        from mer_eval.metric import Metric
+
+        pkg = importlib.import_module(METRICS_PACKAGE)
+        found: dict[str, str] = {}
+        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+            mod = importlib.import_module(f"{METRICS_PACKAGE}.{info.name}")
+            for attr, obj in vars(mod).items():
+                if (inspect.isclass(obj) and issubclass(obj, Metric) and obj is not Metric
+                        and obj.__module__ == mod.__name__ and isinstance(obj.__dict__.get("name"), str)):
+                    found[obj.name] = f"{mod.__name__}:{attr}"
+        _BUILTIN_METRICS = found
+    return dict(_BUILTIN_METRICS)
+
+
+def default_metrics() -> list[str]:
+    """The families ``score`` runs when ``score.metrics`` is not set: every built-in family whose
+    ``run_by_default`` is true, in ``order`` (then name). Entry-point families run when named."""
+    fams = [(load_object(spec), name) for name, spec in builtin_metrics().items()]
+    fams = [(getattr(c, "order", 100), n) for c, n in fams if getattr(c, "run_by_default", True)]
+    return [n for _, n in sorted(fams)]
+
 
 # provider name -> "module:Class"
 PROVIDERS: dict[str, str] = {
@@ -36,7 +55,7 @@ PROVIDERS: dict[str, str] = {
     "hf": "mer_eval.generators.providers.hf:HFProvider",
 }
 
-_GROUPS = {"metrics": ("mer_eval.metrics", METRICS), "providers": ("mer_eval.providers", PROVIDERS)}
+_GROUPS = {"metrics": ("mer_eval.metrics", builtin_metrics), "providers": ("mer_eval.providers", lambda: PROVIDERS)}
 
 
 def load_object(spec: str) -> Any:
@@ -53,7 +72,7 @@ def load_object(spec: str) -> Any:
 def available(kind: str) -> dict[str, str]:
     """Built-in names plus those registered by installed packages' entry points."""
     group, builtin = _GROUPS[kind]
-    out = dict(builtin)
+    out = dict(builtin())
     for ep in entry_points(group=group):
         out.setdefault(ep.name, ep.value)
     return out

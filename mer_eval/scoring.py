@@ -111,7 +111,7 @@ def score_dataset(
 ) -> ScoreOutcome:
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc)
-    names = list(metrics or config.score.metrics)
+    names = list(metrics or config.score_metrics())
     use_cache = config.cache.enabled if use_cache is None else use_cache
     cache = Cache(Path(config.cache.dir) if config.cache.dir else None) if use_cache else None
     hits0 = cache.hits if cache else 0

@@ -25,10 +25,11 @@ STAGE_NEEDS: dict[str, Callable[[Sample], Optional[str]]] = {
 }
 
 # metric family -> (model key, whether the model is needed for every sample)
-METRIC_MODELS = {
-    "clip": "clip", "clap": "clap", "nli": "nli", "asr_wer": "whisper-base (only without reference transcript)",
-    "cross_modal": "minilm (semantic part only)", "au_f1": "face-landmarker (when no OpenFace CSV)",
-}
+def metric_models(name: str) -> str:
+    """Which model a metric family loads, and when (its own ``model_uses``)."""
+    from mer_eval.registry import get_metric
+
+    return getattr(get_metric(name), "model_uses", "") or ""
 
 
 def _sample_flags(s: Sample) -> dict[str, str]:
@@ -96,7 +97,7 @@ def render_dataset(con, ds: Dataset, config: Any) -> None:
     for n in ds.notes:
         con.print(f"  [dim]note:[/dim] {n}")
     for title, table in (("generate stage", check_stages(ds.samples)),
-                         ("metric", check_metrics(ds.samples, list(config.score.metrics), config))):
+                         ("metric", check_metrics(ds.samples, config.score_metrics(), config))):
         tt = Table(title=f"per {title}: which samples have the inputs it needs")
         tt.add_column(title)
         tt.add_column("ready", justify="right")
@@ -104,7 +105,8 @@ def render_dataset(con, ds: Dataset, config: Any) -> None:
         for name, groups in table.items():
             ready = len(groups.get("", []))
             why = "\n".join(f"{r} ({_ids(ids)})" for r, ids in groups.items() if r)
-            label = name if title != "metric" or name not in METRIC_MODELS else f"{name}\nmodel: {METRIC_MODELS[name]}"
+            uses = metric_models(name) if title == "metric" else ""
+            label = f"{name}\nmodel: {uses}" if uses else name
             tt.add_row(label, f"{ready}/{len(ds.samples)}", why or "-")
         con.print(tt)
 

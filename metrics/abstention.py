@@ -51,6 +51,7 @@ class AbstentionParams(MetricParams):
 class Abstention(Metric):
     Params = AbstentionParams
     name = "abstention"
+    order = 60
     version = "1.0"
     requires = "any annotation"
     description = "What the annotation promised and did not give; flags recorded about partial inputs."

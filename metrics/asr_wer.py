@@ -117,7 +117,9 @@ class ASRParams(MetricParams):
 
 class ASRWER(Metric):
     Params = ASRParams
+    model_uses = "whisper-base (only without reference transcript)"
     name = "asr_wer"
+    order = 90
     version = "1.0"
     requires = "annotation.transcript and (sample.reference_transcript or audio/video for a Whisper baseline)"
     description = "WER / CER of the annotation's transcript against the ground truth or a Whisper baseline."

@@ -474,7 +474,9 @@ class AUF1Params(MetricParams):
 
 class AUF1(Metric):
     Params = AUF1Params
+    model_uses = "face-landmarker (when no OpenFace CSV)"
     name = "au_f1"
+    order = 80
     version = "1.1"  # 1.1: negation keeps its scope over a list of AUs ("no AU04, AU07 or AU23"); "missing"
     outputs = (
         OutputSpec("au_pr", True, (0.0, 1.0), "|claimed & detected| / |claimed| over OpenFace's 18 AUs"),

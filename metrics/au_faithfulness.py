@@ -66,6 +66,7 @@ class AUFaithfulnessParams(MetricParams):
 class AUFaithfulness(Metric):
     Params = AUFaithfulnessParams
     name = "au_faithfulness"
+    order = 50
     version = "1.0"
     requires = "a model-written text (final_summary, llm_au_description) and the annotation's AU report"
     description = "AUs a model-written text claims vs the AUs the annotation reports (hallucinated movements)."

@@ -35,6 +35,7 @@ import numpy as np
 
 from pydantic import Field
 
+from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.clip_score import (
     HFTextTower,
@@ -104,9 +105,13 @@ class ClapParams(MetricParams):
 
 class ClapAudioText(Metric):
     Params = ClapParams
+    models = (ModelSpec("clap", "CLAP audio-text score", "laion/clap-htsat-unfused", "hf", license="Apache-2.0",
+                        note="transformers ClapModel; no offline wheel exists"),)
+    model_uses = "clap"
     """CLAP cosine of the tone/audio description against the sample's audio (see the module docstring)."""
 
     name = "clap"
+    order = 110
     version = "1.0"
     requires = "annotation.audio_description and an audio file (or a video with an audio track)"
     description = "CLAP cosine similarity of the audio description against the audio, deterministic windows"

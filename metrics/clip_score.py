@@ -36,6 +36,7 @@ import numpy as np
 
 from pydantic import Field
 
+from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.text import split_sentences
@@ -249,6 +250,13 @@ class ClipParams(MetricParams):
 
 class ClipImageText(Metric):
     Params = ClipParams
+    models = (
+        ModelSpec("clip", "CLIP image-text score", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip",
+                  license="MIT", note="open_clip ViT-B-32 laion2b_s34b_b79k; no offline wheel exists"),
+        ModelSpec("clip-hf", "CLIP image-text score (transformers backend)", "openai/clip-vit-base-patch32", "hf",
+                  license="MIT", note="transformers CLIPModel"),
+    )
+    model_uses = "clip (open_clip; clip-hf with backend transformers)"
     """CLIPScore of the visual description against the peak frame / image (see the module docstring).
 
     Text longer than CLIP's 77-token window is split into sentences, over-long sentences into token
@@ -257,6 +265,7 @@ class ClipImageText(Metric):
     """
 
     name = "clip"
+    order = 100
     version = "1.0"
     requires = "a visual description (visual_objective / image_description / video_content) and a peak-frame image, image or video"
     description = "CLIPScore (Hessel et al. 2021) of the visual description against the peak frame or image"

@@ -171,6 +171,7 @@ class ConclusionParams(MetricParams):
 class ConclusionConsistency(Metric):
     Params = ConclusionParams
     name = "conclusion"
+    order = 30
     version = "1.0"
     requires = "annotation.final_summary and at least one evidence text, AU set or peak list"
     description = ("Whether the concluded emotion is what the summary's own reasoning and the sample's "

