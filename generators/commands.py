@@ -37,7 +37,9 @@ def _load_cfg(config_path: Path | None, sets) -> object:
 @click.option("--threshold", type=float, default=None, help="AU peak threshold (0-5, default 0.8).")
 @click.option("--peak-distance", type=int, default=None, help="Minimum frames between peaks (>= 8, default 15).")
 @click.option("--concurrency", type=int, default=None, help="Samples processed at once (default 4).")
-@click.option("--provider", default=None, help="offline (default, no LLM), openai, ollama, gemini, hf.")
+@click.option("--provider", default=None,
+              help="A registered provider: offline (default, no LLM), openai, ollama, gemini, hf, or a third "
+                   "party's (entry point mer_eval.providers).")
 @click.option("--force", is_flag=True, help="Redo samples whose outputs are up to date.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -54,6 +56,12 @@ def generate(input_path, out, ptype, task, label_file, threshold, peak_distance,
                  "concurrency": concurrency, "provider": provider}
     sets = list(sets or []) + [f"generate.{k}={v}" for k, v in overrides.items() if v is not None]
     cfg = _load_cfg(config_path, sets)
+    if provider is not None:
+        from mer_eval.registry import available
+
+        if provider not in available("providers"):
+            raise click.UsageError(f"--provider {provider!r}: not a registered provider; known: "
+                                   f"{', '.join(sorted(available('providers')))}")
     console = Console(stderr=True)
     try:
         summary = run_generate(input_path, out, cfg, label_file=label_file, force=force,

@@ -116,7 +116,10 @@ def generate_config_hash(config: Config, prompt_hashes: dict[str, str]) -> str:
     models section and the prompts."""
     g = config.generate.model_dump(mode="json")
     g.pop("concurrency", None)
-    prov = config.providers.get(config.generate.provider)
+    try:
+        prov = config.provider_config(config.generate.provider)
+    except KeyError:
+        prov = None
     blob = json.dumps({"generate": g, "provider": prov.model_dump(mode="json") if prov else None,
                        "models": config.models.model_dump(mode="json"), "prompts": prompt_hashes,
                        "pipeline": PIPELINE_VERSION}, sort_keys=True)
@@ -639,12 +642,12 @@ def make_provider(config: Config) -> Any:
     from mer_eval.registry import get_provider
 
     name = config.generate.provider
-    if name not in config.providers:
-        raise ValueError(f"provider {name!r} has no section providers.{name} in the config "
-                         f"(configured: {', '.join(sorted(config.providers))})")
+    try:
+        cls = get_provider(name)
+    except KeyError as e:
+        raise ValueError(str(e).strip("'\"")) from None
     cache = Cache(Path(config.cache.dir) if config.cache.dir else None) if config.cache.enabled else None
-    cls = get_provider(name)
-    return cls(config.providers[name], cache=cache)
+    return cls(config.provider_config(name), cache=cache)
 
 
 def run_generate(input_path: Path, out: Path, config: Config, label_file: Path | None = None,

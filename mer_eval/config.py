@@ -86,17 +86,6 @@ class ProviderConfig(_C):
     threads: Optional[int] = Field(None, ge=1)
 
 
-def _providers() -> dict[str, ProviderConfig]:
-    return {
-        "offline": ProviderConfig(),
-        "openai": ProviderConfig(model="gpt-4o-mini", base_url="https://api.openai.com/v1",
-                                 api_key_env="OPENAI_API_KEY"),
-        "ollama": ProviderConfig(model="llama3.2", base_url="http://localhost:11434/v1"),
-        "gemini": ProviderConfig(model="gemini-2.0-flash", api_key_env="GEMINI_API_KEY"),
-        "hf": ProviderConfig(model="smollm2", max_tokens=256, threads=1),
-    }
-
-
 class GenerateConfig(_C):
     type: Literal["mer", "au", "audio", "video", "image"] = "mer"
     task: Literal["emotion", "sentiment"] = "emotion"
@@ -123,9 +112,18 @@ class Config(_C):
     # when the config loads, so every registered family (built-in or entry point) is configured the same way
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    providers: dict[str, ProviderConfig] = Field(default_factory=_providers)
+    # provider name -> settings over that provider's own defaults (its ``config_defaults``)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     gates: Optional[str] = "default"  # name of configs/gates/<name>.yaml or a path
     tolerances: dict[str, float] = Field(default_factory=lambda: {"composite_score": 2.0, "asr_wer": 0.02})
+
+    def provider_config(self, name: str) -> ProviderConfig:
+        """A provider's settings: its class's ``config_defaults`` with this config's ``providers.<name>``."""
+        from mer_eval.registry import get_provider
+
+        cls = get_provider(name)
+        return ProviderConfig.model_validate({**dict(getattr(cls, "config_defaults", {}) or {}),
+                                              **dict(self.providers.get(name) or {})})
 
     def score_metrics(self) -> list[str]:
         """The metric families ``score`` runs: ``score.metrics``, else every built-in family."""
@@ -238,7 +236,43 @@ def load_config(path: Optional[Path] = None, sets: Optional[list[str]] = None) -
     except ValidationError as e:
         raise ConfigError(format_validation_error(e)) from None
     check_metric_sections(cfg.metrics)
+    check_provider_sections(cfg.providers)
     return cfg
+
+
+def _format_errors(e: ValidationError, prefix: list[str], allowed: list[str]) -> list[str]:
+    lines = []
+    for err in e.errors():
+        key = ".".join(prefix + [str(p) for p in err["loc"]])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown config key '{key}'; allowed here: {', '.join(sorted(allowed)) or '(none)'}")
+        elif err["type"] == "literal_error":
+            lines.append(f"bad value for '{key}': {err['input']!r}; allowed values: "
+                         f"{err.get('ctx', {}).get('expected', '')}")
+        else:
+            lines.append(f"bad value for '{key}': {err['input']!r} ({err['msg']})")
+    return lines
+
+
+def check_provider_sections(sections: dict[str, dict[str, Any]]) -> None:
+    """Each ``providers.<name>`` section: a registered provider, keys of :class:`ProviderConfig`."""
+    from mer_eval.registry import available
+
+    known = available("providers")
+    lines = []
+    for name, sec in sections.items():
+        if name not in known:
+            lines.append(f"unknown config key 'providers.{name}'; allowed here: {', '.join(sorted(known))}")
+            continue
+        if sec is not None and not isinstance(sec, dict):
+            lines.append(f"bad value for 'providers.{name}': {sec!r} (a mapping of settings)")
+            continue
+        try:
+            ProviderConfig.model_validate(dict(sec or {}))
+        except ValidationError as e:
+            lines += _format_errors(e, ["providers", name], list(ProviderConfig.model_fields))
+    if lines:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
 
 
 def check_metric_sections(sections: dict[str, dict[str, Any]]) -> None:
@@ -258,15 +292,6 @@ def check_metric_sections(sections: dict[str, dict[str, Any]]) -> None:
         try:
             params.model_validate(dict(sec or {}))
         except ValidationError as e:
-            for err in e.errors():
-                key = ".".join(["metrics", family] + [str(p) for p in err["loc"]])
-                if err["type"] == "extra_forbidden":
-                    lines.append(f"unknown config key '{key}'; allowed here: "
-                                 f"{', '.join(sorted(params.model_fields)) or '(none)'}")
-                elif err["type"] == "literal_error":
-                    lines.append(f"bad value for '{key}': {err['input']!r}; allowed values: "
-                                 f"{err.get('ctx', {}).get('expected', '')}")
-                else:
-                    lines.append(f"bad value for '{key}': {err['input']!r} ({err['msg']})")
+            lines += _format_errors(e, ["metrics", family], list(params.model_fields))
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))

@@ -21,20 +21,7 @@ def builtin_metrics() -> dict[str, str]:
     """``{family name: "module:Class"}`` of the metric families shipped in ``mer_eval.metrics``."""
     global _BUILTIN_METRICS
     if _BUILTIN_METRICS is None:
-        import inspect
-        import pkgutil
-
-        from mer_eval.metric import Metric
-
-        pkg = importlib.import_module(METRICS_PACKAGE)
-        found: dict[str, str] = {}
-        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-            mod = importlib.import_module(f"{METRICS_PACKAGE}.{info.name}")
-            for attr, obj in vars(mod).items():
-                if (inspect.isclass(obj) and issubclass(obj, Metric) and obj is not Metric
-                        and obj.__module__ == mod.__name__ and isinstance(obj.__dict__.get("name"), str)):
-                    found[obj.name] = f"{mod.__name__}:{attr}"
-        _BUILTIN_METRICS = found
+        _BUILTIN_METRICS = _scan(METRICS_PACKAGE, "mer_eval.metric:Metric")
     return dict(_BUILTIN_METRICS)
 
 
@@ -46,16 +33,38 @@ def default_metrics() -> list[str]:
     return [n for _, n in sorted(fams)]
 
 
-# provider name -> "module:Class"
-PROVIDERS: dict[str, str] = {
-    "offline": "mer_eval.generators.providers.offline:OfflineProvider",
-    "openai": "mer_eval.generators.providers.openai_compat:OpenAIProvider",
-    "ollama": "mer_eval.generators.providers.openai_compat:OllamaProvider",
-    "gemini": "mer_eval.generators.providers.gemini:GeminiProvider",
-    "hf": "mer_eval.generators.providers.hf:HFProvider",
-}
+# Built-in providers are found the same way in ``mer_eval.generators.providers``: every subclass of its
+# ``Provider`` with a ``name`` of its own.
+PROVIDERS_PACKAGE = "mer_eval.generators.providers"
+_BUILTIN_PROVIDERS: dict[str, str] | None = None
 
-_GROUPS = {"metrics": ("mer_eval.metrics", builtin_metrics), "providers": ("mer_eval.providers", lambda: PROVIDERS)}
+
+def builtin_providers() -> dict[str, str]:
+    global _BUILTIN_PROVIDERS
+    if _BUILTIN_PROVIDERS is None:
+        _BUILTIN_PROVIDERS = _scan(PROVIDERS_PACKAGE, f"{PROVIDERS_PACKAGE}.base:Provider")
+    return dict(_BUILTIN_PROVIDERS)
+
+
+def _scan(package: str, base_spec: str) -> dict[str, str]:
+    """``{name: "module:Class"}`` of the classes in ``package``'s modules that subclass ``base_spec`` and set a
+    ``name`` of their own."""
+    import inspect
+    import pkgutil
+
+    base = load_object(base_spec)
+    pkg = importlib.import_module(package)
+    found: dict[str, str] = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        mod = importlib.import_module(f"{package}.{info.name}")
+        for attr, obj in vars(mod).items():
+            if (inspect.isclass(obj) and issubclass(obj, base) and obj is not base
+                    and obj.__module__ == mod.__name__ and isinstance(obj.__dict__.get("name"), str)):
+                found[obj.name] = f"{mod.__name__}:{attr}"
+    return found
+
+
+_GROUPS = {"metrics": ("mer_eval.metrics", builtin_metrics), "providers": ("mer_eval.providers", builtin_providers)}
 
 
 def load_object(spec: str) -> Any:

@@ -14,7 +14,7 @@ from mer_eval.registry import get_provider
 
 def _provider():
     cfg = load_config()
-    return get_provider("offline")(cfg.providers["offline"], cache=None)
+    return get_provider("offline")(cfg.provider_config("offline"), cache=None)
 
 
 def _ev(shared_data):

@@ -31,7 +31,7 @@ def smollm2():
 
 def test_registry_and_defaults():
     assert get_provider("hf") is HFProvider
-    cfg = load_config().providers["hf"]
+    cfg = load_config().provider_config("hf")
     assert cfg.model == "smollm2"
     assert HFProvider(cfg).capabilities == frozenset({"text"})
 

@@ -114,7 +114,7 @@ def test_request_overrides_params(fake_server):
 
 def test_ollama_defaults_and_no_key(fake_server, monkeypatch):
     assert OllamaProvider(ProviderConfig()).base_url == "http://localhost:11434/v1"
-    assert load_config().providers["ollama"].base_url == "http://localhost:11434/v1"
+    assert load_config().provider_config("ollama").base_url == "http://localhost:11434/v1"
     monkeypatch.delenv(KEY_ENV)
     p = OllamaProvider(ProviderConfig(model="llama3.2", base_url=fake_server.url + "/v1", timeout_s=2))
     r = p.generate(ProviderRequest(prompt="hi"))
@@ -132,10 +132,13 @@ def test_openai_missing_key_is_an_error(fake_server, monkeypatch):
 
 def test_provider_overrides_merge_with_defaults():
     c = load_config(sets=["providers.openai.model=gpt-4.1-mini", "providers.hf.max_tokens=96"])
-    assert sorted(c.providers) == ["gemini", "hf", "offline", "ollama", "openai"]
-    assert c.providers["openai"].model == "gpt-4.1-mini"
-    assert c.providers["openai"].api_key_env == "OPENAI_API_KEY"
-    assert (c.providers["hf"].model, c.providers["hf"].max_tokens) == ("smollm2", 96)
+    from mer_eval.registry import available
+
+    assert sorted(available("providers")) == ["gemini", "hf", "offline", "ollama", "openai"]  # found, not listed
+    assert sorted(c.providers) == ["hf", "openai"]  # only what the user set; the rest is each provider's own
+    assert c.provider_config("openai").model == "gpt-4.1-mini"
+    assert c.provider_config("openai").api_key_env == "OPENAI_API_KEY"
+    assert (c.provider_config("hf").model, c.provider_config("hf").max_tokens) == ("smollm2", 96)
 
 
 def test_registry_names():
@@ -534,3 +537,12 @@ def test_gemini_max_tokens_is_finish_reason_length(fake_server, tmp_path):
     hit = GeminiProvider(gcfg(fake_server, max_tokens=5), cache=cache).generate(
         ProviderRequest(prompt="Describe the tone."))
     assert hit.cached and hit.truncated
+
+
+def test_misspelt_provider_key_names_the_allowed_keys():
+    from mer_eval.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"providers\.openai\.modle'; allowed here: api_key_env, .*model"):
+        load_config(sets=["providers.openai.modle=x"])
+    with pytest.raises(ConfigError, match=r"'providers\.opneai'; allowed here: gemini, hf, offline, ollama, openai"):
+        load_config(sets=["providers.opneai.model=x"])

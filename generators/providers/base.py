@@ -237,6 +237,8 @@ class Provider:
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.text})
     default_model: ClassVar[str | None] = None
     requires_key: ClassVar[bool] = False  # True: a missing key is an error at call time
+    # this provider's defaults for its config section (providers.<name>): declared once, here
+    config_defaults: ClassVar[dict] = {}
     # who writes the texts (mer_eval.schema.TextOrigin.producer): a language model, unless a subclass
     # builds them by templates (the offline provider)
     producer: ClassVar[str] = "llm"

@@ -80,6 +80,7 @@ def mime_of(path: Path) -> str:
 
 
 class GeminiProvider(Provider):
+    config_defaults: ClassVar[dict] = {"model": "gemini-2.0-flash", "api_key_env": "GEMINI_API_KEY"}
     name: ClassVar[str] = "gemini"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.text, Capability.image, Capability.audio, Capability.video}

@@ -102,6 +102,7 @@ def _load_folder(folder: Path) -> tuple[Any, Any, str]:
 
 
 class HFProvider(Provider):
+    config_defaults: ClassVar[dict] = {"model": "smollm2", "max_tokens": 256, "threads": 1}
     name: ClassVar[str] = "hf"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.text})
     default_model: ClassVar[str | None] = "smollm2"

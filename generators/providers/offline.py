@@ -34,6 +34,7 @@ def template_revision(files=None) -> str:
 
 
 class OfflineProvider(Provider):
+    config_defaults: ClassVar[dict] = {}
     name: ClassVar[str] = "offline"
     producer: ClassVar[str] = "template"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(

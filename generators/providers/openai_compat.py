@@ -43,6 +43,8 @@ def data_url(path: Path) -> str:
 
 
 class OpenAIProvider(Provider):
+    config_defaults: ClassVar[dict] = {"model": "gpt-4o-mini", "base_url": "https://api.openai.com/v1",
+                                       "api_key_env": "OPENAI_API_KEY"}
     name: ClassVar[str] = "openai"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.text, Capability.image})
     default_model: ClassVar[str | None] = "gpt-4o-mini"
@@ -177,6 +179,7 @@ class OllamaProvider(OpenAIProvider):
     """Ollama's OpenAI-compatible ``/v1`` endpoint; no key needed."""
 
     name: ClassVar[str] = "ollama"
+    config_defaults: ClassVar[dict] = {"model": "llama3.2", "base_url": "http://localhost:11434/v1"}
     default_model: ClassVar[str | None] = "llama3.2"
     default_base_url: ClassVar[str] = "http://localhost:11434/v1"
     requires_key: ClassVar[bool] = False
