@@ -101,10 +101,17 @@ def print_summary(console, s: dict) -> None:
         console.print(f"  note: {n}")
 
 
+def _export_formats() -> list[str]:
+    from mer_eval.generators.export import FORMATS
+
+    return list(FORMATS)
+
+
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--format", "fmt", required=True,
-              type=click.Choice(["csv", "sharegpt", "merr-coarse", "merr-fine", "au-instruct"]))
+              type=click.Choice(sorted(_export_formats())),
+              help="An export format registered in mer_eval.generators.export.FORMATS.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (sharegpt also writes dataset_info.json beside it; merr also a .txt).")
 @click.option("--only-included", is_flag=True, help="Only samples the run's gate decision includes.")

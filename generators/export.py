@@ -30,7 +30,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from mer_eval.generators import synthesis
@@ -41,7 +41,6 @@ from mer_eval.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample, SampleType
 from mer_eval.store import atomic_write_json, atomic_write_text
 
-FORMATS = ("csv", "sharegpt", "merr-coarse", "merr-fine", "au-instruct")
 AU_LIST_MIN_SHARE = 0.10
 PRESENT_R = 1.0
 
@@ -464,42 +463,71 @@ def export_run(run_dir: Path, fmt: str, out: Path, only_included: bool = False) 
     samples, skipped = select_samples(run_dir, only_included)
     task = _task(run_dir)
     out = Path(out)
-    extra: list[Path] = []
     no_pseudo: dict[str, str] = {}
-    if fmt == "csv":
-        rows = _csv_rows(samples, task, no_pseudo)
-        import io
+    n, extra = FORMATS[fmt](samples, task, out, skipped, no_pseudo)
+    return ExportResult(format=fmt, path=out, written=n, skipped=skipped, extra_files=extra,
+                        no_pseudo_label=no_pseudo)
 
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS))
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(out, buf.getvalue())
-        n = len(rows)
-    elif fmt == "sharegpt":
-        recs = _sharegpt(samples, task, skipped)
-        atomic_write_json(out, recs)
-        info_p = out.parent / "dataset_info.json"
-        info: dict[str, Any] = {}
-        if info_p.is_file():
-            try:
-                info = json.loads(info_p.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ExportError(f"{info_p} exists but is not valid JSON ({e}); not overwriting it") from None
-        info[out.stem] = dataset_info_entry(out.name, recs)
-        atomic_write_json(info_p, info)
-        extra.append(info_p)
-        n = len(recs)
-    elif fmt in ("merr-coarse", "merr-fine"):
-        data, lines = _merr(samples, task, fmt == "merr-fine", skipped, no_pseudo)
+
+# ---- formats: each registers itself here (name -> writer); --format and export_run read this table ------
+
+Writer = Callable[[list, str, Path, dict, dict], tuple[int, list[Path]]]
+FORMATS: dict[str, Writer] = {}
+
+
+def export_format(name: str) -> Callable[[Writer], Writer]:
+    """Register a writer ``(samples, task, out, skipped, no_pseudo) -> (records written, extra files)``."""
+    def deco(fn: Writer) -> Writer:
+        FORMATS[name] = fn
+        return fn
+    return deco
+
+
+@export_format("csv")
+def _write_csv(samples, task, out, skipped, no_pseudo):
+    import io
+
+    rows = _csv_rows(samples, task, no_pseudo)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out, buf.getvalue())
+    return len(rows), []
+
+
+@export_format("sharegpt")
+def _write_sharegpt(samples, task, out, skipped, no_pseudo):
+    recs = _sharegpt(samples, task, skipped)
+    atomic_write_json(out, recs)
+    info_p = out.parent / "dataset_info.json"
+    info: dict[str, Any] = {}
+    if info_p.is_file():
+        try:
+            info = json.loads(info_p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ExportError(f"{info_p} exists but is not valid JSON ({e}); not overwriting it") from None
+    info[out.stem] = dataset_info_entry(out.name, recs)
+    atomic_write_json(info_p, info)
+    return len(recs), [info_p]
+
+
+def _write_merr(fine: bool) -> Writer:
+    def write(samples, task, out, skipped, no_pseudo):
+        data, lines = _merr(samples, task, fine, skipped, no_pseudo)
         atomic_write_json(out, data)
         txt = out.with_suffix(".txt")
         atomic_write_text(txt, "".join(f"{ln}\n" for ln in lines))
-        extra.append(txt)
-        n = len(data)
-    else:
-        recs = _au_instruct(samples, skipped)
-        atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
-        n = len(recs)
-    return ExportResult(format=fmt, path=out, written=n, skipped=skipped, extra_files=extra,
-                        no_pseudo_label=no_pseudo)
+        return len(data), [txt]
+    return write
+
+
+export_format("merr-coarse")(_write_merr(False))
+export_format("merr-fine")(_write_merr(True))
+
+
+@export_format("au-instruct")
+def _write_au_instruct(samples, task, out, skipped, no_pseudo):
+    recs = _au_instruct(samples, skipped)
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+    return len(recs), []

@@ -153,8 +153,55 @@ def _required_set(v: Any, where: str) -> frozenset:
     raise GateError(f"{where}: 'required' must be true/false or a list of statuses, got {v!r}")
 
 
+@dataclass(frozen=True)
+class RuleKind:
+    """One form of gate rule: how its text is parsed and (for run-relative kinds) how its threshold is set
+    from the run's values. New kinds register themselves in :data:`RULE_KINDS`, tried in order."""
+
+    name: str
+    pattern: re.Pattern
+    build: Any  # (match, raw text, forced mode, name, where) -> (Rule, default of `required`)
+    form: str  # the form shown when no kind understands a rule
+    resolve: Any = None  # (rule, ok values, higher_is_better) -> None, sets rule.threshold / rule.basis
+
+
+def _build_relative(m, raw, forced, name, where):
+    op = _OPS[m["op"]]
+    return Rule(raw, m["metric"], "relative", forced or "flag", name or _slug(f"{m['metric']}_{op}_{m['k']}x_median"),
+                op=op, number=float(m["k"])), None
+
+
+def _build_percentile(m, raw, forced, name, where):
+    p = float(m["p"])
+    if not 0 < p < 100:
+        raise GateError(f"{where}: percent must be between 0 and 100")
+    if forced == "require":
+        raise GateError(f"{where}: percentile rules flag a tail; 'require:' does not apply")
+    side = m["side"].lower()
+    return Rule(raw, m["metric"], "percentile", "flag", name or _slug(f"{m['metric']}_{side}_{m['p']}pct"),
+                number=p, side=side), None
+
+
+def _build_absolute(m, raw, forced, name, where):
+    op = _OPS[m["op"]]
+    return Rule(raw, m["metric"], "absolute", forced or "require", name or _slug(f"{m['metric']}_{op}_{m['num']}"),
+                op=op, number=float(m["num"]), threshold=float(m["num"]), basis="absolute"), None
+
+
+def _build_status(m, raw, forced, name, where):
+    return Rule(raw, m["metric"], "status", "require", name or _slug(f"{m['metric']}_is_ok")), True
+
+
+RULE_KINDS: list[RuleKind] = [
+    RuleKind("relative", _RE_REL, _build_relative, "'METRIC > 3 x median'"),
+    RuleKind("percentile", _RE_PCT, _build_percentile, "'METRIC bottom 10%'"),
+    RuleKind("absolute", _RE_ABS, _build_absolute, "'METRIC >= 60'"),
+    RuleKind("status", _RE_STATUS, _build_status, "'METRIC is ok'"),
+]
+
+
 def parse_rule(text: str, name: Optional[str] = None, required: Any = None, action: Optional[str] = None) -> Rule:
-    """Parse one rule string (see the module docstring)."""
+    """Parse one rule string (see the module docstring) with the first of :data:`RULE_KINDS` that matches."""
     raw = str(text).strip()
     forced = None
     m = re.match(r"^(require|flag)\s*:\s*(.*)$", raw, re.I)
@@ -162,32 +209,16 @@ def parse_rule(text: str, name: Optional[str] = None, required: Any = None, acti
     if m:
         forced, body = m.group(1).lower(), m.group(2).strip()
     where = f"rule {raw!r}"
-    if (m := _RE_REL.match(body)):
-        op = _OPS[m["op"]]
-        r = Rule(raw, m["metric"], "relative", forced or "flag",
-                 name or _slug(f"{m['metric']}_{op}_{m['k']}x_median"), op=op, number=float(m["k"]))
-    elif (m := _RE_PCT.match(body)):
-        p = float(m["p"])
-        if not 0 < p < 100:
-            raise GateError(f"{where}: percent must be between 0 and 100")
-        if forced == "require":
-            raise GateError(f"{where}: percentile rules flag a tail; 'require:' does not apply")
-        side = m["side"].lower()
-        r = Rule(raw, m["metric"], "percentile", "flag", name or _slug(f"{m['metric']}_{side}_{m['p']}pct"),
-                 number=p, side=side)
-    elif (m := _RE_ABS.match(body)):
-        op = _OPS[m["op"]]
-        r = Rule(raw, m["metric"], "absolute", forced or "require", name or _slug(f"{m['metric']}_{op}_{m['num']}"),
-                 op=op, number=float(m["num"]), threshold=float(m["num"]), basis="absolute")
-    elif (m := _RE_STATUS.match(body)):
-        r = Rule(raw, m["metric"], "status", "require", name or _slug(f"{m['metric']}_is_ok"))
-        if required is None:
-            required = True
+    for kind in RULE_KINDS:
+        m = kind.pattern.match(body)
+        if m:
+            r, req_default = kind.build(m, raw, forced, name, where)
+            if required is None:
+                required = req_default
+            break
     else:
-        raise GateError(
-            f"{where}: not understood; forms: 'METRIC >= 60', 'METRIC > 3 x median', 'METRIC bottom 10%', "
-            f"'METRIC is ok', optionally prefixed 'flag:' or 'require:'"
-        )
+        raise GateError(f"{where}: not understood; forms: {', '.join(k.form for k in RULE_KINDS)}, optionally "
+                        "prefixed 'flag:' or 'require:'")
     if not re.match(r"^[a-z0-9_]+$", r.name):
         raise GateError(f"{where}: rule name {r.name!r} must be lower-case letters, digits and '_'")
     r.required = _required_set(required, where)
@@ -357,10 +388,12 @@ def evaluate(df, rules: list[Rule], origin: str = "", on_unknown: str = "exclude
             cells[(sid, str(metric))] = ("not_independent", None, why_dep)
             continue
         cells[(sid, str(metric))] = (str(status), v, None if reason is None or reason != reason else str(reason))
+    resolvers = {k.name: k.resolve or (_resolve if k.name in ("relative", "percentile") else None)
+                 for k in RULE_KINDS}
     for r in rules:
-        if r.kind in ("relative", "percentile"):
+        if resolvers.get(r.kind):
             vals = [v for (sid, m), (st, v, _) in cells.items() if m == r.metric and st == "ok"]
-            _resolve(r, vals, directions.get(r.metric, True))
+            resolvers[r.kind](r, vals, directions.get(r.metric, True))
     decisions = []
     for sid in ids:
         d = SampleDecision(sid, True)
