@@ -15,7 +15,7 @@ from mer_eval.generators.pipeline import run_generate
 from mer_eval.config import load_config
 from mer_eval.openface import read_openface_csv
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED  # noqa: E402 (../shared/data, else tests/data/real)
 
 
 @pytest.fixture(scope="module")

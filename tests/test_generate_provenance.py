@@ -28,7 +28,7 @@ from mer_eval.evidence import relate
 from mer_eval.schema import Relation
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "media"
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED  # noqa: E402 (../shared/data, else tests/data/real)
 FAST = ["generate.au_max_frames=12", "generate.asr_model=whisper-tiny.en", "generate.asr_language=en",
         "generate.video_frames=2", "generate.concurrency=2"]
 KEY_ENV = "MER_EVAL_TEST_PROVIDER_KEY"

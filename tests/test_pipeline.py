@@ -18,7 +18,7 @@ from mer_eval.config import load_config
 from mer_eval.discovery import discover
 from mer_eval.schema import SampleType
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED  # noqa: E402 (../shared/data, else tests/data/real)
 FAST = ["generate.au_max_frames=12", "generate.asr_model=whisper-tiny.en", "generate.asr_language=en",
         "generate.video_frames=2", "generate.concurrency=2"]
 MERR_KEYS = {"source_path", "audio_path", "chronological_emotion_peaks", "overall_peak_frame_info",
