@@ -32,9 +32,9 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from mer_eval.facs import AU_NAMES, CANONICAL_EMOTIONS, EMOTION_SYNONYMS, au_code
+from mer_eval.domain.facs import AU_NAMES, CANONICAL_EMOTIONS, EMOTION_SYNONYMS, au_code
 from mer_eval.schema import Sample
-from mer_eval.text import cjk_ratio, split_sentences
+from mer_eval.domain.text import cjk_ratio, split_sentences
 
 KINDS = ("flip", "swap", "au", "degen", "generic", "transcript", "drop")
 
@@ -266,7 +266,7 @@ GENERIC_TEMPLATES = (
 
 
 def make_generic(s: Sample, seed: int) -> tuple[Optional[Twin], str]:
-    from mer_eval.facs import canonical_emotion
+    from mer_eval.domain.facs import canonical_emotion
 
     emo = canonical_emotion(s.label) if s.label else None
     src = "label"

@@ -36,8 +36,8 @@ import numpy as np
 from mer_eval.generators import synthesis
 
 from mer_eval.discovery import discover
-from mer_eval.facs import MER_FACTORY_RULES, au_code
-from mer_eval.openface import OpenFaceError, read_openface_csv
+from mer_eval.domain.facs import MER_FACTORY_RULES, au_code
+from mer_eval.domain.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample, SampleType
 from mer_eval.store import atomic_write_json, atomic_write_text
 
@@ -366,7 +366,7 @@ def frame_count(s: Sample, of) -> int | None:
     if of is not None:
         return int(of.n)
     if s.video is not None and Path(s.video).is_file():
-        from mer_eval.media import MediaError, probe
+        from mer_eval.domain.media import MediaError, probe
 
         try:
             n = probe(s.video).n_frames

@@ -631,7 +631,7 @@ def _written(data: dict, fld: str) -> bool:
 
 
 def _split_tone(audio_analysis: str) -> tuple[str | None, str | None]:
-    from mer_eval.merfactory import split_audio_analysis
+    from mer_eval.domain.merfactory import split_audio_analysis
 
     return split_audio_analysis(audio_analysis)
 

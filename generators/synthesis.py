@@ -27,13 +27,13 @@ peak_frame/peak_time   the overall peak (OpenFace frame number, seconds)
 =====================  ==========================================================================
 
 Offline rule for X (label-free), documented here and in the summary text it writes: each measured cue
-supports emotions (mapped onto the canonical emotions of :mod:`mer_eval.facs`) -- the AU rule table
+supports emotions (mapped onto the canonical emotions of :mod:`mer_eval.domain.facs`) -- the AU rule table
 supports every emotion whose rule fires at the peak (``au_pseudo_labels``, strongest first), the FER
 classifier its argmax, the voice its ``tone_emotion`` when one was measured. X is the emotion supported by
 the most cues; ties are broken by the order FER > AU rules > voice (the classifier is trained on faces and
 gives a probability; the AU tables are hand-written lookups, e.g. MER-Factory's contempt rule fires on
 many smiles). With no measured cue X is ``undetermined``. For sentiment, every vote is first mapped to positive/negative/neutral
-(:data:`mer_eval.facs.EMOTION_TO_SENTIMENT`) and the same rule applies. Label-aware: X is the label.
+(:data:`mer_eval.domain.facs.EMOTION_TO_SENTIMENT`) and the same rule applies. Label-aware: X is the label.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from mer_eval.facs import EMOTION_TO_SENTIMENT, canonical_emotion, canonical_sentiment
+from mer_eval.domain.facs import EMOTION_TO_SENTIMENT, canonical_emotion, canonical_sentiment
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 UNKNOWN_CAUSE = "not determinable from the measured signals alone (offline provider, no language model)"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from mer_eval import merfactory
+from mer_eval.domain import merfactory
 from mer_eval.evidence import provenance_from_meta
 from mer_eval.paths import UnsafePathError, is_within, resolve_media_path, sanitize_sample_id
 from mer_eval.schema import Annotation, Sample, SampleType, clean_text

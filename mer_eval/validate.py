@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 from mer_eval import registry
 from mer_eval.discovery import Dataset, discover_tree
-from mer_eval.openface import OpenFaceError, read_openface_csv
+from mer_eval.domain.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample, SampleType
 
 # generate stage -> sample -> reason it cannot run (None: it can)

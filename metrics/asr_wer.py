@@ -1,7 +1,7 @@
 """ASR word / character error rate of the annotation's transcript.
 
 * Hypothesis: ``annotation.transcript`` (a wrapper such as ``The audio transcript is: '...'`` is removed,
-  :func:`mer_eval.text.unwrap_transcript`). No transcript, or an empty one: ``not_applicable``.
+  :func:`mer_eval.domain.text.unwrap_transcript`). No transcript, or an empty one: ``not_applicable``.
 * Reference: ``sample.reference_transcript`` when present (``details.reference = "ground_truth"``), else a
   baseline transcript of ``sample.audio`` (or the video's audio track) by faster-whisper with the model
   ``metrics.asr_wer.model`` (default ``whisper-base``, resolved offline by :mod:`mer_eval.models`; loaded once
@@ -18,7 +18,7 @@
 * CJK (Chinese / Japanese / Korean script is at least ``cjk_threshold`` of the reference's characters): word
   boundaries are not written, so ``asr_wer`` is ``not_applicable`` and ``asr_cer`` is an error rate over units
   where every CJK character is one unit and every run of Latin letters / digits (a Latin word) is one unit
-  (:func:`mer_eval.text.mixed_tokens`). For other text ``asr_cer`` is jiwer's character error rate (spaces
+  (:func:`mer_eval.domain.text.mixed_tokens`). For other text ``asr_cer`` is jiwer's character error rate (spaces
   count as characters, as in jiwer).
 * Independence: when the sample folder records (mer-eval's ``<id>_audio_features.json``) that this very
   transcript was made by the same Whisper model (same sha256, else same id) the baseline uses, the WER
@@ -36,7 +36,7 @@ from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
-from mer_eval.text import cjk_ratio, mixed_tokens, unwrap_transcript
+from mer_eval.domain.text import cjk_ratio, mixed_tokens, unwrap_transcript
 
 
 def basic_normaliser() -> Callable[[str], str]:

@@ -2,8 +2,8 @@
 
 Claims
     Read from the annotation fields in ``au_f1.texts`` (default ``visual_expression``, ``llm_au_description``,
-    ``final_summary``): FACS names (:data:`mer_eval.facs.AU_NAMES`), everyday synonyms
-    (:data:`mer_eval.facs.AU_SYNONYMS`), and explicit codes (``AU6``, ``AU06``, ``AU 6``, ``AU06_r``,
+    ``final_summary``): FACS names (:data:`mer_eval.domain.facs.AU_NAMES`), everyday synonyms
+    (:data:`mer_eval.domain.facs.AU_SYNONYMS`), and explicit codes (``AU6``, ``AU06``, ``AU 6``, ``AU06_r``,
     ``AU6+12``). Phrases are matched longest first on word boundaries (the last word may take s/es/d/ed,
     and "is/are/was/were" or a degree word such as "slightly" may sit between the words, so "lips are
     slightly parted" is "lips parted"), and a shorter phrase inside a longer
@@ -26,7 +26,7 @@ Detections (``au_f1.source``)
     ``_r`` columns, MER-Factory's rule). The window is the valid frames whose number lies within
     ``peak +- window_frames``. An AU is detected when ``(use_presence and mean(AUxx_c) >= 0.5) or
     mean(AUxx_r) >= intensity_threshold`` over the window (AU28 has ``_c`` only).
-    ``mediapipe``: :mod:`mer_eval.face` on ``sample.frame_image()`` (peak-frame image, else the image), the
+    ``mediapipe``: :mod:`mer_eval.domain.face` on ``sample.frame_image()`` (peak-frame image, else the image), the
     same rule on its one frame (its ``_c`` is ``_r >= 1.0``); no face -> ``not_applicable``.
     ``self``: the numbers the text was generated from: the sample's own CSV (rule as ``openface``), else
     ``top_aus_intensities`` (a listed AU is detected when its value >= ``intensity_threshold``: the same
@@ -67,7 +67,7 @@ from typing import Literal, Any
 
 import numpy as np
 
-from mer_eval.facs import AU_NAMES, AU_SYNONYMS, OPENFACE_C_AUS, OPENFACE_R_AUS, au_code
+from mer_eval.domain.facs import AU_NAMES, AU_SYNONYMS, OPENFACE_C_AUS, OPENFACE_R_AUS, au_code
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec, ScoreContext
@@ -357,7 +357,7 @@ def csv_is_self(sample: Sample, csv: Path, pv: Provenance | None = None) -> tupl
         return True, f"MER-Factory layout {folder.name}/{csv.name}: the AU text was written from it"
     ann = sample.annotation
     if ann.top_aus_intensities and ann.peak_frame is not None:
-        from mer_eval.openface import OpenFaceError, read_openface_csv
+        from mer_eval.domain.openface import OpenFaceError, read_openface_csv
 
         try:
             of = read_openface_csv(csv)
@@ -385,7 +385,7 @@ def _au_rule(intensity: dict[str, float], presence: dict[str, float], p: AUF1Par
 
 
 def detect_openface(sample: Sample, csv: Path, p: AUF1Params, au_source: str) -> Detection:
-    from mer_eval.openface import OpenFaceError, overall_intensity, read_openface_csv
+    from mer_eval.domain.openface import OpenFaceError, overall_intensity, read_openface_csv
 
     try:
         of = read_openface_csv(csv)
@@ -423,7 +423,7 @@ def detect_openface(sample: Sample, csv: Path, p: AUF1Params, au_source: str) ->
 
 
 def detect_mediapipe(sample: Sample, p: AUF1Params, config: Any, timed=None) -> Detection:
-    from mer_eval import face
+    from mer_eval.domain import face
 
     img = sample.frame_image()
     if img is None:
@@ -493,7 +493,7 @@ class AUF1(Metric):
     def _texts_and_skipped(self, s: Sample) -> tuple[dict[str, str], dict[str, str]]:
         """The configured AU texts present; texts mostly in CJK script are skipped (claims are read with
         English FACS vocabulary only, so a Chinese description would look like "claims nothing")."""
-        from mer_eval.text import cjk_ratio
+        from mer_eval.domain.text import cjk_ratio
 
         out, skipped = {}, {}
         for f in self.cfg.texts:
@@ -528,14 +528,14 @@ class AUF1(Metric):
 
     def load(self) -> None:
         if self.cfg.source == "mediapipe":
-            from mer_eval import face
+            from mer_eval.domain import face
 
             face.get_landmarker(self.ctx.config)  # raises ModelUnavailable with where it looked
 
     def model_ref(self) -> ModelRef | None:
         if self.cfg.source not in ("auto", "mediapipe"):
             return None
-        from mer_eval import face
+        from mer_eval.domain import face
 
         res = face.resolution(self.ctx.config)
         if not res.available:

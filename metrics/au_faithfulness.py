@@ -25,14 +25,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from mer_eval.evidence import relate
-from mer_eval.facs import au_code
+from mer_eval.domain.facs import au_code
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.au_f1 import UNIVERSE, claims_of, extract_claims
 from mer_eval.metrics.emotion_text import summary_or_abstention
 from mer_eval.schema import MetricResult, Relation, Sample, Status
-from mer_eval.text import cjk_ratio
+from mer_eval.domain.text import cjk_ratio
 
 VISUAL_FIELDS = ("visual_objective", "image_description", "video_content")
 REPORT_FIELDS = ("visual_expression", "au_text_description")

@@ -2,7 +2,7 @@
 
 Text: ``annotation.audio_description`` only (the tone analysis; the transcript is a separate field and
 is *not* appended). Audio: ``sample.audio``, else the audio track of ``sample.video``, decoded with
-:func:`mer_eval.media.load_audio` at the model's rate (the feature extractor's ``sampling_rate``,
+:func:`mer_eval.domain.media.load_audio` at the model's rate (the feature extractor's ``sampling_rate``,
 48 kHz for CLAP) with deterministic polyphase resampling.
 
 Deterministic windows (no random crops): the audio is cut into windows of ``window_s`` seconds (at most
@@ -155,7 +155,7 @@ class ClapAudioText(Metric):
         return win, hop, int(self.params["max_windows"]), clamped
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
-        from mer_eval.media import MediaError, NoAudioError, load_audio  # noqa: PLC0415
+        from mer_eval.domain.media import MediaError, NoAudioError, load_audio  # noqa: PLC0415
 
         be = self._backend
         win, hop, max_w, clamped = self._params(be)

@@ -12,11 +12,11 @@ Outputs
   "CLIPScore: A Reference-free Evaluation Metric for Image Captioning"), range 0..2.5.
 * ``clip_image_cosine`` = the raw cosine cos(E_image, E_text), range -1..1.
 * ``clip_video_score`` (only with ``video_frames: k > 0`` and a video): the mean CLIPScore of the text
-  against ``k`` evenly spaced frames (centres of k equal segments, :func:`mer_eval.media.evenly_spaced`);
+  against ``k`` evenly spaced frames (centres of k equal segments, :func:`mer_eval.domain.media.evenly_spaced`);
   ``not_applicable`` otherwise, with the reason.
 
 Long text: CLIP's text window is 77 tokens (75 without the start/end tokens). A description that does
-not fit is never silently truncated: it is split into sentences (:func:`mer_eval.text.split_sentences`),
+not fit is never silently truncated: it is split into sentences (:func:`mer_eval.domain.text.split_sentences`),
 a sentence still longer than the window is cut into consecutive windows of tokens, every chunk is
 embedded, and the text embedding is the mean of the L2-normalised chunk embeddings (re-normalised).
 ``details.text_chunks`` gives the number of chunks and ``details.text_chunk_tokens`` their lengths.
@@ -39,7 +39,7 @@ from pydantic import Field
 from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
-from mer_eval.text import split_sentences
+from mer_eval.domain.text import split_sentences
 
 CLIPSCORE_W = 2.5
 
@@ -324,7 +324,7 @@ class ClipImageText(Metric):
 
     # -- scoring --
     def _still(self, s: Sample) -> tuple[Any, dict[str, Any]]:
-        from mer_eval import media  # noqa: PLC0415
+        from mer_eval.domain import media  # noqa: PLC0415
 
         img = s.frame_image()
         if img is not None:
@@ -340,7 +340,7 @@ class ClipImageText(Metric):
                     "video": str(s.video)}
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
-        from mer_eval.media import MediaError  # noqa: PLC0415
+        from mer_eval.domain.media import MediaError  # noqa: PLC0415
 
         be = self._backend
         k = self._video_frames_k()
@@ -404,6 +404,6 @@ class ClipImageText(Metric):
 
 
 def media_frames(video: Path, k: int) -> list:
-    from mer_eval import media  # noqa: PLC0415
+    from mer_eval.domain import media  # noqa: PLC0415
 
     return media.read_video_frames(video, k=k)

@@ -56,14 +56,14 @@ import re
 from typing import Any, Optional
 
 from mer_eval.evidence import relate, self_check
-from mer_eval.facs import EMOTION_TO_SENTIMENT, au_code, canonical_emotion
+from mer_eval.domain.facs import EMOTION_TO_SENTIMENT, au_code, canonical_emotion
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.emotion_text import (Profile, au_profile, conclusion_or_abstention, emotion_profile,
                                            sentiment_conclusion, strip_conclusion, summary_or_abstention)
 from mer_eval.schema import Evidence, MetricResult, Relation, Sample, Status
-from mer_eval.text import cjk_ratio, unwrap_transcript
+from mer_eval.domain.text import cjk_ratio, unwrap_transcript
 
 WEIGHTS = {"au": 0.8, "peaks": 0.5, "audio": 1.0, "transcript": 0.6, "visual": 1.0, "fer": 0.8,
            "reasoning_local": 1.5, "reasoning_cues": 0.5, "reasoning_words": 0.4}
@@ -128,7 +128,7 @@ def local_profiles(body: str, evidence: dict[str, Profile], peaks: list[str],
     modality the sentence talks about (its tone, the scene, the face) and of the emotion peaks whose
     timestamps it cites."""
     from mer_eval.metrics.au_f1 import extract_claims
-    from mer_eval.text import split_sentences
+    from mer_eval.domain.text import split_sentences
 
     out = []
     peak_at: dict[str, Profile] = {}

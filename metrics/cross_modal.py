@@ -4,7 +4,7 @@ The concluded emotion is read from the final summary as in label agreement
 (:func:`mer_eval.metrics.emotion_text.concluded_emotion`); a summary that concludes none, or a placeholder,
 *abstained* (status ``abstained``), and a source whose signal a rule voted the conclusion from (the offline
 provider's FER / AU / tone votes) is a self-check, left out of the aggregates (``details.left_out``). Each
-source's evidence is a *set* of canonical emotions (:mod:`mer_eval.facs`), or nothing:
+source's evidence is a *set* of canonical emotions (:mod:`mer_eval.domain.facs`), or nothing:
 
 * ``au``: AU-combination pseudo-labels at the peak frame. With an OpenFace CSV (``sample.openface_csv``) the
   peak frame's ``_r`` intensities and ``_c`` presences are used (peak = ``annotation.peak_frame``, else the
@@ -31,7 +31,7 @@ Agreement levels:
 * emotion level (``cm_*`` and ``cross_modal_agreement``): the concluded emotion is in the source's set;
   ``cross_modal_agreement`` = share of sources with emotion evidence that agree;
 * valence level (``cross_modal_valence_agreement``): the concluded emotion's valence
-  (:data:`mer_eval.facs.EMOTION_TO_SENTIMENT`: surprise counts as neutral) equals the valence of one of the
+  (:data:`mer_eval.domain.facs.EMOTION_TO_SENTIMENT`: surprise counts as neutral) equals the valence of one of the
   source's emotions (or its VADER polarity); share over sources with any evidence.
 
 ``cm_semantic``: mean cosine similarity between the summary and each modality description
@@ -47,14 +47,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from mer_eval.facs import EMOTION_TO_SENTIMENT, MER_FACTORY_RULES, MERR_RULES, OPENFACE_R_AUS, au_code, canonical_emotion
+from mer_eval.domain.facs import EMOTION_TO_SENTIMENT, MER_FACTORY_RULES, MERR_RULES, OPENFACE_R_AUS, au_code, canonical_emotion
 from pydantic import Field
 
 from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.metrics.emotion_text import dominant_emotions, valence
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
-from mer_eval.text import cjk_ratio, split_sentences, unwrap_transcript
+from mer_eval.domain.text import cjk_ratio, split_sentences, unwrap_transcript
 
 SOURCES = ("au", "audio", "transcript", "visual", "fer")
 SEMANTIC_FIELDS = ("visual_expression", "visual_objective", "image_description", "video_content",
@@ -91,7 +91,7 @@ def peak_aus(sample: Sample, threshold: float) -> tuple[dict[str, float], dict[s
     if sample.openface_csv is not None and Path(sample.openface_csv).is_file():
         import numpy as np
 
-        from mer_eval.openface import OpenFaceError, overall_intensity, read_openface_csv
+        from mer_eval.domain.openface import OpenFaceError, overall_intensity, read_openface_csv
 
         try:
             of = read_openface_csv(Path(sample.openface_csv))

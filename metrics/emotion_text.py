@@ -9,7 +9,7 @@ Shared by the label-agreement and cross-modal metrics so both read a summary the
   names nothing we know, the finding keeps the raw phrase and ``emotion=None`` (it is *not* replaced by a
   guess). When the text has no such statement at all, the most frequent emotion in the text is used,
   ties going to the one mentioned last (``method="dominant_words"``).
-* :func:`emotion_mentions` scans text with the English lexicon of :mod:`mer_eval.facs` (whole words,
+* :func:`emotion_mentions` scans text with the English lexicon of :mod:`mer_eval.domain.facs` (whole words,
   longest phrase first). A mention preceded within three words by a negation ("not", "no", "without",
   "lack of", ...) is dropped. The word "content" is not read as an emotion ("video content" is everywhere
   in MER-Factory summaries); "contentment" is. A small Chinese lexicon (:data:`ZH_EMOTIONS`, matched as
@@ -24,8 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from mer_eval.facs import EMOTION_SYNONYMS, EMOTION_TO_SENTIMENT, SENTIMENT_SYNONYMS, canonical_emotion
-from mer_eval.text import has_cjk
+from mer_eval.domain.facs import EMOTION_SYNONYMS, EMOTION_TO_SENTIMENT, SENTIMENT_SYNONYMS, canonical_emotion
+from mer_eval.domain.text import has_cjk
 
 # lexicon entries that are too ambiguous in free text
 AMBIGUOUS = {"content", "hap", "ang", "neu", "sur", "wor", "fea", "dis"}  # + dataset abbreviations
@@ -209,7 +209,7 @@ _SENT_RX = re.compile(r"(?<![a-z])(positive|negative|neutral|mixed)(?![a-z])")
 
 def concluded_sentiment(text: Optional[str], extra: Optional[dict[str, str]] = None) -> Finding:
     """Positive / negative / neutral a summary concludes: a sentiment word in the concluding statement, else
-    the valence of the emotion it concludes (:data:`mer_eval.facs.EMOTION_TO_SENTIMENT`)."""
+    the valence of the emotion it concludes (:data:`mer_eval.domain.facs.EMOTION_TO_SENTIMENT`)."""
     if not text:
         return Finding(None, None, "none")
     phrase = _conclusion_phrase(text)
@@ -461,7 +461,7 @@ def au_profile(intensities: dict[str, float], cap: float = 3.0) -> Profile:
 
 def strip_conclusion(text: str) -> str:
     """The summary without its concluding statement (the sentence that holds the last conclusion phrase)."""
-    from mer_eval.text import split_sentences
+    from mer_eval.domain.text import split_sentences
 
     sents = split_sentences(text)
     if not sents:

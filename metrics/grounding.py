@@ -42,13 +42,13 @@ from functools import lru_cache
 from typing import Any, Optional
 
 from mer_eval.evidence import relate
-from mer_eval.facs import EMOTION_SYNONYMS
+from mer_eval.domain.facs import EMOTION_SYNONYMS
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.metrics.emotion_text import summary_or_abstention
 from mer_eval.schema import MetricResult, Sample, Status
-from mer_eval.text import cjk_ratio, unwrap_transcript
+from mer_eval.domain.text import cjk_ratio, unwrap_transcript
 
 EVIDENCE_FIELDS = ("transcript", "audio_description", "visual_expression", "visual_objective", "image_description",
                    "video_content", "llm_au_description", "au_text_description")

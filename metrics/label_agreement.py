@@ -2,10 +2,10 @@
 
 Prediction (see :mod:`mer_eval.metrics.emotion_text`): the closing statement MER-Factory asks for ("the core
 emotional state is X, ..."; also "X is the most likely emotion", "the inferred sentiment is X", a line
-``Emotion: X``), its first known emotion word mapped with :func:`mer_eval.facs.canonical_emotion` plus
+``Emotion: X``), its first known emotion word mapped with :func:`mer_eval.domain.facs.canonical_emotion` plus
 ``metrics.label_agreement.emotion_map``. Without such a statement, the emotion mentioned most often
 (``details.method = "dominant_words"``). Task ``sentiment`` maps both sides to positive / negative / neutral
-(:func:`mer_eval.facs.canonical_sentiment`; an emotion conclusion counts by its valence).
+(:func:`mer_eval.domain.facs.canonical_sentiment`; an emotion conclusion counts by its valence).
 
 Decisions:
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Literal, Any, Optional
 
-from mer_eval.facs import canonical_emotion, canonical_sentiment
+from mer_eval.domain.facs import canonical_emotion, canonical_sentiment
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec

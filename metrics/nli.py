@@ -14,7 +14,7 @@ Pairs (premise -> hypothesis), for every description field in ``metrics.nli.pair
 (b) ``desc_to_summary``: each sentence of the description is a hypothesis, the summary is the premise:
     is the evidence reflected in the summary?
 
-Fitting the window: texts are split with :func:`mer_eval.text.split_sentences`; a premise keeps its
+Fitting the window: texts are split with :func:`mer_eval.domain.text.split_sentences`; a premise keeps its
 first ``max_premise_sentences`` sentences, and the pair is tokenised with ``truncation="only_first"`` at
 the model's maximum length, so a premise that still does not fit loses its end, never the hypothesis
 (``details.premises_truncated`` counts the pairs where that happened). A hypothesis sentence longer than
@@ -41,7 +41,7 @@ from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.metrics.clip_score import load_backend, resolve_device
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
-from mer_eval.text import split_sentences
+from mer_eval.domain.text import split_sentences
 
 DIRECTIONS = ("summary_to_desc", "desc_to_summary")
 

@@ -1,9 +1,9 @@
 """Text quality of the final summary: lexical diversity, repetition, readability, length.
 
 Tokens: English (and other non-CJK) text is split into lower-case word tokens
-(:func:`mer_eval.text.words`). When at least ``cjk_threshold`` (default 0.3) of the non-space characters are
+(:func:`mer_eval.domain.text.words`). When at least ``cjk_threshold`` (default 0.3) of the non-space characters are
 CJK, the text is tokenised into single CJK characters with Latin words kept as one token each
-(:func:`mer_eval.text.mixed_tokens`), and distinct-n, MATTR and repetition are computed over those units;
+(:func:`mer_eval.domain.text.mixed_tokens`), and distinct-n, MATTR and repetition are computed over those units;
 ``details.unit`` says which was used.
 
 * ``distinct1`` / ``distinct2``: distinct n-grams / all n-grams (Li et al. 2016), in [0, 1].
@@ -28,7 +28,7 @@ from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.schema import MetricResult, Sample, Status
-from mer_eval.text import cjk_ratio, mixed_tokens, words
+from mer_eval.domain.text import cjk_ratio, mixed_tokens, words
 
 ENGLISH_FUNCTION_WORDS = frozenset(
     "the a an and or but of to in on at by for with from as is are was were be been being it its this that "

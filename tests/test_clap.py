@@ -65,7 +65,7 @@ def reference(clap_dir, audio_windows, text):
 
 
 def test_score_matches_independent_recomputation(clap_dir, shared_data):
-    from mer_eval.media import load_audio
+    from mer_eval.domain.media import load_audio
 
     ss = samples(shared_data)
     res = metric([f"models.paths.clap={clap_dir}"]).score(ss)

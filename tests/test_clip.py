@@ -65,7 +65,7 @@ def reference_open_clip(path, image_path, texts):
     import open_clip
     import torch
 
-    from mer_eval.media import load_image
+    from mer_eval.domain.media import load_image
 
     model, _, pre = open_clip.create_model_and_transforms(f"local-dir:{path}")
     tok = open_clip.get_tokenizer(f"local-dir:{path}")
@@ -99,7 +99,7 @@ def test_clipscore_formula_open_clip(tiny, shared_data):
 
 
 def test_long_text_is_chunked_not_truncated(tiny, shared_data):
-    from mer_eval.text import split_sentences
+    from mer_eval.domain.text import split_sentences
 
     m = metric([f"models.paths.clip={tiny['open_clip']}"])
     s = samples(shared_data)[3]
@@ -148,7 +148,7 @@ def test_transformers_backend(tiny, shared_data):
     import torch
     from transformers import CLIPModel, CLIPProcessor
 
-    from mer_eval.media import load_image
+    from mer_eval.domain.media import load_image
 
     ss = samples(shared_data)
     m = metric(["metrics.clip.backend=transformers", f"models.paths.clip-hf={tiny['hf']}"])

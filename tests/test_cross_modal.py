@@ -145,9 +145,9 @@ def test_au_rules_match_mer_factory_on_real_rows_and_worried(shared_data, tmp_pa
     mean is over AU20_r alone, never (0 + AU20_r) / 2)."""
     import csv
 
-    from mer_eval.facs import au_code
+    from mer_eval.domain.facs import au_code
     from mer_eval.generators.stages.peaks import emotions_at
-    from mer_eval.openface import read_openface_csv
+    from mer_eval.domain.openface import read_openface_csv
 
     src = shared_data / "openface" / "OpenFace_Test.csv"
     rows = list(csv.reader(src.open(encoding="utf-8")))

@@ -13,7 +13,7 @@ from mer_eval.generators.export import ExportError, au_list, export_run
 from mer_eval.generators.pipeline import run_generate
 
 from mer_eval.config import load_config
-from mer_eval.openface import read_openface_csv
+from mer_eval.domain.openface import read_openface_csv
 
 from conftest import SHARED_DATA as SHARED  # noqa: E402 (../shared/data, else tests/data/real)
 

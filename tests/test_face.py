@@ -1,15 +1,15 @@
-"""mer_eval.face: MediaPipe FaceLandmarker -> OpenFace-style AUs, on real photos and videos."""
+"""mer_eval.domain.face: MediaPipe FaceLandmarker -> OpenFace-style AUs, on real photos and videos."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mer_eval import face
-from mer_eval.facs import OPENFACE_C_AUS, OPENFACE_R_AUS
+from mer_eval.domain import face
+from mer_eval.domain.facs import OPENFACE_C_AUS, OPENFACE_R_AUS
 from mer_eval.metric import ModelUnavailable
 from mer_eval.models import resolve
-from mer_eval.openface import read_openface_csv
+from mer_eval.domain.openface import read_openface_csv
 
 pytestmark = pytest.mark.skipif(not resolve("face-landmarker", with_sha=False).available,
                                 reason="face-landmarker .task file not installed")
@@ -113,7 +113,7 @@ def test_no_face_video(faces, tmp_path):
 
 
 def test_streaming_path_matches_media_path(faces):
-    # max_frames=None streams with PyAV; max_frames set goes through mer_eval.media.read_video_frames
+    # max_frames=None streams with PyAV; max_frames set goes through mer_eval.domain.media.read_video_frames
     streamed = list(face.detect_video(faces / "single_face.mp4", every_n=30))
     assert [r["frame"] for r in streamed] == [1, 31, 61]  # 72 frames
     listed = list(face.detect_video(faces / "single_face.mp4", every_n=30, max_frames=10))

@@ -16,7 +16,7 @@ from mer_eval.cli import main
 from mer_eval.config import ConfigError, load_config
 from mer_eval.discovery import detect_kind, discover, discover_tree
 from mer_eval.models import resolve
-from mer_eval.openface import read_openface_csv
+from mer_eval.domain.openface import read_openface_csv
 from mer_eval.paths import UnsafePathError, check_sample_id, sanitize_sample_id
 from mer_eval.schema import MetricResult, Sample, SampleType, Status
 from mer_eval.store import RunLockedError, RunStore, atomic_write_json

@@ -1,4 +1,4 @@
-"""mer_eval.media on real files from ../shared/data."""
+"""mer_eval.domain.media on real files from ../shared/data."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import wave
 import numpy as np
 import pytest
 
-from mer_eval import media
-from mer_eval.media import MediaError
+from mer_eval.domain import media
+from mer_eval.domain.media import MediaError
 
 
 def test_probe_videos(shared_data):
@@ -133,7 +133,7 @@ def test_evenly_spaced():
 
 def test_partial_decode_is_reported_not_kept_silently(shared_data, tmp_path):
     """A file cut in half decodes as far as it goes; load_audio now says so (it used to keep the part)."""
-    from mer_eval.media import load_audio, partial_decode
+    from mer_eval.domain.media import load_audio, partial_decode
 
     flac = shared_data / "speech-jfk" / "jfk.flac"
     cut = tmp_path / "cut.flac"

@@ -8,7 +8,7 @@ import pytest
 from mer_eval.config import load_config
 from mer_eval.metric import ScoreContext
 from mer_eval.schema import Annotation, Sample, Status
-from mer_eval.text import split_sentences
+from mer_eval.domain.text import split_sentences
 
 from tiny_models import one_torch_thread, build_nli
 

@@ -8,7 +8,7 @@ import pytest
 from mer_eval.generators.providers.base import Capability, ProviderError, ProviderRequest
 
 from mer_eval.config import load_config
-from mer_eval.merfactory import split_audio_analysis
+from mer_eval.domain.merfactory import split_audio_analysis
 from mer_eval.registry import get_provider
 
 
@@ -20,8 +20,8 @@ def _provider():
 def _ev(shared_data):
     from mer_eval.generators.stages.peaks import analyse
 
-    from mer_eval.facs import au_text
-    from mer_eval.openface import read_openface_csv
+    from mer_eval.domain.facs import au_text
+    from mer_eval.domain.openface import read_openface_csv
 
     of = read_openface_csv(shared_data / "openface" / "OpenFace_Test.csv")
     res = analyse(of, 0.8, 15, "mer-factory")

@@ -11,7 +11,7 @@ from mer_eval.generators.stages.au_text import merr_labels, run_au_text
 from mer_eval.generators.stages.peaks import analyse, run_peaks
 
 from mer_eval.config import load_config
-from mer_eval.openface import read_openface_csv
+from mer_eval.domain.openface import read_openface_csv
 from mer_eval.schema import Sample
 
 

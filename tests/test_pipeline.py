@@ -89,7 +89,7 @@ def test_face_video_with_sound_mer_factory_layout(run):
     assert set(info) == {"frame_number", "timestamp", "top_aus_intensities"}
     assert isinstance(info["frame_number"], int) and info["frame_number"] >= 1
     # the AU text is exactly the measured peak AUs
-    from mer_eval.facs import au_text
+    from mer_eval.domain.facs import au_text
     assert data["coarse_descriptions_at_peak"]["visual_expression"] == au_text(info["top_aus_intensities"])
     # offline: no scene text invented; the reason is in the meta
     assert data["coarse_descriptions_at_peak"]["visual_objective"] == ""

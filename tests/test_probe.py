@@ -82,7 +82,7 @@ def test_au_twin_claims_undetected_movements_and_faithfulness_sees_it(mf):
 
 def test_degen_generic_transcript_drop(mf):
     s = mf["gemini"]
-    from mer_eval.text import split_sentences
+    from mer_eval.domain.text import split_sentences
 
     d, _ = corrupt.make_degen(s, 0)
     sents = split_sentences(d.sample.annotation.final_summary)

@@ -10,7 +10,7 @@ from mer_eval.generators.stages.au import pyfeat_unavailable, run_au
 from mer_eval.generators.stages.peaks import run_peaks
 
 from mer_eval.config import load_config
-from mer_eval.openface import read_openface_csv
+from mer_eval.domain.openface import read_openface_csv
 from mer_eval.schema import Sample
 
 FAST = ["generate.au_max_frames=8"]
@@ -36,7 +36,7 @@ def test_mediapipe_single_face_video(shared_data, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from mer_eval.media import frame_at
+    from mer_eval.domain.media import frame_at
 
     # the png is decode index frame_number - 1
     a = np.asarray(Image.open(png).convert("RGB"), dtype=float)

@@ -12,7 +12,7 @@ from mer_eval.generators.stages.audio import describe, prosody, run_audio, timin
 from mer_eval.generators.stages.media import run_media
 
 from mer_eval.config import load_config
-from mer_eval.media import load_audio
+from mer_eval.domain.media import load_audio
 from mer_eval.models import resolve
 from mer_eval.schema import Sample
 

@@ -8,14 +8,14 @@ import json
 import pytest
 from mer_eval.generators import synthesis
 
-from mer_eval.openface import read_openface_csv
+from mer_eval.domain.openface import read_openface_csv
 
 
 def _real_evidence(shared_data, **kw):
     """Evidence measured from a real OpenFace CSV with the peaks/au_text code the pipeline uses."""
     from mer_eval.generators.stages.peaks import analyse, emotions_at
 
-    from mer_eval.facs import au_text
+    from mer_eval.domain.facs import au_text
 
     of = read_openface_csv(shared_data / "openface" / "openface_default_wmv_aus.csv")
     res = analyse(of, 0.8, 15, "mer-factory")

@@ -7,7 +7,7 @@ import pytest
 from mer_eval.metric import ScoreContext
 from mer_eval.metrics.text_quality import TextQuality, english_check, mattr
 from mer_eval.schema import Annotation, Sample, Status
-from mer_eval.text import words
+from mer_eval.domain.text import words
 
 
 def _sample(sid: str, summary) -> Sample:

@@ -6,7 +6,7 @@ Backends (``generate.au_backend``):
   ``<id>.csv``; otherwise, when ``generate.openface_bin`` names OpenFace's ``FeatureExtraction`` (images:
   ``FaceLandmarkImg`` in the same folder), it is run as ``FeatureExtraction -f <video> -out_dir <tmp> -aus``
   and its ``<stem>.csv`` becomes ``<id>.csv``.
-* ``mediapipe``: :func:`mer_eval.face.detect_video` (MediaPipe FaceLandmarker blendshapes mapped onto
+* ``mediapipe``: :func:`mer_eval.domain.face.detect_video` (MediaPipe FaceLandmarker blendshapes mapped onto
   OpenFace's AUs) on every frame of the clip, capped at ``generate.au_max_frames`` rows (every n-th frame,
   n = ceil(frames / cap)); an image gives one row (frame 1, timestamp 0). Frames without a face are written
   with ``success`` 0 and ``confidence`` 0 (AU columns 0, never NaN) and are excluded downstream. MediaPipe
@@ -41,7 +41,7 @@ from mer_eval.generators.stages import (
 )
 
 from mer_eval.config import Config
-from mer_eval.openface import OpenFaceError, read_openface_csv
+from mer_eval.domain.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample
 
 STAGE = "au"
@@ -65,7 +65,7 @@ def choose_backend(sample: Sample, config: Config) -> str:
         return "openface"
     if config.generate.openface_bin:
         return "openface"
-    from mer_eval import face
+    from mer_eval.domain import face
 
     if face.resolution(config).available:
         return "mediapipe"
@@ -116,8 +116,8 @@ def _openface(sample: Sample, kind: str, media: Path, out_csv: Path, config: Con
 
 
 def _mediapipe(kind: str, media: Path, out_csv: Path, config: Config) -> dict[str, Any]:
-    from mer_eval import face
-    from mer_eval.media import MediaError, load_image, probe
+    from mer_eval.domain import face
+    from mer_eval.domain.media import MediaError, load_image, probe
     from mer_eval.metric import ModelUnavailable
 
     try:
@@ -173,7 +173,7 @@ def _pyfeat(kind: str, media: Path, out_csv: Path) -> dict[str, Any]:
         raise StageError(STAGE, f"py-feat AU backend unavailable: {why}")
     from feat import Detector  # type: ignore[import-not-found]
 
-    from mer_eval import face
+    from mer_eval.domain import face
 
     det = Detector()
     fex = det.detect_image(str(media)) if kind == "image" else det.detect_video(str(media))

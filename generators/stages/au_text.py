@@ -2,12 +2,12 @@
 
 * ``au_text``: MER-Factory's ``Name (intensity: x.xx), ...`` over the peak's ``top_aus_intensities``
   (AUs with ``_r`` > 0.8 that have a name; ``Neutral expression.`` when none), via
-  :func:`mer_eval.facs.au_text`. This is MER-Factory's ``visual_expression`` / ``overall_peak_au_description``.
+  :func:`mer_eval.domain.facs.au_text`. This is MER-Factory's ``visual_expression`` / ``overall_peak_au_description``.
 * ``pseudo_labels``: emotions the AUs at the peak frame imply under both rule tables:
 
-  - ``mer-factory`` (:data:`mer_eval.facs.MER_FACTORY_RULES`): at least half of an emotion's AUs present by
+  - ``mer-factory`` (:data:`mer_eval.domain.facs.MER_FACTORY_RULES`): at least half of an emotion's AUs present by
     ``_c`` and the mean ``_r`` >= ``generate.threshold`` (with strength slight/moderate/strong);
-  - ``merr`` (:data:`mer_eval.facs.MERR_RULES`, Emotion-LLaMA: surprise AU05+AU26, happiness AU06+AU12,
+  - ``merr`` (:data:`mer_eval.domain.facs.MERR_RULES`, Emotion-LLaMA: surprise AU05+AU26, happiness AU06+AU12,
     sadness AU01+AU04+AU15, anger AU04+AU05+AU07+AU23): every AU of the rule present by ``_c``.
 
   ``pseudo_label`` is the top emotion of the table ``generate.au_rule_table`` chooses (``None`` when no rule
@@ -32,8 +32,8 @@ from mer_eval.generators.stages import (
 from mer_eval.generators.stages.peaks import emotions_at
 
 from mer_eval.config import Config
-from mer_eval.facs import MERR_RULES, au_text
-from mer_eval.openface import OpenFaceError, read_openface_csv
+from mer_eval.domain.facs import MERR_RULES, au_text
+from mer_eval.domain.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample
 
 STAGE = "au_text"

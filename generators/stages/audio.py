@@ -281,7 +281,7 @@ def _wav(sample: Sample, sample_dir: Path) -> Path | None:
 
 
 def run_audio(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
-    from mer_eval.media import MediaError, load_audio
+    from mer_eval.domain.media import MediaError, load_audio
 
     sample_dir = Path(sample_dir)
     wav = _wav(sample, sample_dir)

