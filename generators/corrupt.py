@@ -100,7 +100,7 @@ def _match_case(src: str, repl: str) -> str:
 
 
 def _family_words(emotion: str) -> list[str]:
-    from mer_eval.metrics.emotion_text import AMBIGUOUS
+    from mer_eval.domain.emotion_text import AMBIGUOUS
 
     return sorted((w for w, e in EMOTION_SYNONYMS.items() if e == emotion and len(w) >= 3 and w not in AMBIGUOUS),
                   key=len, reverse=True)
@@ -108,7 +108,7 @@ def _family_words(emotion: str) -> list[str]:
 
 def flip_summary(text: str, source: str, target: str) -> tuple[str, int]:
     """Replace every word of ``source``'s family with ``target``'s same-part-of-speech form."""
-    from mer_eval.metrics.emotion_text import ZH_EMOTIONS
+    from mer_eval.domain.emotion_text import ZH_EMOTIONS
 
     words = _family_words(source)
     n = 0
@@ -131,7 +131,7 @@ def flip_summary(text: str, source: str, target: str) -> tuple[str, int]:
 
 
 def _concluded(s: Sample) -> Optional[str]:
-    from mer_eval.metrics.emotion_text import concluded_emotion
+    from mer_eval.domain.emotion_text import concluded_emotion
 
     return concluded_emotion(s.annotation.final_summary).emotion if s.annotation.final_summary else None
 
@@ -183,7 +183,7 @@ def make_swap(s: Sample, others: list[Sample], seed: int) -> tuple[Optional[Twin
 
 
 def reported_aus(s: Sample, threshold: float = 0.8) -> set[str]:
-    from mer_eval.metrics.au_f1 import extract_claims
+    from mer_eval.domain.au_claims import extract_claims
 
     out = {au_code(k) for k, v in s.annotation.top_aus_intensities.items() if au_code(k) and v > threshold}
     for f in ("visual_expression", "au_text_description"):
@@ -201,7 +201,7 @@ def _au_name(au: str) -> str:
 
 
 def make_au(s: Sample, seed: int) -> tuple[Optional[Twin], str]:
-    from mer_eval.metrics.au_f1 import extract_claims
+    from mer_eval.domain.au_claims import extract_claims
 
     summ = s.annotation.final_summary
     if not summ:

@@ -35,7 +35,7 @@ from typing import Any, Optional
 
 from mer_eval.evidence import relate
 from mer_eval.metric import Metric, MetricParams, OutputSpec
-from mer_eval.metrics.emotion_text import conclusion_or_abstention, sentiment_conclusion
+from mer_eval.domain.emotion_text import conclusion_or_abstention, sentiment_conclusion
 from mer_eval.schema import MetricResult, Sample
 
 PROMISES = {"audio": ("transcript", "audio_description"), "video": ("video_content",),

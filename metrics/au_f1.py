@@ -2,20 +2,11 @@
 
 Claims
     Read from the annotation fields in ``au_f1.texts`` (default ``visual_expression``, ``llm_au_description``,
-    ``final_summary``): FACS names (:data:`mer_eval.domain.facs.AU_NAMES`), everyday synonyms
-    (:data:`mer_eval.domain.facs.AU_SYNONYMS`), and explicit codes (``AU6``, ``AU06``, ``AU 6``, ``AU06_r``,
-    ``AU6+12``). Phrases are matched longest first on word boundaries (the last word may take s/es/d/ed,
-    and "is/are/was/were" or a degree word such as "slightly" may sit between the words, so "lips are
-    slightly parted" is "lips parted"), and a shorter phrase inside a longer
-    match does not count again ("inner brow raiser" is AU01 only, not also AU02's "brow raise").
-    A mention is *negated* when a negation cue ("no", "not", "n't", "never", "without", "absence",
-    "absent", "lack(ing)", "none", "neither", "nor", "cannot", "free of", "devoid of") is among the
-    :data:`NEG_WINDOW` words before it within the same clause (a clause ends at ``. , ; : ! ? ( ) newline``
-    or at "and", "but", "however", "although", "though", "while", "whereas", "yet"; "or" keeps the scope so
-    "without smiling or frowning" negates both), or when it is followed by "is/are absent" / "(is) not
-    present|visible|detected|observed|evident|seen". Negated AUs are *claimed absent*, not present; an AU
-    with both a plain and a negated mention counts as claimed present and is listed in ``conflicting``.
-    Claims of AUs OpenFace does not measure (e.g. AU24) are listed in ``outside_universe`` and not scored.
+    ``final_summary``) by :func:`mer_eval.domain.au_claims.extract_claims`: FACS names, everyday synonyms and
+    explicit codes (``AU6``, ``AU06_r``, ``AU6+12``), negation-aware (the rules are in that module). Negated
+    AUs are *claimed absent*, not present; an AU with both a plain and a negated mention counts as claimed
+    present and is listed in ``conflicting``. Claims of AUs OpenFace does not measure (e.g. AU24) are listed
+    in ``outside_universe`` and not scored.
     Texts with more than :data:`CJK_MAX` CJK characters are skipped (``skipped_texts``): the vocabulary is
     English, and a Chinese description would otherwise read as "claims nothing".
 
@@ -60,182 +51,21 @@ present AUs and D the detected ones, TP = |C & D|:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Any
 
 import numpy as np
 
-from mer_eval.domain.facs import AU_NAMES, AU_SYNONYMS, OPENFACE_C_AUS, OPENFACE_R_AUS, au_code
 from pydantic import Field
+
+from mer_eval.domain.au_claims import UNIVERSE, Claims, Mention, claims_of, extract_claims  # noqa: F401
+from mer_eval.domain.facs import au_code
 
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec, ScoreContext
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 
-UNIVERSE: tuple[str, ...] = tuple(sorted(set(OPENFACE_R_AUS) | set(OPENFACE_C_AUS)))
-NEG_WINDOW = 5  # words before a mention searched for a negation cue
 CJK_MAX = 0.3  # texts with a larger share of CJK characters are not read for claims
-
-# ---- claims ---------------------------------------------------------------------------------------
-
-_NEG_WORDS = {"no", "not", "never", "without", "absence", "absent", "lack", "lacks", "lacking", "none",
-              "neither", "nor", "cannot", "nothing"}
-_NEG_BIGRAMS = {("free", "of"), ("devoid", "of")}
-_CLAUSE_END = re.compile(r"[.,;:!?()\[\]\n]|\b(?:and|but|however|although|though|while|whereas|yet)\b")
-_POST_NEG = re.compile(
-    r"^\s*(?:(?:is|are|was|were|remains?|stays?)\s+)?(?:absent|missing|lacking|not\s+(?:present|visible|detected|observed|"
-    r"evident|seen|shown|active))\b"
-)
-_CODE = re.compile(r"\bau\s*[-_]?\s*0*(\d{1,2})(?:_[rc])?\b((?:\s*\+\s*(?:au\s*)?0*\d{1,2}(?:_[rc])?\b)*)")
-_CODE_MORE = re.compile(r"\+\s*(?:au\s*)?0*(\d{1,2})")
-
-
-_FILLER = r"\s+(?:(?:is|are|was|were|being|slightly|widely|fully|partly|partially|somewhat|very)\s+)*"
-
-
-def _phrases() -> list[tuple[str, str, re.Pattern]]:
-    out: dict[str, str] = {}
-    for au in UNIVERSE:
-        names = set(AU_SYNONYMS.get(au, ()))
-        if au in AU_NAMES:
-            names.add(re.sub(r"\s*\(.*?\)", "", AU_NAMES[au]).strip().lower())
-        for n in names:
-            out.setdefault(n.lower(), au)
-    pats = []
-    for phrase, au in sorted(out.items(), key=lambda kv: (-len(kv[0]), kv[0])):
-        # copulas and degree words may sit between a phrase's words: "lips are slightly parted"
-        body = _FILLER.join(re.escape(w) for w in phrase.split())
-        # light inflection on the last word: "jaw drops", "frowned", "smiled"
-        pats.append((phrase, au, re.compile(r"(?<![\w])" + body + r"(?:s|es|d|ed)?(?![\w])")))
-    return pats
-
-
-_PHRASES = _phrases()
-
-
-@dataclass
-class Mention:
-    au: str
-    text: str
-    start: int
-    negated: bool
-    field: str = ""
-    end: int = -1  # end offset of the matched span in the text
-
-
-@dataclass
-class Claims:
-    present: set[str] = field(default_factory=set)
-    absent: set[str] = field(default_factory=set)  # negated and never claimed plainly
-    conflicting: set[str] = field(default_factory=set)  # plain and negated mentions both
-    outside_universe: set[str] = field(default_factory=set)
-    mentions: list[Mention] = field(default_factory=list)
-
-    def merge(self, other: Claims) -> None:
-        self.mentions += other.mentions
-        self.outside_universe |= other.outside_universe
-        self._finish()
-
-    def _finish(self) -> None:
-        plain = {m.au for m in self.mentions if not m.negated}
-        neg = {m.au for m in self.mentions if m.negated}
-        self.present = plain
-        self.absent = neg - plain
-        self.conflicting = neg & plain
-
-
-def _words(s: str) -> list[str]:
-    return re.findall(r"[a-z]+(?:'[a-z]+)?", s)
-
-
-_LISTISH = re.compile(r"^(?:\s|,|\(|\)|/|\+|\bor\b|\bnor\b|\bau\s*\d{1,2}(?:_[rc])?\b|"
-                     r"\b(?:inner|outer|brow|raiser|lowerer|upper|lid|cheek|tightener|nose|wrinkler|lip|lips|"
-                     r"corner|puller|dimpler|depressor|chin|stretcher|part|jaw|drop|blink|suck)\b)*$")
-
-
-_LIST_WORDS = {"au", "or", "nor", "inner", "outer", "brow", "raiser", "lowerer", "upper", "lid", "cheek", "tightener",
-               "nose", "wrinkler", "lip", "lips", "corner", "puller", "dimpler", "depressor", "chin", "stretcher",
-               "part", "jaw", "drop", "blink", "suck"}
-
-
-def _negated(text: str, start: int, end: int) -> bool:
-    before = text[max(0, start - 160):start]
-    in_list = False
-    # a list of AUs keeps the scope of the negation before it: "no AU04, AU07 or AU23",
-    # "none of the companion units (AU07 lid tightener, AU23 lip tightener)"
-    while True:
-        cut = None
-        for m in _CLAUSE_END.finditer(before):
-            cut = m
-        if cut is None:
-            break
-        tail = before[cut.end():]
-        prev = _words(before[:cut.start()])[-1:]
-        list_sep = cut.group(0) == "(" or (cut.group(0) in ",)/" and bool(prev) and (
-            prev[0] in _LIST_WORDS or re.search(r"au\s*\d{1,2}(?:_[rc])?\s*$", before[:cut.start()]) is not None))
-        if list_sep and _LISTISH.match(tail):
-            in_list = True
-            before = before[:cut.start()] + " " + tail
-            if not _CLAUSE_END.search(before):
-                break
-            # only the list's own separators are skipped: stop at the first real clause end before it
-            inner = None
-            for m in _CLAUSE_END.finditer(before):
-                inner = m
-            if inner is not None and (inner.group(0) not in ",()/" or not _LISTISH.match(before[inner.end():])
-                                      or not _words(before[:inner.start()])[-1:]):
-                before = before[inner.end():]
-                break
-            continue
-        before = tail
-        break
-    ws = [w for w in _words(before) if not (in_list and w in _LIST_WORDS)][-NEG_WINDOW:]
-    for i, w in enumerate(ws):
-        if w in _NEG_WORDS or w.endswith("n't"):
-            return True
-        if i + 1 < len(ws) and (w, ws[i + 1]) in _NEG_BIGRAMS:
-            return True
-    return bool(_POST_NEG.match(text[end:end + 60]))
-
-
-def extract_claims(text: str | None, field_name: str = "") -> Claims:
-    """AUs a text claims present / absent (see the module docstring for the rules)."""
-    c = Claims()
-    if not text:
-        return c
-    t = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    taken = np.zeros(len(t) + 1, dtype=bool)
-    for m in _CODE.finditer(t):
-        codes = [m.group(1)] + _CODE_MORE.findall(m.group(2) or "")
-        neg = _negated(t, m.start(), m.end())
-        for num in codes:
-            au = f"{int(num):02d}"
-            if au in UNIVERSE:
-                c.mentions.append(Mention(au, m.group(0), m.start(), neg, field_name, m.end()))
-            else:
-                c.outside_universe.add(au)
-        taken[m.start():m.end()] = True
-    for phrase, au, pat in _PHRASES:
-        for m in pat.finditer(t):
-            if taken[m.start():m.end()].any():
-                continue
-            taken[m.start():m.end()] = True
-            c.mentions.append(Mention(au, phrase, m.start(), _negated(t, m.start(), m.end()), field_name, m.end()))
-    c.mentions.sort(key=lambda x: x.start)
-    c._finish()
-    return c
-
-
-def claims_of(texts: dict[str, str]) -> tuple[Claims, dict[str, list[str]]]:
-    """The AU claims of several annotation fields pooled, and the AUs each field claims present."""
-    claims = Claims()
-    per_field: dict[str, list[str]] = {}
-    for f, t in texts.items():
-        c = extract_claims(t, f)
-        per_field[f] = sorted(c.present)
-        claims.merge(c)
-    return claims, per_field
 
 
 # ---- detections -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ wrinkler nobody detected has hallucinated, which a curator must catch; so the re
 check and counts. The same comparison for a text a rule or template wrote from those AUs (the offline
 provider's summary) cannot fail: it is marked a self-check (:func:`mer_eval.evidence.relate`).
 
-Claims are read as AU-F1 reads them (:func:`mer_eval.metrics.au_f1.extract_claims`: FACS names, everyday
+Claims are read as AU-F1 reads them (:func:`mer_eval.domain.au_claims.extract_claims`: FACS names, everyday
 synonyms, codes, negation). A claim counts as supported when the AU is reported, or when a visual description
 the writer was given mentions it ("He smiles ..." in ``video_content`` supports a smile). A negated claim of a
 reported AU ("no smile" with AU12 at 1.74) is a contradiction.
@@ -29,8 +29,8 @@ from mer_eval.domain.facs import au_code
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
-from mer_eval.metrics.au_f1 import UNIVERSE, claims_of, extract_claims
-from mer_eval.metrics.emotion_text import summary_or_abstention
+from mer_eval.domain.au_claims import UNIVERSE, claims_of, extract_claims
+from mer_eval.domain.emotion_text import summary_or_abstention
 from mer_eval.schema import MetricResult, Relation, Sample, Status
 from mer_eval.domain.text import cjk_ratio
 

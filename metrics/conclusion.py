@@ -6,17 +6,17 @@ another emotion, the reasoning around them left as it was): the cues the summary
 a raised voice, trembling, a lowered brow -- and the evidence texts it was given still point to the
 original emotion.
 
-The concluded emotion is read as everywhere (:func:`mer_eval.metrics.emotion_text.concluded_emotion`). A
+The concluded emotion is read as everywhere (:func:`mer_eval.domain.emotion_text.concluded_emotion`). A
 summary that concludes nothing, a placeholder (``[X]``) or a phrase that maps to no emotion *abstained*
 (status ``abstained``: a defect, never a gap). Each source gives an emotion profile
-(:func:`~mer_eval.metrics.emotion_text.emotion_profile`: emotion words count 1, cue phrases by their
+(:func:`~mer_eval.domain.emotion_text.emotion_profile`: emotion words count 1, cue phrases by their
 association weights):
 
 ========================  ================================================================  ======
 source                    what is read                                                      weight
 ========================  ================================================================  ======
 ``au``                    ``top_aus_intensities`` through the single-AU association table   0.8
-                          (:data:`~mer_eval.metrics.emotion_text.AU_EMOTION`, EMFACS)
+                          (:data:`~mer_eval.domain.emotion_text.AU_EMOTION`, EMFACS)
 ``peaks``                 ``chronological_emotion_peaks``: the AU rule's emotions over the   0.5
                           clip (slight 0.5, moderate 0.75, strong 1)
 ``audio``                 the tone description: emotion words and vocal cues                1.0
@@ -60,7 +60,7 @@ from mer_eval.domain.facs import EMOTION_TO_SENTIMENT, au_code, canonical_emotio
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
-from mer_eval.metrics.emotion_text import (Profile, au_profile, conclusion_or_abstention, emotion_profile,
+from mer_eval.domain.emotion_text import (Profile, au_profile, conclusion_or_abstention, emotion_profile,
                                            sentiment_conclusion, strip_conclusion, summary_or_abstention)
 from mer_eval.schema import Evidence, MetricResult, Relation, Sample, Status
 from mer_eval.domain.text import cjk_ratio, unwrap_transcript
@@ -112,7 +112,7 @@ def peaks_profile(peaks: list[str]) -> Profile:
 def reasoning_cue_profile(body: str) -> Profile:
     """Cues in the summary's own reasoning: AU claims (names, synonyms, codes; negation-aware) through the
     AU association table at intensity 2, and cue phrases; emotion words are not cues."""
-    from mer_eval.metrics.au_f1 import extract_claims
+    from mer_eval.domain.au_claims import extract_claims
 
     p = emotion_profile(body, words=False, cues=True)
     claims = extract_claims(body) if cjk_ratio(body) < 0.3 else None
@@ -127,7 +127,7 @@ def local_profiles(body: str, evidence: dict[str, Profile], peaks: list[str],
     rests on, what that is). The evidence is the sentence's own cues and AU claims, plus the profile of the
     modality the sentence talks about (its tone, the scene, the face) and of the emotion peaks whose
     timestamps it cites."""
-    from mer_eval.metrics.au_f1 import extract_claims
+    from mer_eval.domain.au_claims import extract_claims
     from mer_eval.domain.text import split_sentences
 
     out = []

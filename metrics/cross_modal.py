@@ -1,7 +1,7 @@
 """Cross-modal agreement: does each modality's own evidence support the emotion the summary concludes?
 
 The concluded emotion is read from the final summary as in label agreement
-(:func:`mer_eval.metrics.emotion_text.concluded_emotion`); a summary that concludes none, or a placeholder,
+(:func:`mer_eval.domain.emotion_text.concluded_emotion`); a summary that concludes none, or a placeholder,
 *abstained* (status ``abstained``), and a source whose signal a rule voted the conclusion from (the offline
 provider's FER / AU / tone votes) is a self-check, left out of the aggregates (``details.left_out``). Each
 source's evidence is a *set* of canonical emotions (:mod:`mer_eval.domain.facs`), or nothing:
@@ -15,7 +15,7 @@ source's evidence is a *set* of canonical emotions (:mod:`mer_eval.domain.facs`)
   table (every AU present); the evidence is the union of the emotions that fire. No rule firing = no evidence.
 * ``audio``: emotion words in the tone description (``annotation.audio_description``).
 * ``transcript``: emotion words in the transcript (the English lexicon plus the small Chinese one of
-  :mod:`mer_eval.metrics.emotion_text`).
+  :mod:`mer_eval.domain.emotion_text`).
 * ``visual``: emotion words and facial-expression cues ("smiling", "crying", ...) in the descriptions of what
   is seen: ``visual_objective``, ``image_description``, ``video_content``. ``visual_expression`` is left out:
   MER-Factory writes it from the AUs, so it would count the AU source twice.
@@ -52,7 +52,7 @@ from pydantic import Field
 
 from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
-from mer_eval.metrics.emotion_text import dominant_emotions, valence
+from mer_eval.domain.emotion_text import dominant_emotions, valence
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.domain.text import cjk_ratio, split_sentences, unwrap_transcript
 
@@ -316,7 +316,7 @@ class CrossModalAgreement(Metric):
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         from mer_eval.evidence import relate
-        from mer_eval.metrics.emotion_text import conclusion_or_abstention
+        from mer_eval.domain.emotion_text import conclusion_or_abstention
         from mer_eval.schema import Relation
 
         try:
@@ -335,7 +335,7 @@ class CrossModalAgreement(Metric):
             base = {"concluded": concl.emotion, "concluded_raw": concl.raw, "concluded_method": concl.method,
                     "concluded_valence": valence(concl.emotion), "evidence": ev, "left_out": left_out}
             lex_outputs = [o.name for o in self.outputs if o.name != "cm_semantic"]
-            from mer_eval.metrics.emotion_text import sentiment_conclusion
+            from mer_eval.domain.emotion_text import sentiment_conclusion
 
             sent = sentiment_conclusion(s.annotation.final_summary or "") if abstained else None
             if sent:

@@ -46,7 +46,7 @@ from mer_eval.domain.facs import EMOTION_SYNONYMS
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
-from mer_eval.metrics.emotion_text import summary_or_abstention
+from mer_eval.domain.emotion_text import summary_or_abstention
 from mer_eval.schema import MetricResult, Sample, Status
 from mer_eval.domain.text import cjk_ratio, unwrap_transcript
 

@@ -1,6 +1,6 @@
 """Label agreement: does the emotion the final summary concludes match the ground-truth label?
 
-Prediction (see :mod:`mer_eval.metrics.emotion_text`): the closing statement MER-Factory asks for ("the core
+Prediction (see :mod:`mer_eval.domain.emotion_text`): the closing statement MER-Factory asks for ("the core
 emotional state is X, ..."; also "X is the most likely emotion", "the inferred sentiment is X", a line
 ``Emotion: X``), its first known emotion word mapped with :func:`mer_eval.domain.facs.canonical_emotion` plus
 ``metrics.label_agreement.emotion_map``. Without such a statement, the emotion mentioned most often
@@ -32,7 +32,7 @@ from mer_eval.domain.facs import canonical_emotion, canonical_sentiment
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
-from mer_eval.metrics.emotion_text import concluded_emotion, concluded_sentiment
+from mer_eval.domain.emotion_text import concluded_emotion, concluded_sentiment
 from mer_eval.schema import MetricResult, Sample, Status
 
 NO_EMOTION = "summary concludes no emotion"
@@ -95,7 +95,7 @@ class LabelAgreement(Metric):
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         from mer_eval.evidence import relate
-        from mer_eval.metrics.emotion_text import conclusion_or_abstention
+        from mer_eval.domain.emotion_text import conclusion_or_abstention
 
         out: dict[str, list[MetricResult]] = {}
         for s in samples:
@@ -105,7 +105,7 @@ class LabelAgreement(Metric):
             details = {**f.as_details(), "label_raw": s.label, "label": label, "task": self.task}
             ev = relate(s, ["final_summary"], ["label"], conclusion=True)
             if abstained and self.task == "emotion":
-                from mer_eval.metrics.emotion_text import sentiment_conclusion
+                from mer_eval.domain.emotion_text import sentiment_conclusion
 
                 sent = sentiment_conclusion(s.annotation.final_summary or "")
                 if sent:

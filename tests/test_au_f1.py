@@ -12,7 +12,8 @@ import json
 import shutil
 
 import pytest
-from mer_eval.metrics.au_f1 import AUF1, extract_claims
+from mer_eval.domain.au_claims import extract_claims
+from mer_eval.metrics.au_f1 import AUF1
 
 from mer_eval.cache import Cache
 from mer_eval.config import Config

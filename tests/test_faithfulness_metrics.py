@@ -13,7 +13,7 @@ from mer_eval.generators import corrupt
 from mer_eval.metrics.abstention import Abstention
 from mer_eval.metrics.au_faithfulness import AUFaithfulness
 from mer_eval.metrics.conclusion import ConclusionConsistency
-from mer_eval.metrics.emotion_text import conclusion_or_abstention, emotion_profile
+from mer_eval.domain.emotion_text import conclusion_or_abstention, emotion_profile
 from mer_eval.metrics.grounding import Grounding, content_units, quotes
 from mer_eval.schema import Annotation, Relation, Sample, SampleType, Status
 
@@ -177,7 +177,7 @@ def test_abstention_scores(mf):
 
 
 def test_negation_keeps_its_scope_over_a_list_of_aus():
-    from mer_eval.metrics.au_f1 import extract_claims
+    from mer_eval.domain.au_claims import extract_claims
 
     for text in ("There is no AU04, AU07 or AU23 at all, so there is no facial trace of anger.",
                  "The peak rests on AU25 alone, with none of the companion units (AU04 brow lowerer, AU07 lid "

@@ -15,7 +15,7 @@ from mer_eval.cli import main
 from mer_eval.discovery import discover
 from mer_eval.generators import corrupt
 from mer_eval.metrics.au_faithfulness import AUFaithfulness
-from mer_eval.metrics.emotion_text import concluded_emotion
+from mer_eval.domain.emotion_text import concluded_emotion
 from mer_eval.reports.probe import auroc, bootstrap_ci
 
 TEXT_METRICS = "text_quality,label_agreement,conclusion,grounding,au_faithfulness,abstention"
