@@ -163,7 +163,8 @@ class Metric:
             version=f"{self.version}+{self.code_hash()}",
             model=(ref.id, ref.sha256) if ref else None,
             params=self.public_params(),
-            inputs=inputs,
+            # the sample id is part of the key: a hit never carries another sample's id or file paths
+            inputs={"sample_id": sample.id, "inputs": inputs},
         )
 
     def score(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
@@ -192,7 +193,7 @@ class Metric:
             keys[s.id] = key
             hit = self.ctx.cache.get(key) if key is not None else None
             if hit is not None:
-                out[s.id] = [MetricResult.model_validate({**r, "cached": True}) for r in hit]
+                out[s.id] = [MetricResult.model_validate({**r, "sample_id": s.id, "cached": True}) for r in hit]
                 self._advance(1)
             else:
                 misses.append(s)
