@@ -36,7 +36,7 @@ import numpy as np
 from mer_eval.generators import synthesis
 
 from mer_eval.discovery import discover
-from mer_eval.domain.facs import MER_FACTORY_RULES, au_code
+from mer_eval.domain.facs import RULE_AUS, au_code, au_rule_hits
 from mer_eval.domain.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample, SampleType
 from mer_eval.store import atomic_write_json, atomic_write_text
@@ -193,15 +193,12 @@ def pseudo_label(s: Sample, meta: dict, of) -> tuple[str | None, str | None]:
         return None, NOT_EVALUATED
     inten = of.intensities(idx)
     pres = of.presences(idx)
-    best, best_score = None, 0.0
-    for emo, aus in MER_FACTORY_RULES.items():
-        cs = [pres.get(f"AU{a}_c") for a in aus]
-        rs = [inten.get(f"AU{a}_r") for a in aus if f"AU{a}_r" in inten]
-        if sum(1 for c in cs if c == 1) * 2 >= len(aus) and rs:
-            score = float(np.mean(rs))
-            if score >= 0.8 and score > best_score:
-                best, best_score = emo, score
-    return (best, None) if best else (None, NO_RULE_FIRED)
+    present = {a: pres.get(f"AU{a}_c") == 1 for a in RULE_AUS}
+    intensity = {a: inten[f"AU{a}_r"] for a in RULE_AUS if f"AU{a}_r" in inten}
+    hits = au_rule_hits("mer-factory", present, intensity, 0.8)
+    if not hits:
+        return None, NO_RULE_FIRED
+    return max(hits, key=lambda h: h.score).emotion, None  # the highest mean; the first in the table on ties
 
 
 def pseudo_emotion(s: Sample, meta: dict, of) -> str | None:

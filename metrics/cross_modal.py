@@ -47,7 +47,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from mer_eval.domain.facs import EMOTION_TO_SENTIMENT, MER_FACTORY_RULES, MERR_RULES, OPENFACE_R_AUS, au_code, canonical_emotion
+from mer_eval.domain.facs import EMOTION_TO_SENTIMENT, OPENFACE_R_AUS, au_code, au_rule_hits, canonical_emotion
 from pydantic import Field
 
 from mer_eval.models import ModelSpec
@@ -66,20 +66,15 @@ SOURCE_FIELDS = {"au": ["top_aus_intensities"], "audio": ["audio_description"], 
 
 
 def au_pseudo_labels(intensity: dict[str, float], presence: dict[str, bool], threshold: float) -> dict[str, Any]:
-    """Emotions fired by MER-Factory's and MERR's AU rules; keys are two-digit AU codes.
+    """Emotions fired by MER-Factory's and MERR's AU rules (:func:`mer_eval.domain.facs.au_rule_hits`); keys are
+    two-digit AU codes.
 
-    MER-Factory's mean runs over the rule's AUs that have an intensity (``_r``) column, as MER-Factory does:
-    AU28 (worried) has presence only and is never counted as an intensity of 0."""
-    mf = []
-    for emo, aus in MER_FACTORY_RULES.items():
-        present = sum(1 for a in aus if presence.get(a))
-        r_aus = [a for a in aus if a in OPENFACE_R_AUS]
-        if not r_aus:
-            continue
-        score = sum(intensity.get(a, 0.0) for a in r_aus) / len(r_aus)
-        if present >= 0.5 * len(aus) and score >= threshold:
-            mf.append({"emotion": emo, "score": round(score, 4)})
-    merr = [emo for emo, aus in MERR_RULES.items() if all(presence.get(a) for a in aus)]
+    MER-Factory's mean runs over the rule's AUs that have an intensity (``_r``) column in OpenFace, as
+    MER-Factory does (AU28, worried, has presence only and is never counted as an intensity of 0); such an AU
+    missing from ``intensity`` counts 0."""
+    mf = [{"emotion": h.emotion, "score": round(h.score, 4)}
+          for h in au_rule_hits("mer-factory", presence, intensity, threshold, intensity_aus=OPENFACE_R_AUS)]
+    merr = [h.emotion for h in au_rule_hits("merr", presence)]
     emotions = sorted({e["emotion"] for e in mf} | set(merr))
     return {"mer_factory": mf, "merr": merr, "emotions": emotions}
 

@@ -32,7 +32,7 @@ from mer_eval.generators.stages import (
 from mer_eval.generators.stages.peaks import emotions_at
 
 from mer_eval.config import Config
-from mer_eval.domain.facs import MERR_RULES, au_text
+from mer_eval.domain.facs import RULE_AUS, au_rule_hits, au_text
 from mer_eval.domain.openface import OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample
 
@@ -41,13 +41,10 @@ VERSION = "1"
 
 
 def merr_labels(presence: dict[str, float]) -> list[str]:
-    """MERR emotions whose every AU is present (``AUxx_c`` == 1) in ``presence``."""
-    out = []
-    for emotion, aus in MERR_RULES.items():
-        cols = [f"AU{a}_c" for a in aus]
-        if all(presence.get(c) == 1 for c in cols):
-            out.append(emotion)
-    return out
+    """MERR emotions whose every AU is present (``AUxx_c`` == 1) in ``presence``
+    (:func:`mer_eval.domain.facs.au_rule_hits`)."""
+    present = {a: presence.get(f"AU{a}_c") == 1 for a in RULE_AUS}
+    return [h.emotion for h in au_rule_hits("merr", present)]
 
 
 def run_au_text(sample: Sample, sample_dir: Path, config: Config) -> StageResult:

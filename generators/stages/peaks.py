@@ -50,7 +50,7 @@ from mer_eval.generators.stages import (
 )
 
 from mer_eval.config import Config
-from mer_eval.domain.facs import AU_NAMES, MER_FACTORY_RULES
+from mer_eval.domain.facs import AU_NAMES, RULE_AUS, au_rule_hits
 from mer_eval.domain.openface import OpenFaceData, OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample
 
@@ -97,23 +97,13 @@ def intensity_series(of: OpenFaceData, rule: str = "mer-factory",
 
 
 def emotions_at(of: OpenFaceData, idx: int, threshold: float) -> list[dict[str, Any]]:
-    """MER-Factory's emotion rules at row ``idx`` (sorted by score, highest first)."""
-    out = []
-    for emotion, aus in MER_FACTORY_RULES.items():
-        c_cols = [f"AU{a}_c" for a in aus]
-        if not all(c in of.data for c in c_cols):
-            continue
-        present = sum(1 for c in c_cols if of.data[c][idx] == 1)
-        if present < 0.5 * len(c_cols):
-            continue
-        r_cols = [f"AU{a}_r" for a in aus if f"AU{a}_r" in of.data]
-        if not r_cols:
-            continue
-        score = float(np.mean([of.data[c][idx] for c in r_cols]))
-        if score >= threshold:
-            strength = ("strong" if score >= 3.0 * threshold else "moderate" if score >= 2.0 * threshold
-                        else "slight")
-            out.append({"emotion": emotion, "score": round(score, 4), "strength": strength})
+    """MER-Factory's emotion rules at row ``idx`` (:func:`mer_eval.domain.facs.au_rule_hits`; present means
+    ``_c`` == 1, an emotion whose ``_c`` columns are not all in the table is skipped), sorted by the rounded
+    score, highest first."""
+    present = {a: of.data[f"AU{a}_c"][idx] == 1 for a in RULE_AUS if f"AU{a}_c" in of.data}
+    intensity = {a: of.data[f"AU{a}_r"][idx] for a in RULE_AUS if f"AU{a}_r" in of.data}
+    out = [{"emotion": h.emotion, "score": round(h.score, 4), "strength": h.strength}
+           for h in au_rule_hits("mer-factory", present, intensity, threshold, skip_unknown=True)]
     out.sort(key=lambda e: e["score"], reverse=True)
     return out
 

@@ -7,7 +7,11 @@ alike, so both sides speak the same names.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Optional
+
+import numpy as np
 
 # OpenFace 2.x AU numbers with an intensity (_r) column; AU28 has presence (_c) only.
 OPENFACE_R_AUS = ("01", "02", "04", "05", "06", "07", "09", "10", "12", "14", "15", "17", "20", "23", "25",
@@ -93,6 +97,59 @@ MERR_RULES: dict[str, tuple[str, ...]] = {
     "sad": ("01", "04", "15"),
     "angry": ("04", "05", "07", "23"),
 }
+
+RULE_TABLES: dict[str, dict[str, tuple[str, ...]]] = {"mer-factory": MER_FACTORY_RULES, "merr": MERR_RULES}
+RULE_AUS: tuple[str, ...] = tuple(sorted({a for t in RULE_TABLES.values() for aus in t.values() for a in aus}))
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """One emotion an AU rule table fires for."""
+
+    emotion: str
+    score: Optional[float] = None  # mer-factory: mean intensity of the rule's AUs (unrounded); merr: None
+    strength: Optional[str] = None  # mer-factory: slight | moderate | strong; merr: None
+
+
+def au_rule_hits(table: str, present: Mapping[str, bool], intensity: Optional[Mapping[str, float]] = None,
+                 threshold: float = 0.8, *, intensity_aus: Optional[Iterable[str]] = None,
+                 skip_unknown: bool = False) -> list[RuleHit]:
+    """The emotions whose AU combination fires, in the table's order: the one implementation of both tables.
+
+    ``present``: two-digit AU code -> present (a code that is not a key is not present); ``intensity``: AU
+    code -> intensity (``_r``).
+
+    * ``mer-factory`` (:data:`MER_FACTORY_RULES`): an emotion fires when at least half its AUs are present and
+      the mean intensity of its AUs that have an intensity channel reaches ``threshold``; strength strong at
+      3x, moderate at 2x the threshold, else slight. The AUs with an intensity channel are
+      ``intensity_aus`` (default: the keys of ``intensity``; one of them missing from ``intensity`` counts
+      0); a rule none of whose AUs has one (AU28 has presence only) never fires. ``skip_unknown``: an
+      emotion with an AU that is not a key of ``present`` is skipped (MER-Factory skips an emotion whose
+      ``_c`` columns are not all in the CSV).
+    * ``merr`` (:data:`MERR_RULES`): an emotion fires when every one of its AUs is present.
+
+    The mean is ``numpy.mean`` over the rule's intensities in table order.
+    """
+    rules = RULE_TABLES[table]
+    if table == "merr":
+        return [RuleHit(emo) for emo, aus in rules.items() if all(present.get(a) for a in aus)]
+    intensity = intensity or {}
+    channels = set(intensity if intensity_aus is None else intensity_aus)
+    out = []
+    for emo, aus in rules.items():
+        if skip_unknown and not all(a in present for a in aus):
+            continue
+        n_present = sum(1 for a in aus if present.get(a))
+        values = [intensity.get(a, 0.0) for a in aus if a in channels]
+        if n_present < 0.5 * len(aus) or not values:
+            continue
+        score = float(np.mean(values))
+        if score >= threshold:
+            strength = ("strong" if score >= 3.0 * threshold else "moderate" if score >= 2.0 * threshold
+                        else "slight")
+            out.append(RuleHit(emo, score, strength))
+    return out
+
 
 # ---- canonical emotions -------------------------------------------------------------------------
 
