@@ -45,6 +45,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from mer_eval.domain.emotion_text import concluded_emotion, concluded_sentiment, sentiment_conclusion
 from mer_eval.domain.facs import EMOTION_TO_SENTIMENT, canonical_emotion, canonical_sentiment
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -255,27 +256,23 @@ def coarse_description(ev: dict) -> str:
 
 # ---- the conclusion ------------------------------------------------------------------------------
 
-_CONCLUSION_EMO = re.compile(r"core emotional state is\s*\[?\s*\**([^,.\]\n*]+?)\**\s*\]?\s*(?:,|\.|$| and)",
-                             re.IGNORECASE | re.MULTILINE)
-_CONCLUSION_SENT = re.compile(r"sentiment is\s*\[?\s*\**([^,.\]\n*]+?)\**\s*\]?\s*(?:,|\.|$| and)",
-                              re.IGNORECASE | re.MULTILINE)
-_CAUSE = re.compile(r"most likely cause is\s*\[?(.+?)\]?\s*\.?\s*$", re.IGNORECASE | re.DOTALL)
-
-
 def parse_conclusion(text: str | None, task: str = "emotion") -> str | None:
     """X of the closing line ("the core emotional state is X" / "the overall sentiment is X"), canonical
-    when it maps onto the canonical set, else as written; None when there is no such line."""
+    when it maps onto the canonical set, else as written (lower case); None when there is no such line.
+
+    Read by the one conclusion parser the metrics use (:func:`mer_eval.domain.emotion_text.concluded_emotion`,
+    :func:`~mer_eval.domain.emotion_text.concluded_sentiment` for ``task="sentiment"``): X is what it finds in
+    the last concluding statement; a text without one (where the metrics fall back to the most frequent
+    emotion word) has no closing line here, and for the emotion task neither has a text whose statement names
+    a sentiment instead (:func:`~mer_eval.domain.emotion_text.sentiment_conclusion`)."""
     if not text:
         return None
-    pat = _CONCLUSION_SENT if task == "sentiment" else _CONCLUSION_EMO
-    hits = pat.findall(text)
-    if not hits and task == "sentiment":  # a sentiment run may still conclude with an emotion
-        hits = _CONCLUSION_EMO.findall(text)
-    if not hits:
+    f = (concluded_sentiment if task == "sentiment" else concluded_emotion)(text)
+    if f.method != "conclusion":
         return None
-    raw = hits[-1].strip().strip("\"'").strip()
-    canon = canonical_sentiment(raw) if task == "sentiment" else canonical_emotion(raw)
-    return canon or raw.lower()
+    if task != "sentiment" and f.emotion is None and sentiment_conclusion(text):
+        return None  # a sentiment-task closing line ("the overall sentiment is positive") concludes no emotion
+    return f.emotion or (f.raw or "").strip().lower() or None
 
 
 def _cues(ev: dict, task: str) -> dict[str, list[str]]:
