@@ -303,7 +303,7 @@ def examples_dir() -> Path:
 @config_options
 def demo(out_dir, config_path, sets):
     """Validate, generate, score and report on the bundled real example data (offline)."""
-    from mer_eval.demo import run_demo
+    from mer_eval.app.demo import run_demo
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = load_cfg(config_path, sets)
