@@ -38,6 +38,7 @@ from mer_eval.generators import synthesis
 from mer_eval.discovery import discover
 from mer_eval.domain.facs import RULE_AUS, au_code, au_rule_hits
 from mer_eval.domain.openface import OpenFaceError, read_openface_csv
+from mer_eval.domain.records import META_NAME
 from mer_eval.schema import Sample, SampleType
 from mer_eval.store import atomic_write_json, atomic_write_text
 
@@ -97,7 +98,7 @@ class ExportResult:
 def _meta(s: Sample) -> dict:
     if s.folder is None:
         return {}
-    p = Path(s.folder) / "mer_eval_meta.json"
+    p = Path(s.folder) / META_NAME
     try:
         return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
     except (OSError, json.JSONDecodeError):

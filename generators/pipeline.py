@@ -48,11 +48,12 @@ from typing import Any
 from mer_eval.generators import synthesis
 
 from mer_eval.cache import Cache, file_sha256
+from mer_eval.domain import records
 from mer_eval.config import Config
 from mer_eval.schema import SCHEMA_VERSION, Sample
 from mer_eval.store import RunStore, atomic_write_json
 
-META_NAME = "mer_eval_meta.json"
+META_NAME = records.META_NAME
 PIPELINE_VERSION = "1"
 
 SEQUENCES: dict[str, tuple[str, ...]] = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from mer_eval.domain import merfactory
+from mer_eval.domain import merfactory, records
 from mer_eval.evidence import provenance_from_meta
 from mer_eval.paths import UnsafePathError, is_within, resolve_media_path, sanitize_sample_id
 from mer_eval.schema import Annotation, Sample, SampleType, clean_text
@@ -379,6 +379,7 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
                 s.provenance = provenance_from_meta(meta)
             except merfactory.MerFactoryFormatError as e:
                 s.notes.append(f"{merfactory.META_NAME}: {e}")
+        records.read_into(s)  # the generator's AU-source and ASR records, for the metrics
         order = [SampleType.mer, SampleType.image, SampleType.video, SampleType.audio, SampleType.au]
         s.type = next(t for t in order if t in kinds)
         if s.media().get("video") is None and s.id in media:

@@ -97,6 +97,29 @@ class TextOrigin(BaseModel):
     model: Optional[str] = None
 
 
+class AUSourceRecord(BaseModel):
+    """What mer-eval's generator recorded about where the annotation's AUs came from (``mer_eval_meta.json``'s
+    ``au_source`` / ``au_backend`` / ``au_csv``, the stage files ``<id>_au.json`` / ``<id>_peaks.json``; read
+    by :func:`mer_eval.domain.records.read_au_source`)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    backend: Optional[str] = None  # openface | mediapipe | pyfeat | ... (lower case), the first one recorded
+    csv: list[Path] = Field(default_factory=list)  # AU CSVs named as the source (relative: in the sample folder)
+    recorded_in: Optional[str] = None  # the first file that named a backend or a CSV
+    files: list[Path] = Field(default_factory=list)  # the record files there are (what the record depends on)
+    error: Optional[str] = None  # a record file that could not be read (then nothing else is known)
+
+
+class ASRRecord(BaseModel):
+    """The audio stage's record of the transcript it wrote (``<id>_audio_features.json``)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    file: Path
+    transcript: Optional[str] = None  # the text the ASR model wrote
+    model_id: Optional[str] = None  # the ASR model, as the model registry resolved it
+    model_sha256: Optional[str] = None
+
+
 class SampleProvenance(BaseModel):
     """What the annotation records about how it was made (filled by discovery)."""
 
@@ -105,6 +128,11 @@ class SampleProvenance(BaseModel):
     conclusion_from: Optional[list[str]] = None  # signals a deterministic rule voted the conclusion from
     flags: dict[str, str] = Field(default_factory=dict)  # truncated_llm_output / partial_audio / ... -> why
     recorded_in: Optional[str] = None  # the file that said so
+    # the generator's records in the sample folder (mer_eval.domain.records); records_read: discovery read
+    # them (False: not looked at, e.g. a Sample built by hand; readers then read the folder themselves)
+    records_read: bool = False
+    au_source: AUSourceRecord = Field(default_factory=AUSourceRecord)
+    asr: Optional[ASRRecord] = None
 
 
 class _Base(BaseModel):

@@ -20,8 +20,9 @@
   where every CJK character is one unit and every run of Latin letters / digits (a Latin word) is one unit
   (:func:`mer_eval.domain.text.mixed_tokens`). For other text ``asr_cer`` is jiwer's character error rate (spaces
   count as characters, as in jiwer).
-* Independence: when the sample folder records (mer-eval's ``<id>_audio_features.json``) that this very
-  transcript was made by the same Whisper model (same sha256, else same id) the baseline uses, the WER
+* Independence: when mer-eval's audio stage recorded (``sample.provenance.asr``, read by discovery from
+  ``<id>_audio_features.json``: :mod:`mer_eval.domain.records`) that this very transcript was made by the
+  same Whisper model (same sha256, else same id) the baseline uses, the WER
   compares the model with itself: the value is still reported, with ``details.independent = false`` and
   ``details.dependence`` saying so (composites leave such results out). A ground-truth reference is always
   independent.
@@ -35,7 +36,8 @@ from typing import Literal, Any, Callable, Optional
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
-from mer_eval.schema import MetricResult, ModelRef, Sample, Status
+from mer_eval.domain.records import asr_of
+from mer_eval.schema import ASRRecord, MetricResult, ModelRef, Sample, Status
 from mer_eval.domain.text import cjk_ratio, mixed_tokens, unwrap_transcript
 
 
@@ -60,33 +62,13 @@ def whisper_normaliser(cjk: bool) -> Callable[[str], str]:
     return lambda s: " ".join(n(s).split())
 
 
-def recorded_asr(sample: Sample) -> Optional[tuple[Path, dict[str, Any]]]:
-    """(file, its ``outputs``) of mer-eval's audio stage record in the sample folder, when there is one."""
-    import json
-
-    if sample.folder is None:
-        return None
-    folder = Path(sample.folder)
-    for i in dict.fromkeys([sample.id, folder.name]):
-        p = folder / f"{i}_audio_features.json"
-        if not p.is_file():
-            continue
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        out = data.get("outputs") if isinstance(data, dict) else None
-        return (p, out) if isinstance(out, dict) else None
-    return None
-
-
-def same_model(recorded: Any, res: Any) -> bool:
-    """Whether a recorded model ref ({id, sha256, ...}) is the resolved model ``res``."""
-    if not isinstance(recorded, dict):
+def same_model(recorded: Optional[ASRRecord], res: Any) -> bool:
+    """Whether the recorded ASR model (sha256, else id) is the resolved model ``res``."""
+    if recorded is None:
         return False
-    if recorded.get("sha256") and res.sha256:
-        return recorded["sha256"] == res.sha256
-    return bool(recorded.get("id")) and recorded.get("id") == res.id
+    if recorded.model_sha256 and res.sha256:
+        return recorded.model_sha256 == res.sha256
+    return bool(recorded.model_id) and recorded.model_id == res.id
 
 
 def error_rates(reference: str, hypothesis: str, cjk: bool) -> dict[str, Any]:
@@ -154,9 +136,9 @@ class ASRWER(Metric):
 
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
         ref = (sample.reference_transcript or "").strip()
-        rec = None if ref else recorded_asr(sample)
+        rec = None if ref else asr_of(sample)
         return {"hypothesis": self.hypothesis(sample), "reference": ref or None,
-                "audio": None if ref else self.audio_source(sample), "asr_record": rec[0] if rec else None}
+                "audio": None if ref else self.audio_source(sample), "asr_record": rec.file if rec else None}
 
     # ---- model ------------------------------------------------------------------------------------
     def _resolution(self) -> Any:
@@ -220,19 +202,16 @@ class ASRWER(Metric):
 
     def _self_reference(self, sample: Sample) -> Optional[str]:
         """Why the Whisper baseline is not independent of the hypothesis, or None."""
-        rec = recorded_asr(sample)
+        rec = asr_of(sample)
         if rec is None:
             return None
-        path, outputs = rec
-        asr = outputs.get("asr") if isinstance(outputs.get("asr"), dict) else {}
-        text = outputs.get("transcript") or asr.get("text")
         res = self._resolution()
-        if not isinstance(text, str) or not same_model(asr.get("model"), res):
+        if rec.transcript is None or not same_model(rec, res):
             return None
         norm = basic_normaliser()
-        if norm(text) != norm(self.hypothesis(sample) or ""):
+        if norm(rec.transcript) != norm(self.hypothesis(sample) or ""):
             return None
-        return (f"{path.name} records that this transcript was made by {res.id}, the model the Whisper baseline "
+        return (f"{rec.file.name} records that this transcript was made by {res.id}, the model the Whisper baseline "
                 "uses: the WER compares the model with itself")
 
     # ---- scoring ----------------------------------------------------------------------------------

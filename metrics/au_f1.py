@@ -27,9 +27,10 @@ Detections (``au_f1.source``)
 
 Independence
     MER-Factory writes the AU text from the sample's own OpenFace CSV, so checking the text against that CSV
-    measures faithfulness to the input, not correctness. :func:`provenance` reads what the sample folder
-    records about the AU source of the annotation (``mer_eval_meta.json``'s ``au_source``, mer-eval's stage
-    files ``<id>_au.json`` / ``<id>_peaks.json``). A CSV is *self* when (1) a recorded AU file is this CSV
+    measures faithfulness to the input, not correctness. :func:`provenance` takes what mer-eval's generator
+    recorded about the AU source of the annotation from ``sample.provenance.au_source`` (discovery reads it
+    from ``mer_eval_meta.json``'s ``au_source`` and the stage files ``<id>_au.json`` / ``<id>_peaks.json``,
+    :mod:`mer_eval.domain.records`). A CSV is *self* when (1) a recorded AU file is this CSV
     (same path, same bytes, or - for a moved run whose recorded path is gone - the same name); a recorded
     file that is another file makes it independent; else (2) a recorded backend (``openface``, ``mediapipe``,
     ...) and the CSV sits in the sample folder as ``<id>.csv`` (what the generator wrote); a non-OpenFace
@@ -50,7 +51,6 @@ present AUs and D the detected ones, TP = |C & D|:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Any
@@ -61,6 +61,7 @@ from pydantic import Field
 
 from mer_eval.domain.au_claims import UNIVERSE, Claims, Mention, claims_of, extract_claims  # noqa: F401
 from mer_eval.domain.facs import au_code
+from mer_eval.domain.records import au_source_of
 
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec, ScoreContext
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
@@ -120,49 +121,14 @@ class Provenance:
     where: str | None = None  # the file that said so
 
 
-def _read_json(p: Path) -> dict:
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise _Skip(Status.error, f"{p}: unreadable ({e})") from None
-    return data if isinstance(data, dict) else {}
-
-
 def provenance(sample: Sample) -> Provenance:
-    """Read ``mer_eval_meta.json`` (``au_source``: a backend name, or a dict with ``backend``/``path``; or
-    ``au_backend`` / ``au_csv``) and mer-eval's stage files ``<id>_au.json`` (``au_source``, ``csv``) and
-    ``<id>_peaks.json`` (``au_source``, ``au_csv``) in the sample folder."""
-    pv = Provenance()
-    if sample.folder is None:
-        return pv
-    folder = Path(sample.folder)
-    ids = dict.fromkeys([sample.id, folder.name])
-    cands = [folder / "mer_eval_meta.json"] + [folder / f"{i}_{st}.json" for i in ids for st in ("au", "peaks")]
-    for f in cands:
-        if not f.is_file():
-            continue
-        d = _read_json(f)
-        backend, paths = None, []
-        for key in ("au_source", "au", "aus"):
-            v = d.get(key)
-            if isinstance(v, dict):
-                backend = backend or v.get("backend") or v.get("source") or v.get("name")
-                paths += [v.get(k) for k in ("path", "csv", "file")]
-            elif isinstance(v, str):
-                if v.lower().endswith(".csv") or "/" in v:
-                    paths.append(v)
-                else:
-                    backend = backend or v
-        backend = backend or d.get("au_backend")
-        paths += [d.get(k) for k in ("au_csv", "csv")]
-        paths = [x for x in paths if isinstance(x, str) and x]
-        if backend or paths:
-            pv.where = pv.where or f.name
-            pv.backend = pv.backend or (str(backend).lower() if backend else None)
-            for x in paths:
-                q = Path(x)
-                pv.files.append(q if q.is_absolute() else folder / q)
-    return pv
+    """What the generator recorded about the annotation's AU source (``sample.provenance.au_source``, read by
+    discovery from ``mer_eval_meta.json`` and the au / peaks stage files: :func:`mer_eval.domain.records.read_au_source`).
+    A record that could not be read is an error, never a guess."""
+    rec = au_source_of(sample)
+    if rec.error is not None:
+        raise _Skip(Status.error, rec.error)
+    return Provenance(backend=rec.backend, files=list(rec.csv), where=rec.recorded_in)
 
 
 def csv_is_self(sample: Sample, csv: Path, pv: Provenance | None = None) -> tuple[bool, str]:
@@ -386,12 +352,8 @@ class AUF1(Metric):
         img = sample.frame_image()
         if img is not None:
             inputs["image"] = Path(img)
-        if sample.folder is not None:  # provenance files decide self / independent
-            folder = Path(sample.folder)
-            for n in ("mer_eval_meta.json", f"{sample.id}_au.json", f"{sample.id}_peaks.json",
-                      f"{folder.name}_au.json", f"{folder.name}_peaks.json"):
-                if (folder / n).is_file():
-                    inputs[f"provenance:{n}"] = folder / n
+        for f in au_source_of(sample).files:  # the generator's records decide self / independent
+            inputs[f"provenance:{f.name}"] = f
         return inputs
 
     # --- scoring

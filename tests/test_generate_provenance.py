@@ -141,6 +141,37 @@ def test_discovery_reads_the_provenance_back(examples_run):
     assert by["sense_and_sensibility_01_austen_64kb-0880"].provenance.origins["transcript"].producer == "asr"
 
 
+
+def test_discovery_reads_the_au_and_asr_records(examples_run, tmp_path):
+    """What AU-F1 and ASR-WER need from the generator's stage files (the AU backend, the ASR model and text of
+    the transcript) is in ``Sample.provenance`` after discovery, and the metrics read it there."""
+    from mer_eval.domain.records import asr_of, au_source_of
+    from mer_eval.metrics.au_f1 import provenance
+    from mer_eval.schema import Sample
+
+    by = discover(examples_run).by_id()
+    sf = by["single_face"]
+    rec = sf.provenance.au_source
+    assert sf.provenance.records_read and rec.error is None
+    assert rec.backend == _meta(examples_run, "single_face")["au_source"] and rec.recorded_in == META_NAME
+    assert [f.name for f in rec.files] == [META_NAME, "single_face_au.json", "single_face_peaks.json"]
+    sp = by["sense_and_sensibility_01_austen_64kb-0880"]
+    feats = json.loads((examples_run / sp.id / f"{sp.id}_audio_features.json").read_text(encoding="utf-8"))
+    asr = sp.provenance.asr
+    assert asr is not None and asr.file == examples_run / sp.id / f"{sp.id}_audio_features.json"
+    assert asr.transcript == feats["outputs"]["transcript"]
+    assert (asr.model_id, asr.model_sha256) == (feats["outputs"]["asr"]["model"]["id"],
+                                                feats["outputs"]["asr"]["model"]["sha256"])
+    # the metrics take the discovered record, not the folder
+    moved = sf.model_copy(update={"folder": tmp_path})
+    assert provenance(moved).backend == rec.backend and au_source_of(moved) == rec
+    assert asr_of(sp.model_copy(update={"folder": tmp_path})) == asr
+    # a Sample built by hand (not discovered) has its folder read on demand, to the same record
+    assert au_source_of(Sample(id=sf.id, folder=sf.folder)) == rec
+    assert asr_of(Sample(id=sp.id, folder=sp.folder)) == asr
+    assert au_source_of(Sample(id="x")).backend is None and asr_of(Sample(id="x")) is None
+
+
 # ---- truncated answers (OpenAI-compatible and Gemini fake servers) -------------------------------
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mer_eval.cache import file_sha256
+from mer_eval.domain.records import stage_record_name
 from mer_eval.store import atomic_write_json
 
 __all__ = [
@@ -92,7 +93,7 @@ class StageResult:
 
 
 def stage_json_path(sample_id: str, sample_dir: Path, stage: str) -> Path:
-    return Path(sample_dir) / f"{sample_id}_{stage}.json"
+    return Path(sample_dir) / stage_record_name(sample_id, stage)
 
 
 def fingerprint(inputs: Iterable[Path | str | None], config: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from mer_eval.domain import records
 from mer_eval.schema import Annotation, SampleType, clean_text
 
 # result file suffix -> processing type
@@ -197,7 +198,7 @@ def merge_result(ann: Annotation, kind: SampleType, data: dict) -> list[str]:
     return notes
 
 
-META_NAME = "mer_eval_meta.json"
+META_NAME = records.META_NAME
 
 
 def merge_meta(ann: Annotation, meta: dict) -> None:
