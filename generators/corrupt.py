@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from mer_eval.domain.facs import AU_NAMES, CANONICAL_EMOTIONS, EMOTION_SYNONYMS, au_code
+from mer_eval.domain.facs import AU_NAMES, EMOTION_SYNONYMS, au_code
 from mer_eval.schema import Sample
 from mer_eval.domain.text import cjk_ratio, split_sentences
 

@@ -32,7 +32,8 @@ supports every emotion whose rule fires at the peak (``au_pseudo_labels``, stron
 classifier its argmax, the voice its ``tone_emotion`` when one was measured. X is the emotion supported by
 the most cues; ties are broken by the order FER > AU rules > voice (the classifier is trained on faces and
 gives a probability; the AU tables are hand-written lookups, e.g. MER-Factory's contempt rule fires on
-many smiles). With no measured cue X is ``undetermined``. For sentiment, every vote is first mapped to positive/negative/neutral
+many smiles). With no measured cue X is ``undetermined``. For sentiment, every vote is first mapped to
+positive/negative/neutral
 (:data:`mer_eval.domain.facs.EMOTION_TO_SENTIMENT`) and the same rule applies. Label-aware: X is the label.
 """
 

@@ -204,7 +204,7 @@ class Metric:
                 res = self.compute(batch)
             except ModelUnavailable as e:
                 res = {s.id: self.not_ok(s.id, Status.unavailable, str(e)) for s in batch}
-            except Exception as e:  # a failing batch is reported per sample, never scored
+            except Exception as e:  # noqa: BLE001 - a failing batch is reported per sample (error), never scored
                 tb = traceback.extract_tb(e.__traceback__)
                 where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
                 res = {

@@ -75,7 +75,7 @@ class Abstention(Metric):
             if not (a.final_summary or "").strip():
                 out.append((f"no final summary ({stype} annotations promise one)", 1.0))
             else:
-                f, why = conclusion_or_abstention(a.final_summary or "", dict(self.params.get("emotion_map") or {}) or None)
+                f, why = conclusion_or_abstention(a.final_summary or "")
                 if why:
                     if sentiment_conclusion(a.final_summary or "") is None:
                         out.append((why, 1.0))

@@ -13,7 +13,8 @@
 * Normalisation, applied to both sides before scoring (``metrics.asr_wer.normaliser``):
   ``basic``: lower-case, a hyphen / dash / slash between two word characters becomes a space ("ill-disposed"
   and "ill disposed" are the same two words), remove punctuation (every Unicode ``P*`` character), collapse
-  and strip spaces (jiwer transforms); ``whisper``: the ``whisper-normalizer`` package's ``EnglishTextNormalizer`` (spelling,
+  and strip spaces (jiwer transforms); ``whisper``: the ``whisper-normalizer`` package's
+  ``EnglishTextNormalizer`` (spelling,
   numbers, contractions), or its ``BasicTextNormalizer`` for CJK text; ``unavailable`` when not installed.
 * CJK (Chinese / Japanese / Korean script is at least ``cjk_threshold`` of the reference's characters): word
   boundaries are not written, so ``asr_wer`` is ``not_applicable`` and ``asr_cer`` is an error rate over units

@@ -63,7 +63,7 @@ from mer_eval.domain.au_claims import UNIVERSE, Claims, Mention, claims_of, extr
 from mer_eval.domain.facs import au_code
 from mer_eval.domain.records import au_source_of
 
-from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec, ScoreContext
+from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 
 CJK_MAX = 0.3  # texts with a larger share of CJK characters are not read for claims
@@ -123,7 +123,8 @@ class Provenance:
 
 def provenance(sample: Sample) -> Provenance:
     """What the generator recorded about the annotation's AU source (``sample.provenance.au_source``, read by
-    discovery from ``mer_eval_meta.json`` and the au / peaks stage files: :func:`mer_eval.domain.records.read_au_source`).
+    discovery from ``mer_eval_meta.json`` and the au / peaks stage files:
+    :func:`mer_eval.domain.records.read_au_source`).
     A record that could not be read is an error, never a guess."""
     rec = au_source_of(sample)
     if rec.error is not None:

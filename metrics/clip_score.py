@@ -267,7 +267,8 @@ class ClipImageText(Metric):
     name = "clip"
     order = 100
     version = "1.0"
-    requires = "a visual description (visual_objective / image_description / video_content) and a peak-frame image, image or video"
+    requires = ("a visual description (visual_objective / image_description / video_content) and a peak-frame "
+                "image, image or video")
     description = "CLIPScore (Hessel et al. 2021) of the visual description against the peak frame or image"
     outputs = (
         OutputSpec("clip_image_score", True, (0.0, 2.5),

@@ -32,7 +32,6 @@ from mer_eval.domain.facs import canonical_emotion, canonical_sentiment
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
-from mer_eval.domain.emotion_text import concluded_emotion, concluded_sentiment
 from mer_eval.schema import MetricResult, Sample, Status
 
 NO_EMOTION = "summary concludes no emotion"

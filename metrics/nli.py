@@ -80,7 +80,8 @@ class _HFNLI:
         if not limits:
             raise ModelUnavailable(f"cannot tell the maximum input length of {src}")
         self.max_length = min(limits)
-        self.n_special = len(self.tok("a", "b")["input_ids"]) - len(self.tok("a", add_special_tokens=False)["input_ids"]) \
+        self.n_special = len(self.tok("a", "b")["input_ids"]) \
+            - len(self.tok("a", add_special_tokens=False)["input_ids"]) \
             - len(self.tok("b", add_special_tokens=False)["input_ids"])
         self.labels, self.label_problem = label_indices(dict(cfg.id2label or {}))
         self.id2label = {int(k): str(v) for k, v in (cfg.id2label or {}).items()}

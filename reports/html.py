@@ -440,7 +440,8 @@ def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0,
 
     run_dirs = [Path(p) for p in run_dirs]
     labels = _labels(run_dirs)
-    sections = [_run_section(p, lab, with_samples=(i == 0), max_thumbnails=max_thumbnails) for i, (p, lab) in enumerate(zip(run_dirs, labels))]
+    sections = [_run_section(p, lab, with_samples=(i == 0), max_thumbnails=max_thumbnails)
+                for i, (p, lab) in enumerate(zip(run_dirs, labels))]
     comparison = compare_runs(run_dirs, n_boot=n_boot, seed=seed).to_dict() if len(run_dirs) > 1 else None
     primary = sections[0]
     table = {

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["fake_servers"]  # the local fake provider server fixture (fake_server)
+
 REPO = Path(__file__).resolve().parent.parent
 # real media no one here made: ../shared/data beside the clone, else the copy of most of it in tests/data/real
 # (with its attribution), so a user's clone runs the real-data tests too

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mer_eval.gates import read_scores
 from mer_eval.reports.commands import bless_cmd, regress_cmd
 from mer_eval.reports.compare import AllowError, AllowList, bootstrap_mean_ci, counted_mask
-from mer_eval.reports.regress import bless, load_baseline, regress
+from mer_eval.reports.regress import bless, regress
 from score_fixtures import MF_FILES, TEXT_METRICS, build_run, copy_run, shared_or_skip, text_composite, \
     write_references
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
-import pytest
 
 from mer_eval.config import load_config
 from mer_eval.discovery import Dataset, discover

@@ -3,7 +3,6 @@ faithfulness, abstention -- and their typed evidence (what counts, what is a sel
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

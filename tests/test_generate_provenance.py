@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fake_servers import FakeServer, fake_server, ok, status  # noqa: F401 (fixture)
+from fake_servers import ok, status
 from mer_eval.generators.pipeline import META_NAME, run_generate
 from mer_eval.generators.providers.gemini import GeminiProvider
 from mer_eval.generators.providers.openai_compat import OpenAIProvider

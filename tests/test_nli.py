@@ -149,7 +149,7 @@ def test_template_summary_against_the_texts_it_copied_is_a_self_check(nli_dir):
     tpl = small_sample().model_copy(update={"id": "tpl", "provenance": provenance_from_meta({"provider": "offline"})})
     llm = small_sample().model_copy(update={"id": "llm", "provenance": provenance_from_meta({"provider": "openai"})})
     res = m.score([tpl, llm])
-    t, l = res["tpl"][0], res["llm"][0]
-    assert t.status == l.status == Status.ok
+    t, lm = res["tpl"][0], res["llm"][0]
+    assert t.status == lm.status == Status.ok
     assert t.evidence.relation.value == "self_check" and counts(t)[0] is False
-    assert l.evidence.relation.value == "faithfulness" and counts(l) == (True, None)
+    assert lm.evidence.relation.value == "faithfulness" and counts(lm) == (True, None)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
-from fake_servers import FakeServer, empty, fake_server, hang, malformed, ok, status  # noqa: F401 (fixture)
+from fake_servers import empty, hang, malformed, ok, status
 from mer_eval.generators.providers.base import (
     Capability,
     CapabilityMissing,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from mer_eval.cli import main

@@ -11,7 +11,8 @@ Prosody, measured from the samples only (:func:`prosody`):
 
 * pitch: YIN (de Cheveigne & Kawahara 2002) on 25 ms windows every 10 ms, 60-500 Hz search, CMNDF
   threshold 0.15 with parabolic interpolation; a frame is voiced when YIN finds a dip and the frame is
-  within 35 dB of the loudest frame and above -60 dBFS. Reported: median F0 and the range as the 5th-95th percentile of voiced
+  within 35 dB of the loudest frame and above -60 dBFS. Reported: median F0 and the range as the 5th-95th
+  percentile of voiced
   frames (robust to octave errors), in Hz, plus the voiced share.
 * loudness: RMS in dBFS (0 dBFS = full-scale sine-free square, i.e. RMS 1.0) over 50 ms frames every 25 ms;
   frames within 40 dB of the loudest count as active; mean and range (5th-95th percentile) over those.

@@ -80,7 +80,8 @@ _CONCLUSION_PATTERNS = [
                r"character|boy|girl|he|she|they)\s+(?:appears|seems|is|looks|feels|sounds|comes across as)\s+"
                r"(?:to be\s+|to feel\s+)?(?:most likely\s+|mostly\s+|primarily\s+|predominantly\s+|mainly\s+|"
                r"largely\s+|genuinely\s+|clearly\s+|quite\s+|deeply\s+)?(?P<x>[^\n]+)"),
-    re.compile(r"^\s*\**\s*(?:final\s+)?(?:emotion|sentiment|label)\s*\**\s*[:：]\s*\**\s*(?P<x>[^\n]+)$", re.MULTILINE),
+    re.compile(r"^\s*\**\s*(?:final\s+)?(?:emotion|sentiment|label)\s*\**\s*[:：]\s*\**\s*(?P<x>[^\n]+)$",
+               re.MULTILINE),
 ]
 
 
@@ -325,7 +326,8 @@ ZH_CUES: dict[str, dict[str, float]] = {
     "哭": {"sad": 1.0}, "对不起": {"sad": 0.6}, "可怜": {"sad": 0.6}, "唉": {"sad": 0.6},
     "滚": {"angry": 1.0}, "讨厌": {"angry": 0.6, "disgust": 0.4}, "烦": {"angry": 0.7}, "闭嘴": {"angry": 1.0},
     "凭什么": {"angry": 0.7}, "天哪": {"surprise": 0.8}, "真的吗": {"surprise": 0.7}, "居然": {"surprise": 0.6},
-    "竟然": {"surprise": 0.6}, "怎么办": {"worried": 0.8}, "着急": {"worried": 0.8}, "慌": {"worried": 0.5, "fear": 0.5},
+    "竟然": {"surprise": 0.6}, "怎么办": {"worried": 0.8}, "着急": {"worried": 0.8},
+    "慌": {"worried": 0.5, "fear": 0.5},
     "怕": {"fear": 0.8}, "吓": {"fear": 0.5, "surprise": 0.5}, "恶心": {"disgust": 1.0},
 }
 
