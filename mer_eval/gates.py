@@ -308,6 +308,9 @@ class SampleDecision:
     decision: str = "include"  # include | exclude | review
     unknown: list[str] = field(default_factory=list)  # why nothing could judge (part of) this sample
     why: str = ""  # one line: what decided
+    duplicate_of: Optional[str] = None  # the kept sample this one nearly duplicates (curation)
+    decided_by: str = "rules"  # rules | human (a curator's accept / reject in review.jsonl beats every rule)
+    human: Optional[dict[str, Any]] = None  # the curator's decision: decision, who, when, what the rules said
 
 
 @dataclass
@@ -316,6 +319,10 @@ class GateResult:
     decisions: list[SampleDecision]
     origin: str
     on_unknown: str = "exclude"
+    curation: Any = None  # Curation applied (None: gate_run's curation step did not run)
+    labels: dict[str, str] = field(default_factory=dict)
+    histogram: dict[str, Any] = field(default_factory=dict)  # label counts before / after gating
+    warnings: list[str] = field(default_factory=list)  # min_per_label shortfalls
 
     @property
     def included(self) -> list[str]:
@@ -332,6 +339,8 @@ class GateResult:
         by = {k: sum(d.decision == k for d in self.decisions) for k in ("include", "exclude", "review")}
         return {"samples": len(self.decisions), "included": by["include"], "excluded": by["exclude"],
                 "review": by["review"], "unknown": sum(bool(d.unknown) for d in self.decisions),
+                "near_duplicates": sum(d.duplicate_of is not None for d in self.decisions),
+                "human": sum(d.decided_by == "human" for d in self.decisions),
                 "on_unknown": self.on_unknown, "per_rule": per_rule}
 
 
@@ -468,17 +477,24 @@ def write_gate(run_dir: Path, result: GateResult) -> dict[str, Path]:
     run_dir = Path(run_dir)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    header = ["sample_id", "decision", "why", "failed", "unknown", "skipped"]
+    header = ["sample_id", "decision", "decided_by", "why", "failed", "unknown", "skipped", "label"]
+    extra = [n for n in ("near_duplicate", "label_cap") if any(n in d.issues for d in result.decisions)]
     for r in result.rules:
         header += [f"is_{r.name}_issue", f"{r.name}_score"]
+    for n in extra:
+        header += [f"is_{n}_issue", f"{n}_score"]
+    if "near_duplicate" in extra:
+        header.append("near_duplicate_of")
     w.writerow(header)
     for d in result.decisions:
-        row: list[Any] = [d.sample_id, d.decision, d.why, "; ".join(d.failed), "; ".join(d.unknown),
-                          "; ".join(d.skipped)]
-        for r in result.rules:
-            iss = d.issues.get(r.name)
-            sc = d.scores.get(r.name)
+        row: list[Any] = [d.sample_id, d.decision, d.decided_by, d.why, "; ".join(d.failed), "; ".join(d.unknown),
+                          "; ".join(d.skipped), result.labels.get(d.sample_id, "")]
+        for name in [r.name for r in result.rules] + extra:
+            iss = d.issues.get(name)
+            sc = d.scores.get(name)
             row += ["" if iss is None else str(bool(iss)), "" if sc is None else repr(float(sc))]
+        if "near_duplicate" in extra:
+            row.append(d.duplicate_of or "")
         w.writerow(row)
     paths = {"csv": run_dir / GATE_CSV, "include": run_dir / INCLUDE_TXT, "json": run_dir / GATE_JSON}
     atomic_write_text(paths["csv"], buf.getvalue())
@@ -491,8 +507,306 @@ def write_gate(run_dir: Path, result: GateResult) -> dict[str, Path]:
         "on_unknown": result.on_unknown,
         "rules": [r.to_json() for r in result.rules],
         "counts": result.counts(),
+        "curation": result.curation.to_json() if result.curation else None,
+        "label_histogram": result.histogram,
+        "warnings": result.warnings,
+        "human_decisions": {d.sample_id: d.human for d in result.decisions if d.human},
+        "near_duplicates": {d.sample_id: d.duplicate_of for d in result.decisions if d.duplicate_of},
     })
     return paths
+
+
+# ---- curation: near-duplicates, per-label caps, human decisions ----------------------------------------
+
+REVIEW_JSONL = "review.jsonl"
+REVIEW_ACTIONS = ("accept", "reject", "edit")
+EDIT_FIELDS = ("final_summary", "label")
+DUP_JACCARD = 0.9  # default: summaries whose 3-word-shingle Jaccard similarity is >= 0.9 are near-duplicates
+DUP_SHINGLE = 3
+MINHASH_PERM = 128
+_MERSENNE = (1 << 61) - 1
+
+
+def read_review(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The curator's decisions from ``RUN/review.jsonl`` (appended by ``mer-eval review``), per sample: the last
+    accept / reject (``decision``, ``who``, ``when``) and the last edit of each field (``edits``). A line that
+    is not a review entry is an error (a decision file we cannot read is not silently ignored)."""
+    p = Path(run_dir) / REVIEW_JSONL
+    out: dict[str, dict[str, Any]] = {}
+    if not p.is_file():
+        return out
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError as ex:
+            raise GateError(f"{p}:{n}: not JSON ({ex})") from None
+        if not isinstance(e, dict) or e.get("action") not in REVIEW_ACTIONS or not isinstance(e.get("sample_id"), str):
+            raise GateError(f"{p}:{n}: a review entry needs sample_id and action ({', '.join(REVIEW_ACTIONS)})")
+        st = out.setdefault(e["sample_id"], {"decision": None, "who": None, "when": None, "edits": {}})
+        if e["action"] == "edit":
+            if e.get("field") not in EDIT_FIELDS:
+                raise GateError(f"{p}:{n}: edit of {e.get('field')!r}; editable: {', '.join(EDIT_FIELDS)}")
+            st["edits"][e["field"]] = {"after": e.get("after"), "before": e.get("before"), "who": e.get("who"),
+                                       "when": e.get("when")}
+        else:
+            st.update(decision=e["action"], who=e.get("who"), when=e.get("when"))
+    return out
+
+
+def append_review(run_dir: Path, entry: dict[str, Any]) -> None:
+    """Append one entry to ``RUN/review.jsonl`` in a single ``O_APPEND`` write, flushed to disk (a reader never
+    sees half a line; nothing else in the run is touched)."""
+    if entry.get("action") not in REVIEW_ACTIONS:
+        raise GateError(f"review action must be one of {', '.join(REVIEW_ACTIONS)}")
+    check_sample_id(str(entry.get("sample_id")))
+    data = (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(Path(run_dir) / REVIEW_JSONL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def shingles(text: Optional[str], k: int = DUP_SHINGLE) -> set[str]:
+    w = re.findall(r"[a-z0-9']+", (text or "").lower())
+    if len(w) < k:
+        return {" ".join(w)} if w else set()
+    return {" ".join(w[i:i + k]) for i in range(len(w) - k + 1)}
+
+
+def minhash(sh: set[str], num_perm: int = MINHASH_PERM, seed: int = 1):
+    """MinHash signature of a shingle set: ``num_perm`` universal hashes ``(a*x + b) mod (2^61 - 1)`` of each
+    shingle's 64-bit blake2b; the share of equal positions of two signatures estimates their Jaccard."""
+    import hashlib
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, _MERSENNE, size=num_perm, dtype=np.uint64).astype(object)
+    b = rng.integers(0, _MERSENNE, size=num_perm, dtype=np.uint64).astype(object)
+    xs = [int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "big") for s in sh]
+    if not xs:
+        return None
+    x = np.asarray(xs, dtype=object)[:, None]
+    return ((x * a[None, :] + b[None, :]) % _MERSENNE).min(axis=0)
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if (a or b) else 0.0
+
+
+def _file_sha256(p: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_duplicates(samples: list[Any], rank: dict[str, float], jaccard_min: float = DUP_JACCARD,
+                    shingle: int = DUP_SHINGLE, num_perm: int = MINHASH_PERM) -> dict[str, dict[str, Any]]:
+    """Near-duplicates among ``samples`` (:class:`mer_eval.schema.Sample`): identical primary media (sha256 of
+    the video, else audio, else image, else peak frame) or summaries whose word-shingle Jaccard is at least
+    ``jaccard_min`` (MinHash candidates, confirmed by the exact Jaccard). In each group the best sample (highest
+    ``rank``, then id) is kept; returns ``{duplicate id: {"of": kept id, "why": ..., "score": similarity}}``."""
+    import numpy as np
+
+    parent = {s.id: s.id for s in samples}
+    why: dict[tuple[str, str], list[tuple[str, float]]] = {}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b, reason, score):
+        why.setdefault((a, b), []).append((reason, score))
+        why.setdefault((b, a), []).append((reason, score))
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[rb] = ra
+
+    by_hash: dict[str, str] = {}
+    for s in samples:
+        media = next((getattr(s, k) for k in ("video", "audio", "image", "peak_frame_image") if getattr(s, k)), None)
+        if media is None or not Path(media).is_file():
+            continue
+        h = _file_sha256(Path(media))
+        if h in by_hash:
+            union(by_hash[h], s.id, f"identical media (sha256 {h[:12]})", 1.0)
+        else:
+            by_hash[h] = s.id
+    sets = {s.id: shingles(s.annotation.final_summary, shingle) for s in samples}
+    sigs = {sid: minhash(sh, num_perm) for sid, sh in sets.items() if sh}
+    ids = list(sigs)
+    est_min = max(0.0, jaccard_min - 0.15)  # MinHash is an estimate: candidates a little below, confirmed exactly
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            if float(np.mean(sigs[a] == sigs[b])) >= est_min:
+                j = jaccard(sets[a], sets[b])
+                if j >= jaccard_min:
+                    union(a, b, f"summary Jaccard {j:.3f} >= {jaccard_min:g} ({shingle}-word shingles)", j)
+    groups: dict[str, list[str]] = {}
+    for s in samples:
+        groups.setdefault(find(s.id), []).append(s.id)
+    out: dict[str, dict[str, Any]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        keep = sorted(members, key=lambda x: (-rank.get(x, -math.inf), x))[0]
+        for m in members:
+            if m != keep:
+                edges = sorted(((o, v) for (o, q), vs in why.items() if q == m for v in vs),
+                               key=lambda e: (e[0] != keep, e[0]))
+                out[m] = {"of": keep, "why": "; ".join(f"{r} with {o}" for o, (r, _) in edges),
+                          "score": max(v[1] for _, v in edges)}
+    return out
+
+
+@dataclass
+class Curation:
+    """The gate's curation keys (``curation:`` in the gate YAML)."""
+
+    duplicates: bool = True
+    jaccard: float = DUP_JACCARD
+    shingle: int = DUP_SHINGLE
+    rank_by: str = "composite_score"
+    max_per_label: Union[int, dict, None] = None
+    min_per_label: Union[int, dict, None] = None
+
+    @classmethod
+    def from_spec(cls, spec: Any, where: str) -> "Curation":
+        if spec is None:
+            return cls()
+        if not isinstance(spec, dict):
+            raise GateError(f"{where}: 'curation' must be a mapping")
+        extra = set(spec) - {"duplicates", "near_duplicate_jaccard", "shingle", "rank_by", "max_per_label",
+                             "min_per_label"}
+        if extra:
+            raise GateError(f"{where}: curation keys {sorted(extra)} unknown")
+        c = cls(duplicates=bool(spec.get("duplicates", True)),
+                jaccard=float(spec.get("near_duplicate_jaccard", DUP_JACCARD)),
+                shingle=int(spec.get("shingle", DUP_SHINGLE)), rank_by=str(spec.get("rank_by", "composite_score")),
+                max_per_label=spec.get("max_per_label"), min_per_label=spec.get("min_per_label"))
+        if not 0 < c.jaccard <= 1:
+            raise GateError(f"{where}: near_duplicate_jaccard must be in (0, 1]")
+        for k in ("max_per_label", "min_per_label"):
+            v = getattr(c, k)
+            if v is not None and not isinstance(v, (int, dict)):
+                raise GateError(f"{where}: {k} must be a number or a mapping label -> number")
+        return c
+
+    def limit(self, key: str, label: str) -> Optional[int]:
+        v = getattr(self, key)
+        if isinstance(v, dict):
+            v = v.get(label, v.get("*"))
+        return None if v is None else int(v)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"duplicates": self.duplicates, "near_duplicate_jaccard": self.jaccard, "shingle": self.shingle,
+                "rank_by": self.rank_by, "max_per_label": self.max_per_label, "min_per_label": self.min_per_label}
+
+
+def sample_labels(samples: list[Any], review: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Per sample (label, where from): the curator's edit, else the dataset label, else the emotion the summary
+    concludes (``mer_eval.domain.emotion_text``), else ``(none)``."""
+    from mer_eval.domain.emotion_text import concluded_emotion
+
+    out = {}
+    for s in samples:
+        ed = review.get(s.id, {}).get("edits", {}).get("label")
+        if ed and ed.get("after"):
+            out[s.id] = (str(ed["after"]), "human edit")
+        elif s.label:
+            out[s.id] = (str(s.label), "label")
+        else:
+            f = concluded_emotion(s.annotation.final_summary)
+            out[s.id] = (f.emotion, "concluded") if f.emotion else ("(none)", "none")
+    return out
+
+
+def _histogram(labels: dict[str, tuple[str, str]], ids: Iterable[str]) -> dict[str, int]:
+    from collections import Counter
+
+    c = Counter(labels[i][0] for i in ids if i in labels)
+    return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def curate(result: GateResult, df, run_dir: Path, curation: Curation) -> GateResult:
+    """Near-duplicates, per-label caps and minimums, then the curator's decisions (``review.jsonl``), applied
+    to ``result`` in that order; a human decision beats every rule (``decided_by = human``)."""
+    from mer_eval.discovery import DiscoveryError, discover
+
+    try:
+        samples = [s for s in discover(Path(run_dir)).samples]
+    except DiscoveryError as e:
+        raise GateError(f"curation: cannot read the run's samples ({e})") from None
+    review = read_review(run_dir)
+    by_id = {d.sample_id: d for d in result.decisions}
+    samples = [s for s in samples if s.id in by_id]
+    rank: dict[str, float] = {}
+    g = df[(df["metric"] == curation.rank_by) & (df["status"] == "ok")]
+    hib = metric_directions(df).get(curation.rank_by, True)
+    for sid, v in zip(g["sample_id"], g["value"]):
+        if v is not None and math.isfinite(float(v)):
+            rank[str(sid)] = float(v) if hib else -float(v)
+    labels = sample_labels(samples, review)
+    result.labels = {k: v[0] for k, v in labels.items()}
+    result.curation = curation
+    before = _histogram(labels, [d.sample_id for d in result.decisions])
+    if curation.duplicates:
+        dups = find_duplicates(samples, rank, curation.jaccard, curation.shingle)
+        for sid, info in dups.items():
+            d = by_id[sid]
+            d.issues["near_duplicate"] = True
+            d.scores["near_duplicate"] = info["score"]
+            d.duplicate_of = info["of"]
+            d.failed.append(f"near_duplicate: duplicate of {info['of']} ({info['why']}; the better one is kept)")
+            if d.decision == "include":
+                d.decision, d.why = "exclude", f"near-duplicate of {info['of']}"
+        for s in samples:
+            by_id[s.id].issues.setdefault("near_duplicate", False)
+    result.warnings = []
+    if curation.max_per_label is not None:
+        inc: dict[str, list[str]] = {}
+        for d in result.decisions:
+            if d.decision == "include" and d.sample_id in labels:
+                inc.setdefault(labels[d.sample_id][0], []).append(d.sample_id)
+        for lab, ids in inc.items():
+            cap = curation.limit("max_per_label", lab)
+            if cap is None or len(ids) <= cap:
+                continue
+            for sid in sorted(ids, key=lambda x: (-rank.get(x, -math.inf), x))[cap:]:
+                d = by_id[sid]
+                d.issues["label_cap"] = True
+                d.failed.append(f"label_cap: label {lab!r} over max_per_label {cap} (kept the {cap} best by "
+                                f"{curation.rank_by})")
+                d.decision, d.why = "exclude", f"label {lab!r} capped at {cap}"
+    for d in result.decisions:
+        r = review.get(d.sample_id)
+        if r and r["decision"] in ("accept", "reject"):
+            d.decided_by = "human"
+            d.human = {"decision": r["decision"], "who": r["who"], "when": r["when"], "rules": d.decision}
+            d.decision = "include" if r["decision"] == "accept" else "exclude"
+            d.why = (f"{d.decision} (human): {r['decision']}ed by {r['who']} at {r['when']}; the rules said "
+                     f"{d.human['rules']} ({d.why})")
+        d.include = d.decision == "include"
+    after = _histogram(labels, [d.sample_id for d in result.decisions if d.decision == "include"])
+    if curation.min_per_label is not None:
+        for lab in sorted(set(before) | set(after) | (set(curation.min_per_label) - {"*"} if isinstance(
+                curation.min_per_label, dict) else set())):
+            need = curation.limit("min_per_label", lab)
+            if need is not None and after.get(lab, 0) < need:
+                result.warnings.append(f"label {lab!r}: {after.get(lab, 0)} included, min_per_label is {need}")
+    result.histogram = {"before": before, "after": after,
+                        "label_source": dict(_histogram({k: (v[1], "") for k, v in labels.items()}, labels))}
+    return result
 
 
 def load_on_unknown(source: Union[str, Path, None]) -> str:
@@ -512,7 +826,10 @@ def gate_run(run_dir: Path, source: Union[str, Path, None] = "default", rules: I
     """Read the run's scores, apply the rules, write gate.csv / include.txt / gate.json."""
     rule_list, origin = load_rules(source, rules)
     on_unknown = "include" if include_unknown else load_on_unknown(source)
-    result = evaluate(read_scores(run_dir), rule_list, origin, on_unknown)
+    df = read_scores(run_dir)
+    result = evaluate(df, rule_list, origin, on_unknown)
+    spec = _read_gate_yaml(source) if source else {}
+    curate(result, df, run_dir, Curation.from_spec(spec.get("curation"), spec.get("_origin", "--rule")))
     write_gate(run_dir, result)
     return result
 
@@ -595,6 +912,13 @@ def summary_lines(result: GateResult) -> list[str]:
         basis = f" [{r.basis}]" if r.basis and r.kind != "absolute" else ""
         lines.append(f"  {r.name} ({r.mode}: {r.text}){thr}{basis}: {pr['failed']} failed, {pr['passed']} passed, "
                      f"{pr['skipped']} skipped")
+    if result.curation is not None:
+        lines.append(f"  near-duplicates excluded: {c['near_duplicates']}; human decisions: {c['human']}")
+        for k in ("before", "after"):
+            h = result.histogram.get(k) or {}
+            lines.append(f"  labels {k} gating: " + (", ".join(f"{a} {n}" for a, n in h.items()) or "none"))
+    for w in result.warnings:
+        lines.append(f"  warning: {w}")
     return lines
 
 
