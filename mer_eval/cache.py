@@ -118,3 +118,36 @@ class Cache:
 
     def __len__(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM kv").fetchone()[0]
+
+
+def cache_info(directory: Optional[Path] = None) -> dict[str, Any]:
+    """Where the cache is, how many entries it holds (by kind) and its size on disk; opens nothing that
+    is not there."""
+    d = Path(directory) if directory else default_cache_dir()
+    p = d / "cache.sqlite"
+    files = [f for f in (p, Path(f"{p}-wal"), Path(f"{p}-shm")) if f.is_file()]
+    out: dict[str, Any] = {"path": str(p), "exists": p.is_file(), "bytes": sum(f.stat().st_size for f in files),
+                           "entries": 0, "by_kind": {}}
+    if p.is_file():
+        conn = sqlite3.connect(p, timeout=30)
+        try:
+            rows = conn.execute("SELECT kind, COUNT(*), COALESCE(SUM(LENGTH(value)), 0) FROM kv GROUP BY kind"
+                                ).fetchall()
+        except sqlite3.OperationalError as e:  # not a mer-eval cache (no kv table)
+            out["error"] = str(e)
+            rows = []
+        finally:
+            conn.close()
+        out["by_kind"] = {k: {"entries": int(n), "value_bytes": int(b)} for k, n, b in rows}
+        out["entries"] = sum(int(n) for _, n, _ in rows)
+    return out
+
+
+def cache_clear(directory: Optional[Path] = None) -> dict[str, Any]:
+    """Delete every entry (the SQLite file and its WAL); returns what was there before."""
+    before = cache_info(directory)
+    p = Path(before["path"])
+    for f in (p, Path(f"{p}-wal"), Path(f"{p}-shm")):
+        if f.is_file():
+            f.unlink()
+    return before

@@ -21,6 +21,7 @@ LAZY_COMMANDS = {
     "bless": "mer_eval.reports.commands:bless",
     "regress": "mer_eval.reports.commands:regress",
     "report": "mer_eval.reports.commands:report",
+    "review": "mer_eval.reports.review:review",
 }
 
 
@@ -57,15 +58,61 @@ def load_cfg(config_path: Optional[Path], sets) -> "object":
         raise click.UsageError(str(e)) from None
 
 
-def console():
+# -1 quiet (-q), 0 normal, 1+ verbose (-v, -vv): set by the group's options, read by console()
+VERBOSITY = {"level": 0}
+
+
+def console(stderr: bool = False):
+    """The rich console of a command: silent under ``-q``; on stderr when stdout carries ``--json``."""
     from rich.console import Console
 
-    return Console(width=max(100, min(160, int(os.environ.get("COLUMNS", "140")))))
+    return Console(width=max(100, min(160, int(os.environ.get("COLUMNS", "140")))), stderr=stderr,
+                   quiet=VERBOSITY["level"] < 0)
+
+
+class OneLineUsageError(click.ClickException):
+    """A usage error printed as one ``Error: ...`` line (no usage block), exit status 2."""
+
+    exit_code = 2
+
+
+def parse_metrics(metrics: Optional[str]) -> Optional[list[str]]:
+    """``--metrics a,b`` as a list of registered families, or a one-line usage error naming the known ones."""
+    if not metrics:
+        return None
+    from mer_eval.registry import available
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    known = available("metrics")
+    bad = [m for m in names if m not in known]
+    if bad or not names:
+        raise OneLineUsageError(f"--metrics: unknown metric famil{'y' if len(bad) == 1 else 'ies'} "
+                               f"{', '.join(repr(b) for b in bad) or '(empty list)'}; known: "
+                               f"{', '.join(sorted(known))}")
+    return names
+
+
+def limit_option(f):
+    return click.option("--limit", type=click.IntRange(min=1), metavar="N",
+                        help="Only the first N samples in discovery order (to try a few).")(f)
+
+
+def set_verbosity(quiet: int, verbose: int) -> None:
+    import logging
+
+    level = -1 if quiet else min(verbose, 2)
+    VERBOSITY["level"] = level
+    logging.basicConfig(level={-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(level, logging.DEBUG),
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel({-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(level,
+                                                                                              logging.DEBUG))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mer-eval")
-def main():
+@click.option("-q", "--quiet", count=True, help="Print only errors (and --json output).")
+@click.option("-v", "--verbose", count=True, help="More detail: -v info, -vv debug logging.")
+def main(quiet, verbose):
     """mer-eval: measure the quality of multimodal emotion recognition (MER) annotations.
 
     \b
@@ -75,7 +122,9 @@ def main():
     score RUN        per-sample metrics + composite -> evaluation.json, scores.parquet
     compare / gate / bless / regress / report   act on scores
     demo             all of it on the bundled example data
+    cache info|clear the result cache: where, how big, empty it
     """
+    set_verbosity(quiet, verbose)
 
 
 # ---- validate -----------------------------------------------------------------------------------
@@ -86,13 +135,58 @@ def main():
               help="CSV name,label (MER-Factory's --label-file).")
 @click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Reference transcripts: CSV name,transcript or CMU Sphinx 'transcription' file.")
+@limit_option
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary (JSON) on stdout.")
 @config_options
-def validate(input_path, label_file, transcripts, config_path, sets):
+def validate(input_path, label_file, transcripts, limit, as_json, config_path, sets):
     """Show what INPUT holds and, per stage and metric, which samples it can use and why not."""
     from mer_eval.validate import render_validation
 
     cfg = load_cfg(config_path, sets)
-    render_validation(console(), input_path, cfg, label_file=label_file, transcripts=transcripts)
+    if not limit and not as_json:
+        render_validation(console(), input_path, cfg, label_file=label_file, transcripts=transcripts)
+        return
+    from mer_eval.discovery import discover_tree
+    from mer_eval.validate import check_metrics, check_stages, render_dataset
+
+    datasets = limit_datasets(discover_tree(Path(input_path), label_file=label_file, transcripts=transcripts),
+                              limit)
+    if not as_json:
+        con = console()
+        for ds in datasets:
+            render_dataset(con, ds, cfg)
+        con.print(f"[bold]{sum(len(d.samples) for d in datasets)} samples[/bold] (--limit {limit}) in "
+                  f"{len(datasets)} dataset(s)")
+        return
+    out = []
+    for ds in datasets:
+        out.append({
+            "root": str(ds.root), "kind": ds.kind, "n_samples": len(ds.samples), "notes": list(ds.notes),
+            "samples": [{"id": s.id, "type": s.type.value, "label": s.label,
+                         "reference_transcript": bool(s.reference_transcript), "notes": list(s.notes)}
+                        for s in ds.samples],
+            "stages": {k: {"ready": len(g.get("", [])), "cannot_run": {r: ids for r, ids in g.items() if r}}
+                       for k, g in check_stages(ds.samples).items()},
+            "metrics": {k: {"ready": len(g.get("", [])), "cannot_run": {r: ids for r, ids in g.items() if r}}
+                        for k, g in check_metrics(ds.samples, cfg.score_metrics(), cfg).items()},
+        })
+    click.echo(json.dumps({"input": str(input_path), "limit": limit,
+                           "n_samples": sum(len(d.samples) for d in datasets), "datasets": out}, indent=2))
+
+
+def limit_datasets(datasets: list, limit: Optional[int]) -> list:
+    """The first ``limit`` samples over ``datasets`` in discovery order (datasets left empty are dropped)."""
+    if not limit:
+        return datasets
+    from dataclasses import replace
+
+    out, left = [], limit
+    for ds in datasets:
+        if left <= 0:
+            break
+        out.append(replace(ds, samples=list(ds.samples[:left])))
+        left -= len(out[-1].samples)
+    return out
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -192,11 +286,16 @@ def metrics_cmd(as_json, config_path, sets):
 @click.option("--no-cache", is_flag=True, help="Do not read or write the result cache.")
 @click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@limit_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a machine-readable summary (JSON) on stdout; progress goes to stderr.")
 @config_options
-def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file, transcripts, config_path, sets):
+def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file, transcripts, limit, as_json,
+          config_path, sets):
     """Score every sample of a run folder (ours or MER-Factory's)."""
-    from mer_eval.scoring import score_run
-    from mer_eval.summary import print_score_summary
+    from mer_eval.discovery import discover
+    from mer_eval.scoring import score_dataset
+    from mer_eval.summary import print_score_summary, score_summary_json
 
     sets = list(sets)
     if batch_size:
@@ -204,18 +303,26 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
     if device:
         sets.append(f"score.device={device}")
     cfg = load_cfg(config_path, sets)
-    names = [m.strip() for m in metrics.split(",")] if metrics else None
-    con = console()
-    outcome = score_run(input_path, cfg, out_dir=out_dir, metrics=names, use_cache=not no_cache, progress=True,
-                        label_file=label_file, transcripts=transcripts, console=con)
-    print_score_summary(con, outcome)
+    names = parse_metrics(metrics)
+    con = console(stderr=as_json)
+    ds = limit_datasets([discover(Path(input_path), label_file=label_file, transcripts=transcripts)], limit)[0] \
+        if limit else discover(Path(input_path), label_file=label_file, transcripts=transcripts)
+    out = Path(out_dir) if out_dir is not None else (Path(input_path) if Path(input_path).is_dir()
+                                                      else Path(input_path).parent)
+    outcome = score_dataset(ds, out, cfg, metrics=names, use_cache=not no_cache,
+                            progress=VERBOSITY["level"] >= 0, console=con)
+    if as_json:
+        click.echo(json.dumps(score_summary_json(outcome), indent=2, default=str))
+    else:
+        print_score_summary(con, outcome)
 
 
 # ---- probe --------------------------------------------------------------------------------------
 
 def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Optional[list[str]] = None,
               metrics: Optional[list[str]] = None, seed: int = 0, n_boot: int = 1000, label_file=None,
-              transcripts=None, use_cache: bool = True, con=None, progress: bool = False):
+              transcripts=None, use_cache: bool = True, con=None, progress: bool = False,
+              limit: Optional[int] = None):
     """Make corrupted twins of INPUT's samples, score originals and twins with the same config into
     ``out_dir`` (default ``INPUT/mer-eval-probe``; the run's own files are never written), and measure per
     metric and kind how well the scores tell them apart. Returns (ProbeResult, out_dir)."""
@@ -230,6 +337,7 @@ def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Opti
     probe_dir_name = load_object("mer_eval.reports.probe:PROBE_DIR")
     probe_json = load_object("mer_eval.reports.probe:PROBE_JSON")
     ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts)
+    ds = limit_datasets([ds], limit)[0] if limit else ds
     if not ds.samples:
         raise click.ClickException(f"{input_path}: no samples to probe")
     kinds = list(kinds or kinds_all)
@@ -261,19 +369,20 @@ def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Opti
 @click.option("--no-cache", is_flag=True, help="Do not read or write the result cache.")
 @click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@limit_option
 @config_options
 def probe(input_path, out_dir, kinds, metrics, seed, n_boot, all_metrics, no_cache, label_file, transcripts,
-          config_path, sets):
+          limit, config_path, sets):
     """Meta-evaluate the metrics on INPUT: AUROC of originals vs corrupted twins, per metric and kind."""
     from mer_eval.registry import get_metric, load_object
 
     cfg = load_cfg(config_path, sets)
     kind_list = [k.strip() for k in kinds.split(",")] if kinds else None
-    names = [m.strip() for m in metrics.split(",")] if metrics else None
+    names = parse_metrics(metrics)
     con = console()
     try:
         res, out = run_probe(input_path, cfg, out_dir, kind_list, names, seed, n_boot, label_file, transcripts,
-                             use_cache=not no_cache, con=con, progress=True)
+                             use_cache=not no_cache, con=con, progress=VERBOSITY["level"] >= 0, limit=limit)
     except (ValueError, KeyError) as e:
         raise click.UsageError(str(e)) from None
     primary = None
@@ -283,6 +392,64 @@ def probe(input_path, out_dir, kinds, metrics, seed, n_boot, all_metrics, no_cac
             primary += [o.name for o in get_metric(fam).outputs if o.primary]
     load_object("mer_eval.reports.probe:print_rich")(con, res, primary)
     con.print(f"probe.json: [bold]{(out / 'probe.json').resolve()}[/bold]")
+
+
+# ---- cache --------------------------------------------------------------------------------------
+
+@main.group("cache")
+def cache_grp():
+    """The content-addressed result cache (models' outputs, metric results)."""
+
+
+def _cache_dir(config_path, sets) -> Optional[Path]:
+    cfg = load_cfg(config_path, sets)
+    return Path(cfg.cache.dir) if cfg.cache.dir else None
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@cache_grp.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@config_options
+def cache_info_cmd(as_json, config_path, sets):
+    """Where the cache is, how many entries, how big."""
+    from mer_eval.cache import cache_info
+
+    info = cache_info(_cache_dir(config_path, sets))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if not info["exists"]:
+        click.echo(f"cache: {info['path']} (empty: no file yet)")
+        return
+    kinds = ", ".join(f"{v['entries']} {k}" for k, v in sorted(info["by_kind"].items())) or "none"
+    click.echo(f"cache: {info['path']}\nentries: {info['entries']} ({kinds})\nsize: {_human_bytes(info['bytes'])}"
+               + (f"\nerror: {info['error']}" if info.get("error") else ""))
+
+
+@cache_grp.command("clear")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@config_options
+def cache_clear_cmd(yes, config_path, sets):
+    """Delete every cached entry."""
+    from mer_eval.cache import cache_clear, cache_info
+
+    d = _cache_dir(config_path, sets)
+    info = cache_info(d)
+    if not info["exists"]:
+        click.echo(f"cache: {info['path']} is already empty")
+        return
+    if not yes:
+        click.confirm(f"delete {info['entries']} entries ({_human_bytes(info['bytes'])}) in {info['path']}?",
+                      abort=True)
+    cache_clear(d)
+    click.echo(f"cleared {info['entries']} entries ({_human_bytes(info['bytes'])}) from {info['path']}")
 
 
 # ---- demo ---------------------------------------------------------------------------------------

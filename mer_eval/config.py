@@ -209,14 +209,27 @@ def format_validation_error(e: ValidationError) -> str:
         loc = tuple(err["loc"])
         key = ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_at(loc)
-            lines.append(f"unknown config key '{key}'; allowed here: {', '.join(allowed) or '(none)'}")
+            lines.append(_unknown_key(key, _allowed_at(loc)))
         elif err["type"] == "literal_error":
             lines.append(f"bad value for '{key}': {err['input']!r}; allowed values: "
                          f"{err.get('ctx', {}).get('expected', '')}")
         else:
             lines.append(f"bad value for '{key}': {err['input']!r} ({err['msg']})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _unknown_key(key: str, allowed: list[str]) -> str:
+    """``unknown config key 'a.b'; allowed here: ... (did you mean 'c'?)`` (never an empty list: a key whose
+    parent takes no named keys says what the parent is)."""
+    import difflib
+
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if not allowed:
+        parent = key.rsplit(".", 1)[0] if "." in key else "the top level"
+        return f"unknown config key '{key}': '{parent}' takes no key '{leaf}'"
+    return f"unknown config key '{key}'; allowed here: {', '.join(sorted(allowed))}{hint}"
 
 
 def load_config(path: Optional[Path] = None, sets: Optional[list[str]] = None) -> Config:
@@ -245,7 +258,7 @@ def _format_errors(e: ValidationError, prefix: list[str], allowed: list[str]) ->
     for err in e.errors():
         key = ".".join(prefix + [str(p) for p in err["loc"]])
         if err["type"] == "extra_forbidden":
-            lines.append(f"unknown config key '{key}'; allowed here: {', '.join(sorted(allowed)) or '(none)'}")
+            lines.append(_unknown_key(key, allowed))
         elif err["type"] == "literal_error":
             lines.append(f"bad value for '{key}': {err['input']!r}; allowed values: "
                          f"{err.get('ctx', {}).get('expected', '')}")
@@ -262,7 +275,9 @@ def check_provider_sections(sections: dict[str, dict[str, Any]]) -> None:
     lines = []
     for name, sec in sections.items():
         if name not in known:
-            lines.append(f"unknown config key 'providers.{name}'; allowed here: {', '.join(sorted(known))}")
+            lines.append(_unknown_key(f"providers.{name}", sorted(known)) if known else
+                         f"unknown provider 'providers.{name}': no provider is registered (is "
+                         f"mer_eval.generators installed?)")
             continue
         if sec is not None and not isinstance(sec, dict):
             lines.append(f"bad value for 'providers.{name}': {sec!r} (a mapping of settings)")
@@ -283,7 +298,7 @@ def check_metric_sections(sections: dict[str, dict[str, Any]]) -> None:
     lines = []
     for family, sec in sections.items():
         if family not in known:
-            lines.append(f"unknown config key 'metrics.{family}'; allowed here: {', '.join(sorted(known))}")
+            lines.append(_unknown_key(f"metrics.{family}", sorted(known)))
             continue
         if sec is not None and not isinstance(sec, dict):
             lines.append(f"bad value for 'metrics.{family}': {sec!r} (a mapping of parameters)")

@@ -26,11 +26,19 @@ class RunLockedError(RuntimeError):
     pass
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter before Python 3.13's os)."""
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode (0644 under umask 022)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -54,3 +54,23 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
             figures = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in agg.items())
             con.print(f"{fam} (dataset level): {figures}")
     con.print(f"wrote {outcome.out_dir}/evaluation_summary.csv, scores.parquet, <id>/evaluation.json, run.json")
+
+
+def score_summary_json(outcome: Any) -> dict:
+    """What ``score --json`` prints: where it wrote, per metric n ok / n / mean / reasons, per sample its
+    composite (or why none), dataset-level aggregates."""
+    comp: dict[str, dict] = {}
+    for sid, rs in outcome.results.items():
+        for r in rs:
+            if r.metric == "composite_score":
+                comp[sid] = {"status": r.status.value, "value": r.value if r.status == Status.ok else None,
+                             "reason": r.reason}
+    return {
+        "out_dir": str(outcome.out_dir), "n_samples": len(outcome.results), "seconds": round(outcome.seconds, 3),
+        "cache_hits": outcome.section.cache_hits, "composite_version": outcome.section.composite_version,
+        "metrics": [{"metric": r["metric"], "ok": r["ok"], "n": r["n"], "mean": r["mean"], "model": r["model"],
+                     "reasons": [{"reason": why, "count": n} for why, n in r["reasons"]]}
+                    for r in metric_table_rows(outcome)],
+        "composite": comp,
+        "aggregates": outcome.aggregates,
+    }
