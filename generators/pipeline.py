@@ -14,7 +14,7 @@ image   au -> peaks -> au_text -> visual -> describe (image + AU description) ->
 
 Measuring stages (``generators/stages``) run in threads (``asyncio.to_thread``); ``describe`` and
 ``synthesis`` ask the provider (async, rate-limited in the provider). Samples run concurrently under a
-semaphore of ``generate.concurrency``. A sample whose stage fails gets ``OUT/errors/<id>.json`` (stage,
+semaphore of ``generate.concurrency``. A sample whose stage fails gets ``OUT/error_logs/<id>.json`` (stage,
 reason) and the run goes on; provider errors are never written as annotation text.
 
 Provenance, in ``mer_eval_meta.json`` (read by :func:`mer_eval.evidence.provenance_from_meta`):

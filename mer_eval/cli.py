@@ -119,7 +119,7 @@ def main(quiet, verbose):
     validate INPUT   what the dataset holds and what each stage / metric can use
     models           every model mer-eval knows, where it resolved, or why not
     generate IN OUT  run the MER annotation pipeline (MER-Factory layout)
-    score RUN        per-sample metrics + composite -> evaluation.json, scores.parquet
+    score RUN        per-sample metrics + composite -> mer_eval_scores.json, scores.parquet
     compare / gate / bless / regress / report   act on scores
     demo             all of it on the bundled example data
     cache info|clear the result cache: where, how big, empty it

@@ -296,7 +296,7 @@ class CompositeResult(_Base):
 
 
 class SampleEvaluation(_Base):
-    """``RUN/<id>/evaluation.json``."""
+    """``RUN/<id>/mer_eval_scores.json`` (``evaluation.json`` in older runs)."""
 
     schema_version: str = SCHEMA_VERSION
     sample_id: str

@@ -1,6 +1,6 @@
 """``mer-eval score``: run every configured metric family over a run's samples, batched, then the composite.
 
-Writes ``OUT/<id>/evaluation.json``, ``OUT/evaluation_summary.csv`` (MER-Factory's columns first),
+Writes ``OUT/<id>/mer_eval_scores.json``, ``OUT/mer_eval_summary.csv`` (MER-Factory's columns first),
 ``OUT/scores.parquet`` (long form) and the ``score`` section of ``OUT/run.json``.
 """
 
@@ -20,7 +20,7 @@ from mer_eval.config import Config
 from mer_eval.discovery import Dataset, discover
 from mer_eval.metric import Metric, ScoreContext
 from mer_eval.schema import Fingerprint, MetricResult, ModelRef, SampleEvaluation, ScoreSection, Status
-from mer_eval.store import RunStore, atomic_write_bytes, atomic_write_text
+from mer_eval.store import EVAL_FILE, SUMMARY_FILE, RunStore, atomic_write_bytes, atomic_write_text
 
 MER_FACTORY_COLUMNS = [
     "sample_id", "distinct1", "distinct2", "repetition_rate", "fkgl", "au_pr", "au_re", "au_f1",
@@ -228,12 +228,12 @@ def _write(o: ScoreOutcome, evaluations: dict[str, SampleEvaluation], config: Co
     store = RunStore(o.out_dir)
     with store.locked():
         for sid, ev in evaluations.items():
-            atomic_write_text(store.sample_dir(sid) / "evaluation.json", ev.model_dump_json(indent=2) + "\n")
+            atomic_write_text(store.sample_dir(sid) / EVAL_FILE, ev.model_dump_json(indent=2) + "\n")
         long = o.frame()
         buf = io.BytesIO()
         long.to_parquet(buf, index=False)
         atomic_write_bytes(o.out_dir / "scores.parquet", buf.getvalue())
-        atomic_write_text(o.out_dir / "evaluation_summary.csv", wide_summary(long).to_csv(index=False))
+        atomic_write_text(o.out_dir / SUMMARY_FILE, wide_summary(long).to_csv(index=False))
         manifest = store.read_manifest()
         if manifest is None:  # a run mer-eval did not generate (e.g. MER-Factory's): the manifest is score's
             manifest = store.new_manifest(command="score", input=str(o.dataset.root),

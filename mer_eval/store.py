@@ -18,6 +18,32 @@ from mer_eval.paths import check_sample_id, safe_join
 from mer_eval.schema import RunManifest, load_manifest
 
 LOCK_NAME = ".mer-eval.lock"
+# Our per-sample scores and run summary. MER-Factory's tools/evaluate.py writes ``<id>/evaluation.json`` and
+# ``evaluation_summary.csv`` with another schema, so mer-eval uses its own names and never writes those.
+EVAL_FILE = "mer_eval_scores.json"
+SUMMARY_FILE = "mer_eval_summary.csv"
+LEGACY_EVAL_FILE = "evaluation.json"  # read (when ours) from run folders scored before the rename
+ERROR_DIR = "error_logs"  # MER-Factory's name
+LEGACY_ERROR_DIR = "errors"
+
+
+def is_mer_eval_evaluation(path: Path) -> bool:
+    """True when ``path`` is a JSON file written by mer-eval (not MER-Factory's evaluator output)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "schema_version" in data and isinstance(data.get("results"), list)
+
+
+def evaluation_path(sample_dir: Path) -> Optional[Path]:
+    """The mer-eval scores file of a sample folder: ``mer_eval_scores.json``, else a legacy ``evaluation.json``
+    when it has mer-eval's schema (a MER-Factory ``evaluation.json`` is not ours and is skipped); None if neither."""
+    p = Path(sample_dir) / EVAL_FILE
+    if p.is_file():
+        return p
+    old = Path(sample_dir) / LEGACY_EVAL_FILE
+    return old if old.is_file() and is_mer_eval_evaluation(old) else None
 TRACKED_PACKAGES = ("numpy", "pandas", "pydantic", "jiwer", "textstat", "torch", "transformers", "open_clip_torch",
                     "faster-whisper", "ctranslate2", "mediapipe", "ai-edge-litert", "av", "scikit-learn")
 
@@ -83,7 +109,7 @@ def package_versions() -> dict[str, str]:
 
 
 class RunStore:
-    """A run folder: ``OUT/<id>/<id>_merr_data.json`` etc., ``OUT/errors/<id>.json``, ``OUT/run.json``."""
+    """A run folder: ``OUT/<id>/<id>_merr_data.json`` etc., ``OUT/error_logs/<id>.json``, ``OUT/run.json``."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -119,7 +145,12 @@ class RunStore:
         return self.sample_dir(sample_id) / f"{sample_id}{suffix}"
 
     def error_file(self, sample_id: str) -> Path:
-        return safe_join(self.root, "errors", f"{check_sample_id(sample_id)}.json")
+        """``OUT/error_logs/<id>.json`` (MER-Factory's folder name); an old run's ``OUT/errors/<id>.json`` is
+        returned when only that exists, so reruns still see (and clear) it."""
+        sid = check_sample_id(sample_id)
+        p = safe_join(self.root, ERROR_DIR, f"{sid}.json")
+        old = safe_join(self.root, LEGACY_ERROR_DIR, f"{sid}.json")
+        return old if not p.exists() and old.exists() else p
 
     # -- writes --------------------------------------------------------------------------------------
     def write_json(self, sample_id: str, name: str, obj: Any) -> Path:
@@ -128,6 +159,7 @@ class RunStore:
         return p
 
     def write_error(self, sample_id: str, stage: str, reason: str, **extra: Any) -> Path:
+        self.clear_error(sample_id)  # drops a legacy errors/<id>.json; the new one goes to error_logs/
         p = self.error_file(sample_id)
         atomic_write_json(p, {"sample_id": sample_id, "stage": stage, "reason": reason,
                               "time": datetime.now(timezone.utc).isoformat(), **extra})

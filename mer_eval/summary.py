@@ -53,7 +53,7 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
         if agg:
             figures = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in agg.items())
             con.print(f"{fam} (dataset level): {figures}")
-    con.print(f"wrote {outcome.out_dir}/evaluation_summary.csv, scores.parquet, <id>/evaluation.json, run.json")
+    con.print(f"wrote {outcome.out_dir}/mer_eval_summary.csv, scores.parquet, <id>/mer_eval_scores.json, run.json")
 
 
 def score_summary_json(outcome: Any) -> dict:

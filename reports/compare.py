@@ -363,15 +363,15 @@ def run_identity(run_dir: Path, df) -> dict[str, Any]:
 
 
 def _evaluations(run_dir: Path, df):
-    """The parsed ``RUN/<id>/evaluation.json`` of the samples in the score table (those that have one)."""
+    """The parsed ``RUN/<id>/mer_eval_scores.json`` of the samples in the score table (those that have one)."""
     import json
 
-    from mer_eval.store import RunStore
+    from mer_eval.store import RunStore, evaluation_path
 
     store = RunStore(Path(run_dir))
     for sid in dict.fromkeys(df["sample_id"].astype(str)):
-        p = store.sample_dir(sid) / "evaluation.json"
-        if p.is_file():
+        p = evaluation_path(store.sample_dir(sid))  # mer_eval_scores.json, or an old run's evaluation.json
+        if p is not None:
             yield json.loads(p.read_text(encoding="utf-8"))
 
 

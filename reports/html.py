@@ -292,6 +292,7 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
     from mer_eval.discovery import discover
     from mer_eval.gates import metric_directions, read_gate_table, read_scores
     from mer_eval.schema import load_evaluation, load_manifest
+    from mer_eval.store import evaluation_path
 
     run_dir = Path(run_dir)
     df = read_scores(run_dir)
@@ -305,11 +306,11 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
     if (run_dir / "run.json").is_file():
         manifest = load_manifest(run_dir / "run.json")
     # coverage per sample: composite coverage from evaluation.json when there, else share of counted metrics
-    coverage_vals, coverage_src = [], "evaluation.json composite coverage"
+    coverage_vals, coverage_src = [], "mer_eval_scores.json composite coverage"
     evals = {}
     for sid in ids:
-        ep = run_dir / sid / "evaluation.json"
-        if ep.is_file():
+        ep = evaluation_path(run_dir / sid)  # mer_eval_scores.json, or an old run's evaluation.json
+        if ep is not None:
             try:
                 evals[sid] = load_evaluation(ep)
             except (ValueError, OSError):
@@ -317,7 +318,7 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
     if evals and len(evals) == len(ids) and all(e.composite is not None for e in evals.values()):
         coverage_vals = [float(e.composite.coverage) for e in evals.values()]
     else:
-        coverage_src = "share of metrics with a value that counts per sample (no evaluation.json composite)"
+        coverage_src = "share of metrics with a value that counts per sample (no mer_eval_scores.json composite)"
         nc = df[~df["metric"].isin(COMPOSITES)]
         for sid, g in nc.groupby("sample_id"):
             coverage_vals.append(float(g["_counts"].mean()))

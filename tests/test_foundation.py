@@ -94,7 +94,9 @@ def test_old_result_files_keep_loading():
         run = base / v
         m = load_manifest(run / "run.json")
         assert m.score is not None and m.score.composite_version
-        evs = sorted(run.glob("*/evaluation.json"))
+        # stored runs predate the rename (evaluation.json): found through the legacy fallback
+        from mer_eval.store import evaluation_path
+        evs = sorted(p for p in (evaluation_path(d) for d in run.iterdir() if d.is_dir()) if p is not None)
         assert evs
         for f in evs:
             ev = load_evaluation(f)

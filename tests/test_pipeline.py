@@ -73,7 +73,7 @@ def test_summary_and_types(run, shared_data):
 
 
 def test_corrupt_media_gets_an_error_file_and_the_run_goes_on(run):
-    err = _json(run["out"] / "errors" / "corrupt.json")
+    err = _json(run["out"] / "error_logs" / "corrupt.json")
     assert err["stage"] == "media" and err["reason"]
     assert not (run["out"] / "corrupt" / "corrupt_merr_data.json").exists()
 
@@ -156,7 +156,7 @@ def test_outputs_are_discoverable_and_score(run):
 
     outcome = score_run(run["out"], run["cfg"], metrics=["text_quality", "label_agreement"])
     assert set(outcome.results) == set(by)
-    assert (run["out"] / "single_face" / "evaluation.json").is_file()
+    assert (run["out"] / "single_face" / "mer_eval_scores.json").is_file()
 
 
 def test_resume_skips_then_force_redoes(run):
@@ -247,7 +247,7 @@ def test_provider_error_is_never_annotation_text(tmp_path):
     assert s["failed"] == 1 and s["failures"]["p"]["stage"] == "synthesis"
     # the scored annotation is gone: run.json must not keep scores that describe it
     assert _json(out / "run.json").get("score") is None
-    assert "exploded" in _json(out / "errors" / "p.json")["reason"]
+    assert "exploded" in _json(out / "error_logs" / "p.json")["reason"]
     assert not (out / "p" / "p_image_analysis.json").exists()  # the earlier result is not left standing
     for f in (out / "p").glob("*.json"):
         assert "exploded" not in f.read_text(encoding="utf-8"), f

@@ -148,7 +148,7 @@ def test_probe_on_bundled_mer_factory_outputs(examples, tmp_path):
         "summary of default")
     assert "composite_score" in r.output and "probe.json" in r.output
     # the twins' scores are there to inspect
-    ev = json.loads((run / "mer-eval-probe" / "gemini.twin-au" / "evaluation.json").read_text())
+    ev = json.loads((run / "mer-eval-probe" / "gemini.twin-au" / "mer_eval_scores.json").read_text())
     assert any(x["metric"] == "au_faithfulness" and x["status"] == "ok" for x in ev["results"])
 
 

@@ -242,7 +242,7 @@ def test_bless_stores_fingerprints_and_model_identity(runs, baseline):
                                "revision": fps[m]["model_revision"]}
     assert b["metrics"]["asr_wer"]["model"]["id"] and b["metrics"]["asr_wer"]["family"] == "asr_wer"
     assert b["metrics"]["mattr"]["params"]["mattr_window"] == 50 and b["metrics"]["mattr"]["family"] == "text_quality"
-    # what the text composite weighs, from the run's evaluation.json files
+    # what the text composite weighs, from the run's mer_eval_scores.json files
     assert {"distinct2", "repetition_rate", "asr_wer"} <= set(b["composite_inputs"]["composite_score"])
 
 

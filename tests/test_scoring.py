@@ -43,7 +43,7 @@ def test_score_examples_writes_every_output(examples, tmp_path):
                            env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert "composite" in r.output
-    summary = pd.read_csv(out_dir / "evaluation_summary.csv")
+    summary = pd.read_csv(out_dir / "mer_eval_summary.csv")
     assert list(summary.columns[: len(MER_FACTORY_COLUMNS)]) == MER_FACTORY_COLUMNS
     assert sorted(summary["sample_id"]) == ["default", "gemini", "llava-llama3_llama3.2"]
     assert "asr_wer_status" in summary.columns and "clip_image_score_reason" in summary.columns
@@ -56,7 +56,7 @@ def test_score_examples_writes_every_output(examples, tmp_path):
     clip = long[long.metric == "clip_image_score"]
     assert (clip.status.isin(["unavailable", "not_applicable"])).all()
     assert clip[clip.status == "unavailable"].reason.str.contains("looked in").all()
-    ev = load_evaluation(out_dir / "gemini" / "evaluation.json")
+    ev = load_evaluation(out_dir / "gemini" / "mer_eval_scores.json")
     assert ev.composite is not None and ev.composite.composite_version == "mer-v2"
     assert ev.composite.value is not None and ev.composite_lenient is not None  # offline, without labels
     m = load_manifest(out_dir / "run.json")

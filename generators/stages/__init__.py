@@ -16,7 +16,7 @@ A stage is a plain function::
 * It returns a :class:`StageResult`: ``outputs`` (the same JSON-serialisable dict), ``files`` written,
   ``notes`` (things worth telling the user that are not errors, e.g. "silent video: no wav").
 * A per-sample failure raises :class:`StageError` ``(stage, reason)`` with a reason a user can act on; the
-  pipeline writes it to ``OUT/errors/<id>.json`` and goes on with the next sample.
+  pipeline writes it to ``OUT/error_logs/<id>.json`` and goes on with the next sample.
 
 Stages: ``media`` (probe, ``<id>.wav``), ``au`` (``<id>.csv`` from OpenFace / MediaPipe / py-feat),
 ``peaks`` (MER-Factory's and MERR's peak rules, ``<id>_peak_frame.png``), ``au_text`` (FACS text and
