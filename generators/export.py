@@ -262,7 +262,25 @@ def select_samples(run_dir: Path, only_included: bool) -> tuple[list[Sample], di
             else:
                 kept.append(s)
         samples = kept
+    apply_review_edits(Path(run_dir), samples)
     return samples, skipped
+
+
+def apply_review_edits(run_dir: Path, samples: list[Sample]) -> None:
+    """A curator's edits from ``RUN/review.jsonl`` (``mer-eval review``): the edited final summary and label
+    replace the generated ones in the export (the run's files stay as generated)."""
+    from mer_eval.gates import GateError, read_review
+
+    try:
+        review = read_review(run_dir)
+    except GateError as e:
+        raise ExportError(str(e)) from None
+    for s in samples:
+        ed = review.get(s.id, {}).get("edits", {})
+        if "final_summary" in ed:
+            s.annotation.final_summary = ed["final_summary"]["after"] or None
+        if "label" in ed:
+            s.label = ed["label"]["after"] or None
 
 
 # ---- formats --------------------------------------------------------------------------------------
