@@ -43,10 +43,16 @@ def _load_cfg(config_path: Path | None, sets) -> object:
 @click.option("--force", is_flag=True, help="Redo samples whose outputs are up to date.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--check", is_flag=True, help="Only check the provider (key, server, model: one 4-token request) "
+                                             "and exit: 0 ready, 3 not (one line says why).")
+@click.option("--no-preflight", is_flag=True, help="Skip the provider check made before the first sample.")
 @_config_options
 def generate(input_path, out, ptype, task, label_file, threshold, peak_distance, concurrency, provider, force,
-             no_progress, as_json, config_path, sets):
-    """Turn the media in INPUT into MER-Factory-layout annotations in OUT (resumable)."""
+             no_progress, as_json, config_path, sets, check=False, no_preflight=False):
+    """Turn the media in INPUT into MER-Factory-layout annotations in OUT (resumable).
+
+    Exit status: 0 every sample done or up to date; 1 some samples failed (listed; see error_logs/); 3 the
+    provider check failed (nothing was run); 2 a usage error."""
     from mer_eval.generators.pipeline import run_generate
     from rich.console import Console
 
@@ -63,9 +69,27 @@ def generate(input_path, out, ptype, task, label_file, threshold, peak_distance,
             raise click.UsageError(f"--provider {provider!r}: not a registered provider; known: "
                                    f"{', '.join(sorted(available('providers')))}")
     console = Console(stderr=True)
+    from mer_eval.generators.pipeline import make_provider
+    from mer_eval.generators.providers.base import PreflightError
+
+    try:
+        prov = make_provider(cfg)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    if check or not no_preflight:
+        try:
+            info = prov.preflight()
+        except PreflightError as e:
+            click.echo(f"Error: provider check failed: {e}", err=True)
+            raise SystemExit(PREFLIGHT_FAILED) from None
+        if check:
+            click.echo(json.dumps(info, indent=2) if as_json else
+                       f"provider {info['provider']} ({info['model']}) ready"
+                       + (f": answered {info['answer']!r} in {info['seconds']:g} s" if "seconds" in info else ""))
+            return
     try:
         summary = run_generate(input_path, out, cfg, label_file=label_file, force=force,
-                               progress=not no_progress and not as_json, console=console)
+                               progress=not no_progress and not as_json, console=console, provider=prov)
     except RunLockedError as e:
         raise click.ClickException(str(e)) from None
     except (ValueError, KeyError) as e:
@@ -74,8 +98,12 @@ def generate(input_path, out, ptype, task, label_file, threshold, peak_distance,
         click.echo(json.dumps(summary, indent=2))
     else:
         print_summary(Console(), summary)
-    if summary["failed"] and not summary["done"] and not summary["skipped"]:
-        raise SystemExit(1)
+    if summary["failed"]:
+        raise SystemExit(SAMPLES_FAILED)
+
+
+SAMPLES_FAILED = 1  # generate's exit status when any sample failed (the others are written)
+PREFLIGHT_FAILED = 3  # the provider check failed: nothing was run
 
 
 def print_summary(console, s: dict) -> None:

@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mer_eval.generators import synthesis
+from mer_eval.generators import output_checks, synthesis
 
 from mer_eval.cache import Cache, file_sha256
 from mer_eval.domain import records
@@ -271,7 +271,8 @@ class _Run:
             else:
                 meta["absent"][field] = (f"provider {self.provider.name} lacks {cap} input; field left empty "
                                          "rather than described unseen (the measured facial signals are in "
-                                         "the AU fields)")
+                                         "the AU fields; declare providers."
+                                         f"{self.provider.name}.capabilities if its model takes {cap})")
                 return ""
             try:
                 self.provider.check(req)
@@ -285,6 +286,18 @@ class _Run:
                                str(e), provider=self.provider.name) from None
         meta["provider_calls"][purpose] = {"model": resp.model, "cached": resp.cached, "attempts": resp.attempts,
                                            "finish_reason": getattr(resp, "finish_reason", None)}
+        meta["provider_attempts"] = meta.get("provider_attempts", 0) + int(resp.attempts or 0)
+        if self.producer != "template":  # a model's answer is checked before it becomes annotation text
+            why = output_checks.reject_reason(resp.text, prompt)
+            if why:
+                meta["absent"][field] = f"model output rejected: {why}"
+                meta.setdefault("defects", {})[field] = {"reason": why, "purpose": purpose,
+                                                          "text": resp.text.strip()[:500]}
+                return ""
+            if purpose == "tone":
+                bad = output_checks.audio_contract(resp.text, ev.get("transcript"))
+                if bad:
+                    meta.setdefault("defects", {})[field] = {"reason": bad, "purpose": purpose, "kept": True}
         # what the answer is written from: the filled prompt fields (the tone prompt's transcript and
         # prosody are both measured from the audio) and the attached media
         shown = ["audio"] if purpose == "tone" else synthesis.prompt_inputs(prompt_name, ev)
@@ -456,6 +469,10 @@ class _Run:
         # a rule's vote (offline: the cues it counted, or the label) or None (a model decided)
         decided_by = getattr(self.provider, "conclusion_from", None)
         meta["conclusion_from"] = decided_by(ev) if summary and callable(decided_by) else None
+        if conclusion is None and summary and self.producer != "template":
+            meta.setdefault("defects", {})["final_summary"] = {
+                "reason": "no closing line ('the core emotional state is X, and the most likely cause is Y'): "
+                          "nothing concluded", "purpose": "synthesis", "kept": True}
         if conclusion is None:
             meta["notes"].append("final_summary has no parseable closing line "
                                  "('the core emotional state is X, and the most likely cause is Y')")
@@ -521,6 +538,11 @@ class _Run:
         meta["text_origins"] = self.text_origins(stype, outputs, ev, data, calls, meta)
         meta.setdefault("conclusion_from", None)
         meta["flags"] = self.flags(stype, outputs, data, calls)
+        defects = meta.get("defects") or {}
+        if defects:  # model output that failed output_checks: rejected (field empty) or kept with the flag
+            meta["flags"]["llm_output_defect"] = "; ".join(
+                f"{fld}: {d['reason']}{' (kept)' if d.get('kept') else ' (rejected: field left empty)'}"
+                for fld, d in defects.items())
         meta["created"] = datetime.now(timezone.utc).isoformat()
         # the meta goes last: it is what marks the sample complete for resume
         self.store.write_json(sample.id, f"{sample.id}{RESULT_SUFFIX[stype]}", data)
@@ -648,7 +670,16 @@ def make_provider(config: Config) -> Any:
     except KeyError as e:
         raise ValueError(str(e).strip("'\"")) from None
     cache = Cache(Path(config.cache.dir) if config.cache.dir else None) if config.cache.enabled else None
-    return cls(config.provider_config(name), cache=cache)
+    pcfg = config.provider_config(name)
+    from mer_eval.generators.providers.base import is_loopback
+
+    if pcfg is not None and getattr(pcfg, "capabilities", None) is None and hasattr(cls, "default_base_url") \
+            and is_loopback(pcfg.base_url or cls.default_base_url):
+        # a local OpenAI-compatible server may run a text-only model that drops an attached image without
+        # a word (and then invents a scene): images go only where they were declared,
+        # providers.<name>.capabilities=[text,image]
+        pcfg = pcfg.model_copy(update={"capabilities": ["text"]})
+    return cls(pcfg, cache=cache)
 
 
 def run_generate(input_path: Path, out: Path, config: Config, label_file: Path | None = None,

@@ -74,6 +74,12 @@ class ProviderConfig(_C):
     api_key_env: Optional[str] = None  # name of the environment variable holding the key
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(4, ge=0)
+    # retries this provider instance may spend in one run, all requests together (null: max_retries per
+    # request only); a slow server is sent at most retry_budget repeated requests per run
+    retry_budget: Optional[int] = Field(None, ge=0)
+    # retry a request that timed out while the server was still answering (a read timeout)? Off: the server
+    # is probably still generating, and a retry would queue a second generation beside the abandoned one
+    retry_read_timeout: bool = False
     backoff_s: float = Field(1.0, ge=0)
     rate_limit_per_s: Optional[float] = Field(None, gt=0)
     temperature: float = 0.0

@@ -205,7 +205,10 @@ def test_openai_answer_cut_at_the_token_limit_is_flagged(fake_server, tmp_path):
     why = meta["flags"]["truncated_llm_output"]
     assert why.startswith("final_summary (synthesis") and "max_tokens 24" in why
     assert "image_description" not in why and "llm_au_description" not in why
-    assert set(meta["flags"]) == {"truncated_llm_output"}
+    # the cut summary also lacks its closing line: kept, and flagged as an output defect (output_checks)
+    assert set(meta["flags"]) == {"truncated_llm_output", "llm_output_defect"}
+    assert meta["flags"]["llm_output_defect"].startswith("final_summary: no closing line") and \
+        meta["flags"]["llm_output_defect"].endswith("(kept)")
     assert s["flags"]["anc"] == meta["flags"]
     o = meta["text_origins"]
     assert o["final_summary"]["producer"] == "llm" and o["final_summary"]["provider"] == "openai"

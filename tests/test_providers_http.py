@@ -124,10 +124,16 @@ def test_ollama_defaults_and_no_key(fake_server, monkeypatch):
 
 def test_openai_missing_key_is_an_error(fake_server, monkeypatch):
     monkeypatch.delenv(KEY_ENV)
-    p = OpenAIProvider(cfg(fake_server))
-    with pytest.raises(ProviderError, match=KEY_ENV):
+    remote = cfg(fake_server).model_copy(update={"base_url": "https://api.example.invalid/v1"})
+    p = OpenAIProvider(remote)
+    with pytest.raises(ProviderError, match=KEY_ENV):  # a remote API: refused before any request
         p.generate(ProviderRequest(prompt="hi"))
     assert fake_server.requests == []
+    # a server on 127.0.0.1 needs no key: the request goes out without an Authorization header
+    fake_server.push(ok("hello"))
+    assert OpenAIProvider(cfg(fake_server)).generate(ProviderRequest(prompt="hi")).text == "hello"
+    assert len(fake_server.requests) == 1
+    assert "authorization" not in {k.lower() for k in fake_server.requests[0].headers}
 
 
 def test_provider_overrides_merge_with_defaults():
@@ -201,7 +207,7 @@ def test_4xx_is_not_retried(fake_server):
 
 def test_timeout_is_retried_then_error(fake_server):
     fake_server.push(hang(3), hang(3))
-    p = OpenAIProvider(cfg(fake_server, timeout_s=0.3, max_retries=1, backoff_s=0.05))
+    p = OpenAIProvider(cfg(fake_server, timeout_s=0.3, max_retries=1, backoff_s=0.05, retry_read_timeout=True))
     t0 = time.monotonic()
     with pytest.raises(ProviderError, match="timed out") as ei:
         p.generate(ProviderRequest(prompt="x"))

@@ -147,6 +147,20 @@ class ProviderError(RuntimeError):
         }
 
 
+class PreflightError(ProviderError):
+    """The provider cannot answer at all (no key, no server, wrong model, no answer in time): one line."""
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` points at this machine (127.0.0.0/8, ::1, localhost): a local server."""
+    if not url:
+        return False
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url if "//" in url else "//" + url).hostname or "").lower()
+    return host == "localhost" or host.endswith(".localhost") or host == "::1" or host.startswith("127.")
+
+
 class CapabilityMissing(ProviderError):
     def __init__(self, provider: str, capability: Capability | str, fallback: str):
         cap = Capability(capability)
@@ -242,6 +256,8 @@ class Provider:
     # who writes the texts (mer_eval.schema.TextOrigin.producer): a language model, unless a subclass
     # builds them by templates (the offline provider)
     producer: ClassVar[str] = "llm"
+    # network providers: cancel a request still running at timeout_s + 5 s (local models run to the end)
+    enforce_timeout: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig, cache: Cache | None = None, name: str | None = None):
         self.config = config
@@ -255,6 +271,9 @@ class Provider:
             self._caps = frozenset(type(self).capabilities)
         self.limiter = RateLimiter(config.rate_limit_per_s)
         self.stats = {"requests": 0, "attempts": 0, "retries": 0, "cache_hits": 0, "errors": 0}
+        budget = getattr(config, "retry_budget", None)
+        self._retry_budget: int | None = budget  # retries left to this instance (None: no run-wide budget)
+        self._budget_lock = threading.Lock()
 
     # -- identity ----------------------------------------------------------------------------------
     @property
@@ -267,6 +286,12 @@ class Provider:
         return None
 
     # -- secrets -----------------------------------------------------------------------------------
+    def key_required(self) -> bool:
+        """A missing key is an error: the provider needs one and the endpoint is not a local server (a
+        server on 127.0.0.1 / localhost is taken to need no key; set the key env anyway if yours does)."""
+        return bool(self.requires_key and self.config.api_key_env
+                    and not is_loopback(getattr(self.config, "base_url", None)))
+
     def api_key(self) -> str | None:
         env = self.config.api_key_env
         if not env:
@@ -351,7 +376,9 @@ class Provider:
         if isinstance(e, ProviderError):
             return e
         if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-            return ProviderError(f"timed out after {self.config.timeout_s:g} s", retryable=True)
+            err = ProviderError(f"timed out after {self.config.timeout_s:g} s", retryable=True)
+            err.read_timeout = True  # we cannot tell whether the server got the request: assume it did
+            return err
         if isinstance(e, ConnectionError):
             return ProviderError(f"connection error: {type(e).__name__}: {e}", retryable=True)
         return None
@@ -387,7 +414,9 @@ class Provider:
             attempts += 1
             self.stats["attempts"] += 1
             try:
-                text, usage = await self._call(req)
+                # the client stops waiting at timeout_s even when a library ignores its own timeout; the
+                # cancelled request's connection is closed (a server may still compute the answer)
+                text, usage = await self._bounded(self._call(req))
                 if not isinstance(text, str) or not text.strip():
                     raise ProviderError(f"empty response text from {self.model_id}", retryable=False)
             except Exception as e:
@@ -396,6 +425,19 @@ class Provider:
                     raise
                 last = err
                 if not err.retryable or attempt >= self.config.max_retries:
+                    break
+                if getattr(err, "read_timeout", False) and not getattr(self.config, "retry_read_timeout", False):
+                    # the server took the request and is probably still generating: a retry would queue a
+                    # second generation beside the abandoned one (the connection is closed; a server may
+                    # keep computing the abandoned answer anyway)
+                    last = ProviderError(err.message + "; not retried (a read timeout: the server may still be "
+                                         "generating; raise timeout_s, or set retry_read_timeout=true)",
+                                         status=err.status, retryable=False)
+                    break
+                if not self._take_retry():
+                    last = ProviderError(err.message + f"; not retried: this run's retry budget "
+                                         f"({self.config.retry_budget}) is spent", status=err.status,
+                                         retryable=False)
                     break
                 wait = self.backoff(attempt, err)
                 self.stats["retries"] += 1
@@ -451,6 +493,61 @@ class Provider:
             retry_after=last.retry_after,
             attempts=attempts,
         ) from None
+
+    async def _bounded(self, call):
+        if not self.enforce_timeout:
+            return await call
+        return await asyncio.wait_for(call, self.config.timeout_s + 5.0)
+
+    def _take_retry(self) -> bool:
+        """Spend one retry of the run-wide budget; False when it is spent."""
+        with self._budget_lock:
+            if self._retry_budget is None:
+                return True
+            if self._retry_budget <= 0:
+                return False
+            self._retry_budget -= 1
+            return True
+
+    # -- preflight ---------------------------------------------------------------------------------
+    async def apreflight(self, ask: bool = True) -> dict:
+        """Check once, before any sample, that this provider can answer: the key (when one is needed),
+        then (``ask``) one tiny request (4 tokens, no cache, no retry). Returns what answered; raises
+        :class:`PreflightError` with one line naming what is wrong."""
+        if self.key_required() and not self.api_key():
+            raise PreflightError(f"{self.name}: no API key: environment variable {self.config.api_key_env} is "
+                                 f"not set (needed for {getattr(self.config, 'base_url', None) or 'the remote API'}"
+                                 "; a server on 127.0.0.1/localhost needs none)")
+        info = {"provider": self.name, "model": self.model_id}
+        if not ask:
+            return info
+        req = ProviderRequest(prompt="Reply with the single word: ok", max_tokens=4, temperature=0.0,
+                              purpose="preflight")
+        t0 = time.perf_counter()
+        try:
+            text, usage = await self._bounded(self._call(req))
+        except Exception as e:
+            err = self._classify(e)
+            if err is None:
+                raise
+            raise PreflightError(self.redact(f"{self.name} ({self.model_id}): {self.preflight_hint(err)}"),
+                                 status=err.status) from None
+        info.update(seconds=round(time.perf_counter() - t0, 3), answer=excerpt(text, 40),
+                    served_model=(usage or {}).get("served_model"))
+        return info
+
+    def preflight_hint(self, err: ProviderError) -> str:
+        """One line for a failed preflight request (subclasses name their server's usual causes)."""
+        return err.message
+
+    def preflight(self, ask: bool = True) -> dict:
+        async def run() -> dict:
+            try:
+                return await self.apreflight(ask)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(run())
 
     def generate(self, req: ProviderRequest) -> ProviderResponse:
         """Synchronous wrapper for simple callers (not from inside a running event loop)."""

@@ -86,6 +86,10 @@ class OfflineProvider(Provider):
         raise ProviderError(f"offline provider: unknown purpose {p!r}; known: {', '.join(self.PURPOSES)}",
                             retryable=False)
 
+    async def apreflight(self, ask: bool = True) -> dict:
+        """Templates need no server, key or model: always ready."""
+        return {"provider": self.name, "model": self.model_id, "answer": "templates (no request made)"}
+
     async def _call(self, req: ProviderRequest) -> tuple[str, dict]:
         text = self.render(req)
         # a template is never cut: finish_reason stop

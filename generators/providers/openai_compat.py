@@ -19,6 +19,7 @@ import httpx
 from mer_eval.generators.providers.base import (
     Capability,
     Provider,
+    PreflightError,
     ProviderError,
     ProviderRequest,
     excerpt,
@@ -49,7 +50,8 @@ class OpenAIProvider(Provider):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.text, Capability.image})
     default_model: ClassVar[str | None] = "gpt-4o-mini"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
-    requires_key: ClassVar[bool] = True
+    requires_key: ClassVar[bool] = True  # except for a server on 127.0.0.1 / localhost (Provider.key_required)
+    enforce_timeout: ClassVar[bool] = True
 
     def __init__(self, config, cache=None, name=None):
         super().__init__(config, cache, name)
@@ -73,7 +75,7 @@ class OpenAIProvider(Provider):
         key = self.api_key()
         if key:
             h["Authorization"] = f"Bearer {key}"
-        elif self.requires_key and self.config.api_key_env:
+        elif self.key_required():
             raise ProviderError(
                 f"no API key: environment variable {self.config.api_key_env} is not set", retryable=False
             )
@@ -118,9 +120,13 @@ class OpenAIProvider(Provider):
         try:
             r = await self._client().post(url, json=body, headers=headers)
         except httpx.TimeoutException as e:
-            raise ProviderError(
+            err = ProviderError(
                 f"timed out after {self.config.timeout_s:g} s ({type(e).__name__}) at {url}", retryable=True
-            ) from None
+            )
+            # the request was sent and the server is (probably) still generating: httpx has closed the
+            # connection, but a retry would queue a second generation (see Provider.agenerate)
+            err.read_timeout = not isinstance(e, (httpx.ConnectTimeout, httpx.PoolTimeout))
+            raise err from None
         except httpx.TransportError as e:
             raise ProviderError(
                 f"connection error at {url}: {type(e).__name__}: {e}", retryable=True
@@ -168,6 +174,45 @@ class OpenAIProvider(Provider):
             usage = {**usage, "served_model": data["model"]}
         return content.strip(), usage
 
+    async def apreflight(self, ask: bool = True) -> dict:
+        """The key rule, then ``GET {base_url}/models`` (is the server there; does it serve the configured
+        model, when it lists models), then (``ask``) one 4-token chat request."""
+        info = await super().apreflight(ask=False)
+        url = f"{self.base_url}/models"
+        try:
+            r = await self._client().get(url, headers=self.headers(), timeout=min(self.config.timeout_s, 30.0))
+        except httpx.ConnectError as e:
+            raise PreflightError(f"{self.name}: cannot connect to {self.base_url} ({excerpt(str(e), 80)}): is the "
+                                 "server running, and is base_url right?") from None
+        except httpx.TimeoutException:
+            raise PreflightError(f"{self.name}: {url} did not answer within {min(self.config.timeout_s, 30.0):g} s"
+                                 ) from None
+        except httpx.TransportError as e:
+            raise PreflightError(f"{self.name}: connection error at {url}: {type(e).__name__}: {e}") from None
+        if r.status_code in (401, 403):
+            raise PreflightError(f"{self.name}: HTTP {r.status_code} from {url}: the server refuses the key"
+                                 f"{'' if self.api_key() else ' (none sent: set ' + str(self.config.api_key_env) + ')'}"
+                                 f": {excerpt(r.text, 120)}", status=r.status_code)
+        served = _model_ids(r)
+        if served is not None:
+            info["served_models"] = served[:20]
+            if served and self.model_id not in served:
+                raise PreflightError(f"{self.name}: model {self.model_id!r} is not served at {self.base_url}; it "
+                                     f"serves: {', '.join(served[:8])}{' ...' if len(served) > 8 else ''} (set "
+                                     f"providers.{self.name}.model)")
+        if not ask:
+            return info
+        return {**info, **await super().apreflight(ask=True)}
+
+    def preflight_hint(self, err: ProviderError) -> str:
+        if err.status in (400, 404) and "model" in err.message.lower():
+            return f"the server does not serve model {self.model_id!r} (set providers.{self.name}.model): " \
+                   + err.message
+        if "timed out" in err.message:
+            return err.message + (" (a 4-token answer: the server is overloaded or the model is still loading; "
+                                  "raise timeout_s)")
+        return err.message
+
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
         c = self._clients.pop(id(loop), None)
@@ -183,3 +228,18 @@ class OllamaProvider(OpenAIProvider):
     default_model: ClassVar[str | None] = "llama3.2"
     default_base_url: ClassVar[str] = "http://localhost:11434/v1"
     requires_key: ClassVar[bool] = False
+
+
+def _model_ids(r: httpx.Response) -> list[str] | None:
+    """The model ids a ``GET /models`` answer lists (OpenAI / vLLM / llama.cpp / Ollama / transformers serve
+    shape ``{"data": [{"id": ...}]}``); None when the server has no such listing."""
+    if r.status_code != 200:
+        return None
+    try:
+        data = r.json()
+    except ValueError:
+        return None
+    rows = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        return None
+    return [str(m["id"]) for m in rows if isinstance(m, dict) and m.get("id")]
