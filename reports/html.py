@@ -31,6 +31,10 @@ TEXT_FIELDS = ("transcript", "audio_description", "visual_expression", "visual_o
 SCRIPT_HASH_PLACEHOLDER = "__MER_EVAL_SCRIPT_SHA256__"
 # strict (abstentions count as worst) and lenient (abstentions left out)
 COMPOSITES = ("composite_score", "composite_lenient")
+# the per-sample table's columns shown by default (the rest are toggled in the column chooser)
+DEFAULT_COLUMNS = ("run", "id", "label", "decision", "m:composite_score", "m:composite_lenient")
+ATTENTION_MAX = 50  # cards in "needs attention" (the table lists them all, in the same order)
+ATTENTION_WORST = 10  # without gate decisions or flags: this many worst composites
 COMPOSITE_TITLES = {"composite_score": "strict: abstentions count as worst",
                     "composite_lenient": "lenient: abstentions left out"}
 # what each corruption kind of ``mer-eval probe`` does (generators/corrupt.py)
@@ -375,11 +379,22 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
         inc = sum(1 for r in gate_rows if r.get("decision") == "include")
         sec["gate"] = {"included": inc, "excluded": len(gate_rows) - inc, "rules": gate_meta.get("rules", []),
                        "per_rule": (gate_meta.get("counts") or {}).get("per_rule", {}),
-                       "origin": gate_meta.get("origin")}
+                       "origin": gate_meta.get("origin"),
+                       "human": sum(1 for r in gate_rows if r.get("decided_by") == "human"),
+                       "histogram": gate_meta.get("label_histogram") or {}, "warnings": gate_meta.get("warnings") or []}
     if not with_samples:
         return sec
     ds = discover(run_dir)
     by_id = ds.by_id()
+    # scores written elsewhere (``score --out``): the annotation texts are in the input run.json records
+    input_by_id: dict[str, Any] = {}
+    if manifest is not None and manifest.input and any(sid not in by_id for sid in ids):
+        src = Path(manifest.input)
+        if src.exists() and src.resolve() != run_dir.resolve():
+            try:
+                input_by_id = discover(src).by_id()
+            except (OSError, ValueError) as e:
+                sec.setdefault("notes", []).append(f"annotation texts: {src} unreadable ({e})")
     rows = []
     deps = df["dependence"] if "dependence" in df.columns else [None] * len(df)
     cells = {(s, m): (st, _num(v), r if isinstance(r, str) else None, mv, mdl,
@@ -392,6 +407,9 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
         thumb, thumb_note = (None, "sample folder not found by discovery")
         texts: dict[str, str] = {}
         label = None
+        texts_from = None
+        if s is None and sid in input_by_id:
+            s, texts_from = input_by_id[sid], str(manifest.input)
         if s is not None:
             if len(rows) < max_thumbnails:
                 thumb, thumb_note = thumbnail_data_url(s.frame_image(), run_dir)
@@ -418,22 +436,62 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
         g = gate_by_id.get(sid)
         ev = evals.get(sid)
         rows.append({
-            "id": sid, "label": label, "type": s.type.value if s is not None else None,
-            "decision": g.get("decision") if g else None,
+            "id": sid, "key": f"{sec['label']}/{sid}", "label": label,
+            "type": s.type.value if s is not None else None,
+            # a curator's decision (mer-eval review) beats the rules and is shown as such
+            "decision": (g.get("decision") + (" (human)" if g.get("decided_by") == "human" else "")) if g else None,
             "failed": g.get("failed") if g else None, "skipped": g.get("skipped") if g else None,
             "coverage": float(ev.composite.coverage) if ev is not None and ev.composite is not None else None,
             "values": values, "statuses": statuses, "self_checks": self_checks, "abstained": abstained,
-            "metrics": details, "texts": texts,
-            "thumb": thumb, "thumb_note": thumb_note,
+            "metrics": details, "texts": texts, "texts_from": texts_from,
+            "thumb": thumb, "thumb_note": thumb_note, "run": sec["label"],
+            "media": _media_link(s, run_dir) if s is not None else None,
         })
     sec["samples"] = rows
     sec["discovery_notes"] = ds.notes
     return sec
 
 
+def _media_link(s: Any, run_dir: Path) -> Optional[dict[str, str]]:
+    """A ``file:`` link to the sample's video or audio when it lies inside the run folder (never outside)."""
+    from mer_eval.paths import is_within
+
+    for kind in ("video", "audio"):
+        p = getattr(s, kind, None)
+        if p is not None and is_within(Path(p), run_dir) and Path(p).is_file():
+            return {"kind": kind, "name": Path(p).name, "uri": Path(p).resolve().as_uri()}
+    return None
+
+
+def _is_excluded(r: dict[str, Any]) -> bool:
+    return isinstance(r.get("decision"), str) and r["decision"].startswith("exclude")
+
+
+def _flags(r: dict[str, Any]) -> list[str]:
+    """Why a sample needs a curator's look besides a gate decision: abstentions and errors."""
+    out = []
+    if r["abstained"]:
+        out.append("abstained: " + ", ".join(r["abstained"]))
+    errs = [m["metric"] for m in r["metrics"] if m["status"] == "error"]
+    if errs:
+        out.append("error: " + ", ".join(errs))
+    return out
+
+
+def attention_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows in the order a curator acts on them: excluded first, then flagged (abstained / error), then the
+    rest; within each, worst composite first (none counts as worst)."""
+    def comp(r):
+        v = r["values"].get("composite_score")
+        return float("-inf") if v is None else v
+
+    return sorted(rows, key=lambda r: (0 if _is_excluded(r) else 1 if _flags(r) else 2, comp(r)))
+
+
 def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0,
                  max_thumbnails: int = MAX_THUMBNAILS) -> str:
-    """Render the report for ``run_dirs`` (the first one's samples fill the per-sample table)."""
+    """Render the report for ``run_dirs``: every run's samples in one table (a run column), opening on the
+    samples a curator acts on (excluded / flagged, or the worst composites when no gate ran)."""
     from jinja2 import Environment, FileSystemLoader
     from markupsafe import Markup
 
@@ -441,15 +499,36 @@ def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0,
 
     run_dirs = [Path(p) for p in run_dirs]
     labels = _labels(run_dirs)
-    sections = [_run_section(p, lab, with_samples=(i == 0), max_thumbnails=max_thumbnails)
-                for i, (p, lab) in enumerate(zip(run_dirs, labels))]
+    sections = [_run_section(p, lab, with_samples=True, max_thumbnails=max_thumbnails)
+                for p, lab in zip(run_dirs, labels)]
     comparison = compare_runs(run_dirs, n_boot=n_boot, seed=seed).to_dict() if len(run_dirs) > 1 else None
     primary = sections[0]
+    metrics: dict[str, dict[str, Any]] = {}
+    for sec in sections:
+        for m in sec["metrics"]:
+            metrics.setdefault(m["metric"], m)
+    samples = attention_order([r for sec in sections for r in sec.pop("samples")])
+    for r in samples:
+        r["excluded"] = _is_excluded(r)
+        r["flags"] = _flags(r)
+    has_gate = any(sec["gate"] is not None for sec in sections)
+    attention = [r["key"] for r in samples if r["excluded"] or r["flags"]] if has_gate else []
+    attention_basis = "excluded or flagged (abstained / error)"
+    if not attention:
+        attention = [r["key"] for r in samples if r["flags"]]
+        attention_basis = "flagged (abstained / error)" if attention else ""
+    if not attention:  # no gate and nothing flagged: the worst composites
+        attention = [r["key"] for r in samples][:ATTENTION_WORST]
+        attention_basis = f"no gate decisions: the {len(attention)} lowest composite_score first"
     table = {
         "run": primary["label"],
-        "metrics": primary["metrics"],
-        "has_gate": primary["gate"] is not None,
-        "samples": primary.pop("samples"),
+        "runs": [sec["label"] for sec in sections],
+        "metrics": list(metrics.values()),
+        "has_gate": has_gate,
+        "default_columns": DEFAULT_COLUMNS,
+        "attention": attention[:ATTENTION_MAX], "attention_total": len(attention),
+        "attention_basis": attention_basis,
+        "samples": samples,
     }
     for h in primary["histograms"] + [h for s in sections[1:] for h in s["histograms"]]:
         h["svg"] = Markup(h["svg"])  # generated here from numbers and escaped names only

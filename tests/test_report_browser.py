@@ -36,6 +36,14 @@ def browser():
             b.close()
 
 
+def show_columns(page, keys):
+    """Tick ``keys`` in the report's column chooser (the table shows a few columns by default)."""
+    page.locator("#col-chooser summary").click()
+    for k in keys:
+        page.locator(f'#col-list input[data-key="{k}"]').check()
+    page.locator("#col-chooser summary").click()
+
+
 def test_report_in_chromium(browser, shared_data, tmp_path):
     from mer_eval.gates import gate_run
     from mer_eval.reports.html import write_report
@@ -56,21 +64,71 @@ def test_report_in_chromium(browser, shared_data, tmp_path):
     assert console_errors == [], console_errors  # the CSP hash matches the inline script
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
     rows = page.locator("#samples-table tbody tr")
+    # every run's samples, not only the first run's
+    assert rows.count() == 20
+    runs = page.eval_on_selector_all("#samples-table tbody tr", "rs => rs.map(r => r.dataset.run)")
+    assert sorted(set(runs)) == ["run_a", "run_b"] and runs.count("run_b") == 10
+
+    # the page opens on what a curator acts on: the excluded samples first, with the rule they failed
+    excluded = sorted(d.sample_id for d in res.decisions if d.decision == "exclude")
+    assert excluded
+    cards = page.locator("#attention .att")
+    assert cards.count() == len(excluded)
+    assert cards.first.evaluate("e => e.getBoundingClientRect().top") < page.locator(
+        "#per-sample").evaluate("e => e.getBoundingClientRect().top")
+    first = cards.first
+    assert first.get_attribute("data-id") in excluded and "excluded" in first.get_attribute("class")
+    why = {d.sample_id: d for d in res.decisions}[first.get_attribute("data-id")]
+    assert first.locator(".failed").text_content() == "failed: " + "; ".join(why.failed) or \
+        first.locator(".failed").text_content().startswith("failed: ")
+    assert why.failed[0].split(":")[0] in first.locator(".failed").text_content()
+    assert first.locator('.txt[data-field="final_summary"]').count() == 1
+    first_rows = page.eval_on_selector_all("#samples-table tbody tr",
+                                           "rs => rs.slice(0, %d).map(r => r.dataset.id)" % len(excluded))
+    assert sorted(first_rows) == excluded
+    # hostile text in an attention card (or anywhere) is text, never markup
+    assert page.locator("#attention script").count() == 0
+    hostile = page.locator('#attention .att[data-id="default_merr_data_MER"] .txt[data-field="final_summary"]')
+    if hostile.count():
+        assert INJECTION in hostile.text_content()
+
+    # column chooser: a handful of columns by default, the others toggled
+    def heads():
+        return page.eval_on_selector_all("#samples-table th", "hs => hs.map(h => h.dataset.key)")
+
+    default = heads()
+    assert default == ["run", "id", "label", "decision", "m:composite_score", "m:composite_lenient"]
+    page.locator("#col-chooser summary").click()
+    page.locator('#col-list input[data-key="m:distinct2"]').check()
+    assert "m:distinct2" in heads()
+    assert page.eval_on_selector_all("#samples-table tbody tr", "rs => rs[0].cells.length") == len(default) + 1
+    page.locator('#col-list input[data-key="m:distinct2"]').uncheck()
+    page.locator('#col-list input[data-key="run"]').uncheck()
+    assert heads() == default[1:]
+    page.locator('#col-list input[data-key="run"]').check()
+    page.locator("#col-chooser summary").click()
+
+    # the run selector narrows the table to one run
+    page.select_option("#run-filter", "run_b")
+    assert rows.count() == 10 and set(page.eval_on_selector_all(
+        "#samples-table tbody tr", "rs => rs.map(r => r.dataset.run)")) == {"run_b"}
+    page.select_option("#run-filter", "run_a")
     assert rows.count() == 10
 
     def ids():
         return page.eval_on_selector_all("#samples-table tbody tr", "rs => rs.map(r => r.getAttribute('data-id'))")
 
     def composite():
+        idx = heads().index("m:composite_score")
         return [float(x) for x in page.eval_on_selector_all(
-            "#samples-table tbody tr", "rs => rs.map(r => r.cells[3].textContent)")]
+            "#samples-table tbody tr", f"rs => rs.map(r => r.cells[{idx}].textContent)")]
 
     before = ids()
     header = page.locator("#samples-table th", has_text="composite_score")
     header.click()
     asc = composite()
     assert asc == sorted(asc)
-    assert ids() != before
+    assert sorted(ids()) == sorted(before)  # the same samples, reordered (the default order is worst first)
     header.click()
     desc = composite()
     assert desc == sorted(desc, reverse=True) and desc != asc
@@ -89,7 +147,7 @@ def test_report_in_chromium(browser, shared_data, tmp_path):
     assert rows.count() == 10
 
     # drill-down on the sample whose final summary carries the injected script
-    page.locator('#samples-table tbody tr[data-id="default_merr_data_MER"]').click()
+    page.locator('#samples-table tbody tr[data-key="run_a/default_merr_data_MER"]').click()
     summary = page.locator('#detail .txt[data-field="final_summary"]')
     assert INJECTION in summary.text_content()
     assert page.locator("#detail script").count() == 0
@@ -156,6 +214,8 @@ def test_probe_self_check_and_abstained_in_chromium(browser, probed, tmp_path):
     assert shot.stat().st_size > 10_000
 
     # a self-check is no number in the sample table: it says so, and its reason is the tooltip
+    assert page.locator('#samples-table th[data-key="m:au_f1"]').count() == 0  # not a default column
+    show_columns(page, ["m:au_f1"])
     header = page.locator("#samples-table th", has_text="au_f1")
     idx = page.eval_on_selector_all("#samples-table th",
                                     "hs => hs.findIndex(h => h.dataset.key === 'm:au_f1')")
@@ -171,6 +231,7 @@ def test_probe_self_check_and_abstained_in_chromium(browser, probed, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(out.resolve().as_uri())
     page.wait_for_selector("#samples-table tbody tr")
+    show_columns(page, page.eval_on_selector_all("#col-list input", "cs => cs.map(c => c.dataset.key)"))
     ab = page.locator("#samples-table td.st-abstained")
     if ab.count() == 0:
         pytest.skip("no twin of examples/mer-factory abstained")
