@@ -75,6 +75,9 @@ class Cache:
         self._local = threading.local()
         self.hits = 0
         self.misses = 0
+        self._owner = threading.get_ident()
+        self._pending = 0
+        self.defer_commits = False
         with self._conn() as c:
             c.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, kind TEXT, value BLOB)")
 
@@ -113,8 +116,25 @@ class Cache:
             kind, blob = "npy", buf.getvalue()
         else:
             kind, blob = "json", json.dumps(value, default=str).encode()
-        with self._conn() as c:
-            c.execute("INSERT OR REPLACE INTO kv (key, kind, value) VALUES (?, ?, ?)", (key, kind, blob))
+        # with ``defer_commits`` (score sets it and calls flush() per chunk) puts are committed in batches of
+        # FLUSH_EVERY: one commit per row was a large part of scoring many small samples. The same connection
+        # reads its own uncommitted rows; other threads' puts and everyone else's commit at once
+        self._conn().execute("INSERT OR REPLACE INTO kv (key, kind, value) VALUES (?, ?, ?)", (key, kind, blob))
+        if not self.defer_commits or threading.get_ident() != self._owner:
+            self._conn().commit()
+            return
+        self._pending += 1
+        if self._pending >= self.FLUSH_EVERY:
+            self.flush()
+
+    FLUSH_EVERY = 500
+
+    def flush(self) -> None:
+        """Commit the puts not yet committed (by this thread's connection)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.in_transaction:
+            conn.commit()
+        self._pending = 0
 
     def __len__(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM kv").fetchone()[0]

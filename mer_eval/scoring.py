@@ -7,7 +7,9 @@ Writes ``OUT/<id>/mer_eval_scores.json``, ``OUT/mer_eval_summary.csv`` (MER-Fact
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,13 +22,15 @@ from mer_eval.config import Config
 from mer_eval.discovery import Dataset, discover
 from mer_eval.metric import Metric, ScoreContext
 from mer_eval.schema import Fingerprint, MetricResult, ModelRef, SampleEvaluation, ScoreSection, Status
-from mer_eval.store import EVAL_FILE, SUMMARY_FILE, RunStore, atomic_write_bytes, atomic_write_text
+from mer_eval.store import EVAL_FILE, SUMMARY_FILE, RunStore, _umask, atomic_write_text
 
 MER_FACTORY_COLUMNS = [
     "sample_id", "distinct1", "distinct2", "repetition_rate", "fkgl", "au_pr", "au_re", "au_f1",
     "clip_image_score", "clap_audio_score", "nli_consistency_score", "nli_entail_rate", "nli_contra_rate",
     "asr_wer", "composite_score",
 ]
+STREAM_CHUNK = 1000  # samples scored, written and released together
+KEEP_RESULTS_MAX = 5000  # above this many samples, outcome.results reads scores.parquet back (no details)
 LONG_COLUMNS = ["sample_id", "metric", "family", "value", "status", "reason", "model", "model_sha256",
                 "metric_version", "higher_is_better", "cached", "independent", "dependence", "relation"]
 
@@ -46,6 +50,7 @@ class ScoreOutcome:
     families: dict[str, Metric]
     section: ScoreSection
     aggregates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metric_rows: Optional[list[dict]] = None  # the console summary's rows, accumulated while streaming
     seconds: float = 0.0
     model_seconds: float = 0.0
     model_seconds_by_family: dict[str, float] = field(default_factory=dict)
@@ -53,6 +58,8 @@ class ScoreOutcome:
     def frame(self):
         import pandas as pd
 
+        if isinstance(self.results, _ParquetResults):  # a streamed run: the table is on disk
+            return load_scores(self.out_dir)
         return pd.DataFrame(_long_rows(self.results, self.families), columns=LONG_COLUMNS)
 
 
@@ -108,13 +115,21 @@ def score_dataset(
     use_cache: Optional[bool] = None,
     progress: bool = False,
     console: Any = None,
+    keep_results: Optional[bool] = None,
+    chunk_size: Optional[int] = None,
 ) -> ScoreOutcome:
+    """Score in chunks of ``chunk_size`` samples (default :data:`STREAM_CHUNK`): each chunk is scored by every
+    family, its ``mer_eval_scores.json`` files and its row group of scores.parquet are written, and it is released;
+    only per-metric counts and values stay. ``keep_results`` (default: runs up to :data:`KEEP_RESULTS_MAX`
+    samples) keeps every full result in ``outcome.results``; otherwise it reads them back from the parquet."""
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc)
     names = list(metrics or config.score_metrics())
     use_cache = config.cache.enabled if use_cache is None else use_cache
     cache = Cache(Path(config.cache.dir) if config.cache.dir else None) if use_cache else None
     hits0 = cache.hits if cache else 0
+    if cache is not None:
+        cache.defer_commits = True  # committed per chunk (flush below), not per row
     ctx = ScoreContext(device=resolve_device(config.score.device), batch_size=config.score.batch_size,
                        cache=cache, config=config)
     families: dict[str, Metric] = {}
@@ -122,47 +137,248 @@ def score_dataset(
         cls = registry.get_metric(name)
         families[name] = cls(config.metric_params(name), ctx)
     samples = dataset.samples
-    results: dict[str, list[MetricResult]] = {s.id: [] for s in samples}
-    aggregates: dict[str, dict[str, Any]] = {}
+    n = len(samples)
+    keep = n <= KEEP_RESULTS_MAX if keep_results is None else keep_results
+    size = max(1, int(chunk_size or STREAM_CHUNK))
+    # one chunk: dataset order, as before; several: sample-id order, so the summary CSV (sorted by id) is
+    # appended chunk by chunk and never needs the whole table in memory
+    order = list(samples) if n <= size else sorted(samples, key=lambda x: x.id)
+    kept: dict[str, list[MetricResult]] = {s.id: [] for s in samples} if keep else {}
+    # families with a dataset-level aggregate keep their own results (one or two per sample) until the end
+    agg_of = [name for name, fam in families.items() if type(fam).aggregate is not Metric.aggregate]
+    agg_results: dict[str, dict[str, list[MetricResult]]] = {name: {} for name in agg_of}
+    stats = _Stats(families)
+    spec = load_spec(config.score.composite)
+    out_dir = Path(out_dir)
+    store = RunStore(out_dir)
 
     prog = None
+    tasks: dict[str, Any] = {}
     if progress and samples:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         prog = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=False)
         prog.start()
-    try:
-        for name, fam in families.items():
-            task = prog.add_task(name, total=len(samples)) if prog else None
-            ctx.progress = (lambda n, t=task: prog.advance(t, n)) if prog else None
-            fam_results = fam.score(samples)
-            for sid, rs in fam_results.items():
-                results[sid].extend(rs)
-            aggregates[name] = fam.aggregate(samples, fam_results)
-    finally:
-        if prog:
-            prog.stop()
-        ctx.progress = None
-
-    spec = load_spec(config.score.composite)
-    evaluations = {}
-    for s in samples:
-        comp = spec.compute(s.id, results[s.id], mode="strict")
-        lenient = spec.compute(s.id, results[s.id], mode="lenient")
-        results[s.id].append(composite_metric_result(comp))
-        results[s.id].append(composite_metric_result(lenient))
-        evaluations[s.id] = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp,
-                                             composite_lenient=lenient)
-
-    seconds = time.perf_counter() - t0
-    outcome = ScoreOutcome(out_dir=Path(out_dir), dataset=dataset, results=results, families=families,
-                           section=ScoreSection(), aggregates=aggregates, seconds=seconds,
-                           model_seconds=sum(ctx.model_seconds.values()),
-                           model_seconds_by_family=dict(ctx.model_seconds))
-    outcome.section = _section(outcome, spec, started, cache.hits - hits0 if cache else 0)
-    _write(outcome, evaluations, config)
+        tasks = {name: prog.add_task(name, total=n) for name in families}
+    with store.locked():
+        writer = _LongWriter(out_dir / "scores.parquet")
+        try:
+            for lo in range(0, n, size):
+                part = order[lo:lo + size]
+                results: dict[str, list[MetricResult]] = {s.id: [] for s in part}
+                for name, fam in families.items():
+                    ctx.progress = (lambda k, t=tasks[name]: prog.advance(t, k)) if prog else None
+                    fam_results = fam.score(part)
+                    for sid, rs in fam_results.items():
+                        results[sid].extend(rs)
+                    if name in agg_results:
+                        agg_results[name].update(fam_results)
+                ctx.progress = None
+                for s in part:
+                    comp = spec.compute(s.id, results[s.id], mode="strict")
+                    lenient = spec.compute(s.id, results[s.id], mode="lenient")
+                    results[s.id].append(composite_metric_result(comp))
+                    results[s.id].append(composite_metric_result(lenient))
+                    ev = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp,
+                                          composite_lenient=lenient)
+                    atomic_write_text(store.sample_dir(s.id) / EVAL_FILE, ev.model_dump_json(indent=2) + "\n",
+                                      fsync=False)
+                writer.write(_long_rows(results, families))
+                stats.add(results)
+                if keep:
+                    for sid, rs in results.items():
+                        kept[sid] = rs
+                if cache is not None:
+                    cache.flush()
+            aggregates: dict[str, dict[str, Any]] = {
+                name: fam.aggregate(samples, agg_results.get(name, {})) for name, fam in families.items()}
+            seconds = time.perf_counter() - t0
+            outcome = ScoreOutcome(out_dir=out_dir, dataset=dataset, results=kept, families=families,
+                                   section=ScoreSection(), aggregates=aggregates, seconds=seconds,
+                                   model_seconds=sum(ctx.model_seconds.values()),
+                                   model_seconds_by_family=dict(ctx.model_seconds))
+            outcome.section = _section(outcome, spec, started, cache.hits - hits0 if cache else 0, stats)
+            outcome.metric_rows = stats.metric_rows()
+            writer.close()
+            _write(outcome, config, writer, stats)
+        finally:
+            writer.abort()
+            if prog:
+                prog.stop()
+            ctx.progress = None
+            if cache is not None:
+                cache.flush()
+                cache.defer_commits = False
+    if not keep:
+        outcome.results = _ParquetResults(out_dir / "scores.parquet", [s.id for s in samples])
     return outcome
+
+
+class _Stats:
+    """What the run section and the console summary need, accumulated chunk by chunk (nothing per result)."""
+
+    def __init__(self, families: dict[str, Metric]):
+        self.family_of = _output_index(families)
+        self.counts: dict[str, dict[str, int]] = {}
+        self.values: dict[str, list[float]] = {}  # independent ok values, in processing order
+        self.left_out: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, ModelRef] = {}
+        self.ok_values: dict[str, list[float]] = {}
+        self.reasons: dict[str, dict[str, int]] = {}
+        self.first_model: dict[str, Optional[str]] = {}
+        self.metrics_order: dict[str, None] = {}
+
+    def add(self, results: dict[str, list[MetricResult]]) -> None:
+        from mer_eval.evidence import counts as counts_as_evidence
+
+        for rs in results.values():
+            for r in rs:
+                self.metrics_order.setdefault(r.metric, None)
+                c = self.counts.setdefault(r.metric, {s.value: 0 for s in Status})
+                c[r.status.value] += 1
+                if r.status == Status.ok:
+                    self.ok_values.setdefault(r.metric, []).append(r.value)
+                    ok, why = counts_as_evidence(r)
+                    if ok:
+                        self.values.setdefault(r.metric, []).append(r.value)
+                    else:
+                        lo = self.left_out.setdefault(r.metric, {"n": 0, "reasons": {}})
+                        lo["n"] += 1
+                        lo["reasons"][why] = lo["reasons"].get(why, 0) + 1
+                else:
+                    rr = self.reasons.setdefault(r.metric, {})
+                    key = f"{r.status.value}: {r.reason}"
+                    rr[key] = rr.get(key, 0) + 1
+                if r.model is not None and r.model.id:
+                    self.models.setdefault(self.family_of.get(r.metric, (r.metric,))[0], r.model)
+                if r.model is not None and self.first_model.get(r.metric) is None:
+                    self.first_model[r.metric] = r.model.id
+
+    def metric_rows(self) -> list[dict]:
+        """The rows of :func:`mer_eval.summary.metric_table_rows`, without holding the results."""
+        from collections import Counter
+
+        rows = []
+        for metric, c in self.counts.items():
+            ok = self.ok_values.get(metric, [])
+            rows.append({"metric": metric, "ok": len(ok), "n": sum(c.values()),
+                         "mean": sum(ok) / len(ok) if ok else None, "model": self.first_model.get(metric),
+                         "reasons": Counter(self.reasons.get(metric, {})).most_common(3)})
+        return rows
+
+
+LONG_SCHEMA = None  # built on first use (pyarrow is imported lazily)
+
+
+def _long_schema():
+    global LONG_SCHEMA
+    if LONG_SCHEMA is None:
+        import pyarrow as pa
+
+        s, b = pa.string(), pa.bool_()
+        types = {"value": pa.float64(), "higher_is_better": b, "cached": b, "independent": b}
+        LONG_SCHEMA = pa.schema([(c, types.get(c, s)) for c in LONG_COLUMNS])
+    return LONG_SCHEMA
+
+
+class _LongWriter:
+    """``scores.parquet`` written one row group per chunk into a temporary file, renamed into place at the end
+    (a run killed midway leaves the previous file, never half of a new one)."""
+
+    def __init__(self, path: Path):
+        import tempfile
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._w = None
+        self.closed = False
+
+    def write(self, rows: list[dict]) -> None:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(pd.DataFrame(rows, columns=LONG_COLUMNS), schema=_long_schema(),
+                                     preserve_index=False)
+        if self._w is None:
+            self._w = pq.ParquetWriter(self.tmp, table.schema)
+        self._w.write_table(table)
+
+    def close(self) -> None:
+        if self._w is None:
+            self.write([])
+        self._w.close()
+        self.closed = True
+
+    def chunks(self):
+        """The long table back, one row group (one chunk of samples) at a time."""
+        import pyarrow.parquet as pq
+
+        f = pq.ParquetFile(self.tmp)
+        for i in range(f.num_row_groups):
+            yield f.read_row_group(i).to_pandas()
+
+    def commit(self) -> None:
+        with open(self.tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._w is not None and not self.closed:
+            self._w.close()
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+class _ParquetResults(Mapping):
+    """``outcome.results`` of a large run: read back from ``scores.parquet`` one row group at a time (results
+    without their details and evidence: those are in ``<id>/mer_eval_scores.json``)."""
+
+    def __init__(self, path: Path, ids: list[str]):
+        self.path = Path(path)
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self):
+        return iter(self.ids)
+
+    def __getitem__(self, sid: str) -> list[MetricResult]:
+        for k, rs in self.items():
+            if k == sid:
+                return rs
+        raise KeyError(sid)
+
+    def values(self):
+        return (rs for _, rs in self.items())
+
+    def items(self):
+        import pyarrow.parquet as pq
+
+        f = pq.ParquetFile(self.path)
+        cur: Optional[str] = None
+        acc: list[MetricResult] = []
+        for i in range(f.num_row_groups):
+            for row in f.read_row_group(i).to_pylist():
+                if row["sample_id"] != cur:
+                    if cur is not None:
+                        yield cur, acc
+                    cur, acc = row["sample_id"], []
+                model = ModelRef.model_construct(id=row["model"], sha256=row["model_sha256"]) if row["model"] \
+                    else None
+                v = row["value"]
+                acc.append(MetricResult.model_construct(
+                    sample_id=cur, metric=row["metric"], value=None if v is None or v != v else v,
+                    status=Status(row["status"]), reason=row["reason"], model=model,
+                    metric_version=row["metric_version"], cached=bool(row["cached"]), details={}, evidence=None))
+        if cur is not None:
+            yield cur, acc
 
 
 def fingerprints(families: dict[str, Metric], spec: Any = None) -> dict[str, Fingerprint]:
@@ -184,68 +400,61 @@ def fingerprints(families: dict[str, Metric], spec: Any = None) -> dict[str, Fin
     return out
 
 
-def _section(o: ScoreOutcome, spec: Any, started: datetime, hits: int) -> ScoreSection:
-    from mer_eval.evidence import counts as counts_as_evidence
-
+def _section(o: ScoreOutcome, spec: Any, started: datetime, hits: int, stats: "_Stats") -> ScoreSection:
     composite_version = spec.version
     versions = {}
-    models: dict[str, ModelRef] = {}
     for fam, m in o.families.items():
         for out in m.outputs:
             versions[out.name] = m.version
     versions["composite_score"] = composite_version
     versions["composite_lenient"] = composite_version
-    family_of = _output_index(o.families)
-    counts: dict[str, dict[str, int]] = {}
-    values: dict[str, list[float]] = {}
-    left_out: dict[str, dict[str, Any]] = {}
-    for rs in o.results.values():
-        for r in rs:
-            c = counts.setdefault(r.metric, {s.value: 0 for s in Status})
-            c[r.status.value] += 1
-            if r.status == Status.ok:
-                ok, why = counts_as_evidence(r)
-                if ok:
-                    values.setdefault(r.metric, []).append(r.value)
-                else:
-                    lo = left_out.setdefault(r.metric, {"n": 0, "reasons": {}})
-                    lo["n"] += 1
-                    lo["reasons"][why] = lo["reasons"].get(why, 0) + 1
-            if r.model is not None and r.model.id:
-                models.setdefault(family_of.get(r.metric, (r.metric,))[0], r.model)
+    counts = stats.counts
     return ScoreSection(
-        metrics=list(o.families), metric_versions=versions, composite_version=composite_version, models=models,
-        counts_by_status=counts, means={k: _mean(values.get(k, [])) for k in counts}, left_out=left_out,
-        fingerprints=fingerprints(o.families, spec),
+        metrics=list(o.families), metric_versions=versions, composite_version=composite_version,
+        models=stats.models, counts_by_status=counts, means={k: _mean(stats.values.get(k, [])) for k in counts},
+        left_out=stats.left_out, fingerprints=fingerprints(o.families, spec),
         started=started, finished=datetime.now(timezone.utc), seconds=round(o.seconds, 3),
         model_seconds=round(o.model_seconds, 3), cache_hits=hits,
     )
 
 
-def _write(o: ScoreOutcome, evaluations: dict[str, SampleEvaluation], config: Config) -> None:
-    import io
+def _write(o: ScoreOutcome, config: Config, writer: "_LongWriter", stats: "_Stats") -> None:
+    """Called with the run lock held, after every chunk's ``mer_eval_scores.json`` and row group are written: the
+    summary CSV from the row groups (one at a time), then scores.parquet and run.json are put in place."""
+    import tempfile
 
     store = RunStore(o.out_dir)
-    with store.locked():
-        for sid, ev in evaluations.items():
-            atomic_write_text(store.sample_dir(sid) / EVAL_FILE, ev.model_dump_json(indent=2) + "\n")
-        long = o.frame()
-        buf = io.BytesIO()
-        long.to_parquet(buf, index=False)
-        atomic_write_bytes(o.out_dir / "scores.parquet", buf.getvalue())
-        atomic_write_text(o.out_dir / SUMMARY_FILE, wide_summary(long).to_csv(index=False))
-        manifest = store.read_manifest()
-        if manifest is None:  # a run mer-eval did not generate (e.g. MER-Factory's): the manifest is score's
-            manifest = store.new_manifest(command="score", input=str(o.dataset.root),
-                                          config=config.model_dump(mode="json"), config_hash=config.hash())
-        o.section.config_hash = config.hash()
-        manifest.score = o.section
-        manifest.extra["score_aggregates"] = o.aggregates
-        store.write_manifest(manifest)
+    order = list(stats.metrics_order)
+    fd, tmp = tempfile.mkstemp(prefix="." + SUMMARY_FILE + ".", suffix=".tmp", dir=o.out_dir)
+    os.fchmod(fd, 0o666 & ~_umask())
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            first = True
+            for long in writer.chunks():
+                if long.empty and not first:
+                    continue
+                f.write(wide_summary(long, order).to_csv(index=False, header=first))
+                first = False
+            f.flush()
+            os.fsync(f.fileno())
+        writer.commit()
+        os.replace(tmp, o.out_dir / SUMMARY_FILE)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    manifest = store.read_manifest()
+    if manifest is None:  # a run mer-eval did not generate (e.g. MER-Factory's): the manifest is score's
+        manifest = store.new_manifest(command="score", input=str(o.dataset.root),
+                                      config=config.model_dump(mode="json"), config_hash=config.hash())
+    o.section.config_hash = config.hash()
+    manifest.score = o.section
+    manifest.extra["score_aggregates"] = o.aggregates
+    store.write_manifest(manifest)
 
 
-def wide_summary(long):
-    """One row per sample: MER-Factory's columns first, then ours, then ``<metric>_status`` / ``_reason``."""
+def wide_summary(long, metrics_order: Optional[list[str]] = None):
+    """One row per sample: MER-Factory's columns first, then ours, then ``<metric>_status`` / ``_reason``.
+    ``metrics_order``: the whole run's metrics in order of first appearance, when ``long`` is one chunk."""
     import pandas as pd
 
     if long.empty:
@@ -253,14 +462,14 @@ def wide_summary(long):
     values = long.pivot_table(index="sample_id", columns="metric", values="value", aggfunc="first", dropna=False)
     status = long.pivot(index="sample_id", columns="metric", values="status")
     reason = long.pivot(index="sample_id", columns="metric", values="reason")
-    metrics_order = list(dict.fromkeys(long["metric"]))
+    metrics_order = list(metrics_order) if metrics_order is not None else list(dict.fromkeys(long["metric"]))
     ours = [m for m in metrics_order if m not in MER_FACTORY_COLUMNS]
     out = pd.DataFrame(index=status.index)
     for col in MER_FACTORY_COLUMNS[1:] + ours:
         out[col] = values[col] if col in values.columns else None
     for m in metrics_order:
-        out[f"{m}_status"] = status[m]
-        out[f"{m}_reason"] = reason[m]
+        out[f"{m}_status"] = status[m] if m in status.columns else None
+        out[f"{m}_reason"] = reason[m] if m in reason.columns else None
     out = out.reset_index().rename(columns={"index": "sample_id"})
     return out
 

@@ -10,6 +10,8 @@ from mer_eval.schema import Status
 
 def metric_table_rows(outcome: Any) -> list[dict]:
     """One row per metric: n ok / n, mean, and the most common reasons it could not score."""
+    if getattr(outcome, "metric_rows", None) is not None:  # accumulated while scoring (a streamed run)
+        return outcome.metric_rows
     rows = []
     per_metric: dict[str, list] = {}
     for rs in outcome.results.values():

@@ -64,7 +64,12 @@ def _phrases() -> list[tuple[str, str, re.Pattern]]:
     return pats
 
 
+# every word of a phrase occurs literally in a text it matches: a substring test skips most patterns cheaply
+_PHRASE_WORDS: dict[str, tuple[str, ...]] = {}
+
+
 _PHRASES = _phrases()
+_PHRASE_WORDS.update({phrase: tuple(phrase.split()) for phrase, _, _ in _PHRASES})
 
 
 @dataclass
@@ -170,6 +175,8 @@ def extract_claims(text: str | None, field_name: str = "") -> Claims:
                 c.outside_universe.add(au)
         taken[m.start():m.end()] = True
     for phrase, au, pat in _PHRASES:
+        if not all(w in t for w in _PHRASE_WORDS[phrase]):
+            continue
         for m in pat.finditer(t):
             if taken[m.start():m.end()].any():
                 continue
