@@ -40,7 +40,9 @@ positive/negative/neutral
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from string import Template
@@ -83,16 +85,97 @@ def prompt_path(name: str) -> Path:
 
 
 def prompt_hashes() -> dict[str, str]:
-    """``{"synthesis_emotion.v1": sha256, ...}`` for every template in use."""
+    """``{"synthesis_emotion.v1": sha256, ...}`` for every template in use; a template replaced by a prompts
+    file (:func:`prompts_override`) is ``<name>.v<N>.override`` with the sha256 of the replacement text."""
     out = {}
     for name, p in sorted(_prompt_files().items()):
-        out[p.name[: -len(".txt")]] = hashlib.sha256(p.read_bytes()).hexdigest()
+        if name in _OVERRIDES:
+            out[p.name[: -len(".txt")] + ".override"] = hashlib.sha256(_OVERRIDES[name].encode("utf-8")).hexdigest()
+        else:
+            out[p.name[: -len(".txt")]] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
+def prompt_text(name: str) -> str:
+    """The template text of prompt ``name``: the prompts file's when one is in use, else the packaged one."""
+    if name in _OVERRIDES:
+        return _OVERRIDES[name]
+    return prompt_path(name).read_text(encoding="utf-8")
+
+
 def render_prompt(name: str, fields: dict[str, Any]) -> str:
-    text = prompt_path(name).read_text(encoding="utf-8")
-    return Template(text).safe_substitute({k: _show(v) for k, v in fields.items()}).strip()
+    return Template(prompt_text(name)).safe_substitute({k: _show(v) for k, v in fields.items()}).strip()
+
+
+# ---- a prompts file (generate --prompts-file, MER-Factory's option) --------------------------------
+
+_OVERRIDES: dict[str, str] = {}  # prompt name -> replacement template text, while prompts_override is active
+
+
+def load_prompts_file(path: str | Path) -> dict[str, str]:
+    """Read a prompts file: a JSON (or YAML, by suffix .yaml/.yml) mapping of prompt names (``prompt_names()``,
+    e.g. ``synthesis_emotion``) to template texts with ``${field}`` placeholders (the fields of
+    :func:`prompt_fields`). Names not given keep the packaged template. ValueError names what is wrong."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"prompts file {path}: cannot read it ({e.strerror or e})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ValueError(f"prompts file {path}: not valid YAML ({e})") from None
+    else:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"prompts file {path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"prompts file {path}: expected a non-empty mapping of prompt name -> template text; "
+                         f"prompt names: {', '.join(prompt_names())}")
+    known = set(prompt_names())
+    fields = set(prompt_fields({}))
+    out: dict[str, str] = {}
+    for name, text in data.items():
+        if name not in known:
+            raise ValueError(f"prompts file {path}: unknown prompt {name!r}; known: {', '.join(sorted(known))}")
+        if isinstance(text, list) and all(isinstance(t, str) for t in text):
+            text = "\n".join(text)
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"prompts file {path}: prompt {name!r} must be a non-empty string")
+        t = Template(text)
+        if not t.is_valid():
+            raise ValueError(f"prompts file {path}: prompt {name!r} has a malformed placeholder (write $$ for a "
+                             "literal $)")
+        bad = sorted(set(t.get_identifiers()) - fields)
+        if bad:
+            raise ValueError(f"prompts file {path}: prompt {name!r} uses unknown field"
+                             f"{'s' if len(bad) > 1 else ''} {', '.join('${' + b + '}' for b in bad)}; "
+                             f"fields: {', '.join('${' + f + '}' for f in sorted(fields))}")
+        out[name] = text
+    return out
+
+
+@contextmanager
+def prompts_override(path: str | Path | None):
+    """While active, the prompts of the file at ``path`` (:func:`load_prompts_file`) replace the packaged
+    ones in :func:`render_prompt`, :func:`prompt_inputs` and :func:`prompt_hashes` (so the run's config hash
+    changes with them). ``None``: no change. Yields the replaced names."""
+    if path is None:
+        yield []
+        return
+    mapping = load_prompts_file(path)
+    before = dict(_OVERRIDES)
+    _OVERRIDES.clear()
+    _OVERRIDES.update(mapping)
+    try:
+        yield sorted(mapping)
+    finally:
+        _OVERRIDES.clear()
+        _OVERRIDES.update(before)
 
 
 def synthesis_prompt_name(task: str, label: str | None) -> str:
@@ -169,7 +252,7 @@ def _unique(xs) -> list[str]:
 def prompt_inputs(name: str, ev: dict) -> list[str]:
     """The annotation fields prompt ``name`` shows for this evidence (placeholders that are filled, i.e.
     not rendered as "(not available)"), in the prompt's order."""
-    keys = re.findall(r"\$\{(\w+)\}", prompt_path(name).read_text(encoding="utf-8"))
+    keys = re.findall(r"\$\{(\w+)\}", prompt_text(name))
     shown = prompt_fields(ev)
     return _unique(evidence_field(k, ev) for k in keys if _show(shown.get(k)) != "(not available)")
 

@@ -8,6 +8,7 @@ import shutil
 
 import pandas as pd
 from click.testing import CliRunner
+from fake_servers import ok, status
 
 from mer_eval.cli import main
 from mer_eval.reports.compare import composite_inputs
@@ -67,3 +68,106 @@ def test_errors_go_to_error_logs_and_old_errors_are_still_seen(tmp_path):
     assert json.loads((tmp_path / "error_logs" / "s2.json").read_text())["reason"] == "new"
     store.clear_error("s2")
     assert not store.error_file("s2").exists()
+
+
+# ---- MER-Factory's CLI spellings on generate (main.py's options) -------------------------------------------
+
+FAST_SETS = ["--set", "generate.au_max_frames=12", "--set", "generate.video_frames=2"]
+
+
+def _gen(args, tmp_path):
+    from mer_eval.generators.commands import generate
+
+    return CliRunner().invoke(generate, [*args, "--set", f"cache.dir={tmp_path / 'c'}", *FAST_SETS],
+                              env={"COLUMNS": "200"})
+
+
+def _run_json(out):
+    return json.loads((out / "run.json").read_text(encoding="utf-8"))
+
+
+def test_merfactory_spellings_and_short_flags(examples, tmp_path):
+    video = examples / "media" / "single_face.mp4"
+    out = tmp_path / "au"
+    # python main.py VIDEO OUT -t AU -tk MERR -th 0.9 -pd 20 -c 1 -s -ca  (MER-Factory's spellings, its case)
+    r = _gen([str(video), str(out), "-t", "AU", "-tk", "MERR", "-th", "0.9", "-pd", "20", "-c", "1", "-s", "-ca"],
+             tmp_path)
+    assert r.exit_code == 0, r.output
+    gen = _run_json(out)["config"]["generate"]
+    assert (gen["type"], gen["task"], gen["threshold"], gen["peak_distance"], gen["concurrency"]) == \
+        ("au", "emotion", 0.9, 20, 1)
+    assert _run_json(out)["config"]["cache"]["enabled"] is True
+    assert (out / "single_face" / "single_face_au_analysis.json").is_file()
+    assert "1 done" in r.output and "note:" not in r.output and "empty" not in r.output  # --silent: totals only
+    # the long spellings: --type MER --peak_dis 16 --task 'Sentiment Analysis'; the run is redone (new config)
+    out2 = tmp_path / "mer"
+    r = _gen([str(video), str(out2), "--type", "MER", "--peak_dis", "16", "--task", "Sentiment Analysis",
+              "--no-progress"], tmp_path)
+    assert r.exit_code == 0, r.output
+    gen = _run_json(out2)["config"]["generate"]
+    assert (gen["type"], gen["task"], gen["peak_distance"]) == ("mer", "sentiment", 16)
+    merr = json.loads((out2 / "single_face" / "single_face_merr_data.json").read_text())
+    assert "the overall sentiment is" in merr["final_summary"]
+
+
+def test_merfactory_spellings_are_checked(examples, tmp_path):
+    video = str(examples / "media" / "single_face.mp4")
+    for args, why in ((["--type", "MERR"], "'MERR' is not one of"), (["--task", "happy"], "expected emotion"),
+                      (["--peak_dis", "5"], "x>=8"), (["-th", "6"], "0.0<=x<=5.0"),
+                      (["--cache", "--force"], "give one"),
+                      (["-cgm", "gpt-4o", "--provider", "ollama"], "disagree"),
+                      (["-otm", "llama3.2", "-ovm", "llava"], "one model per run")):
+        r = _gen([video, str(tmp_path / "o"), *args], tmp_path)
+        assert r.exit_code == 2 and why in r.output, (args, r.output)
+    assert not (tmp_path / "o").exists()  # nothing was run
+
+
+def test_model_options_pick_the_provider_and_its_model(examples, tmp_path, fake_server):
+    # MER-Factory's --chatgpt-model: our openai provider with that model (here a keyless loopback server)
+    fake_server.push(status(200, body=json.dumps({"object": "list", "data": [{"id": "my-model"}]})), ok("ok"))
+    r = _gen([str(examples / "media" / "single_face.mp4"), str(tmp_path / "o"), "-cgm", "my-model", "--check",
+              "--set", f"providers.openai.base_url={fake_server.url}/v1"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "provider openai (my-model) ready" in r.output
+    assert fake_server.requests[1].body["model"] == "my-model"
+
+
+def test_prompts_file_replaces_the_packaged_prompt(examples, tmp_path, fake_server):
+    from mer_eval.generators import synthesis
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(examples / "media" / "15-f13-anc-ph.jpg", inp / "anc.jpg")
+    text = ("MY OWN PROMPT. Facial action units: ${au_text}. Classifier: ${fer}.\n"
+            'End with: "In conclusion, the core emotional state is [X], and the most likely cause is [Y]."')
+    pf = tmp_path / "prompts.json"
+    pf.write_text(json.dumps({"synthesis_emotion": text}), encoding="utf-8")
+    out = tmp_path / "out"
+    r = _gen([str(inp), str(out), "--prompts-file", str(pf), "--no-preflight", "--no-progress",
+              "--provider", "openai", "--set", f"providers.openai.base_url={fake_server.url}/v1"], tmp_path)
+    assert r.exit_code in (0, 1), r.output
+    asked = [json.dumps(q.body) for q in fake_server.requests if q.path.endswith("/chat/completions")]
+    mine = [a for a in asked if "MY OWN PROMPT" in a]
+    assert len(mine) == 1 and "Facial action units: " in mine[0] and "${au_text}" not in mine[0]
+    assert not any("expert in multimodal emotion recognition" in a for a in asked)  # the packaged one is gone
+    assert any("expert in the Facial Action Coding System" in a for a in asked)  # the others are kept
+    hashes = _run_json(out)["prompt_hashes"]
+    import hashlib
+
+    assert hashes["synthesis_emotion.v1.override"] == hashlib.sha256(text.encode()).hexdigest()
+    assert "synthesis_emotion.v1" not in hashes and "tone.v1" in hashes
+    assert not synthesis._OVERRIDES  # the override ends with the run
+    assert "expert in multimodal emotion recognition" in synthesis.render_prompt("synthesis_emotion", {})
+
+
+def test_bad_prompts_files_are_named_before_anything_runs(examples, tmp_path):
+    video = str(examples / "media" / "single_face.mp4")
+    cases = {"unknown.json": ('{"synthesis": "x"}', "unknown prompt 'synthesis'; known: au_description"),
+             "field.json": ('{"tone": "say ${mood}"}', "unknown field ${mood}; fields: ${au_pseudo_label}"),
+             "empty.json": ("{}", "non-empty mapping"), "broken.json": ("{", "not valid JSON"),
+             "blank.yaml": ("tone: ''\n", "must be a non-empty string")}
+    for name, (body, why) in cases.items():
+        (tmp_path / name).write_text(body, encoding="utf-8")
+        r = _gen([video, str(tmp_path / "o"), "-pf", str(tmp_path / name)], tmp_path)
+        assert r.exit_code == 2 and why in r.output, (name, r.output)
+    assert not (tmp_path / "o").exists()
