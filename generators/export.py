@@ -285,10 +285,36 @@ def apply_review_edits(run_dir: Path, samples: list[Sample]) -> None:
 
 # ---- formats --------------------------------------------------------------------------------------
 
-CSV_COLUMNS = ("sample_id", "type", "label", "conclusion", "pseudo_emotion", "source_path", "transcript",
-               "audio_description", "visual_expression", "visual_objective", "video_content",
-               "image_description", "final_summary", "peak_frame", "peak_timestamp", "top_aus_intensities",
-               "chronological_emotion_peaks", "provider", "model")
+# ``file_type`` (mer / au / audio / video / image) is the column MER-Factory's ``export.py --input_csv`` reads
+# (from the first row, for every row) to pick its output column: final_summary (mer, image),
+# chronological_emotion_peaks (au), audio_analysis (audio), llm_video_summary (video) -- all present here, so
+# one type's CSV converts there; ``type`` is the same value under mer-eval's earlier name.
+CSV_COLUMNS = ("sample_id", "file_type", "type", "label", "conclusion", "pseudo_emotion", "source_path",
+               "transcript", "audio_description", "audio_analysis", "visual_expression", "visual_objective",
+               "video_content", "llm_video_summary", "image_description", "final_summary", "peak_frame",
+               "peak_timestamp", "top_aus_intensities", "chronological_emotion_peaks", "provider", "model")
+
+
+def _recorded_source(s: Sample) -> str:
+    """The ``source_path`` a MER-Factory result file records (as written there, also when that file is not
+    on this machine), or ""."""
+    for f in s.annotation_files.values():
+        try:
+            v = json.loads(Path(f).read_text(encoding="utf-8")).get("source_path")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(v, str) and v.strip():
+            return v.strip()
+    return ""
+
+
+def _audio_analysis(a) -> str:
+    """MER-Factory's ``audio_analysis`` text: the transcript on the first line, then the tone description
+    (what its evaluator and exports read); the description alone when there is no transcript."""
+    desc, tr = (a.audio_description or "").strip(), (a.transcript or "").strip()
+    if not tr or desc.startswith(tr):
+        return desc
+    return f"{tr}\n{desc}" if desc else tr
 
 
 def _csv_rows(samples: list[Sample], task: str, no_pseudo: dict[str, str]) -> list[dict]:
@@ -300,14 +326,17 @@ def _csv_rows(samples: list[Sample], task: str, no_pseudo: dict[str, str]) -> li
         if pseu is None and s.type in (SampleType.mer, SampleType.image, SampleType.au):
             no_pseudo[s.id] = why
         src = meta.get("inputs", {}).get("video") or meta.get("inputs", {}).get("image") \
-            or meta.get("inputs", {}).get("audio") or (str(s.video or s.image or s.audio or ""))
+            or meta.get("inputs", {}).get("audio") or (str(s.video or s.image or s.audio or "")) \
+            or _recorded_source(s)
         rows.append({
-            "sample_id": s.id, "type": s.type.value, "label": s.label or "",
+            "sample_id": s.id, "file_type": s.type.value, "type": s.type.value, "label": s.label or "",
             "conclusion": _conclusion(s, meta, task) or "",
             "pseudo_emotion": pseu or "",
             "source_path": src, "transcript": a.transcript or "", "audio_description": a.audio_description or "",
             "visual_expression": a.visual_expression or "", "visual_objective": a.visual_objective or "",
-            "video_content": a.video_content or "", "image_description": a.image_description or "",
+            "audio_analysis": _audio_analysis(a),
+            "video_content": a.video_content or "", "llm_video_summary": a.video_content or "",
+            "image_description": a.image_description or "",
             "final_summary": a.final_summary or "",
             "peak_frame": "" if a.peak_frame is None else a.peak_frame,
             "peak_timestamp": "" if a.peak_timestamp is None else a.peak_timestamp,

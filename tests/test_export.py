@@ -213,3 +213,41 @@ def test_cli_export_counts_the_reasons(no_rule_run, tmp_path):
     assert r.exit_code == 0, r.output
     assert "au-instruct: 0 samples" in r.output and "skipped di: no AU emotion rule fires" in r.output
     assert "1 sample skipped: no AU emotion rule fires" in r.output
+
+
+# MER-Factory's export.py --input_csv (read at Lum1104/MER-Factory export.py, not imported): every row is read as
+# the first row's ``file_type``; the ShareGPT answer is this column of the row, and the media path source_path
+MF_FILE_TYPES = ("au", "image", "mer", "audio", "video")
+MF_OUTPUT_COLUMN = {"au": "chronological_emotion_peaks", "image": "final_summary", "video": "llm_video_summary",
+                    "audio": "audio_analysis", "mer": "final_summary"}
+
+
+def _mf_input_csv(path: Path) -> list[tuple[str, str, str]]:
+    """(file_type, answer, source_path) per row, as MER-Factory's --input_csv conversion takes them."""
+    rows = list(csv.DictReader(path.open(newline="", encoding="utf-8")))
+    file_type = rows[0].get("file_type") if rows else None
+    assert file_type, "MER-Factory refuses a CSV without file_type"
+    return [(file_type, r.get(MF_OUTPUT_COLUMN[file_type], ""), r.get("source_path", "")) for r in rows]
+
+
+def test_csv_has_merfactory_file_type_and_its_columns(run_dir, tmp_path, examples):
+    for folder in (run_dir, examples / "mer-factory"):
+        out = tmp_path / f"{folder.name}.csv"
+        export_run(folder, "csv", out)
+        rows = list(csv.DictReader(out.open(encoding="utf-8")))
+        assert rows and all(r["file_type"] in MF_FILE_TYPES and r["file_type"] == r["type"] for r in rows)
+        for ft in sorted({r["file_type"] for r in rows}):  # one type per CSV, as MER-Factory's export expects
+            one = tmp_path / f"{folder.name}_{ft}.csv"
+            with one.open("w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(r for r in rows if r["file_type"] == ft)
+            got = _mf_input_csv(one)
+            assert got and all(t == ft for t, _, _ in got)
+            assert all(answer.strip() for _, answer, _ in got), (folder, ft, got)
+            assert all(src for _, _, src in got)
+    # the audio sample's audio_analysis is MER-Factory's: the transcript on the first line, then the tone
+    jfk = next(r for r in csv.DictReader((tmp_path / f"{run_dir.name}.csv").open(encoding="utf-8"))
+               if r["sample_id"] == "jfk")
+    first, _, rest = jfk["audio_analysis"].partition("\n")
+    assert first == jfk["transcript"] and rest == jfk["audio_description"] and rest
