@@ -39,6 +39,7 @@ UNAVAILABLE: dict[str, dict[str, Any]] = {
     "asr_wer": {"sets": [f"models.paths.whisper-base={MISSING}/whisper"],
                 "where": lambda s: not s.reference_transcript},  # a ground-truth reference needs no model
     "au_f1": {"sets": ["metrics.au_f1.source=mediapipe", f"models.paths.face-landmarker={MISSING}/face.task"]},
+    "reference_reasoning": {"sets": [f"models.paths.minilm={MISSING}/minilm"], "outputs": ["ref_semantic"]},
 }
 # What an empty annotation gets where it is not `not_applicable` (not answering is an outcome there), and the
 # crafted sample that is not_applicable for those families (None: the family has no not_applicable path).
@@ -63,14 +64,35 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("open_clip")
     pytest.importorskip("transformers")
     root = tmp_path_factory.mktemp("tester-tiny")
-    return {"clip": build_open_clip(root), "clap": build_clap(root), "nli": build_nli(root)}
+    return {"clip": build_open_clip(root), "clap": build_clap(root), "nli": build_nli(root),
+            "references": _tester_references(root)}
 
 
 def _config(tiny: dict[str, Path], extra: list[str] = ()):
     from mer_eval.config import load_config
 
     return load_config(sets=[f"models.paths.clip={tiny['clip']}", f"models.paths.clap={tiny['clap']}",
-                             f"models.paths.nli={tiny['nli']}", "metrics.clip.video_frames=2", *extra])
+                             f"models.paths.nli={tiny['nli']}", "metrics.clip.video_frames=2",
+                             f"metrics.reference_reasoning.references={tiny['references']}", *extra])
+
+
+def _tester_references(root: Path) -> Path:
+    """Human reference reasonings (tests/data/references, written by hand for the four posed photos) under the
+    ids of the real samples below that show those photos, and under the bundled examples' ids (those clips have
+    no human reference: the texts only drive the family's mechanics: batching, cache, statuses)."""
+    import csv
+
+    fixture = Path(__file__).resolve().parent / "data" / "references" / "gt-eng.csv"
+    rows = {r["names"]: r for r in csv.DictReader(fixture.open(encoding="utf-8"))}
+    ids = {"photo-su": "0-f1-su-ph", "photo-hao": "0-f15-hao-ph", "photo-anc": "15-f13-anc-ph",
+           "default": "0-f1-su-ph", "gemini": "0-f15-hao-ph", "llava-llama3_llama3.2": "15-f13-anc-ph"}
+    out = root / "references.csv"
+    with out.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["names", "emotions", "subtitles", "reasons"])
+        w.writeheader()
+        for sid, photo in ids.items():
+            w.writerow({**rows[photo], "names": sid})
+    return out
 
 
 @pytest.fixture(scope="module")
