@@ -220,13 +220,22 @@ def _coarse(s: Sample, meta: dict) -> str:
                                          "video_content": a.video_content})
 
 
-def _task(run_dir: Path) -> str:
+def _task(run_dir: Path, samples: list[Sample] | None = None) -> str:
+    """The run's task: the one ``generate`` recorded in run.json; else (MER-Factory's outputs record none) the
+    one its summaries were written for (:func:`mer_eval.domain.task.detect_task`; a mixed run takes the task
+    most of its samples have, emotion on a tie)."""
     p = Path(run_dir) / "run.json"
     try:
         data = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
     except (OSError, json.JSONDecodeError):
         data = {}
-    return ((data.get("config") or {}).get("generate") or {}).get("task") or "emotion"
+    recorded = ((data.get("config") or {}).get("generate") or {}).get("task")
+    if recorded:
+        return recorded
+    from mer_eval.domain.task import detect_task
+
+    tasks = [detect_task(s.annotation.final_summary)[0] for s in samples or [] if s.annotation.final_summary]
+    return "sentiment" if tasks.count("sentiment") > tasks.count("emotion") else "emotion"
 
 
 def _wav(s: Sample) -> Path | None:
@@ -310,7 +319,10 @@ def _recorded_source(s: Sample) -> str:
 
 def _audio_analysis(a) -> str:
     """MER-Factory's ``audio_analysis`` text: the transcript on the first line, then the tone description
-    (what its evaluator and exports read); the description alone when there is no transcript."""
+    (what its evaluator and exports read): the text it wrote when the sample has one, else the transcript line
+    and our tone description (the description alone when there is no transcript)."""
+    if isinstance(a.audio_analysis_raw, str) and a.audio_analysis_raw.strip():  # MER-Factory's own text
+        return a.audio_analysis_raw.strip()
     desc, tr = (a.audio_description or "").strip(), (a.transcript or "").strip()
     if not tr or desc.startswith(tr):
         return desc
@@ -506,7 +518,7 @@ def export_run(run_dir: Path, fmt: str, out: Path, only_included: bool = False) 
     if not run_dir.is_dir():
         raise ExportError(f"{run_dir} is not a run folder")
     samples, skipped = select_samples(run_dir, only_included)
-    task = _task(run_dir)
+    task = _task(run_dir, samples)
     out = Path(out)
     no_pseudo: dict[str, str] = {}
     n, extra = FORMATS[fmt](samples, task, out, skipped, no_pseudo)

@@ -33,6 +33,10 @@ Agreement levels:
 * valence level (``cross_modal_valence_agreement``): the concluded emotion's valence
   (:data:`mer_eval.domain.facs.EMOTION_TO_SENTIMENT`: surprise counts as neutral) equals the valence of one of the
   source's emotions (or its VADER polarity); share over sources with any evidence.
+* a sentiment-task summary (MER-Factory's sentiment task, ``generate --task sentiment``: it concludes a
+  sentiment, :func:`mer_eval.domain.task.detect_task`) is compared at valence level only: its concluded
+  sentiment against each source's valences (``cross_modal_valence_agreement``); the emotion-level outputs
+  are ``not_applicable`` saying so (``details.task = "sentiment"``).
 
 ``cm_semantic``: mean cosine similarity between the summary and each modality description
 (``visual_expression``, ``visual_objective``, ``image_description``, ``video_content``, ``audio_description``)
@@ -146,7 +150,7 @@ class CrossModalAgreement(Metric):
     model_uses = "minilm (semantic part only)"
     name = "cross_modal"
     order = 70
-    version = "1.1"
+    version = "1.2"
     requires = "annotation.final_summary and at least one modality text, AUs or FER probabilities"
     description = "Agreement between the summary's concluded emotion and each modality's own evidence."
     outputs = (
@@ -330,14 +334,29 @@ class CrossModalAgreement(Metric):
             base = {"concluded": concl.emotion, "concluded_raw": concl.raw, "concluded_method": concl.method,
                     "concluded_valence": valence(concl.emotion), "evidence": ev, "left_out": left_out}
             lex_outputs = [o.name for o in self.outputs if o.name != "cm_semantic"]
-            from mer_eval.domain.emotion_text import sentiment_conclusion
+            from mer_eval.domain.emotion_text import concluded_sentiment
+            from mer_eval.domain.task import detect_task
 
-            sent = sentiment_conclusion(s.annotation.final_summary or "") if abstained else None
-            if sent:
-                res.extend(self.not_ok(s.id, Status.not_applicable,
-                                       f"summary concludes a sentiment ({sent!r}), not an emotion: sentiment-task "
-                                       "output (label_agreement with task sentiment reads it)", lex_outputs,
+            task, task_from = detect_task(s.annotation.final_summary)
+            sent = concluded_sentiment(s.annotation.final_summary or "").emotion if task == "sentiment" else None
+            if sent:  # the sentiment task: compared at valence level only
+                base = {**base, "task": "sentiment", "task_from": task_from, "concluded_sentiment": sent}
+                val_agree = {src: sent in d["valences"] for src, d in ev.items()
+                             if src not in left_out and d.get("valences")}
+                why = (f"summary concludes a sentiment ({sent!r}), not an emotion: sentiment-task output, "
+                       "compared at valence level (cross_modal_valence_agreement)")
+                res.extend(self.not_ok(s.id, Status.not_applicable, why,
+                                       [o for o in lex_outputs if o != "cross_modal_valence_agreement"],
                                        details=base))
+                if val_agree:
+                    vf = [f for src in val_agree for f in SOURCE_FIELDS[src]]
+                    res.append(self.ok(s.id, "cross_modal_valence_agreement",
+                                       sum(val_agree.values()) / len(val_agree), model=None,
+                                       details={**base, "agree_valence": val_agree},
+                                       evidence=relate(s, ["final_summary"], vf, conclusion=True)))
+                else:
+                    res.extend(self.not_ok(s.id, Status.not_applicable, "no modality evidences a valence",
+                                           ["cross_modal_valence_agreement"], details=base))
             elif abstained:
                 res.extend(self.not_ok(s.id, Status.abstained, abstained, lex_outputs, details=base,
                                        evidence=relate(s, ["final_summary"], [], what="whether it concludes")))

@@ -5,7 +5,10 @@ emotional state is X, ..."; also "X is the most likely emotion", "the inferred s
 ``Emotion: X``), its first known emotion word mapped with :func:`mer_eval.domain.facs.canonical_emotion` plus
 ``metrics.label_agreement.emotion_map``. Without such a statement, the emotion mentioned most often
 (``details.method = "dominant_words"``). Task ``sentiment`` maps both sides to positive / negative / neutral
-(:func:`mer_eval.domain.facs.canonical_sentiment`; an emotion conclusion counts by its valence).
+(:func:`mer_eval.domain.facs.canonical_sentiment`; an emotion conclusion counts by its valence). Task ``auto``
+(the default) takes each sample's task from its annotation (:func:`mer_eval.domain.task.detect_task`: a
+summary that concludes a sentiment, as MER-Factory's sentiment task writes, or a sentiment label, is scored as
+sentiment; ``details.task`` / ``details.task_from`` say which and why); ``emotion`` / ``sentiment`` force one.
 
 Decisions:
 
@@ -21,7 +24,8 @@ Decisions:
 
 Dataset level (:meth:`LabelAgreement.aggregate`, scikit-learn): accuracy (= WAR, weighted average recall),
 macro-F1 over the classes seen in labels or predictions, UAR (unweighted average recall = balanced
-accuracy over the label classes), and n.
+accuracy over the label classes), and n; ``task`` is the run's (``mixed`` with ``tasks`` counting each when
+samples differ: the figures are then reported per task under ``by_task`` too).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def _balanced(y_true: list[str], y_pred: list[str], fn: Any) -> float:
 
 
 class LabelParams(MetricParams):
-    task: Literal["emotion", "sentiment"] = "emotion"
+    task: Literal["auto", "emotion", "sentiment"] = "auto"
     emotion_map: dict[str, str] = Field(default_factory=dict)  # extra synonym -> canonical
 
 
@@ -56,7 +60,7 @@ class LabelAgreement(Metric):
     Params = LabelParams
     name = "label_agreement"
     order = 20
-    version = "1.1"
+    version = "1.2"
     requires = "sample.label and annotation.final_summary"
     description = "Whether the emotion (or sentiment) the final summary concludes equals the ground-truth label."
     outputs = (
@@ -72,8 +76,16 @@ class LabelAgreement(Metric):
     def emotion_map(self) -> dict[str, str]:
         return dict(self.params["emotion_map"] or {})
 
-    def _canon_label(self, label: str) -> Optional[str]:
-        if self.task == "sentiment":
+    def task_of(self, sample: Sample) -> tuple[str, str]:
+        """(task, why) for one sample: the configured one, or (auto) the one its annotation was made for."""
+        if self.task != "auto":
+            return self.task, "metrics.label_agreement.task"
+        from mer_eval.domain.task import detect_task
+
+        return detect_task(sample.annotation.final_summary, sample.label, self.emotion_map or None)
+
+    def _canon_label(self, label: str, task: Optional[str] = None) -> Optional[str]:
+        if (task or self.task) == "sentiment":
             return canonical_sentiment(label, self.emotion_map)
         return canonical_emotion(label, self.emotion_map)
 
@@ -82,8 +94,9 @@ class LabelAgreement(Metric):
             return "sample has no ground-truth label"
         if not (sample.annotation.final_summary or "").strip():
             return "annotation has no final summary"
-        if self._canon_label(sample.label) is None:
-            kind = "sentiment (positive/negative/neutral)" if self.task == "sentiment" else "canonical emotion"
+        task = self.task_of(sample)[0]
+        if self._canon_label(sample.label, task) is None:
+            kind = "sentiment (positive/negative/neutral)" if task == "sentiment" else "canonical emotion"
             return (f"label {sample.label!r} maps to no {kind}; add it to "
                     "metrics.label_agreement.emotion_map")
         return None
@@ -98,12 +111,14 @@ class LabelAgreement(Metric):
 
         out: dict[str, list[MetricResult]] = {}
         for s in samples:
-            label = self._canon_label(s.label or "")
+            task, task_from = self.task_of(s)
+            label = self._canon_label(s.label or "", task)
             f, abstained = conclusion_or_abstention(s.annotation.final_summary or "", self.emotion_map or None,
-                                                    sentiment=self.task == "sentiment")
-            details = {**f.as_details(), "label_raw": s.label, "label": label, "task": self.task}
+                                                    sentiment=task == "sentiment")
+            details = {**f.as_details(), "label_raw": s.label, "label": label, "task": task,
+                       "task_from": task_from}
             ev = relate(s, ["final_summary"], ["label"], conclusion=True)
-            if abstained and self.task == "emotion":
+            if abstained and task == "emotion":
                 from mer_eval.domain.emotion_text import sentiment_conclusion
 
                 sent = sentiment_conclusion(s.annotation.final_summary or "")
@@ -121,34 +136,47 @@ class LabelAgreement(Metric):
         return out
 
     def aggregate(self, samples: list[Sample], results: dict[str, list[MetricResult]]) -> dict[str, Any]:
-        from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-
-        y_true: list[str] = []
-        y_pred: list[str] = []
+        pairs: dict[str, tuple[list[str], list[str]]] = {}  # task -> (labels, predictions)
+        tasks: dict[str, int] = {}
         no_pred = no_label = 0
         for s in samples:
             for r in results.get(s.id, []):
                 if r.metric != "label_match":
                     continue
+                task = (r.details or {}).get("task")
+                if task in ("emotion", "sentiment"):
+                    tasks[task] = tasks.get(task, 0) + 1
                 if r.status == Status.ok:
-                    y_true.append(r.details["label"])
-                    y_pred.append(r.details["predicted"])
+                    yt, yp = pairs.setdefault(task or self.task, ([], []))
+                    yt.append(r.details["label"])
+                    yp.append(r.details["predicted"])
                 elif r.status in (Status.abstained, Status.not_applicable) and r.details.get("label"):
                     no_pred += 1
                 elif r.status == Status.not_applicable:
                     no_label += 1
-        out: dict[str, Any] = {"task": self.task, "n": len(y_true), "n_no_prediction": no_pred,
+        from mer_eval.domain.task import run_task
+
+        run = run_task(tasks) if self.task == "auto" else self.task
+        y_true = [y for yt, _ in pairs.values() for y in yt]
+        y_pred = [y for _, yp in pairs.values() for y in yp]
+        out: dict[str, Any] = {"task": run, "n": len(y_true), "n_no_prediction": no_pred,
                                "n_not_applicable_other": no_label}
+        if self.task == "auto":
+            out["tasks"] = dict(sorted(tasks.items()))
         if not y_true:
             out["reason"] = "no sample has both a usable label and a concluded emotion"
             return out
-        labels = sorted(set(y_true) | set(y_pred))
-        acc = float(accuracy_score(y_true, y_pred))
-        out.update({
-            "accuracy": acc,
-            "war": acc,
-            "uar": float(_balanced(y_true, y_pred, balanced_accuracy_score)),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-            "classes": labels,
-        })
+        out.update(_figures(y_true, y_pred))
+        if len(pairs) > 1:  # a mixed run: the figures of each task as well
+            out["by_task"] = {t: {"n": len(yt), **_figures(yt, yp)} for t, (yt, yp) in sorted(pairs.items())}
         return out
+
+
+def _figures(y_true: list[str], y_pred: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    labels = sorted(set(y_true) | set(y_pred))
+    acc = float(accuracy_score(y_true, y_pred))
+    return {"accuracy": acc, "war": acc, "uar": float(_balanced(y_true, y_pred, balanced_accuracy_score)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "classes": labels}

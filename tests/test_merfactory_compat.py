@@ -7,10 +7,12 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 from fake_servers import ok, status
 
 from mer_eval.cli import main
+from mer_eval.schema import Status
 from mer_eval.reports.compare import composite_inputs
 from mer_eval.store import EVAL_FILE, SUMMARY_FILE, RunStore, evaluation_path
 
@@ -171,3 +173,64 @@ def test_bad_prompts_files_are_named_before_anything_runs(examples, tmp_path):
         r = _gen([video, str(tmp_path / "o"), "-pf", str(tmp_path / name)], tmp_path)
         assert r.exit_code == 2 and why in r.output, (name, r.output)
     assert not (tmp_path / "o").exists()
+
+
+# ---- MER-Factory's sentiment task: recognised from its outputs (they record no task) ------------------------
+
+def _mf_sentiment_run(shared_data, tmp_path):
+    src = shared_data / "annotations-mer-factory"
+    if not (src / "default_merr_data_sentiment.json").is_file():
+        pytest.skip("../shared/data/annotations-mer-factory is not present")
+    run = tmp_path / "mf_sentiment"
+    (run / "default").mkdir(parents=True)
+    shutil.copy(src / "default_merr_data_sentiment.json", run / "default" / "default_merr_data.json")
+    (run / "labels.csv").write_text("name,label\ndefault,Positive\n", encoding="utf-8")
+    return run
+
+
+def test_merfactory_sentiment_outputs_are_scored_as_sentiment(shared_data, tmp_path):
+    from mer_eval.discovery import discover
+    from mer_eval.domain.task import detect_task
+    from mer_eval.metrics.cross_modal import CrossModalAgreement
+    from mer_eval.metrics.label_agreement import LabelAgreement
+
+    run = _mf_sentiment_run(shared_data, tmp_path)
+    (s,) = discover(run).samples
+    assert detect_task(s.annotation.final_summary)[0] == "sentiment"
+    # the same MER-Factory sample of the emotion task stays an emotion run
+    mer = json.loads((shared_data / "annotations-mer-factory" / "default_merr_data_MER.json").read_text())
+    assert detect_task(mer["final_summary"])[0] == "emotion"
+    # label_agreement's default (task auto): the summary's "the inferred sentiment is Positive" vs the label
+    (r,) = LabelAgreement({}).score([s])[s.id]
+    assert r.status == Status.ok and r.value == 1.0, r
+    assert r.details["task"] == "sentiment" and "concludes a sentiment" in r.details["task_from"]
+    agg = LabelAgreement({}).aggregate([s], {s.id: [r]})
+    assert agg["task"] == "sentiment" and agg["tasks"] == {"sentiment": 1} and agg["accuracy"] == 1.0
+    (r,) = LabelAgreement({}).score([s.model_copy(update={"label": "negative"})])[s.id]
+    assert r.value == 0.0
+    # forcing the emotion task still says why it cannot score it
+    (r,) = LabelAgreement({"task": "emotion"}).score([s])[s.id]
+    assert r.status == Status.not_applicable and "'Positive' maps to no canonical emotion" in r.reason
+    (r,) = LabelAgreement({"task": "emotion"}).score([s.model_copy(update={"label": "happy"})])[s.id]
+    assert r.status == Status.not_applicable and "concludes a sentiment ('positive')" in r.reason
+    # cross_modal: compared at valence level (positive vs the sources' valences), not skipped
+    out = {x.metric: x for x in CrossModalAgreement({}).score([s])[s.id]}
+    v = out["cross_modal_valence_agreement"]
+    assert v.status == Status.ok and v.details["task"] == "sentiment" and v.details["concluded_sentiment"] == \
+        "positive"
+    assert set(v.details["agree_valence"]) and 0.0 <= v.value <= 1.0
+    assert out["cross_modal_agreement"].status == Status.not_applicable
+    assert "valence level" in out["cross_modal_agreement"].reason
+
+
+def test_merfactory_sentiment_run_exports_as_sentiment(shared_data, tmp_path, examples):
+    from mer_eval.generators.export import export_run
+
+    run = _mf_sentiment_run(shared_data, tmp_path)
+    shutil.copy(examples / "media" / "single_face.mp4", run / "default" / "default.mp4")  # a video to export with
+    export_run(run, "sharegpt", tmp_path / "sg.json")
+    (rec,) = json.loads((tmp_path / "sg.json").read_text())
+    assert "overall sentiment (positive, negative or neutral)" in rec["messages"][0]["content"]
+    export_run(run, "csv", tmp_path / "x.csv")
+    (row,) = pd.read_csv(tmp_path / "x.csv", keep_default_na=False).to_dict("records")
+    assert row["conclusion"] == "positive" and row["file_type"] == "mer"
