@@ -92,6 +92,13 @@ def parse_metrics(metrics: Optional[str]) -> Optional[list[str]]:
     return names
 
 
+def media_dir_option(f):
+    return click.option("--media-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        metavar="DIR", help="Where the media a MER-Factory output names (source_path, audio_path) "
+                        "are: found by relative path or file name under DIR, never outside it "
+                        "(mer_eval.media_dir).")(f)
+
+
 def limit_option(f):
     return click.option("--limit", type=click.IntRange(min=1), metavar="N",
                         help="Only the first N samples in discovery order (to try a few).")(f)
@@ -137,26 +144,32 @@ def main(quiet, verbose):
               help="Reference transcripts: CSV name,transcript or CMU Sphinx 'transcription' file.")
 @limit_option
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary (JSON) on stdout.")
+@media_dir_option
 @config_options
-def validate(input_path, label_file, transcripts, limit, as_json, config_path, sets):
+def validate(input_path, label_file, transcripts, limit, as_json, config_path, sets, media_dir=None):
     """Show what INPUT holds and, per stage and metric, which samples it can use and why not."""
     from mer_eval.validate import render_validation
 
     cfg = load_cfg(config_path, sets)
-    if not limit and not as_json:
+    if not limit and not as_json and media_dir is None:
         render_validation(console(), input_path, cfg, label_file=label_file, transcripts=transcripts)
         return
     from mer_eval.discovery import discover_tree
     from mer_eval.validate import check_metrics, check_stages, render_dataset
 
-    datasets = limit_datasets(discover_tree(Path(input_path), label_file=label_file, transcripts=transcripts),
-                              limit)
+    datasets = discover_tree(Path(input_path), label_file=label_file, transcripts=transcripts)
+    if media_dir is not None:
+        from mer_eval.media_dir import apply_media_dir
+
+        for ds in datasets:
+            apply_media_dir(ds, media_dir)
+    datasets = limit_datasets(datasets, limit)
     if not as_json:
         con = console()
         for ds in datasets:
             render_dataset(con, ds, cfg)
-        con.print(f"[bold]{sum(len(d.samples) for d in datasets)} samples[/bold] (--limit {limit}) in "
-                  f"{len(datasets)} dataset(s)")
+        con.print(f"[bold]{sum(len(d.samples) for d in datasets)} samples[/bold]"
+                  f"{f' (--limit {limit})' if limit else ''} in {len(datasets)} dataset(s)")
         return
     out = []
     for ds in datasets:
@@ -289,9 +302,10 @@ def metrics_cmd(as_json, config_path, sets):
 @limit_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print a machine-readable summary (JSON) on stdout; progress goes to stderr.")
+@media_dir_option
 @config_options
 def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file, transcripts, limit, as_json,
-          config_path, sets):
+          config_path, sets, media_dir=None):
     """Score every sample of a run folder (ours or MER-Factory's)."""
     from mer_eval.discovery import discover
     from mer_eval.scoring import score_dataset
@@ -305,8 +319,8 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
     cfg = load_cfg(config_path, sets)
     names = parse_metrics(metrics)
     con = console(stderr=as_json)
-    ds = limit_datasets([discover(Path(input_path), label_file=label_file, transcripts=transcripts)], limit)[0] \
-        if limit else discover(Path(input_path), label_file=label_file, transcripts=transcripts)
+    ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts, media_dir=media_dir)
+    ds = limit_datasets([ds], limit)[0] if limit else ds
     out = Path(out_dir) if out_dir is not None else (Path(input_path) if Path(input_path).is_dir()
                                                       else Path(input_path).parent)
     outcome = score_dataset(ds, out, cfg, metrics=names, use_cache=not no_cache,

@@ -166,6 +166,7 @@ def discover(
     label_file: Optional[Path] = None,
     transcripts: Optional[Path] = None,
     media_roots: Optional[list[Path]] = None,
+    media_dir: Optional[Path] = None,
 ) -> Dataset:
     input_path = Path(input_path)
     kind = detect_kind(input_path)
@@ -182,6 +183,10 @@ def discover(
         ds = _discover_manifest(input_path, media_roots or [])
     _apply_labels(ds, label_file)
     _apply_transcripts(ds, transcripts)
+    if media_dir is not None:  # media a MER-Factory output records but lacks, found under DIR only
+        from mer_eval.media_dir import apply_media_dir
+
+        apply_media_dir(ds, Path(media_dir))
     return ds
 
 
