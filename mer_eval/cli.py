@@ -22,6 +22,7 @@ LAZY_COMMANDS = {
     "regress": "mer_eval.reports.commands:regress",
     "report": "mer_eval.reports.commands:report",
     "review": "mer_eval.reports.review:review",
+    "judge": "mer_eval.generators.judge:judge",
 }
 
 

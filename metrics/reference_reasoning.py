@@ -17,6 +17,9 @@ texts alone:
 * ``ref_emotion_match``: 1 when the summary's concluded emotion equals the reference's emotion (EMER's
   ``emotions`` column, else the reference text's own conclusion), 0 otherwise; ``abstained`` when the summary
   concludes nothing.
+* ``ref_judge``: the verdict ``mer-eval judge`` wrote (``<id>/mer_eval_judge.json``: an LLM's 0-10 score / 10,
+  with its prompt version and sha256, provider and model recorded), only while the summary and the reference
+  it read are unchanged; otherwise ``not_applicable`` (none, or stale) or ``error`` (the judge failed).
 
 References come from ``references`` (a file): EMER's CSV (``names``, ``emotions``, ``subtitles``,
 ``reasons``: ``gt-eng.csv``), any CSV with an id column (``sample_id`` / ``id`` / ``name`` / ``names``) and a
@@ -30,8 +33,6 @@ Not part of the composite: a reference exists only for the few samples a person 
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -41,11 +42,10 @@ from pydantic import Field
 from mer_eval.domain.text import split_sentences
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.models import ModelSpec
+from mer_eval.references import Reference, read_references
 from mer_eval.schema import MetricResult, Sample, Status
 
-ID_COLUMNS = ("sample_id", "id", "names", "name")
-TEXT_COLUMNS = ("reference_reasoning", "reasons", "reason")
-EMOTION_COLUMNS = ("emotions", "emotion", "label")
+JUDGE_FILE = "mer_eval_judge.json"  # written by mer-eval judge (mer_eval.generators.judge)
 
 # vocal cues: surface words -> the cue they name
 VOICE_CUES: dict[str, tuple[str, ...]] = {
@@ -126,64 +126,6 @@ def clue_overlap(generated: dict[str, set[str]], reference: dict[str, set[str]])
             "n_reference": len(r)}
 
 
-class Reference:
-    __slots__ = ("text", "emotion", "row", "source")
-
-    def __init__(self, text: str, emotion: Optional[str], row: int, source: str):
-        self.text, self.emotion, self.row, self.source = text, emotion, row, source
-
-
-def _pick(row: dict[str, Any], names: tuple[str, ...]) -> Optional[str]:
-    low = {str(k).strip().lower().lstrip("\ufeff"): v for k, v in row.items() if k is not None}
-    for n in names:
-        v = low.get(n)
-        if v is not None and str(v).strip():
-            return str(v).strip()
-    return None
-
-
-def read_references(path: Path) -> dict[str, Reference]:
-    """``{lower-case id: Reference}`` from an EMER / id+reasoning CSV or a JSONL manifest. Raises
-    ``ValueError`` naming the file, the line and what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"references file {path}: not found")
-    try:
-        raw = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"references file {path}: not UTF-8 ({e.reason} at byte {e.start})") from None
-    rows: list[tuple[int, dict[str, Any]]] = []
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for i, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"references file {path}:{i}: not JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"references file {path}:{i}: expected a JSON object")
-            rows.append((i, obj))
-    else:
-        reader = csv.DictReader(raw.splitlines())
-        cols = {str(c).strip().lower() for c in (reader.fieldnames or [])}
-        if not cols & set(ID_COLUMNS) or not cols & set(TEXT_COLUMNS):
-            raise ValueError(f"references file {path}: needs an id column ({' / '.join(ID_COLUMNS)}) and a "
-                             f"reasoning column ({' / '.join(TEXT_COLUMNS)}); it has: "
-                             f"{', '.join(reader.fieldnames or []) or 'no header'}")
-        rows = [(i, r) for i, r in enumerate(reader, 2)]
-    out: dict[str, Reference] = {}
-    for i, r in rows:
-        sid, text = _pick(r, ID_COLUMNS), _pick(r, TEXT_COLUMNS)
-        if sid is None or text is None:
-            continue  # a row without a reasoning is no reference (a manifest row may have none)
-        key = sid.lower()
-        if key in out:
-            raise ValueError(f"references file {path}:{i}: id {sid!r} appears twice (first on line {out[key].row})")
-        out[key] = Reference(text, _pick(r, EMOTION_COLUMNS), i, str(path))
-    return out
-
-
 class ReferenceParams(MetricParams):
     references: Optional[str] = None  # EMER gt-eng.csv, an id + reference_reasoning CSV, or a JSONL manifest
     embedding_model: Optional[str] = "minilm"  # model key for ref_semantic, or null to skip it
@@ -211,6 +153,8 @@ class ReferenceReasoning(Metric):
         OutputSpec("ref_clue_recall", True, (0.0, 1.0), "share of the reference's clues the summary names",
                    primary=False),
         OutputSpec("ref_emotion_match", True, (0.0, 1.0), "concluded emotion = the reference's emotion"),
+        OutputSpec("ref_judge", True, (0.0, 1.0), "an LLM judge's 0-10 agreement / 10 (mer-eval judge), pinned prompt",
+                   primary=False),
     )
 
     def __init__(self, params: Optional[dict[str, Any]] = None, ctx: Any = None):
@@ -234,13 +178,9 @@ class ReferenceReasoning(Metric):
         return self._refs or {}
 
     def reference_for(self, sample: Sample) -> Optional[Reference]:
-        refs = self.references()
-        keys = [sample.id] + [Path(p).stem for p in (sample.video, sample.image, sample.audio) if p is not None]
-        for k in keys:
-            r = refs.get(k.lower())
-            if r is not None:
-                return r
-        return None
+        from mer_eval.references import reference_for
+
+        return reference_for(self.references(), sample)
 
     def missing_inputs(self, sample: Sample) -> Optional[str]:
         if not self.params["references"]:
@@ -261,7 +201,50 @@ class ReferenceReasoning(Metric):
         except ValueError:
             return None
         return {"summary": sample.annotation.final_summary, "reference": ref.text if ref else None,
-                "reference_emotion": ref.emotion if ref else None}
+                "reference_emotion": ref.emotion if ref else None, "judge": self._judge_file_state(sample)}
+
+    @staticmethod
+    def _judge_file_state(sample: Sample) -> Optional[str]:
+        """sha256 of the sample's judge verdict file (part of the cache key), None when there is none."""
+        import hashlib
+
+        p = Path(sample.folder) / JUDGE_FILE if sample.folder is not None else None
+        if p is None or not p.is_file():
+            return None
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    def judge_result(self, sample: Sample, ref: Reference, base: dict[str, Any]) -> list[MetricResult]:
+        """``ref_judge`` from the verdict ``mer-eval judge`` wrote, when it is about these texts."""
+        import hashlib
+        import json
+
+        from mer_eval.schema import ModelRef
+
+        p = Path(sample.folder) / JUDGE_FILE if sample.folder is not None else None
+        if p is None or not p.is_file():
+            return self.not_ok(sample.id, Status.not_applicable, "no LLM judge verdict (run mer-eval judge RUN "
+                               "--references FILE --provider NAME)", ["ref_judge"], details=base)
+        try:
+            v = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            return self.not_ok(sample.id, Status.error, f"{p.name}: unreadable ({e})", ["ref_judge"], details=base)
+        if not isinstance(v, dict):
+            return self.not_ok(sample.id, Status.error, f"{p.name}: not a JSON object", ["ref_judge"], details=base)
+        summary = (sample.annotation.final_summary or "").strip()
+        if v.get("summary_sha256") != hashlib.sha256(summary.encode("utf-8")).hexdigest() or \
+                v.get("reference_sha256") != ref.sha256:
+            return self.not_ok(sample.id, Status.not_applicable, f"the judge verdict in {p.name} is stale: the "
+                               "summary or the reference changed since it was judged (rerun mer-eval judge)",
+                               ["ref_judge"], details=base)
+        det = {**base, **{k: v.get(k) for k in ("prompt_version", "prompt_template_sha256", "prompt_sha256",
+                                                 "provider", "model", "served_model", "temperature", "max_tokens",
+                                                 "answer", "created")}}
+        if v.get("status") != "ok" or not isinstance(v.get("score"), int) or not 0 <= v["score"] <= 10:
+            return self.not_ok(sample.id, Status.error, f"judge: {v.get('reason') or 'no score in the verdict'}",
+                               ["ref_judge"], details=det)
+        ref_model = ModelRef(id=f"{v.get('provider')}/{v.get('served_model') or v.get('model')}",
+                             revision=str(v.get("prompt_version")), source="judge")
+        return [self.ok(sample.id, "ref_judge", model=ref_model, value=v["score"] / 10.0, details=det)]
 
     # ---- embedding model (the same resolver and in-process instance as cross_modal's) --------------
     def _resolution(self) -> Any:
@@ -398,5 +381,6 @@ class ReferenceReasoning(Metric):
             else:
                 match = 1.0 if concl.emotion == ref_emo else 0.0
                 res.append(self.ok(s.id, "ref_emotion_match", model=None, value=match, details=ed))
+            res += self.judge_result(s, ref, base)
             out[s.id] = res
         return out

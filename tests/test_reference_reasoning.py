@@ -15,7 +15,8 @@ from mer_eval.config import load_config
 from mer_eval.discovery import discover
 from mer_eval.schema import Status
 from mer_eval.scoring import score_dataset
-from mer_eval.metrics.reference_reasoning import clue_overlap, clues, read_references
+from mer_eval.metrics.reference_reasoning import clue_overlap, clues
+from mer_eval.references import read_references
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "references" / "gt-eng.csv"
 FACES = ["0-f1-su-ph", "0-f15-hao-ph", "15-f13-anc-ph", "45-m7-di-ph"]
@@ -125,3 +126,54 @@ def test_missing_reference_bad_file_and_abstention(faces_run, tmp_path):
     res = _score(run, FIXTURE, tmp_path / "abst-out")
     assert res[FACES[0]]["ref_emotion_match"].status == Status.abstained
     assert res[FACES[0]]["ref_clue_f1"].value == 0.0
+
+
+def test_llm_judge_pinned_recorded_and_never_stale(faces_run, tmp_path, fake_server):
+    """mer-eval judge through a real HTTP client against the local scripted server: the verdicts record the
+    prompt version/sha256 and the model; ref_judge reads them only while the texts are unchanged."""
+    from click.testing import CliRunner
+    from fake_servers import ok
+
+    from mer_eval.cli import main
+    from mer_eval.generators.judge import JUDGE_FILE, PROMPT_SHA256, PROMPT_VERSION, parse_score
+
+    assert parse_score("Score: 7\nbecause") == 7 and parse_score("score = 10/10") == 10
+    assert parse_score("Score: 11") is None and parse_score("I think it is good") is None
+    run = tmp_path / "run"
+    shutil.copytree(faces_run / "out", run)
+    args = ["judge", str(run), "--references", str(FIXTURE), "--provider", "openai",
+            "--set", f"providers.openai.base_url={fake_server.url}/v1", "--set", "providers.openai.model=judge-model",
+            "--set", "providers.openai.max_retries=0", "--set", f"cache.dir={tmp_path / 'pcache'}", "--json"]
+    # discovery order is by id: the four faces sorted
+    fake_server.push(ok("Score: 8\nSame emotion and brows."), ok("Score: 6\nSmile named."),
+                     ok("Score: 3\nDifferent emotion."), ok("It is fine."))
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output  # one answer had no score
+    s = json.loads(r.output[r.output.index("{"):])
+    assert (s["judged"], s["unparsed"]) == (3, 1)
+    v = json.loads((run / FACES[0] / JUDGE_FILE).read_text(encoding="utf-8"))
+    assert v["prompt_version"] == PROMPT_VERSION and v["prompt_template_sha256"] == PROMPT_SHA256
+    assert v["model"] == "judge-model" and v["temperature"] == 0.0 and v["score"] == 8
+    assert "REFERENCE (written by a human annotator)" in fake_server.requests[0].body["messages"][-1]["content"]
+    res = _score(run, FIXTURE, tmp_path / "scored")
+    vals = {sid: res[sid]["ref_judge"] for sid in FACES}
+    assert [vals[sid].value for sid in FACES[:3]] == [0.8, 0.6, 0.3]
+    assert vals[FACES[0]].model.id == "openai/judge-model" and vals[FACES[0]].model.revision == PROMPT_VERSION
+    assert vals[FACES[3]].status == Status.error and "Score: N" in vals[FACES[3]].reason
+    # a rerun skips the current verdicts; the failed one is asked again and answered from the provider cache
+    # (temperature 0, same prompt: the same answer, reproduced without a request)
+    n = len(fake_server.requests)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    s = json.loads(r.output[r.output.index("{"):])
+    assert (s["current"], s["unparsed"]) == (3, 1) and len(fake_server.requests) == n
+    # an edited summary makes its verdict stale: no number for texts the judge did not read
+    f = next((run / FACES[0]).glob("*_image_analysis.json"))
+    data = json.loads(f.read_text(encoding="utf-8"))
+    data["final_summary"] += " Edited."
+    f.write_text(json.dumps(data), encoding="utf-8")
+    res = _score(run, FIXTURE, tmp_path / "scored2")
+    assert res[FACES[0]]["ref_judge"].status == Status.not_applicable and "stale" in res[FACES[0]]["ref_judge"].reason
+    # the offline provider has no model to judge with
+    r = CliRunner().invoke(main, ["judge", str(run), "--references", str(FIXTURE), "--provider", "offline"])
+    assert r.exit_code == 1 and "no language model" in r.output
