@@ -10,6 +10,16 @@
   ``AU_list`` is really filled from the sample's OpenFace CSV (MER-Factory leaves it empty): the AUs
   present in at least :data:`AU_LIST_MIN_SHARE` of the frames with a tracked face, most frequent first;
   present = ``AUxx_c == 1`` where that column exists, else ``AUxx_r >= 1.0``.
+  Written for Emotion-LLaMA's dataset class (``minigpt4/datasets/datasets/first_face.py``), which reads the
+  ``.txt`` lines ``name frame_count emotion`` split on spaces, looks the emotion up in its 9 classes
+  (:data:`EMOTION_LLAMA_CLASSES`, a ``KeyError`` otherwise), opens ``<vis_root>/<name>.mp4`` (else ``.avi``)
+  and reads ``transcription_en_all.csv`` (columns ``name,sentence``) for the line the person says. So: the
+  emotion is mapped onto those classes (:func:`emotion_llama_class`: any case, synonyms); a sample whose
+  emotion maps to none (``disgust``, ``x``) is skipped with the reason; only video samples are exported (an
+  image sample, a video that is not .mp4/.avi, or a name with whitespace is skipped, said why); and
+  ``transcription_en_all.csv`` is written beside the JSON with one row per exported sample (its transcript;
+  an empty cell when nobody speaks, which pandas and so its loader read as ``nan``). A sample whose frame
+  count cannot be measured keeps its JSON entry but gets no ``.txt`` line (never a count of 0).
 * ``au-instruct``: JSONL ``{"instruction", "input": "AU06: 1.45, AU12: 2.01", "output"}``.
 
 ``only_included`` keeps the samples the run's gate decision includes (``mer_eval.gates.load_gate``).
@@ -435,6 +445,31 @@ def frame_count(s: Sample, of) -> int | None:
     return None
 
 
+# Emotion-LLaMA's classes (its dataset class's emotion list, in its order) and the words mapped onto them
+# besides mer-eval's canonical emotions (mer_eval.domain.facs.canonical_emotion): doubt is no canonical emotion
+EMOTION_LLAMA_CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise", "fear", "contempt", "doubt")
+EMOTION_LLAMA_SYNONYMS = {"doubtful": "doubt", "skeptical": "doubt", "sceptical": "doubt", "skepticism": "doubt",
+                          "scepticism": "doubt", "disbelief": "doubt", "suspicious": "doubt", "suspicion": "doubt"}
+EMOTION_LLAMA_TRANSCRIPTS = "transcription_en_all.csv"
+EMOTION_LLAMA_VIDEO_EXT = (".mp4", ".avi")  # what its loader opens
+
+
+def emotion_llama_class(word: str | None) -> str | None:
+    """One of :data:`EMOTION_LLAMA_CLASSES` for a label or emotion word (any case; mer-eval's synonyms, e.g.
+    ``Happy``/``hap``/``joy`` -> happy, ``Anger``/``frustration`` -> angry), or None (e.g. ``disgust``, ``x``)."""
+    if not word or not word.strip():
+        return None
+    w = " ".join(word.strip().lower().replace("_", " ").split())
+    if w in EMOTION_LLAMA_CLASSES:
+        return w
+    if w in EMOTION_LLAMA_SYNONYMS:
+        return EMOTION_LLAMA_SYNONYMS[w]
+    from mer_eval.domain.facs import canonical_emotion
+
+    c = canonical_emotion(w)
+    return c if c in EMOTION_LLAMA_CLASSES else None
+
+
 def _merr_emotion(s: Sample, meta: dict, task: str, fine: bool, pseu: str | None) -> str | None:
     """The emotion of MERR's ``.txt`` line: the label, else (fine) the concluded emotion, else the
     pseudo-label; None when none of them gives one (``undetermined`` is no emotion)."""
@@ -448,13 +483,24 @@ def _merr_emotion(s: Sample, meta: dict, task: str, fine: bool, pseu: str | None
 
 
 def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str],
-          no_pseudo: dict[str, str]) -> tuple[dict, list[str]]:
+          no_pseudo: dict[str, str]) -> tuple[dict, list[str], list[tuple[str, str]]]:
     data: dict[str, dict] = {}
     lines: list[str] = []
+    sentences: list[tuple[str, str]] = []
     for s in samples:
         a = s.annotation
-        if s.type not in (SampleType.mer, SampleType.image):
-            skipped[s.id] = f"MERR holds mer/image samples, not {s.type.value}"
+        if s.type == SampleType.image:
+            skipped[s.id] = "an image sample: Emotion-LLaMA's dataset reads a video (<name>.mp4 / .avi)"
+            continue
+        if s.type != SampleType.mer:
+            skipped[s.id] = f"MERR holds mer (video) samples, not {s.type.value}"
+            continue
+        if s.video is not None and Path(s.video).suffix.lower() not in EMOTION_LLAMA_VIDEO_EXT:
+            skipped[s.id] = (f"its video is {Path(s.video).suffix.lower()}; Emotion-LLaMA opens only "
+                             f"<name>.mp4 / .avi (convert it)")
+            continue
+        if any(ch.isspace() for ch in s.id):
+            skipped[s.id] = "the name has whitespace; Emotion-LLaMA splits the .txt lines on spaces"
             continue
         caption = a.final_summary if fine else None
         if fine and not caption:
@@ -467,6 +513,11 @@ def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str],
         if emotion is None:
             skipped[s.id] = (f"no emotion to write: no label, "
                              f"{'no concluded emotion in the final_summary, ' if fine else ''}and {why}")
+            continue
+        el_class = emotion_llama_class(emotion)
+        if el_class is None:
+            skipped[s.id] = (f"{'label' if s.label else 'emotion'} {emotion!r} is none of Emotion-LLaMA's 9 "
+                             f"classes ({', '.join(EMOTION_LLAMA_CLASSES)})")
             continue
         if pseu is None:
             no_pseudo[s.id] = why
@@ -484,10 +535,11 @@ def _merr(samples: list[Sample], task: str, fine: bool, skipped: dict[str, str],
             entry["caption"] = _coarse(s, meta)
         entry["text"] = a.transcript or ""
         data[s.id] = entry
+        sentences.append((s.id, a.transcript or ""))
         frames = frame_count(s, of)
         if frames is not None:  # an unknown count is left out, never written as 0
-            lines.append(f"{s.id} {frames} {emotion.replace(' ', '_')}")
-    return data, lines
+            lines.append(f"{s.id} {frames} {el_class}")
+    return data, lines, sentences
 
 
 def _au_instruct(samples: list[Sample], skipped: dict[str, str]) -> list[dict]:
@@ -571,11 +623,19 @@ def _write_sharegpt(samples, task, out, skipped, no_pseudo):
 
 def _write_merr(fine: bool) -> Writer:
     def write(samples, task, out, skipped, no_pseudo):
-        data, lines = _merr(samples, task, fine, skipped, no_pseudo)
+        import io
+
+        data, lines, sentences = _merr(samples, task, fine, skipped, no_pseudo)
         atomic_write_json(out, data)
         txt = out.with_suffix(".txt")
         atomic_write_text(txt, "".join(f"{ln}\n" for ln in lines))
-        return len(data), [txt]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["name", "sentence"])
+        w.writerows(sentences)
+        tr = out.parent / EMOTION_LLAMA_TRANSCRIPTS
+        atomic_write_text(tr, buf.getvalue())
+        return len(data), [txt, tr]
     return write
 
 

@@ -67,7 +67,8 @@ def test_sharegpt_and_dataset_info(run_dir, tmp_path):
 def test_merr_coarse_and_fine_fill_au_list(run_dir, tmp_path):
     res = export_run(run_dir, "merr-coarse", tmp_path / "MERR_coarse_grained.json")
     coarse = json.loads((tmp_path / "MERR_coarse_grained.json").read_text())
-    assert set(coarse) == {"clip", "photo"} and res.skipped["jfk"]
+    assert set(coarse) == {"clip"} and res.skipped["jfk"]
+    assert "Emotion-LLaMA's dataset reads a video" in res.skipped["photo"]  # an image sample is not exported
     c = coarse["clip"]
     assert set(c) == {"AU_list", "visual_prior_list", "audio_prior_list", "peak_index", "peak_AU_list",
                       "pseu_emotion", "caption", "text"}
@@ -82,8 +83,7 @@ def test_merr_coarse_and_fine_fill_au_list(run_dir, tmp_path):
     clip_line = next(ln for ln in lines if ln.startswith("clip "))
     _, frames, _ = clip_line.split(" ")
     assert int(frames) == of.n
-    assert "photo 1 happy" in lines  # the label wins
-    assert coarse["photo"]["peak_index"] == "1" and coarse["photo"]["peak_AU_list"]
+    assert not any(ln.startswith("photo ") for ln in lines)
     export_run(run_dir, "merr-fine", tmp_path / "MERR_fine_grained.json")
     fine = json.loads((tmp_path / "MERR_fine_grained.json").read_text())
     assert "smp_reason_caption" in fine["clip"] and "caption" not in fine["clip"]
@@ -117,7 +117,7 @@ def test_cli_export_and_generate_commands(run_dir, tmp_path):
     assert {c.name for c in COMMANDS} == {"generate", "export"}
     r = CliRunner().invoke(export, [str(run_dir), "--format", "merr-coarse", "-o", str(tmp_path / "m.json")])
     assert r.exit_code == 0, r.output
-    assert "merr-coarse: 2 samples" in r.output and "skipped jfk" in r.output
+    assert "merr-coarse: 1 samples" in r.output and "skipped jfk" in r.output and "skipped photo" in r.output
 
 
 def test_export_real_mer_factory_outputs(shared_data, tmp_path):
@@ -186,19 +186,12 @@ def test_no_rule_fired_is_no_neutral_label(no_rule_run, tmp_path):
     # merr-coarse: no label, no pseudo-label -> no emotion for the .txt -> skipped, never "neutral"
     res = export_run(no_rule_run, "merr-coarse", tmp_path / "c.json")
     coarse = json.loads((tmp_path / "c.json").read_text())
-    assert "di" not in coarse and NO_RULE_FIRED in res.skipped["di"]
+    assert "di" not in coarse and "an image sample" in res.skipped["di"]  # and Emotion-LLaMA reads videos
     assert "neutral" not in (tmp_path / "c.txt").read_text()
-    # merr-fine: the summary's concluded emotion (the FER vote) is derived: kept, but no pseudo-label
+    # merr-fine: Emotion-LLaMA reads videos, so neither photo is exported (said why), and no line is "neutral"
     res = export_run(no_rule_run, "merr-fine", tmp_path / "f.json")
-    fine = json.loads((tmp_path / "f.json").read_text())
-    meta = json.loads((no_rule_run / "di" / "mer_eval_meta.json").read_text())
-    assert fine["di"]["pseu_emotion"] == "" and res.no_pseudo_label["di"] == NO_RULE_FIRED
-    assert f"di 1 {meta['conclusion']}" in (tmp_path / "f.txt").read_text().splitlines()
-    assert meta["conclusion_from"] == ["fer_probabilities"]  # that conclusion came from FER alone
-    # "undetermined" is no emotion: the faceless drawing has no line and is skipped, with why
-    assert json.loads((no_rule_run / "mountain" / "mer_eval_meta.json").read_text())["conclusion"] == "undetermined"
-    assert "mountain" not in fine and "no concluded emotion" in res.skipped["mountain"]
-    assert not any(ln.startswith("mountain ") for ln in (tmp_path / "f.txt").read_text().splitlines())
+    assert json.loads((tmp_path / "f.json").read_text()) == {} and (tmp_path / "f.txt").read_text() == ""
+    assert all("an image sample" in res.skipped[k] for k in ("di", "mountain"))
     # csv keeps every row, with an empty pseudo_emotion and the reason counted
     res = export_run(no_rule_run, "csv", tmp_path / "x.csv")
     rows = {r["sample_id"]: r for r in csv.DictReader((tmp_path / "x.csv").open(encoding="utf-8"))}
