@@ -101,6 +101,9 @@ def test_merfactory_spellings_and_short_flags(examples, tmp_path):
     assert _run_json(out)["config"]["cache"]["enabled"] is True
     assert (out / "single_face" / "single_face_au_analysis.json").is_file()
     assert "1 done" in r.output and "note:" not in r.output and "empty" not in r.output  # --silent: totals only
+    # MER-Factory's --cache reuses what is up to date (mer-eval's default too)
+    r = _gen([str(video), str(out), "-t", "au", "-tk", "merr", "-th", "0.9", "-pd", "20", "-s", "-ca"], tmp_path)
+    assert r.exit_code == 0 and "0 done, 1 skipped (up to date)" in " ".join(r.output.split()), r.output
     # the long spellings: --type MER --peak_dis 16 --task 'Sentiment Analysis'; the run is redone (new config)
     out2 = tmp_path / "mer"
     r = _gen([str(video), str(out2), "--type", "MER", "--peak_dis", "16", "--task", "Sentiment Analysis",
