@@ -22,7 +22,8 @@ from mer_eval.config import Config
 from mer_eval.discovery import Dataset, discover
 from mer_eval.metric import Metric, ScoreContext
 from mer_eval.schema import Fingerprint, MetricResult, ModelRef, SampleEvaluation, ScoreSection, Status
-from mer_eval.store import EVAL_FILE, SUMMARY_FILE, RunStore, _umask, atomic_write_text
+from mer_eval.store import EVAL_FILE, SCORE_INCOMPLETE, SUMMARY_FILE, RunStore, _umask, atomic_write_json, \
+    atomic_write_text
 
 MER_FACTORY_COLUMNS = [
     "sample_id", "distinct1", "distinct2", "repetition_rate", "fkgl", "au_pr", "au_re", "au_f1",
@@ -63,9 +64,16 @@ class ScoreOutcome:
         return pd.DataFrame(_long_rows(self.results, self.families), columns=LONG_COLUMNS)
 
 
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")  # CUDA, ROCm, WSL
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
+    import sys
+
+    if "torch" not in sys.modules and not any(os.path.exists(p) for p in _GPU_NODES):
+        return "cpu"  # no GPU device node: torch (seconds to import) would say the same
     try:
         import torch  # noqa: PLC0415 (lazy: only when a run asks for auto)
 
@@ -162,6 +170,13 @@ def score_dataset(
         prog.start()
         tasks = {name: prog.add_task(name, total=n) for name in families}
     with store.locked():
+        # from here until run.json is written the run's score files are being replaced: the marker says so, and
+        # stays when the process is killed (load_scores refuses the run until a score run completes)
+        atomic_write_json(out_dir / SCORE_INCOMPLETE, {
+            "pid": os.getpid(), "started": started.isoformat(),
+            "reason": "mer-eval score started rewriting this run's score files and did not finish (killed or "
+                      "failed): per-sample scores, scores.parquet, the summary CSV and run.json may mix two "
+                      "attempts; run `mer-eval score` again"})
         writer = _LongWriter(out_dir / "scores.parquet")
         try:
             for lo in range(0, n, size):
@@ -450,6 +465,7 @@ def _write(o: ScoreOutcome, config: Config, writer: "_LongWriter", stats: "_Stat
     manifest.score = o.section
     manifest.extra["score_aggregates"] = o.aggregates
     store.write_manifest(manifest)
+    (o.out_dir / SCORE_INCOMPLETE).unlink(missing_ok=True)  # every score file is this attempt's now
 
 
 def wide_summary(long, metrics_order: Optional[list[str]] = None):
@@ -497,6 +513,9 @@ def load_scores(run_dir: Path):
     import pandas as pd
 
     p = Path(run_dir) / "scores.parquet"
+    if (Path(run_dir) / SCORE_INCOMPLETE).is_file():  # a FileNotFoundError: no complete scores file is there
+        raise FileNotFoundError(f"{run_dir}: the last `mer-eval score` did not finish (killed or failed), its "
+                                f"score files may mix two attempts: run `mer-eval score {run_dir}` again")
     if not p.is_file():
         raise FileNotFoundError(f"{p} not found: run `mer-eval score {run_dir}` first")
     df = pd.read_parquet(p)

@@ -22,6 +22,7 @@ of a synthesis, the probe's corruptions) read a summary with these same function
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -161,11 +162,42 @@ def dominant_emotions(text: Optional[str], extra: Optional[dict[str, str]] = Non
     return sorted(e for e, n in counts.items() if n == top), counts
 
 
+# pattern 3 can start at any letter (a lazy 0-40 char group): only tried when its fixed tail is in the text
+_P3_TAIL = re.compile(r"\s+the\s+(?:most likely|most probable|predominant|dominant|primary|main|core)\s+"
+                      r"(?:emotion|emotional state|sentiment)")
+
+
+_LONG_SPACE = re.compile(r"\s{100}")
+
+
+def _p3_matches(low: str):
+    """``_CONCLUSION_PATTERNS[3].finditer(low)``, scanning only the 400 characters before each of its fixed
+    tails. Exact: a match ends at a tail and, with no run of 100 spaces, starts < 400 characters before it
+    (x <= 41, each ``\\s+`` < 100); any gap between the merged windows holds no match start."""
+    rx = _CONCLUSION_PATTERNS[3]
+    tails = list(_P3_TAIL.finditer(low))
+    if not tails:
+        return
+    if _LONG_SPACE.search(low):
+        yield from rx.finditer(low)
+        return
+    spans: list[list[int]] = []
+    for t in tails:
+        a = max(0, t.start() - 400)
+        if spans and a <= spans[-1][1]:
+            spans[-1][1] = t.end()
+        else:
+            spans.append([a, t.end()])
+    for a, b in spans:
+        yield from rx.finditer(low, a, b)
+
+
+@functools.lru_cache(maxsize=4096)  # one summary is read by several metrics
 def _conclusion_phrase(text: str) -> Optional[str]:
     low = text.lower().replace("*", "")
     best: Optional[tuple[int, str]] = None
     for rx in _CONCLUSION_PATTERNS:
-        for m in rx.finditer(low):
+        for m in (_p3_matches(low) if rx is _CONCLUSION_PATTERNS[3] else rx.finditer(low)):
             x = m.group("x").strip()
             if rx is not _CONCLUSION_PATTERNS[3]:
                 cut = _STOP.search(x)
