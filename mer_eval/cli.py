@@ -290,6 +290,9 @@ def metrics_cmd(as_json, config_path, sets):
 
 # ---- score --------------------------------------------------------------------------------------
 
+PRECISION_FAMILIES = ("clip", "clap", "nli")  # the families with a ``precision`` parameter
+PRECISION_CHOICES = ["fp32", "int8", "fp16", "bf16"]
+
 @main.command()
 @click.argument("input_path", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -297,6 +300,10 @@ def metrics_cmd(as_json, config_path, sets):
 @click.option("--metrics", help="Comma-separated metric families (default: score.metrics in config).")
 @click.option("--batch-size", type=int, help="Samples per model batch.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]))
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES),
+              help="Numeric precision of the CLIP, CLAP and NLI models (sets metrics.{clip,clap,nli}.precision; "
+                   "default fp32): int8 = dynamic quantisation (CPU), fp16 (CUDA), bf16. Recorded in the results "
+                   "and the fingerprint: runs at different precisions do not compare.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the result cache.")
 @click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -306,7 +313,7 @@ def metrics_cmd(as_json, config_path, sets):
 @media_dir_option
 @config_options
 def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file, transcripts, limit, as_json,
-          config_path, sets, media_dir=None):
+          config_path, sets, media_dir=None, precision=None):
     """Score every sample of a run folder (ours or MER-Factory's)."""
     from mer_eval.discovery import discover
     from mer_eval.scoring import score_dataset
@@ -317,6 +324,8 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
         sets.append(f"score.batch_size={batch_size}")
     if device:
         sets.append(f"score.device={device}")
+    if precision:
+        sets += [f"metrics.{fam}.precision={precision}" for fam in PRECISION_FAMILIES]
     cfg = load_cfg(config_path, sets)
     names = parse_metrics(metrics)
     con = console(stderr=as_json)

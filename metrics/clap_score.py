@@ -25,6 +25,9 @@ An unreadable file is an ``error``.
 
 Backend: transformers ``ClapModel`` + ``ClapProcessor`` (model key ``clap``). The laion-clap package is
 not supported yet: the config accepts only ``backend: transformers``.
+
+Precision: ``metrics.clap.precision`` (``fp32`` default, ``int8`` on the CPU, ``fp16`` on CUDA, ``bf16``), as
+for CLIP (:func:`mer_eval.metrics.clip_score.apply_precision`); ``details.precision`` says what ran.
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ import numpy as np
 from pydantic import Field
 
 from mer_eval.models import ModelSpec
-from mer_eval.metric import Metric, MetricParams, OutputSpec
+from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.metrics.clip_score import (
     HFTextTower,
+    Precision,
+    apply_precision,
     load_backend,
+    precision_problem,
     as_features,
     hf_text_window,
     mean_direction,
@@ -65,12 +71,13 @@ def window_starts(n: int, win: int, hop: int, max_windows: int) -> list[int]:
 
 
 class _HFClap(HFTextTower):
-    def __init__(self, res, device: str):
+    def __init__(self, res, device: str, precision: str = "fp32"):
         import torch  # noqa: PLC0415
         from transformers import ClapModel, ClapProcessor  # noqa: PLC0415
 
         src = str(res.path) if res.path is not None else res.id
-        self.model = ClapModel.from_pretrained(src).to(device).eval()
+        self.model, self.dtype, self.precision = apply_precision(ClapModel.from_pretrained(src).to(device).eval(),
+                                                                 precision, device)
         self.proc = ClapProcessor.from_pretrained(src)
         self.fe = self.proc.feature_extractor
         self.tok = self.proc.tokenizer
@@ -88,7 +95,7 @@ class _HFClap(HFTextTower):
     def audio_features(self, windows: list[np.ndarray]) -> np.ndarray:
         feats = self.fe(windows, sampling_rate=self.sr, return_tensors="pt", truncation="rand_trunc",
                         padding="repeatpad")
-        x = feats["input_features"].to(self.device)
+        x = feats["input_features"].to(self.device, self.dtype)
         is_longer = self.torch.zeros((x.shape[0], 1), dtype=self.torch.bool, device=self.device)
         with self.torch.inference_mode():
             out = self.model.get_audio_features(input_features=x, is_longer=is_longer)
@@ -101,6 +108,7 @@ class ClapParams(MetricParams):
     window_s: float = Field(10.0, gt=0)
     hop_s: float = Field(10.0, gt=0)
     max_windows: int = Field(6, ge=1)
+    precision: Precision = "fp32"  # int8 (CPU), fp16 (CUDA), bf16; see mer_eval.metrics.clip_score
 
 
 class ClapAudioText(Metric):
@@ -137,10 +145,14 @@ class ClapAudioText(Metric):
         return {"text": sample.annotation.audio_description, "audio": sample.audio or sample.video}
 
     def load(self) -> None:
-        device = resolve_device(self.ctx.device)
+        precision = str(self.params["precision"])
+        device = resolve_device(self.ctx.device, precision)
+        why = precision_problem(precision, device)
+        if why:
+            raise ModelUnavailable(why)
         self._backend, self._ref = load_backend("clap", self.ctx.config, ("transformers", "torch"),
-                                                "CLAP backend transformers", lambda res: _HFClap(res, device),
-                                                (device,))
+                                                "CLAP backend transformers",
+                                                lambda res: _HFClap(res, device, precision), (device, precision))
 
     def model_ref(self) -> Optional[ModelRef]:
         return self._ref
@@ -183,6 +195,7 @@ class ClapAudioText(Metric):
                 "windows": len(windows), "window_starts_s": [round(a / be.sr, 3) for a in starts],
                 "window_s": win / be.sr, "text_chunks": len(chunks),
                 "text_chunk_tokens": [len(c[1]) for c in chunks], "text_window": be.window,
+                **be.precision, "device": be.device,
             }
             if clamped:
                 det["note"] = f"window_s clamped to the feature extractor's maximum {be.max_samples / be.sr:g} s"

@@ -25,10 +25,19 @@ Backends: ``open_clip`` (default; model key ``clip``: a folder with ``open_clip_
 ``local-dir:``, otherwise ``open_clip.create_model_and_transforms(<model>, pretrained=<weights file>)``)
 and ``transformers`` (model key ``clip-hf``: ``CLIPModel`` + ``CLIPProcessor``). All texts of a batch go
 through one text forward and all images through one image forward.
+
+Precision (``metrics.clip.precision`` / ``score --precision``, shared with CLAP and NLI; see
+:func:`apply_precision`): ``fp32`` (default); ``int8`` = torch dynamic quantisation of every ``nn.Linear``
+(int8 weights, activations quantised per batch; convolutions, embeddings and attention input projections
+stay fp32), CPU only; ``fp16`` on CUDA only; ``bf16`` on CUDA (where the GPU supports it) or CPU. A
+precision the device cannot run is ``unavailable`` with the reason, never silently fp32. The precision is a
+parameter, so it is in every result's ``params``, the cache key and the comparability fingerprint
+(``params_hash``), and ``details.precision`` says what ran.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal, Any, Callable, Optional
 
@@ -46,12 +55,74 @@ CLIPSCORE_W = 2.5
 
 # ---- helpers shared with the CLAP metric --------------------------------------------------------
 
-def resolve_device(device: Optional[str]) -> str:
+Precision = Literal["fp32", "int8", "fp16", "bf16"]
+PRECISIONS = ("fp32", "int8", "fp16", "bf16")
+
+
+def resolve_device(device: Optional[str], precision: str = "fp32") -> str:
+    """``auto``: CUDA when there is one, except for ``int8`` (dynamic quantisation runs on the CPU only)."""
     if device in (None, "", "auto"):
         import torch  # noqa: PLC0415
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() and precision != "int8" else "cpu"
     return str(device)
+
+
+def precision_problem(precision: str, device: str) -> Optional[str]:
+    """Why ``precision`` cannot run on ``device`` (the metric is then ``unavailable``), or None."""
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:  # load_backend names the missing package
+        return None
+
+    cuda = str(device).startswith("cuda")
+    if precision not in PRECISIONS:
+        return f"precision {precision!r} is not one of {', '.join(PRECISIONS)}"
+    if precision == "int8":
+        if cuda:
+            return ("precision int8 (torch dynamic quantisation) runs on the CPU only; use --device cpu, or "
+                    "--precision fp16/bf16 on CUDA")
+        if not torch.backends.quantized.supported_engines or \
+                torch.backends.quantized.engine in (None, "none"):
+            return "precision int8: this torch build has no quantized CPU engine (torch.backends.quantized)"
+    if precision == "fp16" and not cuda:
+        return "precision fp16 runs on CUDA only (--device cuda); on the CPU use fp32, int8 or bf16"
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        return f"precision bf16: the GPU {torch.cuda.get_device_name()} does not support bfloat16"
+    return None
+
+
+def apply_precision(model: Any, precision: str, device: str) -> tuple[Any, Any, dict[str, Any]]:
+    """``(model, float input dtype, details)`` for ``precision`` on ``device`` (checked first with
+    :func:`precision_problem`; a problem raises :class:`ModelUnavailable`).
+
+    ``int8``: ``torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)``; exact-type
+    match, so ``nn.MultiheadAttention``'s output projection (a Linear subclass) stays fp32. ``fp16`` /
+    ``bf16``: every parameter and buffer cast; float inputs (pixels, spectrograms) are cast to match and
+    outputs read back as fp32.
+    """
+    import torch  # noqa: PLC0415
+
+    why = precision_problem(precision, device)
+    if why:
+        raise ModelUnavailable(why)
+    if precision == "int8":
+        n = sum(1 for m in model.modules() if type(m) is torch.nn.Linear)
+        if n == 0:
+            raise ModelUnavailable("precision int8: the model has no nn.Linear layer to quantise")
+        with warnings.catch_warnings():  # torch >= 2.10 deprecates torch.ao.quantization in favour of torchao
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        for m in model.modules():  # open_clip reads the compute dtype from an MLP weight unless told (int8 hook)
+            if isinstance(m, torch.ao.nn.quantized.dynamic.Linear):
+                m.int8_original_dtype = torch.float32
+        return model, torch.float32, {"precision": "int8", "quantised_linear_layers": n,
+                                      "quantised_engine": torch.backends.quantized.engine}
+    if precision in ("fp16", "bf16"):
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        return model.to(dtype), dtype, {"precision": precision}
+    return model, torch.float32, {"precision": "fp32"}
 
 
 def text_chunks(text: str, encode: Callable[[str], list[int]], window: int) -> list[tuple[str, list[int]]]:
@@ -167,7 +238,7 @@ class HFTextTower:
 # ---- backends -----------------------------------------------------------------------------------
 
 class _OpenClip:
-    def __init__(self, res, model_name: str, pretrained: str, device: str):
+    def __init__(self, res, model_name: str, pretrained: str, device: str, precision: str = "fp32"):
         import open_clip  # noqa: PLC0415
         import torch  # noqa: PLC0415
 
@@ -186,7 +257,7 @@ class _OpenClip:
         if not (hasattr(tok, "encode") and hasattr(tok, "sot_token_id")):
             raise ModelUnavailable(f"open_clip tokenizer {type(tok).__name__} is not supported (needs the "
                                    "BPE SimpleTokenizer to split long text into windows)")
-        self.model = model.eval()
+        self.model, self.dtype, self.precision = apply_precision(model.eval(), precision, device)
         self.preprocess = preprocess
         self.tok = tok
         self.device = device
@@ -208,18 +279,19 @@ class _OpenClip:
 
     def image_features(self, images: list) -> np.ndarray:
         torch = self.torch
-        x = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        x = torch.stack([self.preprocess(im) for im in images]).to(self.device, self.dtype)
         with torch.inference_mode():
             return self.model.encode_image(x).float().cpu().numpy()
 
 
 class _HFClip(HFTextTower):
-    def __init__(self, res, device: str):
+    def __init__(self, res, device: str, precision: str = "fp32"):
         import torch  # noqa: PLC0415
         from transformers import CLIPModel, CLIPProcessor  # noqa: PLC0415
 
         src = str(res.path) if res.path is not None else res.id
-        self.model = CLIPModel.from_pretrained(src).to(device).eval()
+        self.model, self.dtype, self.precision = apply_precision(CLIPModel.from_pretrained(src).to(device).eval(),
+                                                                 precision, device)
         self.proc = CLIPProcessor.from_pretrained(src)
         self.tok = self.proc.tokenizer
         self.pre, self.post = special_tokens(self.tok)
@@ -232,7 +304,7 @@ class _HFClip(HFTextTower):
         self.how = src
 
     def image_features(self, images: list) -> np.ndarray:
-        px = self.proc.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+        px = self.proc.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
         with self.torch.inference_mode():
             out = self.model.get_image_features(pixel_values=px)
         return as_features(out).float().cpu().numpy()
@@ -246,6 +318,7 @@ class ClipParams(MetricParams):
     model: str = "ViT-B-32"
     pretrained: str = "laion2b_s34b_b79k"
     video_frames: int = Field(0, ge=0, le=64)  # 0: peak frame only; k: also the mean over k frames
+    precision: Precision = "fp32"  # int8 (CPU), fp16 (CUDA), bf16; see the module docstring
 
 
 class ClipImageText(Metric):
@@ -310,15 +383,19 @@ class ClipImageText(Metric):
         backend = self.params["backend"]
         key = "clip" if backend == "open_clip" else "clip-hf"
         module = "open_clip" if backend == "open_clip" else "transformers"
-        device = resolve_device(self.ctx.device)
+        precision = str(self.params["precision"])
+        device = resolve_device(self.ctx.device, precision)
+        why = precision_problem(precision, device)
+        if why:
+            raise ModelUnavailable(why)
         model_name = str(self.params["model"])
         pretrained = str(self.params["pretrained"])
         if backend == "open_clip":
-            make = lambda res: _OpenClip(res, model_name, pretrained, device)  # noqa: E731
+            make = lambda res: _OpenClip(res, model_name, pretrained, device, precision)  # noqa: E731
         else:
-            make = lambda res: _HFClip(res, device)  # noqa: E731
+            make = lambda res: _HFClip(res, device, precision)  # noqa: E731
         self._backend, self._ref = load_backend(key, self.ctx.config, (module, "torch"), f"CLIP backend {backend}",
-                                                make, (backend, model_name, device))
+                                                make, (backend, model_name, device, precision))
 
     def model_ref(self) -> Optional[ModelRef]:
         return self._ref
@@ -367,7 +444,7 @@ class ClipImageText(Metric):
                 out[s.id] = self.not_ok(s.id, Status.not_applicable, "the visual description has no tokens")
                 continue
             det.update(text_chunks=len(chunks), text_chunk_tokens=[len(c[1]) for c in chunks],
-                       text_window=be.window)
+                       text_window=be.window, **be.precision, device=be.device)
             prepared.append((s, chunks, still, frames, det, vreason))
         if not prepared:
             return out

@@ -27,6 +27,10 @@ Outputs, over all pairs of a sample (both directions, all fields):
 * ``nli_consistency_score`` = (1 + entail_rate − contra_rate) / 2, in 0..1.
 
 All pairs of all samples in a batch go through the model in mini-batches of ``ctx.batch_size``.
+
+Precision: ``metrics.nli.precision`` (``fp32`` default, ``int8`` on the CPU, ``fp16`` on CUDA, ``bf16``), as
+for CLIP (:func:`mer_eval.metrics.clip_score.apply_precision`); ``details.precision`` says what ran. Lower
+precision can flip the argmax of a pair whose top two logits are close.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pydantic import Field
 
 from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
-from mer_eval.metrics.clip_score import load_backend, resolve_device
+from mer_eval.metrics.clip_score import Precision, apply_precision, load_backend, precision_problem, resolve_device
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.domain.text import split_sentences
 
@@ -61,12 +65,13 @@ def label_indices(id2label: dict) -> tuple[dict[str, int], Optional[str]]:
 
 
 class _HFNLI:
-    def __init__(self, res, device: str):
+    def __init__(self, res, device: str, precision: str = "fp32"):
         import torch  # noqa: PLC0415
         from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
 
         src = str(res.path) if res.path is not None else res.id
-        self.model = AutoModelForSequenceClassification.from_pretrained(src).to(device).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(src).to(device).eval()
+        self.model, self.dtype, self.precision = apply_precision(model, precision, device)
         self.tok = AutoTokenizer.from_pretrained(src)
         cfg = self.model.config
         limits = []
@@ -98,16 +103,21 @@ class _HFNLI:
         return [self.tok.decode(ids[i: i + limit]).strip() for i in range(0, len(ids), limit)]
 
     def predict(self, pairs: list[tuple[str, str]], batch_size: int) -> np.ndarray:
-        """argmax class index per (premise, hypothesis) pair.
+        """argmax class index per (premise, hypothesis) pair."""
+        return self.logits(pairs, batch_size).argmax(axis=-1).astype(int) if pairs else np.zeros(0, dtype=int)
+
+    def logits(self, pairs: list[tuple[str, str]], batch_size: int) -> np.ndarray:
+        """fp32 logits (pairs x classes) per (premise, hypothesis) pair.
 
         Pairs are batched in order of length, so a batch pads to lengths close to its own (a mixed batch
         would pad every short pair to the longest, up to the model window) and results go back in order.
         """
+        n_cls = len(self.id2label) or int(self.model.config.num_labels)
         if not pairs:
-            return np.zeros(0, dtype=int)
+            return np.zeros((0, n_cls), dtype=np.float32)
         lengths = [self.n_tokens(p) + self.n_tokens(h) for p, h in pairs]
         order = sorted(range(len(pairs)), key=lambda i: lengths[i])
-        pred = np.zeros(len(pairs), dtype=int)
+        out = np.zeros((len(pairs), n_cls), dtype=np.float32)
         for i in range(0, len(order), batch_size):
             idx = order[i: i + batch_size]
             enc = self.tok([pairs[j][0] for j in idx], [pairs[j][1] for j in idx], truncation="only_first",
@@ -115,8 +125,8 @@ class _HFNLI:
             enc = {k: v.to(self.device) for k, v in enc.items()}
             with self.torch.inference_mode():
                 logits = self.model(**enc).logits
-            pred[idx] = logits.float().argmax(dim=-1).cpu().numpy()
-        return pred
+            out[idx] = logits.float().cpu().numpy()
+        return out
 
 
 
@@ -125,6 +135,7 @@ class NLIParams(MetricParams):
     pairs: list[str] = Field(
         default_factory=lambda: ["visual_expression", "visual_objective", "audio_description", "video_content"]
     )
+    precision: Precision = "fp32"  # int8 (CPU), fp16 (CUDA), bf16; see mer_eval.metrics.clip_score
 
 
 class NLIConsistency(Metric):
@@ -171,9 +182,13 @@ class NLIConsistency(Metric):
         return {"summary": sample.annotation.final_summary, "fields": self._present(sample)}
 
     def load(self) -> None:
-        device = resolve_device(self.ctx.device)
+        precision = str(self.params["precision"])
+        device = resolve_device(self.ctx.device, precision)
+        why = precision_problem(precision, device)
+        if why:
+            raise ModelUnavailable(why)
         self._backend, self._ref = load_backend("nli", self.ctx.config, ("transformers", "torch"), "the NLI metric",
-                                                lambda res: _HFNLI(res, device), (device,))
+                                                lambda res: _HFNLI(res, device, precision), (device, precision))
 
     def model_ref(self) -> Optional[ModelRef]:
         return self._ref
@@ -227,7 +242,7 @@ class NLIConsistency(Metric):
                 "pairs": len(ps),
                 "entailment": int(np.sum(pr == ent)), "contradiction": int(np.sum(pr == con)),
                 "by_field": by, "premises_truncated": int(sum(1 for p in ps if p[4])),
-                "max_length": be.max_length, "labels": be.id2label,
+                "max_length": be.max_length, "labels": be.id2label, **be.precision, "device": be.device,
             }
             from mer_eval.evidence import relate
 
