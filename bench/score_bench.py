@@ -4,12 +4,16 @@ Measures, over the same samples and the same loaded models:
   1. batched scoring vs a one-sample-at-a-time loop        (target >= 5x)
   2. wall time / pure model time of the batched run          (target <= 1.10)
   3. re-score of an unchanged run (cache) / first run        (target <= 0.05)
+  4. with --precision: fp32 vs int8 (dynamic quantisation) seconds of each tower (CLIP image / text, CLAP
+     audio / text, NLI cross-encoder) on the same real inputs, as fp32/int8 ratios measured in this run, and
+     how far int8's outputs are from fp32's (min cosine of the embeddings, max |logit difference|)
 
 Models: whatever resolves offline (Whisper baseline for ASR, MiniLM for semantic agreement, MediaPipe for
 AU-F1) plus, when `--tiny-models` is given, tiny random-weight CLIP / CLAP / NLI models built on the spot so
 the model-metric code paths are timed too (their scores mean nothing; their speed-ups are real).
 
-Usage: python bench/score_bench.py [--data ../shared/data] [--n 24] [--tiny-models]
+Usage: python bench/score_bench.py [--data ../shared/data] [--n 24] [--tiny-models | --real-size]
+       [--precision [--precision-only]]
 """
 
 from __future__ import annotations
@@ -88,6 +92,97 @@ def build_real_size(work: Path) -> list[str]:
     return [f"models.paths.clip={d}", f"models.paths.nli={nli}", f"models.paths.clap={clap}"]
 
 
+def _best_of(fn, repeat: int) -> tuple[float, object]:
+    """(fastest wall seconds of ``repeat`` calls, the last result)."""
+    best, out = float("inf"), None
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def precision_section(sets: list[str], data: Path, n_images: int, batch_size: int, repeat: int) -> list[dict]:
+    """fp32 vs int8 seconds per tower on real inputs: ``n_images`` face photos, the real MER-Factory texts
+    (chunked as the metrics chunk them), LibriVox speech in 10 s windows, the NLI pairs of the MER-Factory
+    outputs. Each tower is called once to warm up, then timed (best of ``repeat``)."""
+    import numpy as np
+
+    from mer_eval.config import load_config
+    from mer_eval.discovery import discover
+    from mer_eval.domain.media import load_audio, load_image
+    from mer_eval.metric import ScoreContext
+    from mer_eval.metrics.clip_score import normalise, text_chunks
+    from mer_eval.registry import get_metric
+
+    faces = sorted(p for p in (data / "faces").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    images = [load_image(faces[i % len(faces)]) for i in range(n_images)]
+    mf = [s for f in sorted((data / "annotations-mer-factory").glob("*.json")) if "au_analysis" not in f.name
+          for s in discover(f).samples]
+    texts = [t for s in mf for t in (s.annotation.visual_objective, s.annotation.visual_expression,
+                                     s.annotation.audio_description, s.annotation.final_summary) if t]
+    wavs = sorted((data / "speech-librivox").glob("*.wav"))
+    rows: list[dict] = []
+
+    def backend(fam: str, prec: str):
+        cfg = load_config(sets=sets + [f"metrics.{fam}.precision={prec}", "score.device=cpu"])
+        m = get_metric(fam)(cfg.metric_params(fam), ScoreContext(device="cpu", batch_size=batch_size, config=cfg))
+        err = m.ensure_loaded()
+        return (None, err) if err else (m, None)
+
+    def towers(fam: str, m) -> dict:
+        be = m._backend
+        if fam == "clip":
+            chunks = [c[1] for t in texts for c in text_chunks(t, be.encode, be.window)]
+            return {"CLIP image": lambda: be.image_features(images), "CLIP text": lambda: be.text_features(chunks)}
+        if fam == "clap":
+            win = be.max_samples
+            windows = [x[a: a + win] for x in (load_audio(w, sr=be.sr) for w in wavs)
+                       for a in range(0, max(1, len(x) - win + 1), win)]
+            chunks = [c[1] for t in texts for c in text_chunks(t, be.encode, be.window)]
+            return {"CLAP audio": lambda: be.audio_features(windows), "CLAP text": lambda: be.text_features(chunks)}
+        pairs = [(p[2], p[3]) for s in mf for p in m._pairs(s)]
+        return {"NLI pairs": lambda: be.logits(pairs, batch_size)}
+
+    for fam in ("clip", "clap", "nli"):
+        if not any(x.startswith(f"models.paths.{fam}=") for x in sets):
+            continue
+        loaded = {p: backend(fam, p) for p in ("fp32", "int8")}
+        if any(m is None for m, _ in loaded.values()):
+            for p, (m, err) in loaded.items():
+                if m is None:
+                    rows.append({"tower": fam, "precision": p, "unavailable": err})
+            continue
+        t32, t8 = towers(fam, loaded["fp32"][0]), towers(fam, loaded["int8"][0])
+        for name in t32:
+            res = {}
+            for p, t in (("fp32", t32), ("int8", t8)):
+                t[name]()  # warm-up
+                res[p] = _best_of(t[name], repeat)
+            a, b = np.asarray(res["fp32"][1]), np.asarray(res["int8"][1])
+            if name.startswith("NLI"):
+                agree = {"max_abs_logit_diff": float(np.max(np.abs(a - b))),
+                         "argmax_agreement": float(np.mean(a.argmax(1) == b.argmax(1)))}
+            else:
+                agree = {"min_cosine_fp32_int8": float(np.min(np.sum(normalise(a) * normalise(b), axis=1)))}
+            rows.append({"tower": name, "inputs": int(a.shape[0]), "fp32_s": res["fp32"][0], "int8_s": res["int8"][0],
+                         "fp32_over_int8": res["fp32"][0] / res["int8"][0], **agree})
+    return rows
+
+
+def print_precision(rows: list[dict]) -> None:
+    import torch
+
+    print(f"precision (CPU, {torch.get_num_threads()} torch threads; int8 = torch dynamic quantisation of nn.Linear):")
+    for r in rows:
+        if "unavailable" in r:
+            print(f"  {r['tower']:<12} {r['precision']}: unavailable ({r['unavailable']})")
+            continue
+        agree = ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k.startswith(("min_", "max_", "argmax_")))
+        print(f"  {r['tower']:<12} {r['inputs']:>4} inputs: fp32 {r['fp32_s']:.3f} s, int8 {r['int8_s']:.3f} s, "
+              f"fp32/int8 {r['fp32_over_int8']:.2f}x  ({agree})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -97,6 +192,11 @@ def main() -> int:
     ap.add_argument("--real-size", action="store_true",
                     help="random-weight CLIP ViT-B-32 / BERT-base NLI / CLAP HTSAT: real compute, meaningless scores")
     ap.add_argument("--metrics", default="text_quality,label_agreement,cross_modal,au_f1,asr_wer,clip,clap,nli")
+    ap.add_argument("--precision", action="store_true",
+                    help="also time fp32 vs int8 per tower (CLIP, CLAP, NLI) on the models given")
+    ap.add_argument("--precision-only", action="store_true", help="only the precision section")
+    ap.add_argument("--precision-images", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=2, help="precision section: best of this many timed calls")
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"no data at {args.data}", file=sys.stderr)
@@ -118,6 +218,13 @@ def main() -> int:
                 sets.append(f"models.paths.{key}={fn(work / key)}")
     if args.real_size:
         sets += build_real_size(work)
+    if args.precision or args.precision_only:
+        rows = precision_section(sets, args.data, args.precision_images, args.batch_size, args.repeat)
+        print_precision(rows)
+        if args.precision_only:
+            shutil.rmtree(work, ignore_errors=True)
+            return 0
+        print()
     metrics = [m for m in args.metrics.split(",") if m]
     ds = build_samples(args.data, args.n)
     print(f"{len(ds.samples)} samples, metrics: {', '.join(metrics)}")
