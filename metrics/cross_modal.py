@@ -314,6 +314,15 @@ class CrossModalAgreement(Metric):
         return ev
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
+        from mer_eval.domain.text import capped_sample, mark_capped
+
+        pairs = [capped_sample(s) for s in samples]  # per-sample cost bounded: long texts read head + tail
+        out = self._compute([s2 for s2, _ in pairs])
+        for s2, caps in pairs:
+            mark_capped(out.get(s2.id, []), caps)
+        return out
+
+    def _compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         from mer_eval.evidence import relate
         from mer_eval.domain.emotion_text import conclusion_or_abstention
         from mer_eval.schema import Relation

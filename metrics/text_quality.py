@@ -173,7 +173,14 @@ class TextQuality(Metric):
         return {"final_summary": sample.annotation.final_summary}
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
-        return {s.id: self._one(s) for s in samples}
+        from mer_eval.domain.text import capped_sample, mark_capped
+
+        out = {}
+        for s in samples:
+            s2, caps = capped_sample(s)  # per-sample cost bounded: very long texts read head + tail, flagged
+            out[s.id] = rs = self._one(s2)
+            mark_capped(rs, caps)
+        return out
 
     def _one(self, s: Sample) -> list[MetricResult]:
         text = s.annotation.final_summary or ""

@@ -78,20 +78,51 @@ def rms_dbfs(x: np.ndarray, sr: int = SR, win_s: float = 0.05, hop_s: float = 0.
     return 20.0 * np.log10(np.maximum(rms, 1e-10))
 
 
+YIN_BLOCK_FRAMES = 1000  # frames (10 s of audio) analysed together: memory stays flat however long the audio
+
+
 def yin(x: np.ndarray, sr: int = SR, fmin: float = FMIN, fmax: float = FMAX, win_s: float = 0.025,
-        hop_s: float = 0.01, threshold: float = YIN_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
-    """F0 per frame in Hz (NaN where unvoiced) and the frame RMS in dBFS. Vectorised YIN via FFT."""
+        hop_s: float = 0.01, threshold: float = YIN_THRESHOLD, block_frames: int = YIN_BLOCK_FRAMES,
+        ) -> tuple[np.ndarray, np.ndarray]:
+    """F0 per frame in Hz (NaN where unvoiced) and the frame RMS in dBFS. Vectorised YIN via FFT, in blocks of
+    ``block_frames`` frames (two passes: the frame levels first, for the gate relative to the loudest frame;
+    then pitch block by block), so 15 min of audio needs the memory of 10 s and gives the same values."""
     x = np.asarray(x, dtype=np.float64)
     w = int(win_s * sr)
     tau_max = math.ceil(sr / fmin)
-    tau_min = max(2, math.floor(sr / fmax))
     length = w + tau_max + 1
     hop = int(hop_s * sr)
-    f = _frames(x, length, hop)
+    if len(x) < length:
+        x = np.pad(x, (0, length - len(x)))
+    n = 1 + (len(x) - length) // hop
+    step = max(1, int(block_frames))
+    blocks = [(i0, min(n, i0 + step)) for i0 in range(0, n, step)]
+
+    def frames(i0: int, i1: int) -> np.ndarray:
+        return _frames(x[hop * i0: hop * (i1 - 1) + length], length, hop)
+
+    frame_db = np.empty(n)
+    for i0, i1 in blocks:
+        head = frames(i0, i1)[:, :w]
+        e1 = np.cumsum(head * head, axis=1)[:, -1]
+        frame_db[i0:i1] = 10.0 * np.log10(np.maximum(e1 / w, 1e-20))
+    gate = frame_db.max() - 35.0 if n else 0.0
+    f0 = np.full(n, np.nan)
+    for i0, i1 in blocks:
+        f0[i0:i1] = _yin_block(frames(i0, i1), frame_db[i0:i1], gate, sr, fmin, fmax, w, threshold)
+    return f0, frame_db
+
+
+def _yin_block(f: np.ndarray, frame_db: np.ndarray, gate: float, sr: int, fmin: float, fmax: float, w: int,
+               threshold: float) -> np.ndarray:
+    tau_max = math.ceil(sr / fmin)
+    tau_min = max(2, math.floor(sr / fmax))
+    length = f.shape[1]
     n_fft = 1 << math.ceil(math.log2(length + w))
     a = np.fft.rfft(f[:, :w], n_fft)
     b = np.fft.rfft(f, n_fft)
     r = np.fft.irfft(np.conj(a) * b, n_fft)[:, : tau_max + 1]  # r[t] = sum_j x_j x_{j+t}, j < w
+    del a, b
     sq = np.concatenate([np.zeros((f.shape[0], 1)), np.cumsum(f * f, axis=1)], axis=1)
     taus = np.arange(tau_max + 1)
     e1 = sq[:, w][:, None]
@@ -100,9 +131,7 @@ def yin(x: np.ndarray, sr: int = SR, fmin: float = FMIN, fmax: float = FMAX, win
     cum = np.cumsum(d[:, 1:], axis=1)
     cmndf = np.ones_like(d)
     cmndf[:, 1:] = d[:, 1:] * taus[1:][None, :] / np.maximum(cum, 1e-12)
-    frame_db = 10.0 * np.log10(np.maximum(e1[:, 0] / w, 1e-20))
     f0 = np.full(f.shape[0], np.nan)
-    gate = frame_db.max() - 35.0 if len(frame_db) else 0.0
     for i in range(f.shape[0]):
         if frame_db[i] < gate or frame_db[i] < ABS_GATE_DBFS:
             continue
@@ -121,7 +150,7 @@ def yin(x: np.ndarray, sr: int = SR, fmin: float = FMIN, fmax: float = FMAX, win
         else:
             tt = float(t)
         f0[i] = sr / tt
-    return f0, frame_db
+    return f0
 
 
 def prosody(x: np.ndarray, sr: int = SR) -> dict[str, Any]:

@@ -68,3 +68,40 @@ def unwrap_transcript(text: str) -> str:
     """``"The audio transcript is: '...'"`` -> ``"..."``; other text unchanged."""
     m = _TRANSCRIPT_WRAPPER.match(text or "")
     return m.group("t").strip() if m and m.group("t").strip() else (text or "").strip()
+
+
+# Per-sample cost is bounded: a text longer than this is read as its first and last halves of this many
+# characters (summaries of real runs are 1-6k characters; a 5 MB one would cost minutes), and the results say
+# so (``details.text_capped``: field -> original length).
+TEXT_CAP_CHARS = 100_000
+CAP_JOIN = "\n[...]\n"
+
+
+def cap_text(text: str | None, limit: int = TEXT_CAP_CHARS) -> tuple[str | None, int | None]:
+    """``(text, None)`` when ``text`` is within ``limit`` characters, else ``(head + CAP_JOIN + tail, original
+    length)`` with the first and last ``limit // 2`` characters (a summary concludes at its end)."""
+    if text is None or len(text) <= limit:
+        return text, None
+    half = max(1, limit // 2)
+    return text[:half] + CAP_JOIN + text[-half:], len(text)
+
+
+def capped_sample(sample, limit: int = TEXT_CAP_CHARS):
+    """``(sample, {})`` when every text of its annotation is within ``limit`` characters, else a copy whose long
+    texts are capped (:func:`cap_text`) and ``{field: original length}``."""
+    a = sample.annotation
+    caps: dict[str, int] = {}
+    upd: dict[str, str] = {}
+    for f, v in vars(a).items():
+        if isinstance(v, str) and len(v) > limit:
+            upd[f], caps[f] = cap_text(v, limit)
+    if not caps:
+        return sample, caps
+    return sample.model_copy(update={"annotation": a.model_copy(update=upd)}), caps
+
+
+def mark_capped(results, caps: dict[str, int]) -> None:
+    """Say in each result's details which texts were capped (and their original lengths)."""
+    if caps:
+        for r in results:
+            r.details["text_capped"] = {**caps, "limit_chars": TEXT_CAP_CHARS}

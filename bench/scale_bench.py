@@ -1,0 +1,227 @@
+"""Text-only scale of `mer-eval score` (issue #12 item 2): seconds and peak RSS at 1k / 10k / 100k samples.
+
+Not a test (no timed assertion anywhere): it builds synthetic MER-Factory runs itself from the real outputs in
+``../shared/data/annotations-mer-factory/*.json`` and ``examples/mer-factory`` (N sample folders, each a copy of
+one real result with its own id and lightly varied text, so no per-text cache hits trivially), runs
+``mer-eval score`` on each in a fresh subprocess with the weight-free metrics, and measures wall seconds and
+the subprocess's peak RSS (``/proc/<pid>/status`` VmHWM polled, and ``getrusage(RUSAGE_CHILDREN)``).
+
+Weight-free means cross_modal's ``cm_semantic`` (a MiniLM sentence embedding) is switched off
+(``--set metrics.cross_modal.embedding_model=null``: it is reported ``unavailable`` with that reason); ``--semantic``
+keeps it, batched, to measure what the model costs.
+
+Goal: 100k samples < 60 s with peak RSS < 1 GiB, flat from 1k to 100k.
+
+Usage: python bench/scale_bench.py [--sizes 1000,10000,100000] [--data ../shared/data] [--keep DIR]
+       [--cache] [--profile N]   (cProfile of an in-process run of N samples, top 30 by cumulative time)
+Writes bench/results/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+METRICS = "text_quality,cross_modal,abstention,au_faithfulness"
+_WORD = re.compile(r"\b(the|a|is|are|this|that|and)\b")
+_SWAP = {"the": "this", "a": "one", "is": "was", "are": "were", "this": "the", "that": "which", "and": "and also"}
+
+
+def real_outputs(data: Path) -> list[tuple[str, dict]]:
+    """(file name, parsed JSON) of every real MER-Factory result JSON we can find."""
+    out = []
+    files = sorted((data / "annotations-mer-factory").glob("*.json")) + sorted(
+        (REPO / "examples" / "mer-factory").glob("*/*.json"))
+    for f in files:
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(d, dict):
+            out.append((f.name, d))
+    if not out:
+        raise SystemExit(f"no MER-Factory outputs under {data / 'annotations-mer-factory'} or examples/mer-factory")
+    return out
+
+
+def _vary(text: str, rng: random.Random, i: int) -> str:
+    """Light variation: a few function words swapped, and the sample's number in one sentence, so texts differ
+    from copy to copy (no cache hit from identical text) but stay the same kind of text."""
+    words = list(_WORD.finditer(text))
+    if words:
+        picks = set(rng.sample(range(len(words)), min(3, len(words))))
+        parts, last = [], 0
+        for j, m in enumerate(words):
+            if j in picks:
+                parts.append(text[last:m.start()])
+                parts.append(_SWAP[m.group(1)])
+                last = m.end()
+        parts.append(text[last:])
+        text = "".join(parts)
+    return f"{text} (Clip {i}.)" if text else text
+
+
+def _vary_obj(obj, rng: random.Random, i: int):
+    if isinstance(obj, str):
+        return _vary(obj, rng, i) if len(obj) > 40 else obj
+    if isinstance(obj, list):
+        return [_vary_obj(x, rng, i) for x in obj]
+    if isinstance(obj, dict):
+        return {k: (v if k in ("source_path",) else _vary_obj(v, rng, i)) for k, v in obj.items()}
+    return obj
+
+
+def build_run(root: Path, n: int, sources: list[tuple[str, dict]], seed: int = 0) -> None:
+    """N sample folders ``root/<id>/<id>_<suffix>.json`` (MER-Factory's layout), sample i a varied copy of
+    real output i mod len(sources)."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        name, data = sources[i % len(sources)]
+        sid = f"s{i:06d}"
+        d = root / sid
+        d.mkdir(exist_ok=True)
+        suffix = "au_analysis" if name.endswith("au_analysis.json") else "merr_data"
+        body = _vary_obj(data, rng, i)
+        if isinstance(body.get("source_path"), str):
+            body["source_path"] = f"/data/clips/{sid}.mp4"
+        (d / f"{sid}_{suffix}.json").write_text(json.dumps(body), encoding="utf-8")
+
+
+def _peak_rss_poll(proc: subprocess.Popen) -> int:
+    """Peak resident set of a running process (kB), from /proc VmHWM, polled until it exits."""
+    peak = 0
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return peak
+
+
+WEIGHT_FREE_SETS = ["metrics.cross_modal.embedding_model=null"]  # cm_semantic needs MiniLM's weights
+
+
+def run_score(root: Path, out: Path, use_cache: bool, cache_dir: Path, semantic: bool = False) -> dict:
+    exe = [sys.executable, "-m", "mer_eval.cli"]
+    cmd = exe + ["-q", "score", str(root), "--out", str(out), "--metrics", METRICS]
+    for s in ([] if semantic else WEIGHT_FREE_SETS):
+        cmd += ["--set", s]
+    if not use_cache:
+        cmd.append("--no-cache")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MER_EVAL_CACHE_DIR=str(cache_dir))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO, text=True)
+    import threading
+
+    box: dict = {}
+    th = threading.Thread(target=lambda: box.update(peak=_peak_rss_poll(proc)))
+    th.start()
+    stdout, stderr = proc.communicate()
+    th.join()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kB on Linux; max over children so far
+    if proc.returncode != 0:
+        raise SystemExit(f"score failed ({proc.returncode}):\n{stderr[-4000:]}")
+    peak_kb = max(box.get("peak", 0), after if after > before else 0)
+    return {"seconds": round(wall, 2), "peak_rss_mib": round(peak_kb / 1024, 1)}
+
+
+def profile(n: int, data: Path, top: int = 30, semantic: bool = False) -> None:
+    import cProfile
+    import pstats
+
+    sys.path.insert(0, str(REPO))
+    from mer_eval.config import load_config
+    from mer_eval.discovery import discover
+    from mer_eval.scoring import score_dataset
+
+    with tempfile.TemporaryDirectory(prefix="mer-scale-prof-") as tmp:
+        root = Path(tmp) / "run"
+        build_run(root, n, real_outputs(data))
+        cfg = load_config(sets=["cache.enabled=false"] + ([] if semantic else WEIGHT_FREE_SETS))
+        pr = cProfile.Profile()
+        t0 = time.perf_counter()
+        pr.enable()
+        ds = discover(root)
+        score_dataset(ds, Path(tmp) / "out", cfg, metrics=METRICS.split(","))
+        pr.disable()
+        print(f"{n} samples in-process: {time.perf_counter() - t0:.2f} s")
+        st = pstats.Stats(pr).sort_stats("cumulative")
+        st.print_stats(top)
+        st.sort_stats("tottime").print_stats(top)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,10000,100000", help="comma-separated sample counts")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--keep", type=Path, default=None, help="build the runs here and keep them")
+    ap.add_argument("--cache", action="store_true", help="score with the cache on (default: --no-cache)")
+    ap.add_argument("--semantic", action="store_true",
+                    help="keep cross_modal's cm_semantic (MiniLM sentence embeddings: not weight-free)")
+    ap.add_argument("--profile", type=int, default=0, help="cProfile an in-process run of N samples instead")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json")
+    a = ap.parse_args(argv)
+    if a.profile:
+        profile(a.profile, a.data, semantic=a.semantic)
+        return 0
+    sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+    sources = real_outputs(a.data)
+    base = a.keep or Path(tempfile.mkdtemp(prefix="mer-scale-"))
+    rows = []
+    try:
+        for n in sizes:
+            root = base / f"run-{n}"
+            t0 = time.perf_counter()
+            if not root.is_dir() or len(list(root.iterdir())) < n:
+                shutil.rmtree(root, ignore_errors=True)
+                build_run(root, n, sources)
+            build_s = time.perf_counter() - t0
+            out = base / f"out-{n}"
+            shutil.rmtree(out, ignore_errors=True)
+            r = run_score(root, out, a.cache, base / "cache", semantic=a.semantic)
+            n_json = sum(1 for _ in out.glob("*/mer_eval_scores.json"))
+            row = {"n": n, **r, "samples_per_s": round(n / r["seconds"], 1), "build_seconds": round(build_s, 1),
+                   "sample_files_written": n_json}
+            rows.append(row)
+            print(f"n={n:>7}  {r['seconds']:>8.2f} s  {row['samples_per_s']:>8.1f} samples/s  "
+                  f"peak RSS {r['peak_rss_mib']:>7.1f} MiB", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+    finally:
+        if a.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print()
+    print(f"{'samples':>8} | {'seconds':>8} | {'samples/s':>9} | {'peak RSS MiB':>12}")
+    for r in rows:
+        print(f"{r['n']:>8} | {r['seconds']:>8.2f} | {r['samples_per_s']:>9.1f} | {r['peak_rss_mib']:>12.1f}")
+    res = {"metrics": METRICS, "cache": a.cache, "cm_semantic": a.semantic, "sources": [s for s, _ in sources],
+           "rows": rows,
+           "goal": "100k < 60 s, peak RSS < 1 GiB, flat from 1k", "machine": {
+               "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+           "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
