@@ -356,14 +356,28 @@ def write_wav(path: PathLike, audio: np.ndarray, sr: int) -> Path:
 
 # ---- images and frames --------------------------------------------------------------------------
 
-def load_image(path: PathLike) -> "Image.Image":
-    """An image file as an RGB PIL image (EXIF orientation applied)."""
+MAX_DECODE_SIDE = 4096  # larger images are downscaled on decode (a 12000x12000 PNG must not cost 3 GB)
+_RESIZABLE = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"}
+
+
+def load_image(path: PathLike, max_side: Optional[int] = MAX_DECODE_SIDE) -> "Image.Image":
+    """An image file as an RGB PIL image (EXIF orientation applied). An image whose longer side exceeds
+    ``max_side`` is downscaled to it while decoding (JPEG: in the DCT domain, ``draft``; others: ``thumbnail``
+    right after decoding, before any copy); one over Pillow's ``2 * Image.MAX_IMAGE_PIXELS`` is refused as a
+    decompression bomb (``MediaError``)."""
     p = _check_file(path)
     from PIL import Image, ImageOps  # noqa: PLC0415
 
     try:
         with Image.open(p) as im:
+            big = bool(max_side) and max(im.size) > max_side
+            if big and im.format == "JPEG":
+                im.draft(None, (max_side, max_side))
             im.load()
+            if big and max(im.size) > max_side:
+                if im.mode not in _RESIZABLE:
+                    im = im.convert("RGB")
+                im.thumbnail((max_side, max_side))
             im = ImageOps.exif_transpose(im)
             return im.convert("RGB")
     except Exception as e:  # noqa: BLE001 - PIL raises several types for bad files
