@@ -333,8 +333,13 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
     ds = limit_datasets([ds], limit)[0] if limit else ds
     out = Path(out_dir) if out_dir is not None else (Path(input_path) if Path(input_path).is_dir()
                                                       else Path(input_path).parent)
-    outcome = score_dataset(ds, out, cfg, metrics=names, use_cache=not no_cache,
-                            progress=VERBOSITY["level"] >= 0, console=con)
+    from mer_eval.store import RunLockedError
+
+    try:
+        outcome = score_dataset(ds, out, cfg, metrics=names, use_cache=not no_cache,
+                                progress=VERBOSITY["level"] >= 0, console=con)
+    except RunLockedError as e:  # checked before any metric runs: one line, exit 1 (as generate)
+        raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps(score_summary_json(outcome), indent=2, default=str))
     else:

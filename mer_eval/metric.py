@@ -10,6 +10,7 @@ and the content-hash result cache.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -191,7 +192,7 @@ class Metric:
         for s in todo:
             key = self._cache_key(s)
             keys[s.id] = key
-            hit = self.ctx.cache.get(key) if key is not None else None
+            hit = _rebase(self.ctx.cache.get(key), s) if key is not None else None
             if hit is not None:
                 out[s.id] = [MetricResult.model_validate({**r, "sample_id": s.id, "cached": True}) for r in hit]
                 self._advance(1)
@@ -217,10 +218,52 @@ class Metric:
                 out[s.id] = results
                 key = keys.get(s.id)
                 if key is not None and all(r.status in (Status.ok, Status.not_applicable) for r in results):
-                    self.ctx.cache.put(key, [r.model_dump(mode="json") for r in results])
+                    self.ctx.cache.put(key, {"paths": _sample_paths(s),
+                                             "results": [r.model_dump(mode="json") for r in results]})
             self._advance(len(batch))
         return out
 
     def _advance(self, n: int) -> None:
         if self.ctx.progress is not None:
             self.ctx.progress(n)
+
+
+def _sample_paths(sample: Sample) -> dict[str, str]:
+    """The files and folder a sample's results may name, by role (``video``, ``ann:mer``, ``folder``...)."""
+    out = {k: str(v) for k, v in sample.media().items()}
+    out.update({f"ann:{k}": str(v) for k, v in sample.annotation_files.items()})
+    if sample.folder is not None:
+        out["folder"] = str(sample.folder)
+    return out
+
+
+def _rebase(hit: Any, sample: Sample) -> Optional[list[dict]]:
+    """A cached entry's results with the paths of the sample they were computed for (the key is the content,
+    so that may be a copy of this sample in another run) replaced by this sample's own, role by role; None (a
+    miss) when an old path has no counterpart here or the entry has another layout. A hit never names another
+    run's files."""
+    if not isinstance(hit, dict) or not isinstance(hit.get("results"), list):
+        return None  # entries written before paths were recorded: recomputed once
+    old, new = hit.get("paths") or {}, _sample_paths(sample)
+    pairs = []
+    for role, was in old.items():
+        if role not in new:
+            if was and was in json.dumps(hit["results"]):
+                return None
+            continue
+        if was and was != new[role]:
+            pairs.append((was, new[role]))
+    pairs.sort(key=lambda p: -len(p[0]))  # a file before the folder holding it
+
+    def sub(v: Any) -> Any:
+        if isinstance(v, str):
+            for a, b in pairs:
+                v = v.replace(a, b)
+            return v
+        if isinstance(v, list):
+            return [sub(x) for x in v]
+        if isinstance(v, dict):
+            return {k: sub(x) for k, x in v.items()}
+        return v
+
+    return sub(hit["results"]) if pairs else hit["results"]

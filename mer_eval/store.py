@@ -18,6 +18,9 @@ from mer_eval.paths import check_sample_id, safe_join
 from mer_eval.schema import RunManifest, load_manifest
 
 LOCK_NAME = ".mer-eval.lock"
+# written by ``score`` before its first output file and removed once run.json is updated: while it is there the
+# run's score files may mix a killed attempt with an older one (readers refuse them; a rerun of score fixes it)
+SCORE_INCOMPLETE = ".mer-eval-score.incomplete"
 # Our per-sample scores and run summary. MER-Factory's tools/evaluate.py writes ``<id>/evaluation.json`` and
 # ``evaluation_summary.csv`` with another schema, so mer-eval uses its own names and never writes those.
 EVAL_FILE = "mer_eval_scores.json"
@@ -128,16 +131,30 @@ class RunStore:
         except BlockingIOError:
             os.close(fd)
             holder = (self.root / LOCK_NAME).read_text().strip() or "another process"
-            raise RunLockedError(f"{self.root} is being written by {holder}; wait for it or use another OUT")
+            raise RunLockedError(f"{self.root} is being written by {holder}; wait for it or use another OUT"
+                                 ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
         self._lock_fd = fd
+        self.remove_orphan_temps()
         try:
             yield self
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             self._lock_fd = None
+
+    def remove_orphan_temps(self) -> list[Path]:
+        """Delete the temporary files a killed writer left (``.<name>.<random>.tmp`` of :func:`atomic_write_bytes`
+        and the parquet / CSV writers) in the run folder and its sample folders. Called with the lock held, so
+        no live writer of this run owns one."""
+        gone = []
+        for d in [self.root, *(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink())]:
+            for p in d.glob(".*.tmp"):
+                if p.is_file() and not p.is_symlink():
+                    p.unlink(missing_ok=True)
+                    gone.append(p)
+        return gone
 
     # -- paths ---------------------------------------------------------------------------------------
     def sample_dir(self, sample_id: str) -> Path:
