@@ -70,6 +70,7 @@ _PHRASE_WORDS: dict[str, tuple[str, ...]] = {}
 
 _PHRASES = _phrases()
 _PHRASE_WORDS.update({phrase: tuple(phrase.split()) for phrase, _, _ in _PHRASES})
+_ALL_PHRASE_WORDS = tuple(sorted({w for ws in _PHRASE_WORDS.values() for w in ws}))
 
 
 @dataclass
@@ -174,8 +175,9 @@ def extract_claims(text: str | None, field_name: str = "") -> Claims:
             else:
                 c.outside_universe.add(au)
         taken[m.start():m.end()] = True
+    here = {w for w in _ALL_PHRASE_WORDS if w in t}  # each phrase word looked for once, not once per phrase
     for phrase, au, pat in _PHRASES:
-        if not all(w in t for w in _PHRASE_WORDS[phrase]):
+        if not all(w in here for w in _PHRASE_WORDS[phrase]):
             continue
         for m in pat.finditer(t):
             if taken[m.start():m.end()].any():
