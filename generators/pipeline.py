@@ -702,9 +702,9 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Path |
     if inside:  # OUT inside INPUT: our own wav/png outputs are not new samples
         ds.samples = [s for s in ds.samples if s not in inside]
         ds.notes.append(f"{len(inside)} media files inside OUT ({out}) ignored")
-    if ds.kind != "media":
+    if ds.kind not in ("media", "manifest"):  # a manifest names its media (README: JSONL / CSV manifests)
         raise ValueError(f"{input_path} is a {ds.kind} input; generate needs a folder of media files "
-                         "(video / audio / image)")
+                         "(video / audio / image) or a JSONL / CSV manifest of them")
     store = RunStore(out)
     provider = provider or make_provider(config)
     phashes = synthesis.prompt_hashes()

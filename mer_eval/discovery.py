@@ -61,24 +61,70 @@ def _walk_files(root: Path, notes: list[str]) -> Iterable[Path]:
             if fn.startswith("."):
                 continue
             p = Path(dirpath) / fn
-            if p.is_symlink() and not is_within(p, root):
-                notes.append(f"{p.relative_to(root)}: skipped, symlink leads outside {root}")
-                continue
+            if p.is_symlink():
+                try:
+                    p.resolve(strict=True)
+                except (OSError, RuntimeError):  # a dangling link or a loop (x -> y -> x)
+                    notes.append(f"{_shown(p.relative_to(root))}: skipped, a broken symlink or a symlink loop")
+                    continue
+                if not is_within(p, root):
+                    notes.append(f"{_shown(p.relative_to(root))}: skipped, symlink leads outside {root}")
+                    continue
             yield p
 
 
-def read_label_file(path: Path) -> dict[str, str]:
-    """MER-Factory's ``--label-file``: CSV ``name,label`` (name = file stem)."""
+def _shown(name: object) -> str:
+    """A file name as one printable line (a newline in a name would split the note)."""
+    s = str(name)
+    return repr(s) if any(not c.isprintable() for c in s) else s
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A text file as UTF-8 (a BOM is dropped); anything else is a :class:`DiscoveryError` that says so."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DiscoveryError(f"{Path(path).name}: {what} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
+                             f"offset {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise DiscoveryError(f"{Path(path).name}: {what} unreadable ({e.strerror or e})") from None
+
+
+def read_label_file(path: Path, notes: Optional[list[str]] = None) -> dict[str, str]:
+    """MER-Factory's ``--label-file``: CSV ``name,label`` (name = file stem), UTF-8 (a BOM is fine).
+
+    A file that is not UTF-8 or lacks the ``name,label`` header is a :class:`DiscoveryError`. A name listed
+    twice with different labels gets no label (which one is right is unknown); ``notes`` (when given) says so,
+    and that a repeat with the same label was dropped."""
+    path = Path(path)
+    text = _read_text(path, "label file")
+    reader = csv.DictReader(text.splitlines())
+    fields = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if "name" not in fields or "label" not in fields:
+        raise DiscoveryError(f"{path.name}: label file needs a header row 'name,label'; its first row is "
+                             f"{','.join(reader.fieldnames or []) or '(empty)'}")
     out: dict[str, str] = {}
-    with Path(path).open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        fields = [h.strip().lower() for h in (reader.fieldnames or [])]
-        if "name" not in fields or "label" not in fields:
-            raise DiscoveryError(f"label file {path}: needs columns 'name,label', found {reader.fieldnames}")
-        for row in reader:
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            if row.get("name"):
-                out[_name_stem(row["name"])] = row.get("label", "")
+    seen: dict[str, tuple[int, str]] = {}
+    conflicts: set[str] = set()
+    for n, row in enumerate(reader, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
+        if not row.get("name"):
+            continue
+        name, label = _name_stem(row["name"]), row.get("label", "")
+        if name in seen:
+            first_row, first_label = seen[name]
+            if first_label != label:
+                conflicts.add(name)
+                if notes is not None:
+                    notes.append(f"{path.name}: {name} listed twice with different labels (row {first_row}: "
+                                 f"{first_label!r}, row {n}: {label!r}); {name} gets no label")
+            elif notes is not None:
+                notes.append(f"{path.name}: {name} listed twice (rows {first_row} and {n}, same label)")
+            continue
+        seen[name] = (n, label)
+        out[name] = label
+    for name in conflicts:
+        out.pop(name, None)
     return out
 
 
@@ -88,7 +134,7 @@ _SPHINX_LINE = re.compile(r"^\s*(?:<s>)?\s*(.*?)\s*(?:</s>)?\s*\(([^()]+)\)\s*$"
 def read_transcripts(path: Path) -> dict[str, str]:
     """Reference transcripts: CSV ``name,transcript`` or CMU Sphinx ``<s> words </s> (file-id)`` lines."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
+    text = _read_text(path, "transcript file")
     out: dict[str, str] = {}
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
@@ -116,18 +162,71 @@ def _is_openface_csv(p: Path) -> bool:
     return "frame" in cols and any(c.startswith("AU") and c.endswith("_r") for c in cols)
 
 
-def _unique_ids(items: list[tuple[str, str]]) -> dict[str, str]:
-    """(key, raw stem or relative name) -> unique sanitised ids; collisions get their folder prefix."""
+def _plain_id(stem: str) -> Optional[str]:
+    try:
+        return sanitize_sample_id(stem)
+    except UnsafePathError:
+        return None
+
+
+def _openface_header_problem(p: Path) -> Optional[str]:
+    """Why a CSV with OpenFace AU columns is still not an OpenFace CSV (no ``frame`` column), else None."""
+    try:
+        with p.open(encoding="utf-8", errors="replace") as f:
+            cols = [c.strip() for c in f.readline().split(",")]
+    except OSError:
+        return None
+    if "frame" not in cols and any(c.startswith("AU") and c.endswith("_r") for c in cols):
+        return "has OpenFace AU columns but no 'frame' column; not read as an OpenFace CSV"
+    return None
+
+
+def _unique_ids(items: list[tuple[str, str]], notes: Optional[list[str]] = None) -> dict[str, str]:
+    """(key, raw stem or relative name) -> unique sanitised ids.
+
+    A file stem is the id when it is already safe; other characters become ``_``. Two names that give one
+    id are never merged: in different folders they get the folder prefix, and a clash left after that
+    (``a b.wav`` beside ``a_b.wav``) gives the name that is not the id verbatim a suffix of its own hash
+    (``a_b-3f2a1c9e``); so does a name with no ASCII letter or digit (``日本語.wav``: ``id-…``). ``notes``
+    (when given) says which name got which id."""
+    import hashlib
+
+    def tag(raw: str) -> str:
+        return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+    base: dict[str, Optional[str]] = {k: _plain_id(Path(stem).name) for k, stem in items}
     counts: dict[str, int] = {}
-    for _, stem in items:
-        sid = sanitize_sample_id(Path(stem).name)
-        counts[sid] = counts.get(sid, 0) + 1
-    out = {}
+    for sid in base.values():
+        if sid is not None:
+            counts[sid] = counts.get(sid, 0) + 1
+    out: dict[str, str] = {}
     for key, stem in items:
-        sid = sanitize_sample_id(Path(stem).name)
-        if counts[sid] > 1:
-            sid = sanitize_sample_id(stem.replace("/", "__"))
-        out[key] = sid
+        sid = base[key]
+        if sid is not None and counts[sid] > 1 and "/" in stem:
+            sid = _plain_id(stem.replace("/", "__")) or sid
+        out[key] = sid or ""
+    taken: dict[str, list[str]] = {}
+    for key, stem in items:
+        if out[key]:
+            taken.setdefault(out[key], []).append(key)
+    raw_of = dict(items)
+    for sid, keys in taken.items():
+        if len(keys) < 2:
+            continue
+        # the name that is the id verbatim keeps it; every other one gets a hash suffix
+        keep = next((k for k in keys if Path(raw_of[k]).name == sid), None)
+        for k in keys:
+            if k == keep:
+                continue
+            new = f"{sid[:190]}-{tag(raw_of[k])}"
+            out[k] = new
+            if notes is not None:
+                notes.append(f"{_shown(raw_of[k])}: its id {sid!r} is shared with another file name; id {new!r}")
+    for key, stem in items:
+        if not out[key]:
+            out[key] = f"id-{tag(stem)}"
+            if notes is not None:
+                notes.append(f"{_shown(stem)}: no ASCII letter or digit in the name; id {out[key]!r}")
     return out
 
 
@@ -191,6 +290,7 @@ def discover(
 
 
 def _apply_labels(ds: Dataset, label_file: Optional[Path]) -> None:
+    auto = label_file is None
     if label_file is None:
         for n in LABEL_FILE_NAMES:
             if (ds.root / n).is_file():
@@ -198,7 +298,14 @@ def _apply_labels(ds: Dataset, label_file: Optional[Path]) -> None:
                 break
     if label_file is None:
         return
-    labels = read_label_file(label_file)
+    if auto:  # found beside the data, not asked for: a bad one is a note, the run goes on without labels
+        try:
+            labels = read_label_file(label_file, ds.notes)
+        except DiscoveryError as e:
+            ds.notes.append(f"{e}; labels not used")
+            return
+    else:
+        labels = read_label_file(label_file, ds.notes)
     ds.label_file = Path(label_file)
     matched = 0
     for s in ds.samples:
@@ -232,10 +339,12 @@ def _discover_media(root: Path) -> Dataset:
     label_names = set(LABEL_FILE_NAMES)
     files = list(_walk_files(root, notes))
     for p in files:
-        if p.name == "transcription" or p.suffix.lower() == ".transcription":
-            transcripts.update(read_transcripts(p))
-        elif p.name.lower() in TRANSCRIPT_CSV_NAMES:
-            transcripts.update(read_transcripts(p))
+        if p.name == "transcription" or p.suffix.lower() == ".transcription" \
+                or p.name.lower() in TRANSCRIPT_CSV_NAMES:
+            try:
+                transcripts.update(read_transcripts(p))
+            except DiscoveryError as e:
+                notes.append(f"{e}; reference transcripts in it not used")
     for p in files:
         suf = p.suffix.lower()
         key = (p.parent, p.stem)
@@ -256,6 +365,8 @@ def _discover_media(root: Path) -> Dataset:
                 groups[key]["openface_csv"] = p
             elif _is_openface_csv(p):
                 notes.append(f"{p.relative_to(root)}: OpenFace CSV with no media of the same name; skipped")
+            elif _openface_header_problem(p):
+                notes.append(f"{_shown(p.relative_to(root))}: {_openface_header_problem(p)}")
         elif suf == ".txt" and key in groups:
             groups[key]["transcript_file"] = p
     # a still image that shares its stem with a video is its own sample (MER-Factory would write both to
@@ -264,7 +375,7 @@ def _discover_media(root: Path) -> Dataset:
         if "video" in media and "image" in media:
             img = media.pop("image")
             groups[(parent, f"{stem}_{img.suffix.lstrip('.').lower()}")] = {"image": img}
-    ids = _unique_ids([(f"{k[0]}|{k[1]}", str((k[0] / k[1]).relative_to(root))) for k in groups])
+    ids = _unique_ids([(f"{k[0]}|{k[1]}", str((k[0] / k[1]).relative_to(root))) for k in groups], notes)
     samples = []
     for (parent, stem), media in sorted(groups.items(), key=lambda kv: str(kv[0])):
         sid = ids[f"{parent}|{stem}"]
@@ -278,8 +389,12 @@ def _discover_media(root: Path) -> Dataset:
             notes.append(f"{(parent / stem).relative_to(root)}: only a peak frame, no media; skipped")
             continue
         ref = None
+        sample_notes: list[str] = []
         if "transcript_file" in media:
-            ref = clean_text(media["transcript_file"].read_text(encoding="utf-8-sig"))
+            try:
+                ref = clean_text(_read_text(media["transcript_file"], "reference transcript"))
+            except DiscoveryError as e:
+                sample_notes.append(f"{e}; no reference transcript")
         ref = ref or transcripts.get(stem)
         samples.append(
             Sample(
@@ -292,6 +407,7 @@ def _discover_media(root: Path) -> Dataset:
                 peak_frame_image=media.get("peak_frame_image"),
                 openface_csv=media.get("openface_csv"),
                 reference_transcript=ref,
+                notes=sample_notes,
             )
         )
     if not samples:
@@ -320,10 +436,15 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
     roots = list(media_roots)
     if run_json.is_file():
         try:
-            inp = json.loads(run_json.read_text(encoding="utf-8")).get("input")
-            if inp and Path(inp).is_dir():
-                roots.append(Path(inp))
-        except (json.JSONDecodeError, OSError) as e:
+            doc = json.loads(run_json.read_text(encoding="utf-8-sig"))
+            inp = doc.get("input") if isinstance(doc, dict) else None
+            if isinstance(inp, str) and inp and Path(inp).is_dir():
+                if len(Path(inp).resolve().parts) <= 2:  # "/", "/etc", "C:\\": not a dataset folder
+                    notes.append(f"run.json: input {inp!r} is a filesystem root or top-level folder; media "
+                                 "are not looked up there")
+                else:
+                    roots.append(Path(inp))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError) as e:
             notes.append(f"run.json unreadable: {e}")
     media = _media_index(roots)
     dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in SKIP_DIRS
@@ -340,6 +461,7 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
             continue
         s = Sample(id=sid, source="mer-factory", folder=d)
         kinds: list[SampleType] = []
+        bad_files: list[str] = []
         for f in sorted(d.iterdir()):
             if f.is_symlink() and not is_within(f, root):
                 notes.append(f"{d.name}/{f.name}: skipped, symlink leads outside {root}")
@@ -351,10 +473,12 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
                     continue
                 try:
                     data = merfactory.load_json(f)
+                    s.notes.extend(f"{f.name}: {n}" for n in merfactory.merge_result(s.annotation, kind, data))
                 except merfactory.MerFactoryFormatError as e:
-                    s.notes.append(str(e))
+                    msg = str(e) if str(e).startswith(f.name) else f"{f.name}: {e}"
+                    s.notes.append(f"{msg}; skipped")
+                    bad_files.append(msg)
                     continue
-                s.notes.extend(merfactory.merge_result(s.annotation, kind, data))
                 s.annotation_files[kind.value] = f
                 kinds.append(kind)
                 s.label = s.label or merfactory.ground_truth(data)
@@ -367,6 +491,8 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
                 s.audio = f
             elif suf == ".csv" and _is_openface_csv(f):
                 s.openface_csv = f
+            elif suf == ".csv" and _openface_header_problem(f):
+                s.notes.append(f"{f.name}: {_openface_header_problem(f)}")
             elif suf in IMAGE_EXT and f.stem.endswith("_peak_frame"):
                 s.peak_frame_image = f
             elif suf in VIDEO_EXT and s.video is None:
@@ -374,13 +500,14 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
             elif suf in IMAGE_EXT and s.image is None:
                 s.image = f
         if not kinds:
-            notes.append(f"{d.name}: no MER-Factory result JSON; skipped")
+            notes.append(f"{d.name}: " + ("; ".join(bad_files) + "; no readable MER-Factory result, skipped"
+                                          if bad_files else "no MER-Factory result JSON; skipped"))
             continue
         meta_file = d / merfactory.META_NAME
         if meta_file.is_file():
             try:
                 meta = merfactory.load_json(meta_file)
-                merfactory.merge_meta(s.annotation, meta)
+                s.notes.extend(f"{merfactory.META_NAME}: {n}" for n in merfactory.merge_meta(s.annotation, meta))
                 s.provenance = provenance_from_meta(meta)
             except merfactory.MerFactoryFormatError as e:
                 s.notes.append(f"{merfactory.META_NAME}: {e}")
@@ -409,11 +536,15 @@ def _discover_mer_factory_files(root: Path, files: list[Path]) -> Dataset:
             notes.append(f"{f.name}: not a MER-Factory result (keys: {', '.join(list(data)[:6])}); skipped")
             continue
         entries.append((f, kind, data))
-    ids = _unique_ids([(str(f), merfactory.sample_stem(f)) for f, _, _ in entries])
+    ids = _unique_ids([(str(f), merfactory.sample_stem(f)) for f, _, _ in entries], notes)
     samples = []
     for f, kind, data in entries:
         s = Sample(id=ids[str(f)], type=kind, source="mer-factory", annotation=Annotation())
-        s.notes.extend(merfactory.merge_result(s.annotation, kind, data))
+        try:
+            s.notes.extend(f"{f.name}: {n}" for n in merfactory.merge_result(s.annotation, kind, data))
+        except merfactory.MerFactoryFormatError as e:
+            notes.append(f"{f.name}: {e}; skipped")
+            continue
         if "video_id" in data and "coarse_descriptions" in data:
             s.source = "mer-factory-legacy"
         s.annotation_files[kind.value] = f
@@ -431,36 +562,44 @@ _MANIFEST_TEXT = {"label": "label", "ground_truth_label": "label", "reference_tr
 def _discover_manifest(path: Path, media_roots: list[Path]) -> Dataset:
     root = path.parent
     roots = [root] + list(media_roots)
-    rows: list[dict] = []
+    rows: list[tuple[str, dict]] = []  # (where: "manifest.jsonl:3" / "manifest.csv row 3", row)
+    notes: list[str] = []
+    text = _read_text(path, "manifest")
     if path.suffix.lower() == ".jsonl":
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
                     obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DiscoveryError(f"{path.name}:{n}: not JSON ({e})") from None
+                except (json.JSONDecodeError, RecursionError) as e:
+                    notes.append(f"{path.name}:{n}: not JSON ({e}); line skipped")
+                    continue
                 if not isinstance(obj, dict):
-                    raise DiscoveryError(f"{path.name}:{n}: expected an object")
-                rows.append(obj)
+                    notes.append(f"{path.name}:{n}: expected an object, got a JSON {type(obj).__name__}; "
+                                 "line skipped")
+                    continue
+                rows.append((f"{path.name}:{n}", obj))
     else:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            rows = [dict(r) for r in csv.DictReader(f)]
-    notes: list[str] = []
+        rows = [(f"{path.name} row {n}", dict(r)) for n, r in enumerate(csv.DictReader(text.splitlines()),
+                                                                           start=2)]
     samples = []
+    seen: dict[str, str] = {}
     ann_fields = set(Annotation.model_fields)
-    for n, row in enumerate(rows, start=1):
+    types = {t.value for t in SampleType}
+    for where, row in rows:
+        n = where
         row = {str(k).strip(): v for k, v in row.items() if k is not None}
+        row = {k: (v if v is None or isinstance(v, (str, int, float)) else json.dumps(v)) for k, v in row.items()}
         raw_id = row.get("id") or row.get("name") or row.get("sample_id")
         if not raw_id:
             media_val = next((row[k] for k in ("video", "audio", "image") if row.get(k)), None)
             raw_id = Path(media_val).stem if media_val else None
         if not raw_id:
-            notes.append(f"row {n}: no id and no media; skipped")
+            notes.append(f"{n}: no id and no media; skipped")
             continue
         try:
             sid = sanitize_sample_id(str(raw_id)) if row.get("id") is None else _strict_id(str(raw_id))
         except UnsafePathError as e:
-            notes.append(f"row {n}: skipped ({e})")
+            notes.append(f"{n}: skipped ({e})")
             continue
         kw: dict = {}
         bad = False
@@ -470,17 +609,28 @@ def _discover_manifest(path: Path, media_roots: list[Path]) -> Dataset:
                 try:
                     kw[attr] = resolve_media_path(str(v), root, roots)
                 except UnsafePathError as e:
-                    notes.append(f"row {n} ({sid}): skipped ({e})")
+                    notes.append(f"{n} ({sid}): skipped ({e})")
+                    bad = True
+                    break
+                if not Path(kw[attr]).is_file():
+                    notes.append(f"{n} ({sid}): skipped, {k} file {v!r} not found")
                     bad = True
                     break
         if bad:
             continue
+        if sid in seen:
+            notes.append(f"{n}: id {sid!r} listed more than once (first at {seen[sid]}); this row skipped")
+            continue
+        stype = row.get("type") or ("mer" if kw.get("video") else "audio" if kw.get("audio") else "image")
+        if str(stype).lower() not in types:
+            notes.append(f"{n} ({sid}): skipped, unknown type {stype!r} (known: {', '.join(sorted(types))})")
+            continue
+        seen[sid] = n
         for k, attr in _MANIFEST_TEXT.items():
             if row.get(k):
                 kw[attr] = str(row[k]).strip()
         ann = Annotation(**{k: clean_text(v) for k, v in row.items() if k in ann_fields and isinstance(v, str)})
-        stype = row.get("type") or ("mer" if kw.get("video") else "audio" if kw.get("audio") else "image")
-        samples.append(Sample(id=sid, type=stype, source="manifest", annotation=ann, **kw))
+        samples.append(Sample(id=sid, type=str(stype).lower(), source="manifest", annotation=ann, **kw))
     return Dataset(kind="manifest", root=root, samples=samples, notes=notes)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -57,11 +58,54 @@ def sample_stem(path: Path) -> str:
     return path.stem
 
 
+MAX_JSON_DEPTH = 64  # MER-Factory's results nest 3 deep; deeper is not one of them (and can exhaust the stack)
+
+
+def _depth_ok(text: str) -> bool:
+    """Whether brackets outside strings nest at most :data:`MAX_JSON_DEPTH` deep (checked before parsing)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:  # fast path: cannot nest deeper than it opens
+        return True
+    depth = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
 def load_json(path: Path) -> dict:
+    """A MER-Factory result (or mer-eval meta) JSON object. UTF-8, a BOM allowed; anything that is not one
+    JSON object of sane depth is a :class:`MerFactoryFormatError` that says what is wrong."""
+    name = Path(path).name
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise MerFactoryFormatError(f"{name}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                                    f"{e.start})") from None
+    except OSError as e:
+        raise MerFactoryFormatError(f"{name}: unreadable ({e.strerror or e})") from None
+    if not _depth_ok(text):
+        raise MerFactoryFormatError(f"{name}: JSON nested more than {MAX_JSON_DEPTH} levels deep; not a "
+                                    "MER-Factory result")
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise MerFactoryFormatError(f"{Path(path).name}: not valid JSON ({e})") from None
+        raise MerFactoryFormatError(f"{name}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise MerFactoryFormatError(f"{name}: JSON nested too deeply to read") from None
     if not isinstance(data, dict):
         raise MerFactoryFormatError(f"{Path(path).name}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -113,31 +157,84 @@ def _audio_field(v: Any) -> tuple[Optional[str], Optional[str], Optional[str]]:
         transcript = clean_text(v.get("transcript") or v.get("transcription") or v.get("subtitles"))
         tone = clean_text(v.get("tone_description") or v.get("tone") or v.get("audio_tone")
                           or v.get("description") or v.get("analysis"))
-        raw = json.dumps(v, ensure_ascii=False)
         if transcript is None and tone is None:
-            err = v.get("error")
-            if err:
-                return None, None, raw
-        return transcript, tone, raw
+            return None, None, None  # a provider's error dict ({"error": ...}): no text to score
+        return transcript, tone, json.dumps(v, ensure_ascii=False)
     if isinstance(v, str):
         tr, tone = split_audio_analysis(v)
         return tr, tone, clean_text(v)
     return None, None, None
 
 
-def _floats(d: Any) -> dict[str, float]:
+def _floats(d: Any, notes: Optional[list[str]] = None, what: str = "") -> dict[str, float]:
+    """The finite numbers of a ``{name: number}`` dict; ``notes`` (when given) names what was dropped
+    (a string, NaN, Infinity: never read as an intensity or a probability)."""
     out = {}
+    bad = []
     if isinstance(d, dict):
         for k, v in d.items():
-            try:
-                out[str(k)] = float(v)
-            except (TypeError, ValueError):
+            x = None
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                x = float(v)
+            if x is None or not math.isfinite(x):
+                bad.append(f"{k}={v!r}")
                 continue
+            out[str(k)] = x
+    if bad and notes is not None:
+        notes.append(f"{what}: {', '.join(bad)} not finite numbers; dropped")
     return out
 
 
+def _number(v: Any, integer: bool = False) -> Optional[float]:
+    """A finite JSON number (ints for ``integer``), else None (``"abc"``, NaN, 1e400, true)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if not math.isfinite(float(v)):
+        return None
+    if integer and float(v) != int(v):
+        return None
+    return int(v) if integer else float(v)
+
+
+# text fields per processing type: a non-string there makes the file not a MER-Factory result
+_TEXT_FIELDS: dict[SampleType, tuple[str, ...]] = {
+    SampleType.mer: ("final_summary",),
+    SampleType.au: ("overall_peak_au_description",),
+    SampleType.video: ("llm_video_summary",),
+    SampleType.image: ("au_text_description", "llm_au_description", "image_visual_description", "final_summary"),
+    SampleType.audio: (),
+}
+_COARSE_TEXT = ("visual_expression", "visual_objective", "video_content", "audio_tone", "subtitles")
+
+
+def check_result(kind: SampleType, data: dict) -> None:
+    """Raise :class:`MerFactoryFormatError` when a text field holds something else than text (``null``
+    allowed): such a file is not what MER-Factory writes and its texts are not scored."""
+    wrong = [f"{k} is {type(data[k]).__name__}" for k in _TEXT_FIELDS.get(kind, ())
+             if data.get(k) is not None and not isinstance(data[k], str)]
+    if kind == SampleType.mer:
+        coarse = data.get("coarse_descriptions_at_peak", data.get("coarse_descriptions"))
+        if coarse is not None and not isinstance(coarse, dict):
+            wrong.append(f"coarse_descriptions_at_peak is {type(coarse).__name__}")
+        elif isinstance(coarse, dict):
+            wrong += [f"coarse_descriptions_at_peak.{k} is {type(coarse[k]).__name__}" for k in _COARSE_TEXT
+                      if coarse.get(k) is not None and not isinstance(coarse[k], str)]
+    a = data.get("audio_analysis") if kind == SampleType.audio else None
+    if a is not None and not isinstance(a, (str, dict)):
+        wrong.append(f"audio_analysis is {type(a).__name__}")
+    if isinstance(a, dict) and _audio_field(a)[:2] == (None, None):
+        # an audio result that is only the provider's error: there is no annotation to score
+        err = a.get("error")
+        raise MerFactoryFormatError("audio_analysis is a dict without transcript or tone"
+                                    + (f" (a provider error: {str(err)[:120]!r})" if err else ""))
+    if wrong:
+        raise MerFactoryFormatError(f"{'; '.join(wrong)}, expected text")
+
+
 def merge_result(ann: Annotation, kind: SampleType, data: dict) -> list[str]:
-    """Fill ``ann`` from one MER-Factory result JSON. Returns notes on what was odd."""
+    """Fill ``ann`` from one MER-Factory result JSON. Returns notes on what was odd; a file whose text fields
+    are not text raises :class:`MerFactoryFormatError` (:func:`check_result`) before anything is taken."""
+    check_result(kind, data)
     notes: list[str] = []
     if kind == SampleType.mer:
         peaks = data.get("chronological_emotion_peaks")
@@ -145,11 +242,21 @@ def merge_result(ann: Annotation, kind: SampleType, data: dict) -> list[str]:
             ann.chronological_emotion_peaks = [str(p) for p in peaks]
         info = data.get("overall_peak_frame_info") or data.get("peak_frame_info") or {}
         if isinstance(info, dict):
-            if info.get("frame_number") is not None:
-                ann.peak_frame = int(info["frame_number"])
-            if info.get("timestamp") is not None:
-                ann.peak_timestamp = float(info["timestamp"])
-            ann.top_aus_intensities = _floats(info.get("top_aus_intensities"))
+            fn = info.get("frame_number")
+            if fn is not None:
+                n = _number(fn, integer=True)
+                if n is None or n < 0:
+                    notes.append(f"frame_number {json.dumps(fn)} is not a frame number; peak frame not used")
+                else:
+                    ann.peak_frame = int(n)
+            ts = info.get("timestamp")
+            if ts is not None:
+                t = _number(ts)
+                if t is None or t < 0:
+                    notes.append(f"timestamp {json.dumps(ts)} is not a time in seconds; not used")
+                else:
+                    ann.peak_timestamp = t
+            ann.top_aus_intensities = _floats(info.get("top_aus_intensities"), notes, "top_aus_intensities")
         coarse = data.get("coarse_descriptions_at_peak")
         legacy = False
         if coarse is None:
@@ -182,7 +289,9 @@ def merge_result(ann: Annotation, kind: SampleType, data: dict) -> list[str]:
         ann.audio_description = ann.audio_description or tone
         ann.audio_analysis_raw = ann.audio_analysis_raw or raw
         if isinstance(data.get("audio_analysis"), dict) and tr is None and tone is None:
-            notes.append("audio_analysis is a dict without transcript or tone (provider error?)")
+            err = data["audio_analysis"].get("error")
+            notes.append("audio_analysis is a dict without transcript or tone"
+                         + (f" (a provider error: {str(err)[:120]!r})" if err else " (a provider error?)"))
     elif kind == SampleType.video:
         ann.video_content = ann.video_content or clean_text(data.get("llm_video_summary"))
     elif kind == SampleType.image:
@@ -201,9 +310,11 @@ def merge_result(ann: Annotation, kind: SampleType, data: dict) -> list[str]:
 META_NAME = records.META_NAME
 
 
-def merge_meta(ann: Annotation, meta: dict) -> None:
+def merge_meta(ann: Annotation, meta: dict, notes: Optional[list[str]] = None) -> list[str]:
     """Provenance mer-eval's own ``generate`` writes beside MER-Factory's files (``<id>/mer_eval_meta.json``):
-    who wrote the texts, whether the label was in the prompt, and measured FER probabilities."""
+    who wrote the texts, whether the label was in the prompt, and measured FER probabilities. Returns ``notes``
+    (what was dropped: non-finite or out-of-range FER probabilities are never used)."""
+    notes = [] if notes is None else notes
     if isinstance(meta.get("provider"), str):
         ann.provider = meta["provider"]
     if isinstance(meta.get("model"), str):
@@ -214,7 +325,12 @@ def merge_meta(ann: Annotation, meta: dict) -> None:
     evidence = meta.get("evidence")
     fer = evidence.get("fer") if isinstance(evidence, dict) else None
     if isinstance(fer, dict) and not ann.fer_probabilities:
-        ann.fer_probabilities = _floats(fer)
+        probs = _floats(fer, notes, "evidence.fer")
+        off = [k for k, v in probs.items() if not 0.0 <= v <= 1.0]
+        if off and notes is not None:
+            notes.append(f"evidence.fer: {', '.join(off)} outside 0..1; FER probabilities not used")
+        ann.fer_probabilities = {} if off or len(probs) < len(fer) else probs
+    return notes
 
 
 def ground_truth(data: dict) -> Optional[str]:
