@@ -120,6 +120,9 @@ def run_media(sample: Sample, sample_dir: Path, config: Config) -> StageResult:
     if kind in ("video", "audio"):
         if not info.has_audio:
             if kind == "audio":
+                if info.is_image or info.has_video:  # e.g. a photo renamed .wav
+                    what = "an image" if info.is_image else f"a video ({info.video_codec})"
+                    raise StageError(STAGE, f"{path.name} is not an audio file: it holds {what}, no audio stream")
                 raise StageError(STAGE, f"{path.name} has no audio stream")
             notes.append(f"{path.name} has no audio stream: no {sample.id}.wav; audio stages are skipped")
         else:

@@ -208,8 +208,10 @@ def to_rgb_array(img: ImageLike) -> np.ndarray:
     if isinstance(img, (str, Path)):
         from PIL import Image
 
+        from mer_eval.domain.media import image_to_rgb
+
         with Image.open(img) as im:
-            return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+            return np.ascontiguousarray(np.asarray(image_to_rgb(im)))
     if isinstance(img, np.ndarray):
         a = img
         if a.ndim == 2:

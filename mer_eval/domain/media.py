@@ -356,15 +356,36 @@ def write_wav(path: PathLike, audio: np.ndarray, sr: int) -> Path:
 
 # ---- images and frames --------------------------------------------------------------------------
 
+def image_to_rgb(im: "Image.Image") -> "Image.Image":
+    """A PIL image as 8-bit RGB. Pillow's ``convert("RGB")`` clips 16- and 32-bit grey (modes ``I;16*``,
+    ``I``) at 255, so a 16-bit PNG would read as all white: those are scaled down (16-bit: / 257; ``I``
+    holding values above 65535: by its maximum), float images (``F``) are read as 0..1 or 0..255."""
+    from PIL import Image  # noqa: PLC0415
+
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = float(np.nanmax(a)) if a.size else 0.0
+        if mode == "F":
+            scale = 255.0 if top <= 1.0 else 1.0
+        elif mode.startswith("I;16") or top <= 65535:
+            scale = 255.0 / 65535.0 if (mode.startswith("I;16") or top > 255) else 1.0
+        else:
+            scale = 255.0 / top
+        g = np.clip(np.nan_to_num(a * scale), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(g, "L").convert("RGB")
+    return im.convert("RGB")
+
+
 MAX_DECODE_SIDE = 4096  # larger images are downscaled on decode (a 12000x12000 PNG must not cost 3 GB)
 _RESIZABLE = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"}
 
 
 def load_image(path: PathLike, max_side: Optional[int] = MAX_DECODE_SIDE) -> "Image.Image":
-    """An image file as an RGB PIL image (EXIF orientation applied). An image whose longer side exceeds
-    ``max_side`` is downscaled to it while decoding (JPEG: in the DCT domain, ``draft``; others: ``thumbnail``
-    right after decoding, before any copy); one over Pillow's ``2 * Image.MAX_IMAGE_PIXELS`` is refused as a
-    decompression bomb (``MediaError``)."""
+    """An image file as an RGB PIL image (EXIF orientation applied; 16-bit grey scaled, see
+    :func:`image_to_rgb`). An image whose longer side exceeds ``max_side`` is downscaled to it while decoding
+    (JPEG: in the DCT domain, ``draft``; others: ``thumbnail`` right after decoding, before any copy); one over
+    Pillow's ``2 * Image.MAX_IMAGE_PIXELS`` is refused as a decompression bomb (``MediaError``)."""
     p = _check_file(path)
     from PIL import Image, ImageOps  # noqa: PLC0415
 
@@ -376,10 +397,10 @@ def load_image(path: PathLike, max_side: Optional[int] = MAX_DECODE_SIDE) -> "Im
             im.load()
             if big and max(im.size) > max_side:
                 if im.mode not in _RESIZABLE:
-                    im = im.convert("RGB")
+                    im = image_to_rgb(im)
                 im.thumbnail((max_side, max_side))
             im = ImageOps.exif_transpose(im)
-            return im.convert("RGB")
+            return image_to_rgb(im)
     except Exception as e:  # noqa: BLE001 - PIL raises several types for bad files
         raise MediaError(f"{p}: cannot read image ({type(e).__name__}: {e})") from e
 
