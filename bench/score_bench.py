@@ -102,10 +102,12 @@ def _best_of(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def precision_section(sets: list[str], data: Path, n_images: int, batch_size: int, repeat: int) -> list[dict]:
+def precision_section(sets: list[str], data: Path, n_images: int, batch_size: int, repeat: int,
+                      report=None) -> list[dict]:
     """fp32 vs int8 seconds per tower on real inputs: ``n_images`` face photos, the real MER-Factory texts
     (chunked as the metrics chunk them), LibriVox speech in 10 s windows, the NLI pairs of the MER-Factory
-    outputs. Each tower is called once to warm up, then timed (best of ``repeat``)."""
+    outputs. Each tower is warmed up on its first two inputs, then timed on all (best of ``repeat``);
+    ``report(row)`` is called as each row is measured."""
     import numpy as np
 
     from mer_eval.config import load_config
@@ -134,15 +136,17 @@ def precision_section(sets: list[str], data: Path, n_images: int, batch_size: in
         be = m._backend
         if fam == "clip":
             chunks = [c[1] for t in texts for c in text_chunks(t, be.encode, be.window)]
-            return {"CLIP image": lambda: be.image_features(images), "CLIP text": lambda: be.text_features(chunks)}
+            return {"CLIP image": lambda n=None: be.image_features(images[:n]),
+                    "CLIP text": lambda n=None: be.text_features(chunks[:n])}
         if fam == "clap":
             win = be.max_samples
             windows = [x[a: a + win] for x in (load_audio(w, sr=be.sr) for w in wavs)
                        for a in range(0, max(1, len(x) - win + 1), win)]
             chunks = [c[1] for t in texts for c in text_chunks(t, be.encode, be.window)]
-            return {"CLAP audio": lambda: be.audio_features(windows), "CLAP text": lambda: be.text_features(chunks)}
+            return {"CLAP audio": lambda n=None: be.audio_features(windows[:n]),
+                    "CLAP text": lambda n=None: be.text_features(chunks[:n])}
         pairs = [(p[2], p[3]) for s in mf for p in m._pairs(s)]
-        return {"NLI pairs": lambda: be.logits(pairs, batch_size)}
+        return {"NLI pairs": lambda n=None: be.logits(pairs[:n], batch_size)}
 
     for fam in ("clip", "clap", "nli"):
         if not any(x.startswith(f"models.paths.{fam}=") for x in sets):
@@ -152,12 +156,14 @@ def precision_section(sets: list[str], data: Path, n_images: int, batch_size: in
             for p, (m, err) in loaded.items():
                 if m is None:
                     rows.append({"tower": fam, "precision": p, "unavailable": err})
+                    if report:
+                        report(rows[-1])
             continue
         t32, t8 = towers(fam, loaded["fp32"][0]), towers(fam, loaded["int8"][0])
         for name in t32:
             res = {}
             for p, t in (("fp32", t32), ("int8", t8)):
-                t[name]()  # warm-up
+                t[name](2)  # warm-up
                 res[p] = _best_of(t[name], repeat)
             a, b = np.asarray(res["fp32"][1]), np.asarray(res["int8"][1])
             if name.startswith("NLI"):
@@ -167,20 +173,18 @@ def precision_section(sets: list[str], data: Path, n_images: int, batch_size: in
                 agree = {"min_cosine_fp32_int8": float(np.min(np.sum(normalise(a) * normalise(b), axis=1)))}
             rows.append({"tower": name, "inputs": int(a.shape[0]), "fp32_s": res["fp32"][0], "int8_s": res["int8"][0],
                          "fp32_over_int8": res["fp32"][0] / res["int8"][0], **agree})
+            if report:
+                report(rows[-1])
     return rows
 
 
-def print_precision(rows: list[dict]) -> None:
-    import torch
-
-    print(f"precision (CPU, {torch.get_num_threads()} torch threads; int8 = torch dynamic quantisation of nn.Linear):")
-    for r in rows:
-        if "unavailable" in r:
-            print(f"  {r['tower']:<12} {r['precision']}: unavailable ({r['unavailable']})")
-            continue
-        agree = ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k.startswith(("min_", "max_", "argmax_")))
-        print(f"  {r['tower']:<12} {r['inputs']:>4} inputs: fp32 {r['fp32_s']:.3f} s, int8 {r['int8_s']:.3f} s, "
-              f"fp32/int8 {r['fp32_over_int8']:.2f}x  ({agree})")
+def print_precision_row(r: dict) -> None:
+    if "unavailable" in r:
+        print(f"  {r['tower']:<12} {r['precision']}: unavailable ({r['unavailable']})", flush=True)
+        return
+    agree = ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k.startswith(("min_", "max_", "argmax_")))
+    print(f"  {r['tower']:<12} {r['inputs']:>4} inputs: fp32 {r['fp32_s']:.3f} s, int8 {r['int8_s']:.3f} s, "
+          f"fp32/int8 {r['fp32_over_int8']:.2f}x  ({agree})", flush=True)
 
 
 def main() -> int:
@@ -219,8 +223,12 @@ def main() -> int:
     if args.real_size:
         sets += build_real_size(work)
     if args.precision or args.precision_only:
-        rows = precision_section(sets, args.data, args.precision_images, args.batch_size, args.repeat)
-        print_precision(rows)
+        import torch
+
+        print(f"precision (CPU, {torch.get_num_threads()} torch threads; int8 = torch dynamic quantisation of "
+              "nn.Linear):", flush=True)
+        precision_section(sets, args.data, args.precision_images, args.batch_size, args.repeat,
+                          report=print_precision_row)
         if args.precision_only:
             shutil.rmtree(work, ignore_errors=True)
             return 0
