@@ -41,6 +41,14 @@ class LazyGroup(click.Group):
 
         return load_object(LAZY_COMMANDS[name])
 
+    def invoke(self, ctx):
+        from mer_eval.discovery import DiscoveryError
+
+        try:
+            return super().invoke(ctx)
+        except DiscoveryError as e:  # an input the user named cannot be read: one line, exit 1, no traceback
+            raise click.ClickException(str(e)) from None
+
 
 def config_options(f):
     f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",

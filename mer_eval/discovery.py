@@ -143,7 +143,10 @@ def read_transcripts(path: Path) -> dict[str, str]:
         if "name" not in cols or tcol is None:
             raise DiscoveryError(f"{path}: needs columns 'name,transcript', found {reader.fieldnames}")
         for row in reader:
-            out[_name_stem(row[cols["name"]])] = row[tcol].strip()
+            name, ref = row.get(cols["name"]), row.get(tcol)
+            if not isinstance(name, str) or not name.strip() or not isinstance(ref, str):
+                continue  # a row without a name or a transcript cell is no reference (the sample shows none)
+            out[_name_stem(name)] = ref.strip()
         return out
     for line in text.splitlines():
         m = _SPHINX_LINE.match(line)

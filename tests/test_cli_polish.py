@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -165,3 +166,23 @@ def test_probe_limit(mf_run, tmp_path):
                          limit=2)
     data = json.loads((out / "probe.json").read_text(encoding="utf-8"))
     assert data["n_originals"] == 2
+
+
+def test_explicit_unreadable_inputs_are_one_line(tmp_path):
+    """A --label-file / --transcripts the user named that cannot be read: one line naming it, exit 1."""
+    from click.testing import CliRunner
+
+    from mer_eval.cli import main
+
+    mf = Path(__file__).resolve().parent.parent / "examples" / "mer-factory"
+    lab = tmp_path / "labels.csv"
+    lab.write_bytes(b"name,label\n\xff\xfe,x\n")
+    tr = tmp_path / "transcripts.csv"
+    tr.write_text("foo,bar\n", encoding="utf-8")
+    for args in (["validate", str(mf), "--label-file", str(lab)],
+                 ["score", str(mf), "--out", str(tmp_path / "o"), "--transcripts", str(tr), "--metrics",
+                  "text_quality"]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, r.output
+        assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+        assert ("not UTF-8" in r.output) if "validate" in args else ("needs columns 'name,transcript'" in r.output)

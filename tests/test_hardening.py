@@ -263,11 +263,6 @@ def test_fuzz_labels(data):
     assert out is None or all(isinstance(k, str) and isinstance(v, str) for k, v in out.items())
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "mer_eval.discovery.read_transcripts (owned by the bad-input work, issue #13 item 1): a CSV row shorter than "
-    "the header, e.g. b'name,transcript\\na\\n' as transcripts.csv, raises AttributeError "
-    "('NoneType' object has no attribute 'strip', discovery.py row[tcol].strip()) instead of a DiscoveryError "
-    "or a skipped row; remove this mark once fixed"))
 @FUZZ
 @given(data=st.one_of(_csvish(), st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))),
        name=st.sampled_from(["transcription", "transcripts.csv"]))
