@@ -27,7 +27,10 @@ WEIGHT_FREE = ["text_quality", "cross_modal", "abstention", "au_faithfulness"]
 
 def _peak_rss_mib(code: str) -> tuple[float, str]:
     """Run ``code`` in a fresh interpreter; (its peak RSS in MiB, its stdout)."""
-    wrapper = code + "\nimport resource, sys\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across fork + exec, so a child of a big pytest
+    # process would report the parent's peak; VmHWM belongs to the new address space
+    wrapper = code + ("\nfor line in open('/proc/self/status'):\n    if line.startswith('VmHWM:'):\n"
+                      "        print('PEAK', int(line.split()[1]))\n")
     p = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     peak = next(int(line.split()[1]) for line in p.stdout.splitlines() if line.startswith("PEAK"))
@@ -147,7 +150,7 @@ def test_large_jpeg_uses_draft_and_keeps_aspect(tmp_path):
 # ---- audio --------------------------------------------------------------------------------------
 
 def test_yin_windows_equal_one_block_on_real_speech(shared_data):
-    from generators.stages.audio import yin
+    from mer_eval.generators.stages.audio import yin
     from mer_eval.domain import media
 
     f = shared_data / "speech-jfk" / "jfk.flac"
@@ -168,7 +171,7 @@ def test_yin_memory_is_flat_on_long_audio():
     block, and finds the pitch."""
     peak, stdout = _peak_rss_mib(textwrap.dedent("""
         import numpy as np
-        from generators.stages.audio import SR, yin
+        from mer_eval.generators.stages.audio import SR, yin
         t = np.arange(int(300 * SR)) / SR
         hz = 150 + 40 * np.sin(2 * np.pi * t / 7.0)
         x = 0.3 * np.sin(2 * np.pi * np.cumsum(hz) / SR) + 0.1 * np.sin(4 * np.pi * np.cumsum(hz) / SR)
