@@ -185,14 +185,9 @@ class TextQuality(Metric):
         return {"final_summary": sample.annotation.final_summary}
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
-        from mer_eval.domain.text import capped_sample, mark_capped
+        from mer_eval.domain.text import score_each_capped
 
-        out = {}
-        for s in samples:
-            s2, caps = capped_sample(s)  # per-sample cost bounded: very long texts read head + tail, flagged
-            out[s.id] = rs = self._one(s2)
-            mark_capped(rs, caps)
-        return out
+        return score_each_capped(samples, self._one)
 
     def _one(self, s: Sample) -> list[MetricResult]:
         text = s.annotation.final_summary or ""

@@ -100,6 +100,17 @@ def capped_sample(sample, limit: int = TEXT_CAP_CHARS):
     return sample.model_copy(update={"annotation": a.model_copy(update=upd)}), caps
 
 
+def score_each_capped(samples, one) -> dict:
+    """``{id: one(sample)}`` with each sample's very long texts read head + tail and the results flagged
+    (per-sample cost bounded)."""
+    out = {}
+    for s in samples:
+        s2, caps = capped_sample(s)
+        out[s.id] = rs = one(s2)
+        mark_capped(rs, caps)
+    return out
+
+
 def mark_capped(results, caps: dict[str, int]) -> None:
     """Say in each result's details which texts were capped (and their original lengths)."""
     if caps:
