@@ -313,6 +313,12 @@ PRECISION_CHOICES = ["fp32", "int8", "fp16", "bf16"]
                    "default fp32): int8 = dynamic quantisation (CPU), fp16 (CUDA), bf16. Recorded in the results "
                    "and the fingerprint: runs at different precisions do not compare.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the result cache.")
+@click.option("--engine", type=click.Choice(["local", "process", "ray"]),
+              help="Who computes the chunks (sets score.engine; default local): process = a pool of --workers "
+                   "processes here; ray = Ray Data over the Ray cluster (RAY_ADDRESS, or a local one; needs "
+                   "`pip install 'mer-eval[ray]'`). The outputs are the same.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Worker processes or Ray actors for --engine process/ray (0 = one per CPU).")
 @click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @limit_option
@@ -321,7 +327,7 @@ PRECISION_CHOICES = ["fp32", "int8", "fp16", "bf16"]
 @media_dir_option
 @config_options
 def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file, transcripts, limit, as_json,
-          config_path, sets, media_dir=None, precision=None):
+          config_path, sets, media_dir=None, precision=None, engine=None, workers=None):
     """Score every sample of a run folder (ours or MER-Factory's)."""
     from mer_eval.discovery import discover
     from mer_eval.scoring import score_dataset
@@ -334,6 +340,10 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
         sets.append(f"score.device={device}")
     if precision:
         sets += [f"metrics.{fam}.precision={precision}" for fam in PRECISION_FAMILIES]
+    if engine:
+        sets.append(f"score.engine={engine}")
+    if workers is not None:
+        sets.append(f"score.workers={workers}")
     cfg = load_cfg(config_path, sets)
     names = parse_metrics(metrics)
     con = console(stderr=as_json)
@@ -341,12 +351,13 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
     ds = limit_datasets([ds], limit)[0] if limit else ds
     out = Path(out_dir) if out_dir is not None else (Path(input_path) if Path(input_path).is_dir()
                                                       else Path(input_path).parent)
+    from mer_eval.scoring import EngineError
     from mer_eval.store import RunLockedError
 
     try:
         outcome = score_dataset(ds, out, cfg, metrics=names, use_cache=not no_cache,
                                 progress=VERBOSITY["level"] >= 0, console=con)
-    except RunLockedError as e:  # checked before any metric runs: one line, exit 1 (as generate)
+    except (RunLockedError, EngineError) as e:  # one line, exit 1 (as generate)
         raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps(score_summary_json(outcome), indent=2, default=str))

@@ -60,12 +60,20 @@ class CacheConfig(_C):
 
 
 
+EXECUTION_ONLY = ("engine", "workers")  # score settings that change how, never what, is computed
+
+
 class ScoreConfig(_C):
     # null: every built-in metric family (mer_eval.registry.default_metrics); or a list of family names
     metrics: Optional[list[str]] = None
     batch_size: int = Field(16, ge=1)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     composite: str = "mer-v2"
+    # how the chunks of samples are computed (never what is computed: outputs are the same whichever runs them,
+    # and Config.hash leaves these two out): local = this process; process = a pool of `workers` processes on
+    # this machine; ray = Ray Data over a Ray cluster (`pip install 'mer-eval[ray]'`)
+    engine: Literal["local", "process", "ray"] = "local"
+    workers: int = Field(0, ge=0)  # process / ray: workers (actors); 0 = one per CPU
 
 
 class ProviderConfig(_C):
@@ -145,7 +153,12 @@ class Config(_C):
         return cls.Params.model_validate(dict(self.metrics.get(family) or {})).model_dump(mode="json")
 
     def hash(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """Of what decides the outputs: the score engine and its workers are left out (the same config run
+        locally or on Ray hashes the same, as it scores the same)."""
+        d = self.model_dump(mode="json")
+        for k in EXECUTION_ONLY:
+            d.get("score", {}).pop(k, None)
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

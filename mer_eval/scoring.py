@@ -115,6 +115,147 @@ def _mean(vals: list[float]) -> Optional[float]:
     return sum(vals) / len(vals) if vals else None
 
 
+@dataclass
+class ChunkResult:
+    """One chunk scored: every sample's results (composites included; its ``mer_eval_scores.json`` is written),
+    the aggregate families' own results, and the model seconds and cache hits it took."""
+    results: dict[str, list[MetricResult]]
+    agg: dict[str, dict[str, list[MetricResult]]]
+    model_seconds: dict[str, float]
+    cache_hits: int = 0
+
+
+class ChunkScorer:
+    """Scores chunks of samples: every family, then the strict and lenient composites, and writes each sample's
+    ``mer_eval_scores.json``. The families are built once (their models load lazily, once per process), so one
+    scorer serves every chunk: in this process (engine ``local``), in each worker process (``process``) and in
+    each Ray actor (``ray``, :mod:`mer_eval.engine_ray`), which is why the engines' outputs are the same."""
+
+    def __init__(self, names: list[str], config: Config, use_cache: bool, out_dir: Path):
+        self.cache = Cache(Path(config.cache.dir) if config.cache.dir else None) if use_cache else None
+        if self.cache is not None:
+            self.cache.defer_commits = True  # committed per chunk (flush below), not per row
+        self.ctx = ScoreContext(device=resolve_device(config.score.device), batch_size=config.score.batch_size,
+                                cache=self.cache, config=config)
+        self.families: dict[str, Metric] = {}
+        for name in names:
+            cls = registry.get_metric(name)
+            self.families[name] = cls(config.metric_params(name), self.ctx)
+        # families with a dataset-level aggregate return their own results too (kept until the end)
+        self.agg_of = [name for name, fam in self.families.items()
+                       if type(fam).aggregate is not Metric.aggregate]
+        self.spec = load_spec(config.score.composite)
+        self.store = RunStore(Path(out_dir))
+
+    def __call__(self, part: list, progress: Optional[dict[str, Any]] = None) -> ChunkResult:
+        ms0 = dict(self.ctx.model_seconds)
+        hits0 = self.cache.hits if self.cache else 0
+        results: dict[str, list[MetricResult]] = {s.id: [] for s in part}
+        agg: dict[str, dict[str, list[MetricResult]]] = {}
+        try:
+            for name, fam in self.families.items():
+                self.ctx.progress = progress.get(name) if progress else None
+                fam_results = fam.score(part)
+                for sid, rs in fam_results.items():
+                    results[sid].extend(rs)
+                if name in self.agg_of:
+                    agg[name] = fam_results
+        finally:
+            self.ctx.progress = None
+        for s in part:
+            comp = self.spec.compute(s.id, results[s.id], mode="strict")
+            lenient = self.spec.compute(s.id, results[s.id], mode="lenient")
+            results[s.id].append(composite_metric_result(comp))
+            results[s.id].append(composite_metric_result(lenient))
+            ev = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp, composite_lenient=lenient)
+            atomic_write_text(self.store.sample_dir(s.id) / EVAL_FILE, ev.model_dump_json(indent=2) + "\n",
+                              fsync=False)
+        if self.cache is not None:
+            self.cache.flush()
+        ms = {k: v - ms0.get(k, 0.0) for k, v in self.ctx.model_seconds.items() if v - ms0.get(k, 0.0)}
+        return ChunkResult(results=results, agg=agg, model_seconds=ms,
+                           cache_hits=(self.cache.hits - hits0) if self.cache else 0)
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.flush()
+            self.cache.defer_commits = False
+
+
+def default_workers(workers: int) -> int:
+    return int(workers) if workers and workers > 0 else max(1, os.cpu_count() or 1)
+
+
+def split_even(part: list, k: int) -> list[list]:
+    """``part`` in ``k`` contiguous pieces of near-equal size (none empty), in order."""
+    k = max(1, min(k, len(part)))
+    q, r = divmod(len(part), k)
+    out, lo = [], 0
+    for i in range(k):
+        hi = lo + q + (1 if i < r else 0)
+        out.append(part[lo:hi])
+        lo = hi
+    return out
+
+
+def merge_chunk_results(pieces: list[ChunkResult]) -> ChunkResult:
+    """Pieces of one chunk (in the chunk's order) as one :class:`ChunkResult`."""
+    out = ChunkResult(results={}, agg={}, model_seconds={})
+    for p in pieces:
+        out.results.update(p.results)
+        for name, rs in p.agg.items():
+            out.agg.setdefault(name, {}).update(rs)
+        for k, v in p.model_seconds.items():
+            out.model_seconds[k] = out.model_seconds.get(k, 0.0) + v
+        out.cache_hits += p.cache_hits
+    return out
+
+
+_WORKER: Optional[ChunkScorer] = None
+
+
+def _worker_init(names: list[str], config: Config, use_cache: bool, out_dir: str) -> None:
+    global _WORKER
+    _WORKER = ChunkScorer(names, config, use_cache, Path(out_dir))
+
+
+def _worker_score(part: list) -> ChunkResult:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER(part)
+
+
+class EngineError(RuntimeError):
+    """A score engine could not run (a worker died, Ray is not installed or not reachable): one line."""
+
+
+def _process_map(parts, names, config, use_cache, out_dir, workers: int):
+    """Engine ``process``: each chunk split across ``workers`` spawned processes (each builds its own families
+    once), pieces run two chunks ahead, chunks yielded in order."""
+    import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending: deque = deque()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                             initargs=(names, config, use_cache, str(out_dir))) as ex:
+        it = iter(parts)
+        try:
+            while True:
+                while len(pending) < 2:
+                    part = next(it, None)
+                    if part is None:
+                        break
+                    pending.append((part, [ex.submit(_worker_score, p) for p in split_even(part, workers)]))
+                if not pending:
+                    return
+                part, futs = pending.popleft()
+                yield part, merge_chunk_results([f.result() for f in futs])
+        except BrokenProcessPool as e:
+            raise EngineError(f"engine process: a worker process died ({e}); the samples scored so far are "
+                              f"cached (when the cache is on): run `mer-eval score` again to resume") from None
+
+
 def score_dataset(
     dataset: Dataset,
     out_dir: Path,
@@ -125,40 +266,40 @@ def score_dataset(
     console: Any = None,
     keep_results: Optional[bool] = None,
     chunk_size: Optional[int] = None,
+    engine: Optional[str] = None,
+    workers: Optional[int] = None,
 ) -> ScoreOutcome:
     """Score in chunks of ``chunk_size`` samples (default :data:`STREAM_CHUNK`): each chunk is scored by every
     family, its ``mer_eval_scores.json`` files and its row group of scores.parquet are written, and it is released;
     only per-metric counts and values stay. ``keep_results`` (default: runs up to :data:`KEEP_RESULTS_MAX`
-    samples) keeps every full result in ``outcome.results``; otherwise it reads them back from the parquet."""
+    samples) keeps every full result in ``outcome.results``; otherwise it reads them back from the parquet.
+
+    ``engine`` (default ``config.score.engine``): ``local`` computes the chunks here; ``process`` in a pool of
+    ``workers`` processes; ``ray`` over Ray Data (:mod:`mer_eval.engine_ray`). Whichever computes them, the
+    chunks are written here, in the same order, so the files are the same."""
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc)
     names = list(metrics or config.score_metrics())
     use_cache = config.cache.enabled if use_cache is None else use_cache
-    cache = Cache(Path(config.cache.dir) if config.cache.dir else None) if use_cache else None
-    hits0 = cache.hits if cache else 0
-    if cache is not None:
-        cache.defer_commits = True  # committed per chunk (flush below), not per row
-    ctx = ScoreContext(device=resolve_device(config.score.device), batch_size=config.score.batch_size,
-                       cache=cache, config=config)
-    families: dict[str, Metric] = {}
-    for name in names:
-        cls = registry.get_metric(name)
-        families[name] = cls(config.metric_params(name), ctx)
+    engine = engine or config.score.engine
+    n_workers = default_workers(config.score.workers if workers is None else workers)
+    out_dir = Path(out_dir)
+    scorer = ChunkScorer(names, config, use_cache, out_dir)  # engine local scores with it; all use its families
+    families = scorer.families
     samples = dataset.samples
     n = len(samples)
     keep = n <= KEEP_RESULTS_MAX if keep_results is None else keep_results
     size = max(1, int(chunk_size or STREAM_CHUNK))
     # one chunk: dataset order, as before; several: sample-id order, so the summary CSV (sorted by id) is
-    # appended chunk by chunk and never needs the whole table in memory
-    order = list(samples) if n <= size else sorted(samples, key=lambda x: x.id)
+    # appended chunk by chunk and never needs the whole table in memory (indices are sorted, not samples)
+    order = list(range(n)) if n <= size else sorted(range(n), key=lambda i: samples[i].id)
     kept: dict[str, list[MetricResult]] = {s.id: [] for s in samples} if keep else {}
-    # families with a dataset-level aggregate keep their own results (one or two per sample) until the end
-    agg_of = [name for name, fam in families.items() if type(fam).aggregate is not Metric.aggregate]
-    agg_results: dict[str, dict[str, list[MetricResult]]] = {name: {} for name in agg_of}
+    agg_results: dict[str, dict[str, list[MetricResult]]] = {name: {} for name in scorer.agg_of}
     stats = _Stats(families)
-    spec = load_spec(config.score.composite)
-    out_dir = Path(out_dir)
+    spec = scorer.spec
     store = RunStore(out_dir)
+    model_seconds: dict[str, float] = {}
+    hits = 0
 
     prog = None
     tasks: dict[str, Any] = {}
@@ -169,6 +310,25 @@ def score_dataset(
                         TimeElapsedColumn(), console=console, transient=False)
         prog.start()
         tasks = {name: prog.add_task(name, total=n) for name in families}
+
+    def parts():
+        for lo in range(0, n, size):
+            yield [samples[i] for i in order[lo:lo + size]]
+
+    def computed():
+        if engine == "local" or not n:
+            advance = {name: (lambda k, t=tasks[name]: prog.advance(t, k)) for name in families} if prog else None
+            for part in parts():
+                yield part, scorer(part, advance)
+        elif engine == "process":
+            yield from _process_map(parts(), names, config, use_cache, out_dir, n_workers)
+        elif engine == "ray":
+            from mer_eval.engine_ray import ray_map  # noqa: PLC0415 (ray is an extra)
+
+            yield from ray_map(parts(), names, config, use_cache, out_dir, n_workers)
+        else:
+            raise EngineError(f"unknown score engine {engine!r}: local, process or ray")
+
     with store.locked():
         # from here until run.json is written the run's score files are being replaced: the marker says so, and
         # stays when the process is killed (load_scores refuses the run until a score run completes)
@@ -179,41 +339,29 @@ def score_dataset(
                       "attempts; run `mer-eval score` again"})
         writer = _LongWriter(out_dir / "scores.parquet")
         try:
-            for lo in range(0, n, size):
-                part = order[lo:lo + size]
-                results: dict[str, list[MetricResult]] = {s.id: [] for s in part}
-                for name, fam in families.items():
-                    ctx.progress = (lambda k, t=tasks[name]: prog.advance(t, k)) if prog else None
-                    fam_results = fam.score(part)
-                    for sid, rs in fam_results.items():
-                        results[sid].extend(rs)
-                    if name in agg_results:
-                        agg_results[name].update(fam_results)
-                ctx.progress = None
-                for s in part:
-                    comp = spec.compute(s.id, results[s.id], mode="strict")
-                    lenient = spec.compute(s.id, results[s.id], mode="lenient")
-                    results[s.id].append(composite_metric_result(comp))
-                    results[s.id].append(composite_metric_result(lenient))
-                    ev = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp,
-                                          composite_lenient=lenient)
-                    atomic_write_text(store.sample_dir(s.id) / EVAL_FILE, ev.model_dump_json(indent=2) + "\n",
-                                      fsync=False)
+            for part, cr in computed():
+                results = cr.results
+                if prog and engine != "local":
+                    for t in tasks.values():
+                        prog.advance(t, len(part))
+                for name, rs in cr.agg.items():
+                    agg_results.setdefault(name, {}).update(rs)
+                for k, v in cr.model_seconds.items():
+                    model_seconds[k] = model_seconds.get(k, 0.0) + v
+                hits += cr.cache_hits
                 writer.write(_long_rows(results, families))
                 stats.add(results)
                 if keep:
                     for sid, rs in results.items():
                         kept[sid] = rs
-                if cache is not None:
-                    cache.flush()
             aggregates: dict[str, dict[str, Any]] = {
                 name: fam.aggregate(samples, agg_results.get(name, {})) for name, fam in families.items()}
             seconds = time.perf_counter() - t0
             outcome = ScoreOutcome(out_dir=out_dir, dataset=dataset, results=kept, families=families,
                                    section=ScoreSection(), aggregates=aggregates, seconds=seconds,
-                                   model_seconds=sum(ctx.model_seconds.values()),
-                                   model_seconds_by_family=dict(ctx.model_seconds))
-            outcome.section = _section(outcome, spec, started, cache.hits - hits0 if cache else 0, stats)
+                                   model_seconds=sum(model_seconds.values()),
+                                   model_seconds_by_family=dict(model_seconds))
+            outcome.section = _section(outcome, spec, started, hits, stats)
             outcome.metric_rows = stats.metric_rows()
             writer.close()
             _write(outcome, config, writer, stats)
@@ -221,10 +369,7 @@ def score_dataset(
             writer.abort()
             if prog:
                 prog.stop()
-            ctx.progress = None
-            if cache is not None:
-                cache.flush()
-                cache.defer_commits = False
+            scorer.close()
     if not keep:
         outcome.results = _ParquetResults(out_dir / "scores.parquet", [s.id for s in samples])
     return outcome

@@ -1,0 +1,62 @@
+"""Shared by the engine tests: a run of real MER-Factory outputs, and a byte-for-byte comparison of two scored
+output folders (per-sample files, the summary CSV and the parquet table)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+WEIGHT_FREE = ["text_quality", "cross_modal", "abstention", "au_faithfulness"]
+WEIGHT_FREE_SETS = ["metrics.cross_modal.embedding_model=null"]  # cm_semantic needs MiniLM's weights
+REPO = Path(__file__).resolve().parent.parent
+
+
+def real_outputs(shared_data: Path) -> list[Path]:
+    files = sorted((shared_data / "annotations-mer-factory").glob("*.json")) + sorted(
+        (REPO / "examples" / "mer-factory").glob("*/*.json"))
+    if len(files) < 3:
+        pytest.skip("needs real MER-Factory outputs in ../shared/data/annotations-mer-factory")
+    return files
+
+
+def build_real_run(shared_data: Path, root: Path, n: int) -> Path:
+    """``n`` MER-Factory sample folders, sample i a copy of real output i mod k (its own id)."""
+    files = real_outputs(shared_data)
+    for i in range(n):
+        src = files[i % len(files)]
+        sid = f"s{i:04d}"
+        (root / sid).mkdir(parents=True)
+        suffix = "au_analysis" if src.name.endswith("au_analysis.json") else "merr_data"
+        shutil.copy(src, root / sid / f"{sid}_{suffix}.json")
+    return root
+
+
+def _strip(doc: dict, ignore_cached: bool) -> dict:
+    doc.pop("created", None)  # when the file was written
+    if ignore_cached:
+        for r in doc.get("results", []):
+            r.pop("cached", None)
+    return doc
+
+
+def assert_same_outputs(a: Path, b: Path, ids: list[str], ignore_cached: bool = False) -> int:
+    """Every sample's ``mer_eval_scores.json`` equal (bar its write time), the summary CSVs equal byte for byte
+    and the parquet tables equal. Returns how many sample files were compared."""
+    n = 0
+    for sid in ids:
+        fa, fb = a / sid / "mer_eval_scores.json", b / sid / "mer_eval_scores.json"
+        assert fa.is_file() and fb.is_file(), sid
+        ja = _strip(json.loads(fa.read_text()), ignore_cached)
+        jb = _strip(json.loads(fb.read_text()), ignore_cached)
+        assert ja == jb, f"{sid}: per-sample scores differ"
+        n += 1
+    assert (a / "mer_eval_summary.csv").read_bytes() == (b / "mer_eval_summary.csv").read_bytes()
+    pa, pb = pd.read_parquet(a / "scores.parquet"), pd.read_parquet(b / "scores.parquet")
+    if ignore_cached:
+        pa, pb = pa.drop(columns=["cached"]), pb.drop(columns=["cached"])
+    pd.testing.assert_frame_equal(pa, pb)
+    return n

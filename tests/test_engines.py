@@ -1,0 +1,128 @@
+"""Score engines (issue #12): the chunks computed in a pool of worker processes give the same files as the local
+engine, byte for byte for the weight-free metrics, on real MER-Factory outputs; the engine never enters the
+config hash; a worker that dies is one line, and the next run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mer_eval.config import load_config
+from mer_eval.discovery import discover
+from mer_eval.scoring import EngineError, score_dataset, split_even
+from engine_compare import WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run
+
+
+def test_split_even_keeps_order_and_sizes():
+    part = list(range(11))
+    pieces = split_even(part, 3)
+    assert [len(p) for p in pieces] == [4, 4, 3]
+    assert sum(pieces, []) == part
+    assert split_even([1, 2], 5) == [[1], [2]]  # never an empty piece
+
+
+def test_engine_is_not_in_the_config_hash():
+    a = load_config(sets=[])
+    b = load_config(sets=["score.engine=process", "score.workers=7"])
+    assert b.score.engine == "process" and b.score.workers == 7
+    assert a.hash() == b.hash()
+    assert a.hash() != load_config(sets=["score.batch_size=3"]).hash()  # what decides outputs still counts
+
+
+def test_process_engine_writes_the_same_files_as_local(shared_data, tmp_path):
+    root = build_real_run(shared_data, tmp_path / "run", n=23)
+    cfg = load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS)
+    ds = discover(root)
+    local = score_dataset(ds, tmp_path / "local", cfg, metrics=WEIGHT_FREE, chunk_size=10)
+    proc = score_dataset(discover(root), tmp_path / "proc", cfg, metrics=WEIGHT_FREE, chunk_size=10,
+                         engine="process", workers=2)
+    n = assert_same_outputs(tmp_path / "local", tmp_path / "proc", [s.id for s in ds.samples])
+    assert n == 23
+    assert local.section.counts_by_status == proc.section.counts_by_status
+    assert local.section.means == proc.section.means
+    assert local.section.fingerprints == proc.section.fingerprints
+    assert list(local.results) == list(proc.results)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(d.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the worker")
+def test_a_dead_worker_is_one_error_and_the_next_run_resumes(shared_data, tmp_path):
+    root = build_real_run(shared_data, tmp_path / "run", n=40)
+    cfg = load_config(sets=[f"cache.dir={tmp_path / 'cache'}"] + WEIGHT_FREE_SETS)
+    killed: list[int] = []
+
+    def kill_first_worker():
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            for c in _children(os.getpid()):
+                try:
+                    cmd = Path(f"/proc/{c}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"multiprocessing" in cmd and b"resource_tracker" not in cmd:
+                    os.kill(c, signal.SIGKILL)
+                    killed.append(c)
+                    return
+            time.sleep(0.01)
+
+    th = threading.Thread(target=kill_first_worker)
+    th.start()
+    with pytest.raises(EngineError, match="worker process died"):
+        score_dataset(discover(root), tmp_path / "out", cfg, metrics=WEIGHT_FREE, chunk_size=10,
+                      engine="process", workers=2)
+    th.join()
+    assert killed
+    assert (tmp_path / "out" / ".mer-eval-score.incomplete").is_file()  # the run says it did not finish
+    again = score_dataset(discover(root), tmp_path / "out", cfg, metrics=WEIGHT_FREE, chunk_size=10,
+                          engine="process", workers=2)
+    assert not (tmp_path / "out" / ".mer-eval-score.incomplete").exists()
+    assert sum(again.section.counts_by_status["composite_score"].values()) == 40
+    ref = score_dataset(discover(root), tmp_path / "ref", load_config(sets=["cache.enabled=false"]
+                                                                       + WEIGHT_FREE_SETS),
+                        metrics=WEIGHT_FREE, chunk_size=10)
+    assert ref.section.counts_by_status == again.section.counts_by_status
+    assert_same_outputs(tmp_path / "ref", tmp_path / "out", [s.id for s in discover(root).samples],
+                        ignore_cached=True)
+
+
+def test_cli_engine_process(shared_data, tmp_path):
+    from click.testing import CliRunner
+
+    from mer_eval.cli import main
+
+    root = build_real_run(shared_data, tmp_path / "run", n=6)
+    r = CliRunner().invoke(main, ["-q", "score", str(root), "--out", str(tmp_path / "o"), "--no-cache",
+                                  "--metrics", ",".join(WEIGHT_FREE), "--engine", "process", "--workers", "2",
+                                  "--json"] + sum((["--set", s] for s in WEIGHT_FREE_SETS), []))
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert summary
+    assert len(list((tmp_path / "o").glob("*/mer_eval_scores.json"))) == 6
+    r = CliRunner().invoke(main, ["score", str(root), "--engine", "spark"])
+    assert r.exit_code == 2 and "spark" in r.output
+
+
+def test_unknown_engine_is_an_engine_error(shared_data, tmp_path):
+    root = build_real_run(shared_data, tmp_path / "run", n=2)
+    cfg = load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS)
+    with pytest.raises(EngineError, match="unknown score engine"):
+        score_dataset(discover(root), tmp_path / "o", cfg, metrics=WEIGHT_FREE, engine="spark")
