@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from mer_eval.domain import merfactory, records
 from mer_eval.evidence import provenance_from_meta
@@ -283,6 +283,10 @@ def discover(
         ds = _discover_mer_factory_files(root, files)
     else:
         ds = _discover_manifest(input_path, media_roots or [])
+    from mer_eval.sample_store import SampleStore, compact
+
+    if not isinstance(ds.samples, SampleStore):
+        ds.samples = compact(ds.samples)
     _apply_labels(ds, label_file)
     _apply_transcripts(ds, transcripts)
     if media_dir is not None:  # media a MER-Factory output records but lacks, found under DIR only
@@ -311,13 +315,14 @@ def _apply_labels(ds: Dataset, label_file: Optional[Path]) -> None:
         labels = read_label_file(label_file, ds.notes)
     ds.label_file = Path(label_file)
     matched = 0
-    for s in ds.samples:
+    for i, s in enumerate(ds.samples):
         stem_keys = {s.id}
         for p in s.media().values():
             stem_keys.add(Path(p).stem)
         for k in stem_keys:
             if k in labels and labels[k]:
                 s.label = labels[k]
+                ds.samples[i] = s  # written back (a SampleStore holds copies)
                 matched += 1
                 break
     ds.notes.append(f"labels: {matched} of {len(ds.samples)} samples matched in {Path(label_file).name}")
@@ -327,11 +332,12 @@ def _apply_transcripts(ds: Dataset, transcripts: Optional[Path]) -> None:
     if transcripts is None:
         return
     table = read_transcripts(transcripts)
-    for s in ds.samples:
+    for i, s in enumerate(ds.samples):
         keys = [s.id] + [Path(p).stem for p in s.media().values()]
         for k in keys:
             if k in table:
                 s.reference_transcript = table[k]
+                ds.samples[i] = s  # written back (a SampleStore holds copies)
                 break
 
 
@@ -452,7 +458,10 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
     media = _media_index(roots)
     dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in SKIP_DIRS
             and not d.name.startswith(".")]
-    samples = []
+    from mer_eval import sample_store
+
+    # a large run is kept compact as it is read (peak memory flat in the number of samples)
+    samples: Any = sample_store.SampleStore() if len(dirs) > sample_store.COMPACT_ABOVE else []
     for d in dirs:
         if d.is_symlink() and not is_within(d, root):
             notes.append(f"{d.name}: skipped, symlink leads outside {root}")

@@ -151,32 +151,39 @@ def apply_media_dir(ds: Any, media_dir: Path) -> dict[str, int]:
     ``{"found": n, "not_found": m}`` and adds a dataset note; per-sample notes say what was taken and how."""
     md = MediaDir(Path(media_dir))
     found = missing = 0
-    for s in ds.samples:
-        for key, value in recorded_paths(s):
-            if key == "video_id":
-                if any(_usable(getattr(s, k)) for k in ("video", "image", "audio")):
-                    continue
-                path, how = md.find_stem(value)
-                kind = media_kind(path.name) if path is not None else None
-            else:
-                kind = "audio" if key == "audio_path" else media_kind(value)
-                if kind is None:
-                    s.notes.append(f"--media-dir: {key} {value!r} is no video, image or audio file name")
-                    continue
-                if _usable(getattr(s, kind)):
-                    continue  # the output folder (or an earlier look-up) already has it
-                path, how = md.find(value)
-                if path is not None and media_kind(path.name) != kind:
-                    path, how = None, f"{path} is not a {kind} file"
-            if path is None or kind is None:
-                missing += 1
-                s.notes.append(f"--media-dir: {key} {value!r} not found: {how}")
-                continue
-            if _usable(getattr(s, kind)):
-                continue
-            setattr(s, kind, path)
-            found += 1
-            s.notes.append(f"--media-dir: {key} {value!r} -> {path} ({how})")
+    for i, s in enumerate(ds.samples):
+        found, missing = _fill(s, md, found, missing)
+        ds.samples[i] = s  # written back (a SampleStore holds copies)
     ds.notes.append(f"--media-dir {media_dir}: {found} recorded media path{'s' if found != 1 else ''} found, "
                     f"{missing} not found (see the samples' notes)")
     return {"found": found, "not_found": missing}
+
+
+def _fill(s: Any, md: "MediaDir", found: int, missing: int) -> tuple[int, int]:
+    """One sample's missing media filled from ``md``: the counts updated."""
+    for key, value in recorded_paths(s):
+        if key == "video_id":
+            if any(_usable(getattr(s, k)) for k in ("video", "image", "audio")):
+                continue
+            path, how = md.find_stem(value)
+            kind = media_kind(path.name) if path is not None else None
+        else:
+            kind = "audio" if key == "audio_path" else media_kind(value)
+            if kind is None:
+                s.notes.append(f"--media-dir: {key} {value!r} is no video, image or audio file name")
+                continue
+            if _usable(getattr(s, kind)):
+                continue  # the output folder (or an earlier look-up) already has it
+            path, how = md.find(value)
+            if path is not None and media_kind(path.name) != kind:
+                path, how = None, f"{path} is not a {kind} file"
+        if path is None or kind is None:
+            missing += 1
+            s.notes.append(f"--media-dir: {key} {value!r} not found: {how}")
+            continue
+        if _usable(getattr(s, kind)):
+            continue
+        setattr(s, kind, path)
+        found += 1
+        s.notes.append(f"--media-dir: {key} {value!r} -> {path} ({how})")
+    return found, missing

@@ -31,7 +31,7 @@ MER_FACTORY_COLUMNS = [
     "asr_wer", "composite_score",
 ]
 STREAM_CHUNK = 1000  # samples scored, written and released together
-KEEP_RESULTS_MAX = 5000  # above this many samples, outcome.results reads scores.parquet back (no details)
+KEEP_RESULTS_MAX = 1000  # (one chunk) above this many samples, outcome.results reads scores.parquet back (no details)
 LONG_COLUMNS = ["sample_id", "metric", "family", "value", "status", "reason", "model", "model_sha256",
                 "metric_version", "higher_is_better", "cached", "independent", "dependence", "relation"]
 
@@ -108,11 +108,6 @@ def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metri
                 "independent": dep is None, "dependence": dep, "relation": relation(r).value,
             })
     return rows
-
-
-def _mean(vals: list[float]) -> Optional[float]:
-    vals = [v for v in vals if v is not None and math.isfinite(v)]
-    return sum(vals) / len(vals) if vals else None
 
 
 @dataclass
@@ -292,8 +287,11 @@ def score_dataset(
     size = max(1, int(chunk_size or STREAM_CHUNK))
     # one chunk: dataset order, as before; several: sample-id order, so the summary CSV (sorted by id) is
     # appended chunk by chunk and never needs the whole table in memory (indices are sorted, not samples)
-    order = list(range(n)) if n <= size else sorted(range(n), key=lambda i: samples[i].id)
-    kept: dict[str, list[MetricResult]] = {s.id: [] for s in samples} if keep else {}
+    from mer_eval.sample_store import sample_ids
+
+    ids = sample_ids(samples)
+    order = list(range(n)) if n <= size else sorted(range(n), key=ids.__getitem__)
+    kept: dict[str, list[MetricResult]] = {sid: [] for sid in ids} if keep else {}
     agg_results: dict[str, dict[str, list[MetricResult]]] = {name: {} for name in scorer.agg_of}
     stats = _Stats(families)
     spec = scorer.spec
@@ -371,7 +369,7 @@ def score_dataset(
                 prog.stop()
             scorer.close()
     if not keep:
-        outcome.results = _ParquetResults(out_dir / "scores.parquet", [s.id for s in samples])
+        outcome.results = _ParquetResults(out_dir / "scores.parquet", ids)
     return outcome
 
 
@@ -381,10 +379,11 @@ class _Stats:
     def __init__(self, families: dict[str, Metric]):
         self.family_of = _output_index(families)
         self.counts: dict[str, dict[str, int]] = {}
-        self.values: dict[str, list[float]] = {}  # independent ok values, in processing order
+        # running [sum, count] (nothing per sample is held, so memory stays flat however many samples):
+        self.values: dict[str, list] = {}  # of the independent ok values that are finite (the run's means)
         self.left_out: dict[str, dict[str, Any]] = {}
         self.models: dict[str, ModelRef] = {}
-        self.ok_values: dict[str, list[float]] = {}
+        self.ok_values: dict[str, list] = {}  # of every ok value (the console table's mean)
         self.reasons: dict[str, dict[str, int]] = {}
         self.first_model: dict[str, Optional[str]] = {}
         self.metrics_order: dict[str, None] = {}
@@ -398,10 +397,15 @@ class _Stats:
                 c = self.counts.setdefault(r.metric, {s.value: 0 for s in Status})
                 c[r.status.value] += 1
                 if r.status == Status.ok:
-                    self.ok_values.setdefault(r.metric, []).append(r.value)
+                    acc = self.ok_values.setdefault(r.metric, [0.0, 0])
+                    acc[0] += r.value
+                    acc[1] += 1
                     ok, why = counts_as_evidence(r)
                     if ok:
-                        self.values.setdefault(r.metric, []).append(r.value)
+                        acc = self.values.setdefault(r.metric, [0.0, 0])
+                        if r.value is not None and math.isfinite(r.value):
+                            acc[0] += r.value
+                            acc[1] += 1
                     else:
                         lo = self.left_out.setdefault(r.metric, {"n": 0, "reasons": {}})
                         lo["n"] += 1
@@ -415,15 +419,20 @@ class _Stats:
                 if r.model is not None and self.first_model.get(r.metric) is None:
                     self.first_model[r.metric] = r.model.id
 
+    def mean(self, metric: str) -> Optional[float]:
+        """The mean of a metric's independent, finite ok values (None when there are none)."""
+        total, k = self.values.get(metric, (0.0, 0))
+        return total / k if k else None
+
     def metric_rows(self) -> list[dict]:
         """The rows of :func:`mer_eval.summary.metric_table_rows`, without holding the results."""
         from collections import Counter
 
         rows = []
         for metric, c in self.counts.items():
-            ok = self.ok_values.get(metric, [])
-            rows.append({"metric": metric, "ok": len(ok), "n": sum(c.values()),
-                         "mean": sum(ok) / len(ok) if ok else None, "model": self.first_model.get(metric),
+            ok_sum, ok_n = self.ok_values.get(metric, (0.0, 0))
+            rows.append({"metric": metric, "ok": ok_n, "n": sum(c.values()),
+                         "mean": ok_sum / ok_n if ok_n else None, "model": self.first_model.get(metric),
                          "reasons": Counter(self.reasons.get(metric, {})).most_common(3)})
         return rows
 
@@ -571,7 +580,7 @@ def _section(o: ScoreOutcome, spec: Any, started: datetime, hits: int, stats: "_
     counts = stats.counts
     return ScoreSection(
         metrics=list(o.families), metric_versions=versions, composite_version=composite_version,
-        models=stats.models, counts_by_status=counts, means={k: _mean(stats.values.get(k, [])) for k in counts},
+        models=stats.models, counts_by_status=counts, means={k: stats.mean(k) for k in counts},
         left_out=stats.left_out, fingerprints=fingerprints(o.families, spec),
         started=started, finished=datetime.now(timezone.utc), seconds=round(o.seconds, 3),
         model_seconds=round(o.model_seconds, 3), cache_hits=hits,
