@@ -13,7 +13,8 @@ keeps it, batched, to measure what the model costs.
 Goal: 100k samples < 60 s with peak RSS < 1 GiB, flat from 1k to 100k.
 
 Usage: python bench/scale_bench.py [--sizes 1000,10000,100000] [--data ../shared/data] [--keep DIR]
-       [--cache] [--profile N]   (cProfile of an in-process run of N samples, top 30 by cumulative time)
+       [--cache] [--engine local|process|ray] [--workers N]
+       [--profile N]   (cProfile of an in-process run of N samples, top 30 by cumulative time)
 Writes bench/results/scale.json.
 """
 
@@ -118,9 +119,11 @@ def _peak_rss_poll(proc: subprocess.Popen) -> int:
 WEIGHT_FREE_SETS = ["metrics.cross_modal.embedding_model=null"]  # cm_semantic needs MiniLM's weights
 
 
-def run_score(root: Path, out: Path, use_cache: bool, cache_dir: Path, semantic: bool = False) -> dict:
+def run_score(root: Path, out: Path, use_cache: bool, cache_dir: Path, semantic: bool = False,
+              engine: str = "local", workers: int = 0) -> dict:
     exe = [sys.executable, "-m", "mer_eval.cli"]
-    cmd = exe + ["-q", "score", str(root), "--out", str(out), "--metrics", METRICS]
+    cmd = exe + ["-q", "score", str(root), "--out", str(out), "--metrics", METRICS, "--engine", engine,
+                 "--workers", str(workers)]
     for s in ([] if semantic else WEIGHT_FREE_SETS):
         cmd += ["--set", s]
     if not use_cache:
@@ -177,6 +180,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", action="store_true", help="score with the cache on (default: --no-cache)")
     ap.add_argument("--semantic", action="store_true",
                     help="keep cross_modal's cm_semantic (MiniLM sentence embeddings: not weight-free)")
+    ap.add_argument("--engine", default="local", choices=["local", "process", "ray"])
+    ap.add_argument("--workers", type=int, default=0, help="--engine process / ray: workers (0 = one per CPU)")
     ap.add_argument("--profile", type=int, default=0, help="cProfile an in-process run of N samples instead")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json")
     a = ap.parse_args(argv)
@@ -197,7 +202,8 @@ def main(argv=None) -> int:
             build_s = time.perf_counter() - t0
             out = base / f"out-{n}"
             shutil.rmtree(out, ignore_errors=True)
-            r = run_score(root, out, a.cache, base / "cache", semantic=a.semantic)
+            r = run_score(root, out, a.cache, base / "cache", semantic=a.semantic, engine=a.engine,
+                          workers=a.workers)
             n_json = sum(1 for _ in out.glob("*/mer_eval_scores.json"))
             row = {"n": n, **r, "samples_per_s": round(n / r["seconds"], 1), "build_seconds": round(build_s, 1),
                    "sample_files_written": n_json}
@@ -212,7 +218,8 @@ def main(argv=None) -> int:
     print(f"{'samples':>8} | {'seconds':>8} | {'samples/s':>9} | {'peak RSS MiB':>12}")
     for r in rows:
         print(f"{r['n']:>8} | {r['seconds']:>8.2f} | {r['samples_per_s']:>9.1f} | {r['peak_rss_mib']:>12.1f}")
-    res = {"metrics": METRICS, "cache": a.cache, "cm_semantic": a.semantic, "sources": [s for s, _ in sources],
+    res = {"metrics": METRICS, "cache": a.cache, "cm_semantic": a.semantic, "engine": a.engine,
+           "workers": a.workers or os.cpu_count(), "sources": [s for s, _ in sources],
            "rows": rows,
            "goal": "100k < 60 s, peak RSS < 1 GiB, flat from 1k", "machine": {
                "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
