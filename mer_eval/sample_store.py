@@ -30,8 +30,15 @@ class SampleStore(MutableSequence):
         return zlib.compress(s.model_dump_json().encode("utf-8"), 1)
 
     @staticmethod
-    def _unpack(b: bytes) -> Sample:
+    def unpack(b: bytes) -> Sample:
+        """A packed sample (:meth:`packed`) as a :class:`Sample` again, wherever it is read (a worker, an actor)."""
         return Sample.model_validate_json(zlib.decompress(b))
+
+    _unpack = unpack
+
+    def packed(self, i: int) -> bytes:
+        """Sample ``i`` still packed: what a worker process or a Ray actor is sent (it unpacks it there)."""
+        return self._blobs[i]
 
     @property
     def ids(self) -> list[str]:

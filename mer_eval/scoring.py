@@ -112,12 +112,16 @@ def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metri
 
 @dataclass
 class ChunkResult:
-    """One chunk scored: every sample's results (composites included; its ``mer_eval_scores.json`` is written),
-    the aggregate families' own results, and the model seconds and cache hits it took."""
+    """One chunk scored: every sample's results (composites included; its ``mer_eval_scores.json`` is written;
+    left out, ``{}``, when the caller keeps none), the aggregate families' own results, the model seconds and
+    cache hits it took, and, when summarised where it was computed, its long-table rows and run statistics (so a
+    worker does that work, and its results need not travel back)."""
     results: dict[str, list[MetricResult]]
     agg: dict[str, dict[str, list[MetricResult]]]
     model_seconds: dict[str, float]
     cache_hits: int = 0
+    rows: Optional[list[dict]] = None
+    stats: Optional["_Stats"] = None
 
 
 class ChunkScorer:
@@ -142,7 +146,13 @@ class ChunkScorer:
         self.spec = load_spec(config.score.composite)
         self.store = RunStore(Path(out_dir))
 
-    def __call__(self, part: list, progress: Optional[dict[str, Any]] = None) -> ChunkResult:
+    def __call__(self, part: list, progress: Optional[dict[str, Any]] = None, summarise: bool = False,
+                 keep: bool = True) -> ChunkResult:
+        """Score ``part`` (samples, or a :class:`~mer_eval.sample_store.SampleStore`'s packed samples).
+        ``summarise``: add the long rows and the statistics; ``keep=False``: return no per-sample results."""
+        from mer_eval.sample_store import SampleStore
+
+        part = [SampleStore.unpack(x) if isinstance(x, bytes) else x for x in part]
         ms0 = dict(self.ctx.model_seconds)
         hits0 = self.cache.hits if self.cache else 0
         results: dict[str, list[MetricResult]] = {s.id: [] for s in part}
@@ -168,8 +178,13 @@ class ChunkScorer:
         if self.cache is not None:
             self.cache.flush()
         ms = {k: v - ms0.get(k, 0.0) for k, v in self.ctx.model_seconds.items() if v - ms0.get(k, 0.0)}
-        return ChunkResult(results=results, agg=agg, model_seconds=ms,
-                           cache_hits=(self.cache.hits - hits0) if self.cache else 0)
+        rows = stats = None
+        if summarise:
+            rows = _long_rows(results, self.families)
+            stats = _Stats(self.families, lists=True)
+            stats.add(results)
+        return ChunkResult(results=results if keep else {}, agg=agg, model_seconds=ms,
+                           cache_hits=(self.cache.hits - hits0) if self.cache else 0, rows=rows, stats=stats)
 
     def close(self) -> None:
         if self.cache is not None:
@@ -196,8 +211,14 @@ def split_even(part: list, k: int) -> list[list]:
 def merge_chunk_results(pieces: list[ChunkResult]) -> ChunkResult:
     """Pieces of one chunk (in the chunk's order) as one :class:`ChunkResult`."""
     out = ChunkResult(results={}, agg={}, model_seconds={})
+    summarised = all(p.rows is not None and p.stats is not None for p in pieces)
+    if summarised and pieces:
+        out.rows, out.stats = [], _Stats(family_of=pieces[0].stats.family_of, lists=True)
     for p in pieces:
         out.results.update(p.results)
+        if summarised:
+            out.rows.extend(p.rows)
+            out.stats.merge(p.stats)
         for name, rs in p.agg.items():
             out.agg.setdefault(name, {}).update(rs)
         for k, v in p.model_seconds.items():
@@ -214,16 +235,16 @@ def _worker_init(names: list[str], config: Config, use_cache: bool, out_dir: str
     _WORKER = ChunkScorer(names, config, use_cache, Path(out_dir))
 
 
-def _worker_score(part: list) -> ChunkResult:
+def _worker_score(part: list, keep: bool) -> ChunkResult:
     assert _WORKER is not None, "worker not initialised"
-    return _WORKER(part)
+    return _WORKER(part, summarise=True, keep=keep)
 
 
 class EngineError(RuntimeError):
     """A score engine could not run (a worker died, Ray is not installed or not reachable): one line."""
 
 
-def _process_map(parts, names, config, use_cache, out_dir, workers: int):
+def _process_map(parts, names, config, use_cache, out_dir, workers: int, keep: bool = True):
     """Engine ``process``: each chunk split across ``workers`` spawned processes (each builds its own families
     once), pieces run two chunks ahead, chunks yielded in order."""
     import multiprocessing as mp
@@ -241,7 +262,7 @@ def _process_map(parts, names, config, use_cache, out_dir, workers: int):
                     part = next(it, None)
                     if part is None:
                         break
-                    pending.append((part, [ex.submit(_worker_score, p) for p in split_even(part, workers)]))
+                    pending.append((part, [ex.submit(_worker_score, p, keep) for p in split_even(part, workers)]))
                 if not pending:
                     return
                 part, futs = pending.popleft()
@@ -309,17 +330,20 @@ def score_dataset(
         prog.start()
         tasks = {name: prog.add_task(name, total=n) for name in families}
 
-    def parts():
+    from mer_eval.sample_store import SampleStore
+
+    def parts():  # a compact run's samples travel packed; the scorer unpacks them where it runs
+        get = samples.packed if isinstance(samples, SampleStore) else samples.__getitem__
         for lo in range(0, n, size):
-            yield [samples[i] for i in order[lo:lo + size]]
+            yield [get(i) for i in order[lo:lo + size]]
 
     def computed():
         if engine == "local" or not n:
             advance = {name: (lambda k, t=tasks[name]: prog.advance(t, k)) for name in families} if prog else None
             for part in parts():
-                yield part, scorer(part, advance)
+                yield part, scorer(part, advance, summarise=True, keep=keep)
         elif engine == "process":
-            yield from _process_map(parts(), names, config, use_cache, out_dir, n_workers)
+            yield from _process_map(parts(), names, config, use_cache, out_dir, n_workers, keep=keep)
         elif engine == "ray":
             from mer_eval.engine_ray import ray_map  # noqa: PLC0415 (ray is an extra)
 
@@ -347,8 +371,12 @@ def score_dataset(
                 for k, v in cr.model_seconds.items():
                     model_seconds[k] = model_seconds.get(k, 0.0) + v
                 hits += cr.cache_hits
-                writer.write(_long_rows(results, families))
-                stats.add(results)
+                if cr.rows is not None and cr.stats is not None:  # summarised where it was computed
+                    writer.write(cr.rows)
+                    stats.merge(cr.stats)
+                else:
+                    writer.write(_long_rows(results, families))
+                    stats.add(results)
                 if keep:
                     for sid, rs in results.items():
                         kept[sid] = rs
@@ -374,12 +402,17 @@ def score_dataset(
 
 
 class _Stats:
-    """What the run section and the console summary need, accumulated chunk by chunk (nothing per result)."""
+    """What the run section and the console summary need, accumulated chunk by chunk (nothing per result).
 
-    def __init__(self, families: dict[str, Metric]):
-        self.family_of = _output_index(families)
+    A run's statistics keep running ``[sum, count]`` values; a chunk's (``lists=True``, computed where the chunk
+    was scored) keep its values in order, and :meth:`merge` adds them one by one, so the sums are the same, to
+    the last bit, whichever engine computed the chunks and however they were split."""
+
+    def __init__(self, families: Optional[dict[str, Metric]] = None, lists: bool = False,
+                 family_of: Optional[dict[str, tuple[str, bool]]] = None):
+        self.family_of = family_of if family_of is not None else _output_index(families or {})
+        self.lists = lists
         self.counts: dict[str, dict[str, int]] = {}
-        # running [sum, count] (nothing per sample is held, so memory stays flat however many samples):
         self.values: dict[str, list] = {}  # of the independent ok values that are finite (the run's means)
         self.left_out: dict[str, dict[str, Any]] = {}
         self.models: dict[str, ModelRef] = {}
@@ -387,6 +420,16 @@ class _Stats:
         self.reasons: dict[str, dict[str, int]] = {}
         self.first_model: dict[str, Optional[str]] = {}
         self.metrics_order: dict[str, None] = {}
+
+    def _put(self, table: dict[str, list], metric: str, v: Optional[float], finite_only: bool) -> None:
+        acc = table.setdefault(metric, [] if self.lists else [0.0, 0])
+        if finite_only and (v is None or not math.isfinite(v)):
+            return
+        if self.lists:
+            acc.append(v)
+        else:
+            acc[0] += v
+            acc[1] += 1
 
     def add(self, results: dict[str, list[MetricResult]]) -> None:
         from mer_eval.evidence import counts as counts_as_evidence
@@ -397,15 +440,10 @@ class _Stats:
                 c = self.counts.setdefault(r.metric, {s.value: 0 for s in Status})
                 c[r.status.value] += 1
                 if r.status == Status.ok:
-                    acc = self.ok_values.setdefault(r.metric, [0.0, 0])
-                    acc[0] += r.value
-                    acc[1] += 1
+                    self._put(self.ok_values, r.metric, r.value, finite_only=False)
                     ok, why = counts_as_evidence(r)
                     if ok:
-                        acc = self.values.setdefault(r.metric, [0.0, 0])
-                        if r.value is not None and math.isfinite(r.value):
-                            acc[0] += r.value
-                            acc[1] += 1
+                        self._put(self.values, r.metric, r.value, finite_only=True)
                     else:
                         lo = self.left_out.setdefault(r.metric, {"n": 0, "reasons": {}})
                         lo["n"] += 1
@@ -418,6 +456,35 @@ class _Stats:
                     self.models.setdefault(self.family_of.get(r.metric, (r.metric,))[0], r.model)
                 if r.model is not None and self.first_model.get(r.metric) is None:
                     self.first_model[r.metric] = r.model.id
+
+    def merge(self, piece: "_Stats") -> None:
+        """Add a chunk's statistics (``lists=True``) as if its results had been :meth:`add`-ed here."""
+        assert piece.lists, "merge a chunk's statistics (lists=True)"
+        for m in piece.metrics_order:
+            self.metrics_order.setdefault(m, None)
+        for m, c in piece.counts.items():
+            mine = self.counts.setdefault(m, {s.value: 0 for s in Status})
+            for k, v in c.items():
+                mine[k] += v
+        for table, theirs in ((self.ok_values, piece.ok_values), (self.values, piece.values)):
+            for m, vals in theirs.items():
+                for v in vals:
+                    self._put(table, m, v, finite_only=False)
+                table.setdefault(m, [] if self.lists else [0.0, 0])
+        for m, lo in piece.left_out.items():
+            mine = self.left_out.setdefault(m, {"n": 0, "reasons": {}})
+            mine["n"] += lo["n"]
+            for why, k in lo["reasons"].items():
+                mine["reasons"][why] = mine["reasons"].get(why, 0) + k
+        for m, rr in piece.reasons.items():
+            mine = self.reasons.setdefault(m, {})
+            for key, k in rr.items():
+                mine[key] = mine.get(key, 0) + k
+        for fam, ref in piece.models.items():
+            self.models.setdefault(fam, ref)
+        for m, mid in piece.first_model.items():
+            if self.first_model.get(m) is None:
+                self.first_model[m] = mid
 
     def mean(self, metric: str) -> Optional[float]:
         """The mean of a metric's independent, finite ok values (None when there are none)."""

@@ -126,3 +126,20 @@ def test_unknown_engine_is_an_engine_error(shared_data, tmp_path):
     cfg = load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS)
     with pytest.raises(EngineError, match="unknown score engine"):
         score_dataset(discover(root), tmp_path / "o", cfg, metrics=WEIGHT_FREE, engine="spark")
+
+
+def test_process_engine_on_a_compact_run_sends_packed_samples(shared_data, tmp_path, monkeypatch):
+    """A run kept compact (SampleStore) sends its samples packed; the workers unpack them: same files."""
+    from mer_eval import sample_store
+
+    root = build_real_run(shared_data, tmp_path / "run", n=14)
+    cfg = load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS)
+    plain = discover(root)
+    score_dataset(plain, tmp_path / "local", cfg, metrics=WEIGHT_FREE, chunk_size=6)
+    monkeypatch.setattr(sample_store, "COMPACT_ABOVE", 4)
+    ds = discover(root)
+    assert isinstance(ds.samples, sample_store.SampleStore)
+    out = score_dataset(ds, tmp_path / "proc", cfg, metrics=WEIGHT_FREE, chunk_size=6, engine="process",
+                        workers=2, keep_results=False)
+    assert assert_same_outputs(tmp_path / "local", tmp_path / "proc", ds.samples.ids) == 14
+    assert len(out.results) == 14  # read back from the parquet
