@@ -20,10 +20,9 @@ listed in ``outside_universe``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from mer_eval.domain.facs import AU_NAMES, AU_SYNONYMS, OPENFACE_C_AUS, OPENFACE_R_AUS
 
@@ -64,13 +63,41 @@ def _phrases() -> list[tuple[str, str, re.Pattern]]:
     return pats
 
 
-# every word of a phrase occurs literally in a text it matches: a substring test skips most patterns cheaply
-_PHRASE_WORDS: dict[str, tuple[str, ...]] = {}
-
-
 _PHRASES = _phrases()
-_PHRASE_WORDS.update({phrase: tuple(phrase.split()) for phrase, _, _ in _PHRASES})
-_ALL_PHRASE_WORDS = tuple(sorted({w for ws in _PHRASE_WORDS.values() for w in ws}))
+# A phrase's match starts where its first word occurs literally (its pattern opens with a look-behind, then that
+# word): the occurrences of every first word are found once per text with str.find, and each phrase's pattern
+# is tried only there (``pat.match`` at those offsets, in order, non-overlapping: what ``pat.finditer`` yields).
+_PHRASE_FIRST: dict[str, str] = {phrase: phrase.split()[0] for phrase, _, _ in _PHRASES}
+_FIRST_WORDS = tuple(sorted(set(_PHRASE_FIRST.values())))
+
+
+def _first_word_offsets(t: str) -> dict[str, list[int]]:
+    """Every offset (overlapping ones included) at which each phrase's first word occurs in ``t``."""
+    out: dict[str, list[int]] = {}
+    find = t.find
+    for w in _FIRST_WORDS:
+        i = find(w)
+        if i < 0:
+            continue
+        offs = []
+        while i >= 0:
+            offs.append(i)
+            i = find(w, i + 1)
+        out[w] = offs
+    return out
+
+
+def _phrase_matches(pat: re.Pattern, t: str, offsets: list[int]):
+    """``pat.finditer(t)`` when every match of ``pat`` starts at one of ``offsets`` (ascending)."""
+    last = 0
+    match = pat.match
+    for i in offsets:
+        if i < last:
+            continue
+        m = match(t, i)  # the look-behind sees the text before i, as in a scan
+        if m is not None:
+            yield m
+            last = m.end()
 
 
 @dataclass
@@ -160,12 +187,19 @@ def _negated(text: str, start: int, end: int) -> bool:
 
 def extract_claims(text: str | None, field_name: str = "") -> Claims:
     """AUs a text claims present / absent (see the module docstring for the rules)."""
-    c = Claims()
     if not text:
-        return c
+        return Claims()
+    c = _claims_cached(text, field_name)  # one text is read several times per sample (inputs check, metrics)
+    return Claims(set(c.present), set(c.absent), set(c.conflicting), set(c.outside_universe), list(c.mentions))
+
+
+@functools.lru_cache(maxsize=8192)
+def _claims_cached(text: str, field_name: str) -> Claims:
+    """The claims of one text; callers get a copy (:func:`extract_claims`), never this object."""
+    c = Claims()
     t = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    taken = np.zeros(len(t) + 1, dtype=bool)
-    for m in _CODE.finditer(t):
+    taken: list[tuple[int, int]] = []  # spans already read (a code, a longer phrase): never counted again
+    for m in (_CODE.finditer(t) if "au" in t else ()):
         codes = [m.group(1)] + _CODE_MORE.findall(m.group(2) or "")
         neg = _negated(t, m.start(), m.end())
         for num in codes:
@@ -174,16 +208,18 @@ def extract_claims(text: str | None, field_name: str = "") -> Claims:
                 c.mentions.append(Mention(au, m.group(0), m.start(), neg, field_name, m.end()))
             else:
                 c.outside_universe.add(au)
-        taken[m.start():m.end()] = True
-    here = {w for w in _ALL_PHRASE_WORDS if w in t}  # each phrase word looked for once, not once per phrase
+        taken.append((m.start(), m.end()))
+    firsts = _first_word_offsets(t)
     for phrase, au, pat in _PHRASES:
-        if not all(w in here for w in _PHRASE_WORDS[phrase]):
+        offsets = firsts.get(_PHRASE_FIRST[phrase])
+        if offsets is None:
             continue
-        for m in pat.finditer(t):
-            if taken[m.start():m.end()].any():
+        for m in _phrase_matches(pat, t, offsets):
+            a, b = m.start(), m.end()
+            if any(a < e and s < b for s, e in taken):
                 continue
-            taken[m.start():m.end()] = True
-            c.mentions.append(Mention(au, phrase, m.start(), _negated(t, m.start(), m.end()), field_name, m.end()))
+            taken.append((a, b))
+            c.mentions.append(Mention(au, phrase, a, _negated(t, a, b), field_name, b))
     c.mentions.sort(key=lambda x: x.start)
     c._finish()
     return c
