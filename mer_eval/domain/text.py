@@ -18,6 +18,8 @@ _SPACE = re.compile(r"\s")
 
 def cjk_ratio(text: str) -> float:
     """Share of the non-space characters that are CJK (counted by regex: no per-character Python loop)."""
+    if not text or text.isascii():
+        return 0.0  # no CJK character (0 / n, or no characters)
     n = len(text or "") - len(_SPACE.findall(text or ""))
     return len(_CJK.findall(text or "")) / n if n else 0.0
 
@@ -36,9 +38,12 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+_WORDS = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
 def words(text: str) -> list[str]:
     """Lower-case word tokens (letters, digits, apostrophes)."""
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", (text or "").lower())
+    return _WORDS.findall((text or "").lower())
 
 
 _MIXED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+(?:'[^\W_]+)?")
