@@ -23,6 +23,7 @@ MER-Factory's outputs, from its known layout (:data:`MER_FACTORY_ORIGINS`). Ever
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable, Optional
 
 from mer_eval.schema import Evidence, InputRef, MetricResult, Relation, Sample, SampleProvenance, TextOrigin
@@ -71,8 +72,17 @@ def origin(sample: Optional[Sample], name: str) -> TextOrigin:
     return TextOrigin(producer="unknown")
 
 
+@functools.lru_cache(maxsize=1024)
+def _layout_sources(name: str, n_layout: int) -> frozenset[str]:
+    """:func:`_sources` of a sample without recorded origins: MER-Factory's layout alone decides (a provider
+    only names who wrote the summary, not what from). ``n_layout``: the layout's size, so an addition is seen."""
+    return frozenset(_sources(None, name, set()))
+
+
 def _sources(sample: Optional[Sample], name: str, seen: Optional[set] = None) -> set[str]:
     """Every input ``name`` was (transitively) made from, ``name`` included."""
+    if seen is None and (sample is None or not sample.provenance.origins):
+        return set(_layout_sources(name, len(MER_FACTORY_ORIGINS)))
     seen = set() if seen is None else seen
     if name in seen:
         return seen

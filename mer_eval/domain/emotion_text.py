@@ -123,10 +123,35 @@ def _regex(lex: dict[str, str]) -> re.Pattern:
     key = tuple(sorted(lex))
     rx = _RX_CACHE.get(key)
     if rx is None:
-        alts = sorted((re.escape(k) for k in lex), key=len, reverse=True)
-        rx = re.compile(r"(?<![a-z])(" + "|".join(alts) + r")(?![a-z])")
+        keys = sorted(lex, key=lambda k: len(re.escape(k)), reverse=True)  # longest first
+        if all(keys):
+            # the same alternation, grouped by first character (the order within a group kept): at a position
+            # only the words starting with its character are tried, not every word of the lexicon
+            groups: dict[str, list[str]] = {}
+            for k in keys:
+                groups.setdefault(k[0], []).append(re.escape(k[1:]))
+            body = "|".join(re.escape(c) + "(?:" + "|".join(rest) + ")" for c, rest in groups.items())
+        else:
+            body = "|".join(re.escape(k) for k in keys)
+        rx = re.compile(r"(?<![a-z])(" + body + r")(?![a-z])")
         _RX_CACHE[key] = rx
     return rx
+
+
+_BASE_LEX: dict[tuple, tuple[dict[str, str], re.Pattern]] = {}
+
+
+def _lexicon_regex(extra: Optional[dict[str, str]], cues: bool) -> tuple[dict[str, str], re.Pattern]:
+    """``(_lexicon(extra, cues), its regex)``; without ``extra`` built once (per size of the shared lexicon)."""
+    if extra:
+        lex = _lexicon(extra, cues)
+        return lex, _regex(lex)
+    key = (cues, len(EMOTION_SYNONYMS), len(ZH_EMOTIONS), len(EXPRESSION_CUES))
+    hit = _BASE_LEX.get(key)
+    if hit is None:
+        lex = _lexicon(None, cues)
+        hit = _BASE_LEX[key] = (lex, _regex(lex))
+    return hit
 
 
 def emotion_mentions(text: Optional[str], extra: Optional[dict[str, str]] = None,
@@ -135,9 +160,9 @@ def emotion_mentions(text: Optional[str], extra: Optional[dict[str, str]] = None
     if not text:
         return []
     low = text.lower()
-    lex = _lexicon(extra, cues)
+    lex, rx = _lexicon_regex(extra, cues)
     out = []
-    for m in _regex(lex).finditer(low):
+    for m in rx.finditer(low):
         before = _WORD.findall(low[max(0, m.start() - 40): m.start()])[-3:]
         if any(w in NEGATIONS for w in before):
             continue
