@@ -11,7 +11,6 @@ and the content-hash result cache.
 from __future__ import annotations
 
 import json
-import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, Callable, ClassVar, Iterable, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from mer_eval.schema import Evidence, MetricResult, ModelRef, Sample, Status
+from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 
 
 class MetricParams(BaseModel):
@@ -119,19 +118,13 @@ class Metric:
     def ok(self, sample_id: str, metric: str, value: float, **kw: Any) -> MetricResult:
         kw.setdefault("model", self.model_ref())
         kw.setdefault("params", self.public_params())
-        try:
-            fv = float(value)
-        except (TypeError, ValueError):  # raised where it always was
-            return MetricResult.ok(sample_id, metric, value, self.version, **kw)
-        return _result(sample_id=sample_id, metric=metric, value=fv, status=Status.ok, metric_version=self.version,
-                       **kw)
+        return MetricResult.ok(sample_id, metric, value, self.version, **kw)
 
     def not_ok(self, sample_id: str, status: Status, reason: str, outputs: Optional[Iterable[str]] = None,
                **kw: Any) -> list[MetricResult]:
         kw.setdefault("params", self.public_params())
         return [
-            _result(sample_id=sample_id, metric=m, value=None, status=status, reason=reason,
-                    metric_version=self.version, **kw)
+            MetricResult.missing(sample_id, m, status, reason, self.version, **kw)
             for m in (outputs or self.output_names())
         ]
 
@@ -233,49 +226,6 @@ class Metric:
     def _advance(self, n: int) -> None:
         if self.ctx.progress is not None:
             self.ctx.progress(n)
-
-
-_RESULT_FIELDS = frozenset(MetricResult.model_fields)
-# (name, default, default factory) of every field, in declaration order
-_RESULT_DEFAULTS = tuple((n, None if f.is_required() else f.default, f.default_factory)
-                         for n, f in MetricResult.model_fields.items())
-_STR_OR_NONE = (str, type(None))
-
-
-def _str_keyed_dict(v: Any) -> bool:
-    return type(v) is dict and all(type(k) is str for k in v)
-
-
-def _result(**values: Any) -> MetricResult:
-    """``MetricResult(**values)`` (what ``MetricResult.ok`` / ``.missing`` build), without re-validating values that
-    are already of their field's exact type: the same object validation would give (the ``params`` and ``details``
-    dicts copied one level, as validating ``dict[str, Any]`` does; ``model`` / ``evidence`` instances kept), the
-    same consistency rule. Anything else -- another type, a non-finite ok value, a missing reason -- goes through
-    validation, which converts it or raises exactly as before."""
-    v = values.get("value")
-    status = values.get("status")
-    if (_RESULT_FIELDS.issuperset(values)
-            and type(values.get("sample_id")) is str and type(values.get("metric")) is str
-            and type(values.get("metric_version")) is str and type(status) is Status
-            and type(values.get("reason")) in _STR_OR_NONE
-            and (v is None or type(v) is float)
-            and (v is not None and math.isfinite(v) if status is Status.ok else v is None and values.get("reason"))
-            and ("model" not in values or values["model"] is None or type(values["model"]) is ModelRef)
-            and ("evidence" not in values or values["evidence"] is None or type(values["evidence"]) is Evidence)
-            and ("params" not in values or _str_keyed_dict(values["params"]))
-            and ("details" not in values or _str_keyed_dict(values["details"]))
-            and type(values.get("cached", False)) is bool
-            and type(values.get("schema_version", "")) is str):
-        fields_set = set(values)
-        full = {}
-        for name, default, factory in _RESULT_DEFAULTS:  # every field given: no per-field default lookups
-            if name in values:
-                x = values[name]
-                full[name] = dict(x) if name in ("params", "details") else x
-            else:
-                full[name] = factory() if factory is not None else default
-        return MetricResult.model_construct(fields_set, **full)
-    return MetricResult(**values)
 
 
 def _sample_paths(sample: Sample) -> dict[str, str]:
