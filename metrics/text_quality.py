@@ -23,6 +23,7 @@ An output whose n-grams do not exist (a text shorter than n tokens) is ``not_app
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Optional
 
 from pydantic import Field
@@ -63,21 +64,28 @@ def mattr(tokens: list[str], window: int) -> tuple[Optional[float], str]:
         return None, "none"
     if len(tokens) < window:
         return len(set(tokens)) / len(tokens), "ttr"
-    counts: dict[str, int] = {}
-    for t in tokens[:window]:
-        counts[t] = counts.get(t, 0) + 1
-    total = len(counts)
-    for i in range(window, len(tokens)):
-        out_tok, in_tok = tokens[i - window], tokens[i]
-        counts[out_tok] -= 1
-        if counts[out_tok] == 0:
-            del counts[out_tok]
-        counts[in_tok] = counts.get(in_tok, 0) + 1
-        total += len(counts)
+    # total = the sum over the windows of their distinct tokens (an integer, as the sliding count gave it): token j
+    # is the first of its type in the windows that start after its previous occurrence p, at most window - 1
+    # before j, and within [0, n - window]
+    import numpy as np
+
+    n = len(tokens)
+    first: dict[str, int] = {}
+    ids = np.fromiter(map(first.setdefault, tokens, range(n)), dtype=np.int64, count=n)  # type = first offset
+    order = np.argsort(ids, kind="stable")
+    grouped = ids[order]
+    prev = np.full(n, -1, dtype=np.int64)
+    same = grouped[1:] == grouped[:-1]
+    prev[order[1:][same]] = order[:-1][same]
+    j = np.arange(n, dtype=np.int64)
+    lo = np.maximum(np.maximum(prev + 1, j - window + 1), 0)
+    hi = np.minimum(j, n - window)
+    total = int(np.clip(hi - lo + 1, 0, None).sum())
     return total / (len(tokens) - window + 1) / window, "mattr"
 
 
 _ASCII_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def english_check(text: str, ws: Optional[list[str]] = None) -> Optional[str]:
@@ -90,10 +98,14 @@ def english_check(text: str, ws: Optional[list[str]] = None) -> Optional[str]:
         r = cjk_ratio(text)
         if r >= 0.05:
             return f"{r:.0%} of the characters are CJK"
-        letters = [c for c in text if c.isalpha()]
-        if not letters:
+        # letters = the ASCII letters (counted in the UTF-8 bytes: a multi-byte character has no ASCII byte)
+        # + the non-ASCII characters that are letters (str.isalpha, as before)
+        b = text.encode("utf-8", "surrogatepass")
+        n_ascii = len(b) - len(b.translate(None, _ASCII_LETTERS))
+        n_letters = n_ascii + sum(1 for c in _NON_ASCII.findall(text) if c.isalpha())
+        if not n_letters:
             return "the text has no letters"
-        ascii_share = sum(1 for c in letters if c.isascii()) / len(letters)
+        ascii_share = n_ascii / n_letters
         if ascii_share < 0.9:
             return f"only {ascii_share:.0%} of the letters are ASCII"
     ws = words(text) if ws is None else ws

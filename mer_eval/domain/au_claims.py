@@ -131,8 +131,11 @@ class Claims:
         self.conflicting = neg & plain
 
 
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
 def _words(s: str) -> list[str]:
-    return re.findall(r"[a-z]+(?:'[a-z]+)?", s)
+    return _WORD.findall(s)
 
 
 _LISTISH = re.compile(r"^(?:\s|,|\(|\)|/|\+|\bor\b|\bnor\b|\bau\s*\d{1,2}(?:_[rc])?\b|"
@@ -140,6 +143,7 @@ _LISTISH = re.compile(r"^(?:\s|,|\(|\)|/|\+|\bor\b|\bnor\b|\bau\s*\d{1,2}(?:_[rc
                      r"corner|puller|dimpler|depressor|chin|stretcher|part|jaw|drop|blink|suck)\b)*$")
 
 
+_CODE_AT_END = re.compile(r"au\s*\d{1,2}(?:_[rc])?\s*$")
 _LIST_WORDS = {"au", "or", "nor", "inner", "outer", "brow", "raiser", "lowerer", "upper", "lid", "cheek", "tightener",
                "nose", "wrinkler", "lip", "lips", "corner", "puller", "dimpler", "depressor", "chin", "stretcher",
                "part", "jaw", "drop", "blink", "suck"}
@@ -157,9 +161,10 @@ def _negated(text: str, start: int, end: int) -> bool:
         if cut is None:
             break
         tail = before[cut.end():]
-        prev = _words(before[:cut.start()])[-1:]
-        list_sep = cut.group(0) == "(" or (cut.group(0) in ",)/" and bool(prev) and (
-            prev[0] in _LIST_WORDS or re.search(r"au\s*\d{1,2}(?:_[rc])?\s*$", before[:cut.start()]) is not None))
+        sep = cut.group(0)
+        prev = _words(before[:cut.start()])[-1:] if sep in ",)/" else []  # only read after one of these
+        list_sep = sep == "(" or (sep in ",)/" and bool(prev) and (
+            prev[0] in _LIST_WORDS or _CODE_AT_END.search(before[:cut.start()]) is not None))
         if list_sep and _LISTISH.match(tail):
             in_list = True
             before = before[:cut.start()] + " " + tail
