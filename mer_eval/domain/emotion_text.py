@@ -193,12 +193,14 @@ _P3_TAIL = re.compile(r"\s+the\s+(?:most likely|most probable|predominant|domina
 
 
 _LONG_SPACE = re.compile(r"\s{100}")
+_SPACE_RUN4 = re.compile(r"\s{4}")
 
 
 def _p3_matches(low: str):
-    """``_CONCLUSION_PATTERNS[3].finditer(low)``, scanning only the 400 characters before each of its fixed
-    tails. Exact: a match ends at a tail and, with no run of 100 spaces, starts < 400 characters before it
-    (x <= 41, each ``\\s+`` < 100); any gap between the merged windows holds no match start."""
+    """``_CONCLUSION_PATTERNS[3].finditer(low)``, scanning only the 64 (400) characters before each of its fixed
+    tails. Exact: a match ends at a tail and starts at most 53 + 2 * (longest white-space run) characters before
+    it (x <= 41, a verb <= 7, "to be"; each ``\\s+`` no longer than that run): < 64 with no run of 4, < 400 with
+    no run of 100; any gap between the merged windows holds no match start."""
     rx = _CONCLUSION_PATTERNS[3]
     tails = list(_P3_TAIL.finditer(low))
     if not tails:
@@ -206,9 +208,12 @@ def _p3_matches(low: str):
     if _LONG_SPACE.search(low):
         yield from rx.finditer(low)
         return
+    # a match = x (<= 41 chars) + spaces + a verb (<= 7) + spaces [+ "to be" + spaces] before the tail's own
+    # spaces: it starts at most 53 + 2 * (longest run of white space) characters before the tail
+    reach = 64 if not _SPACE_RUN4.search(low) else 400  # runs of at most 3: 53 + 6 < 64
     spans: list[list[int]] = []
     for t in tails:
-        a = max(0, t.start() - 400)
+        a = max(0, t.start() - reach)
         if spans and a <= spans[-1][1]:
             spans[-1][1] = t.end()
         else:
