@@ -34,7 +34,13 @@ NEG_WINDOW = 5  # words before a mention searched for a negation cue
 _NEG_WORDS = {"no", "not", "never", "without", "absence", "absent", "lack", "lacks", "lacking", "none",
               "neither", "nor", "cannot", "nothing"}
 _NEG_BIGRAMS = {("free", "of"), ("devoid", "of")}
-_CLAUSE_END = re.compile(r"[.,;:!?()\[\]\n]|\b(?:and|but|however|although|though|while|whereas|yet)\b")
+# [.,;:!?()\[\]\n] or \b(?:and|but|however|although|though|while|whereas|yet)\b, written so that every
+# alternative opens with a literal (the engine then skips other characters at once): the left \b of a word is
+# the look-behind after its first letter
+_CLAUSE_END = re.compile("|".join(
+    [re.escape(c) for c in ".,;:!?()[]\n"]
+    + [re.escape(w[0]) + r"(?<!\w" + re.escape(w[0]) + ")" + re.escape(w[1:]) + r"\b"
+       for w in ("and", "but", "however", "although", "though", "while", "whereas", "yet")]))
 _POST_NEG = re.compile(
     r"^\s*(?:(?:is|are|was|were|remains?|stays?)\s+)?(?:absent|missing|lacking|not\s+(?:present|visible|detected|observed|"
     r"evident|seen|shown|active))\b"
