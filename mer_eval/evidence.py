@@ -52,6 +52,10 @@ DETERMINISTIC = {"rule", "template"}
 MEASURED = {"detector", "asr", "media", "human"}
 
 
+_BY_PROVIDER: dict[tuple, tuple[TextOrigin, TextOrigin]] = {}  # the summary's origin per (provider, model)
+_REFS: dict[tuple, InputRef] = {}  # InputRef per (name, producer, stage, provider, model): built once
+
+
 def origin(sample: Optional[Sample], name: str) -> TextOrigin:
     """Who produced ``name`` for this sample: recorded provenance first, else MER-Factory's layout."""
     if sample is not None and name in sample.provenance.origins:
@@ -59,7 +63,13 @@ def origin(sample: Optional[Sample], name: str) -> TextOrigin:
     if name in MER_FACTORY_ORIGINS:
         o = MER_FACTORY_ORIGINS[name]
         if sample is not None and name == "final_summary" and sample.annotation.provider:
-            return o.model_copy(update={"provider": sample.annotation.provider, "model": sample.annotation.model})
+            key = (sample.annotation.provider, sample.annotation.model)
+            hit = _BY_PROVIDER.get(key)
+            if hit is None or hit[0] is not o:  # (the layout's entry it was copied from, the copy)
+                hit = (o, o.model_copy(update={"provider": key[0], "model": key[1]}))
+                if len(_BY_PROVIDER) < 1024:
+                    _BY_PROVIDER[key] = hit
+            return hit[1]
         return o
     if name in ("label", "reference_transcript"):
         return TextOrigin(producer="human")
@@ -94,7 +104,13 @@ def _sources(sample: Optional[Sample], name: str, seen: Optional[set] = None) ->
 
 def _ref(sample: Optional[Sample], name: str) -> InputRef:
     o = origin(sample, name)
-    return InputRef(name=name, producer=o.producer, stage=o.stage, provider=o.provider, model=o.model)
+    key = (name, o.producer, o.stage, o.provider, o.model)
+    ref = _REFS.get(key)
+    if ref is None:
+        ref = InputRef(name=name, producer=o.producer, stage=o.stage, provider=o.provider, model=o.model)
+        if len(_REFS) < 4096:
+            _REFS[key] = ref
+    return ref
 
 
 def relate(sample: Optional[Sample], texts: Iterable[str], against: Iterable[str] = (), *,
