@@ -43,19 +43,25 @@ def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     return list(zip(*(tokens[i:] for i in range(n)))) if n > 0 else []
 
 
-def distinct_n(tokens: list[str], n: int) -> Optional[float]:
+def _distinct_grams(tokens: list[str], n: int) -> tuple[int, int]:
+    """(number of n-grams, number of distinct n-grams)."""
+    total = len(tokens) - n + 1 if n > 0 else 0
+    if total <= 0:
+        return 0, 0
     if n == 1:  # the distinct 1-grams are the distinct tokens
-        return len(set(tokens)) / len(tokens) if tokens else None
-    grams = ngrams(tokens, n)
-    return len(set(grams)) / len(grams) if grams else None
+        return total, len(set(tokens))
+    return total, len(set(zip(*(tokens[i:] for i in range(n)))))
+
+
+def distinct_n(tokens: list[str], n: int) -> Optional[float]:
+    total, distinct = _distinct_grams(tokens, n)
+    return distinct / total if total else None
 
 
 def repetition_rate(tokens: list[str], n: int) -> Optional[float]:
     """Share of n-grams that already occurred earlier in the text (every n-gram but each one's first use)."""
-    grams = ngrams(tokens, n)
-    if not grams:
-        return None
-    return (len(grams) - len(set(grams))) / len(grams)
+    total, distinct = _distinct_grams(tokens, n)
+    return (total - distinct) / total if total else None
 
 
 def mattr(tokens: list[str], window: int) -> tuple[Optional[float], str]:

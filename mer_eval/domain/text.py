@@ -20,7 +20,7 @@ def cjk_ratio(text: str) -> float:
     """Share of the non-space characters that are CJK (counted by regex: no per-character Python loop)."""
     if not text or text.isascii():
         return 0.0  # no CJK character (0 / n, or no characters)
-    n = len(text or "") - len(_SPACE.findall(text or ""))
+    n = len("".join(text.split()))  # str.split's white space is the regex's \s (both str.isspace)
     return len(_CJK.findall(text or "")) / n if n else 0.0
 
 
