@@ -13,13 +13,18 @@ AU-F1) plus, when `--tiny-models` is given, tiny random-weight CLIP / CLAP / NLI
 the model-metric code paths are timed too (their scores mean nothing; their speed-ups are real).
 
 Usage: python bench/score_bench.py [--data ../shared/data] [--n 24] [--tiny-models | --real-size]
-       [--precision [--precision-only]]
+       [--precision [--precision-only]] [--json-out PATH]
+
+``--json-out PATH`` also writes every figure printed (unrounded, as measured), the settings, the machine and the
+date to PATH as JSON (bench/all.py reads it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -187,7 +192,33 @@ def print_precision_row(r: dict) -> None:
           f"fp32/int8 {r['fp32_over_int8']:.2f}x  ({agree})", flush=True)
 
 
-def main() -> int:
+def machine_info() -> dict:
+    info = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    try:
+        info["loadavg_1_5_15"] = list(os.getloadavg())
+    except OSError:
+        info["loadavg_1_5_15"] = None
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def write_json(path: Path | None, res: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    print(f"wrote {path}", flush=True)
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--n", type=int, default=24)
@@ -201,10 +232,24 @@ def main() -> int:
     ap.add_argument("--precision-only", action="store_true", help="only the precision section")
     ap.add_argument("--precision-images", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=2, help="precision section: best of this many timed calls")
-    args = ap.parse_args()
+    ap.add_argument("--json-out", type=Path, default=None,
+                    help="also write every figure printed, the settings and the machine to this JSON file")
+    args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"no data at {args.data}", file=sys.stderr)
         return 2
+    res: dict = {
+        "bench": "score_bench",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": {"data": str(args.data), "n": args.n, "batch_size": args.batch_size,
+                     "models": "real-size" if args.real_size else ("tiny" if args.tiny_models else "default"),
+                     "tiny_models": args.tiny_models, "real_size": args.real_size, "metrics": args.metrics,
+                     "precision": args.precision or args.precision_only, "precision_only": args.precision_only,
+                     "precision_images": args.precision_images, "repeat": args.repeat, "device": "cpu"},
+        "machine": machine_info(),
+        "targets": {"batched_over_one_at_a_time": ">= 5", "wall_over_model": "<= 1.10",
+                    "rescore_over_first": "<= 0.05"},
+    }
 
     from mer_eval.config import load_config
     from mer_eval.scoring import score_dataset
@@ -227,10 +272,12 @@ def main() -> int:
 
         print(f"precision (CPU, {torch.get_num_threads()} torch threads; int8 = torch dynamic quantisation of "
               "nn.Linear):", flush=True)
-        precision_section(sets, args.data, args.precision_images, args.batch_size, args.repeat,
-                          report=print_precision_row)
+        res["precision_rows"] = precision_section(sets, args.data, args.precision_images, args.batch_size,
+                                                  args.repeat, report=print_precision_row)
+        res["precision_note"] = "int8 = torch dynamic quantisation of nn.Linear; seconds are best of repeat calls"
         if args.precision_only:
             shutil.rmtree(work, ignore_errors=True)
+            write_json(args.json_out, res)
             return 0
         print()
     metrics = [m for m in args.metrics.split(",") if m]
@@ -281,7 +328,18 @@ def main() -> int:
     if batched.model_seconds > 0:
         print(f"wall / pure model time (batched): {t_batched / batched.model_seconds:.2f}   (target <= 1.10)")
     print(f"re-score unchanged / first run: {t_again / t_first:.3f}   (target <= 0.05)")
+    res.update({
+        "samples": len(ds.samples), "metrics": metrics, "results_ok": ok, "results_total": total,
+        "model_seconds_by_family": dict(sorted(batched.model_seconds_by_family.items())),
+        "status_counts_by_family": by_fam,
+        "batched_s": t_batched, "model_s": batched.model_seconds, "one_at_a_time_s": t_loop,
+        "first_cached_run_s": t_first, "rescore_s": t_again, "rescore_cache_hits": again.section.cache_hits,
+        "batched_over_one_at_a_time": t_loop / t_batched,
+        "wall_over_model": t_batched / batched.model_seconds if batched.model_seconds > 0 else None,
+        "rescore_over_first": t_again / t_first,
+    })
     shutil.rmtree(work, ignore_errors=True)
+    write_json(args.json_out, res)
     return 0
 
 

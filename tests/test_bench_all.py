@@ -1,0 +1,177 @@
+"""bench/all.py: one real `--quick --sizes 200` run of the three benchmarks, then its targets table, its
+failed-part reporting and its README block (no timing is asserted: the figures are whatever the run measured).
+
+The quick run takes a few minutes on two cores (tiny random-weight models, 8 samples, 200 text-only samples,
+one generate round), hence `slow`; it still runs in CI (the README's test command runs every test)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+ALL = REPO / "bench" / "all.py"
+
+_spec = importlib.util.spec_from_file_location("bench_all", ALL)
+bench_all = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_all)
+
+needs_data = pytest.mark.skipif(not (DATA / "annotations-mer-factory").is_dir(),
+                                reason=f"no real data at {DATA} (score_bench scores real samples)")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ALL), *args], capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> tuple[dict, Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("bench-all") / "all.json"
+    proc = _run("--quick", "--sizes", "200", "--quiet", "--out", str(out))
+    assert out.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text(encoding="utf-8")), out, proc
+
+
+def _status(rows: list[dict], measure_prefix: str) -> list[str]:
+    return [r["status"] for r in rows if r["measure"].startswith(measure_prefix)]
+
+
+@pytest.mark.slow
+@needs_data
+def test_quick_run_records_every_part(quick):
+    res, _, proc = quick
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert res["quick"] is True and res["machine"]["cpus"] and res["when"]
+    assert list(res["parts"]) == ["score", "scale", "generate"]
+    for name, rec in res["parts"].items():
+        assert rec["status"] == "ok" and rec["exit_code"] == 0 and rec["seconds"] > 0, name
+        assert rec["command"][1].endswith(f"{name}_bench.py") and rec["command_line"]
+    score = res["parts"]["score"]["result"]
+    assert score["settings"]["tiny_models"] and score["settings"]["n"] == 8 and score["samples"] == 8
+    assert score["batched_over_one_at_a_time"] == pytest.approx(score["one_at_a_time_s"] / score["batched_s"])
+    assert score["rescore_over_first"] == pytest.approx(score["rescore_s"] / score["first_cached_run_s"])
+    assert score["machine"]["python"] and score["precision_rows"]
+    assert [r["n"] for r in res["parts"]["scale"]["result"]["rows"]] == [200]
+    gen = res["parts"]["generate"]["result"]
+    assert gen["samples"] >= 1 and gen["per_stage_seconds_c1"]
+    assert res["table"] == bench_all.target_rows(res)
+    # the printed table has every row, with its status
+    for r in res["table"]:
+        assert r["measure"] in proc.stdout and r["status"] in proc.stdout
+
+
+@pytest.mark.slow
+@needs_data
+def test_met_and_not_met_follow_the_measured_values(quick):
+    res, _, _ = quick
+    rows = bench_all.target_rows(res)
+    s = res["parts"]["score"]["result"]
+    by = {r["measure"]: r for r in rows}
+    want = {"batched vs one-at-a-time": s["batched_over_one_at_a_time"] >= 5,
+            "wall / pure model time (batched)": s["wall_over_model"] <= 1.10,
+            "unchanged re-score / first run": s["rescore_over_first"] <= 0.05}
+    for measure, met in want.items():
+        assert by[measure]["status"] == ("met" if met else "NOT met"), by[measure]
+    row200 = res["parts"]["scale"]["result"]["rows"][0]
+    assert by["text-only 200 samples: peak RSS"]["status"] == ("met" if row200["peak_rss_mib"] < 1024 else "NOT met")
+    assert by["text-only 200 samples: seconds"]["status"] == "reported"  # only 100k has a seconds target
+    assert by["text-only 100000 samples"]["status"] == "not measured"
+    assert all(r["status"] == "reported" for r in rows if r["measure"].startswith("fp32 / int8 speed-up"))
+    assert _status(rows, "concurrency 4 vs 1") == ["reported"]
+
+    # the thresholds, at and around their edges, on a copy of the real results
+    for key, measure, edges in (("batched_over_one_at_a_time", "batched vs one-at-a-time",
+                                 {5.0: "met", 4.999: "NOT met", 7.0: "met"}),
+                                ("wall_over_model", "wall / pure model time (batched)",
+                                 {1.10: "met", 1.1001: "NOT met", 1.0: "met"}),
+                                ("rescore_over_first", "unchanged re-score / first run",
+                                 {0.05: "met", 0.0501: "NOT met", 0.001: "met"})):
+        for v, status in edges.items():
+            r2 = copy.deepcopy(res)
+            r2["parts"]["score"]["result"][key] = v
+            assert _status(bench_all.target_rows(r2), measure) == [status], (key, v)
+    r2 = copy.deepcopy(res)
+    r2["parts"]["scale"]["result"]["rows"].append(dict(row200, n=100000, seconds=59.9, peak_rss_mib=1100.0,
+                                                       sample_files_written=100000))
+    rows2 = bench_all.target_rows(r2)
+    assert _status(rows2, "text-only 100000 samples: seconds") == ["met"]
+    assert _status(rows2, "text-only 100000 samples: peak RSS") == ["NOT met"]
+    assert _status(rows2, "text-only 100000 samples") == ["met", "NOT met"]  # no "not measured" row any more
+    r2["parts"]["scale"]["result"]["rows"][-1]["seconds"] = 60.0
+    assert _status(bench_all.target_rows(r2), "text-only 100000 samples: seconds") == ["NOT met"]
+    # fast but incomplete (not every sample scored) is not met either, and says so
+    r2["parts"]["scale"]["result"]["rows"][-1].update(seconds=30.0, sample_files_written=99000)
+    row = next(r for r in bench_all.target_rows(r2) if r["measure"] == "text-only 100000 samples: seconds")
+    assert row["status"] == "NOT met" and "only 99000 of 100000" in row["measured"]
+
+
+@pytest.mark.slow
+@needs_data
+def test_readme_block_is_replaced_and_idempotent(quick, tmp_path):
+    res, out, _ = quick
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    before = readme.read_text(encoding="utf-8")
+    assert before.count(bench_all.BEGIN) == 1 and before.count(bench_all.END) == 1
+    p1 = _run("--from-json", str(out), "--readme", "--readme-path", str(readme))
+    assert p1.returncode == 0, p1.stderr
+    once = readme.read_text(encoding="utf-8")
+    p2 = _run("--from-json", str(out), "--readme", "--readme-path", str(readme))
+    assert p2.returncode == 0 and "unchanged" in p2.stdout
+    assert readme.read_text(encoding="utf-8") == once  # idempotent
+    head, tail = before.split(bench_all.BEGIN)[0], before.split(bench_all.END)[1]
+    assert once.startswith(head + bench_all.BEGIN) and once.endswith(bench_all.END + tail)
+    block = once.split(bench_all.BEGIN)[1].split(bench_all.END)[0]
+    assert res["when"] in block and f"{res['machine']['cpus']} CPUs" in block and "--quick" in block
+    s = res["parts"]["score"]["result"]
+    assert f"{s['batched_over_one_at_a_time']:.2f}×" in block
+    assert block.count("\n| ") == len(bench_all.target_rows(res)) + 1  # header + one line a row
+    assert bench_all.replace_block(once, bench_all.render_markdown(res)) == once
+    # quick figures are never written into the repository's own README
+    p3 = _run("--from-json", str(out), "--readme")
+    assert p3.returncode == 2 and "refusing" in p3.stderr
+    # a README without the markers is left alone
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# no markers\n", encoding="utf-8")
+    p4 = _run("--from-json", str(out), "--readme", "--readme-path", str(bare))
+    assert p4.returncode == 2 and bare.read_text(encoding="utf-8") == "# no markers\n"
+
+
+def test_a_part_that_exits_non_zero_is_failed_not_numbers(tmp_path):
+    """score_bench exits 2 when its data folder is missing: a real failing command, recorded as failed."""
+    out = tmp_path / "all.json"
+    proc = _run("--only", "score", "--data", str(tmp_path / "no-such-data"), "--quiet", "--out", str(out))
+    assert proc.returncode == 1
+    res = json.loads(out.read_text(encoding="utf-8"))
+    rec = res["parts"]["score"]
+    assert rec["status"] == "failed" and rec["exit_code"] == 2 and "result" not in rec
+    assert "no data at" in rec["stderr_tail"] and rec["command"][1].endswith("score_bench.py")
+    rows = bench_all.target_rows(res)
+    assert rows == res["table"] and [r["status"] for r in rows] == ["failed"]
+    assert rows[0]["value"] is None and "exit code 2" in rows[0]["measured"]
+    assert "score FAILED" in proc.stdout and "no data at" in proc.stdout
+    md = bench_all.render_markdown(res)
+    assert "**failed**" in md and "no data at" in md and "×" not in md
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench_all.BEGIN}\nold\n{bench_all.END}\nrest\n", encoding="utf-8")
+    assert _run("--from-json", str(out), "--readme", "--readme-path", str(readme)).returncode == 1
+    text = readme.read_text(encoding="utf-8")
+    assert "old" not in text and "**failed**" in text and text.startswith("intro\n") and text.endswith("rest\n")
+
+
+def test_a_part_with_no_json_is_failed(tmp_path):
+    """A command that exits 0 but leaves no results is failed too (here: a real `python -c` with no output)."""
+    rec = bench_all.run_part("generate", [sys.executable, "-c", "import sys; print('hello', file=sys.stderr)"],
+                             None, echo=False, timeout=None)
+    assert rec["status"] == "failed" and rec["exit_code"] == 0 and "no JSON" in rec["reason"]
+    assert "hello" in rec["stderr_tail"] and "result" not in rec
+    rows = bench_all.target_rows({"parts": {"generate": rec}})
+    assert [r["status"] for r in rows] == ["failed"]
