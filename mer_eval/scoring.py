@@ -347,7 +347,7 @@ def score_dataset(
         elif engine == "ray":
             from mer_eval.engine_ray import ray_map  # noqa: PLC0415 (ray is an extra)
 
-            yield from ray_map(parts(), names, config, use_cache, out_dir, n_workers)
+            yield from ray_map(parts(), names, config, use_cache, out_dir, n_workers, keep=keep)
         else:
             raise EngineError(f"unknown score engine {engine!r}: local, process or ray")
 
