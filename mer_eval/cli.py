@@ -370,7 +370,7 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
 def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Optional[list[str]] = None,
               metrics: Optional[list[str]] = None, seed: int = 0, n_boot: int = 1000, label_file=None,
               transcripts=None, use_cache: bool = True, con=None, progress: bool = False,
-              limit: Optional[int] = None):
+              limit: Optional[int] = None, media_dir: Optional[Path] = None):
     """Make corrupted twins of INPUT's samples, score originals and twins with the same config into
     ``out_dir`` (default ``INPUT/mer-eval-probe``; the run's own files are never written), and measure per
     metric and kind how well the scores tell them apart. Returns (ProbeResult, out_dir)."""
@@ -384,7 +384,7 @@ def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Opti
     analyse = load_object("mer_eval.reports.probe:analyse")
     probe_dir_name = load_object("mer_eval.reports.probe:PROBE_DIR")
     probe_json = load_object("mer_eval.reports.probe:PROBE_JSON")
-    ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts)
+    ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts, media_dir=media_dir)
     ds = limit_datasets([ds], limit)[0] if limit else ds
     if not ds.samples:
         raise click.ClickException(f"{input_path}: no samples to probe")
@@ -418,9 +418,10 @@ def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Opti
 @click.option("--label-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--transcripts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @limit_option
+@media_dir_option
 @config_options
 def probe(input_path, out_dir, kinds, metrics, seed, n_boot, all_metrics, no_cache, label_file, transcripts,
-          limit, config_path, sets):
+          limit, config_path, sets, media_dir=None):
     """Meta-evaluate the metrics on INPUT: AUROC of originals vs corrupted twins, per metric and kind."""
     from mer_eval.registry import get_metric, load_object
 
@@ -430,7 +431,8 @@ def probe(input_path, out_dir, kinds, metrics, seed, n_boot, all_metrics, no_cac
     con = console()
     try:
         res, out = run_probe(input_path, cfg, out_dir, kind_list, names, seed, n_boot, label_file, transcripts,
-                             use_cache=not no_cache, con=con, progress=VERBOSITY["level"] >= 0, limit=limit)
+                             use_cache=not no_cache, con=con, progress=VERBOSITY["level"] >= 0, limit=limit,
+                             media_dir=media_dir)
     except (ValueError, KeyError) as e:
         raise click.UsageError(str(e)) from None
     primary = None

@@ -159,3 +159,21 @@ def test_validate_and_score_use_the_media_dir(mf_run, tmp_path):
     df = pd.read_parquet(run / "scores.parquet")
     row = df[(df.sample_id == "jfk") & (df.metric == "asr_wer")].iloc[0]
     assert row["status"] == "ok" and row["value"] < 0.2, row.to_dict()
+
+
+def test_probe_uses_the_media_dir(mf_run, tmp_path):
+    """probe --media-dir: the originals it scores have their media (the audio-type output gets its ASR WER),
+    without it they have none."""
+    run, media = mf_run
+    args = ["probe", str(run), "--metrics", "asr_wer", "--kinds", "transcript", "--bootstrap", "0", "--no-cache",
+            "--set", "metrics.asr_wer.model=whisper-tiny.en", "--set", "metrics.asr_wer.language=en"]
+    r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "p1"), "--media-dir", str(media)],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    df = pd.read_parquet(tmp_path / "p1" / "scores.parquet")
+    row = df[(df.sample_id == "jfk") & (df.metric == "asr_wer")].iloc[0]
+    assert row["status"] == "ok" and row["value"] < 0.2, row.to_dict()
+    r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "p2")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    df = pd.read_parquet(tmp_path / "p2" / "scores.parquet")
+    assert df[(df.sample_id == "jfk") & (df.metric == "asr_wer")].iloc[0]["status"] != "ok"
