@@ -60,3 +60,18 @@ def assert_same_outputs(a: Path, b: Path, ids: list[str], ignore_cached: bool = 
         pa, pb = pa.drop(columns=["cached"]), pb.drop(columns=["cached"])
     pd.testing.assert_frame_equal(pa, pb)
     return n
+
+
+def cli_score_with_engine(root: Path, out: Path, engine: str, n: int) -> None:
+    """``mer-eval -q score ROOT --engine ENGINE --workers 2 --json`` on the weight-free metrics: exit 0, a JSON
+    summary, and ``n`` per-sample score files in ``out``."""
+    from click.testing import CliRunner
+
+    from mer_eval.cli import main
+
+    r = CliRunner().invoke(main, ["-q", "score", str(root), "--out", str(out), "--no-cache",
+                                  "--metrics", ",".join(WEIGHT_FREE), "--engine", engine, "--workers", "2",
+                                  "--json"] + sum((["--set", s] for s in WEIGHT_FREE_SETS), []))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout[r.stdout.index("{"):])
+    assert len(list(out.glob("*/mer_eval_scores.json"))) == n

@@ -19,7 +19,8 @@ import pytest
 from mer_eval.config import load_config
 from mer_eval.discovery import discover
 from mer_eval.scoring import EngineError, score_dataset
-from engine_compare import REPO, WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run
+from engine_compare import REPO, WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, \
+    cli_score_with_engine
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'mer-eval[ray]'")
 engine_ray = pytest.importorskip("mer_eval.engine_ray")
@@ -177,20 +178,8 @@ def test_past_its_restarts_a_dead_actor_is_one_error_and_the_next_run_resumes(lo
 
 
 def test_cli_engine_ray(local_ray, shared_data, tmp_path):
-    import json
-
-    from click.testing import CliRunner
-
-    from mer_eval.cli import main
-
     root = build_real_run(shared_data, tmp_path / "run", n=6)
-    r = CliRunner().invoke(main, ["-q", "score", str(root), "--out", str(tmp_path / "o"), "--no-cache",
-                                  "--metrics", ",".join(WEIGHT_FREE), "--engine", "ray", "--workers", "2",
-                                  "--json"] + sum((["--set", s] for s in WEIGHT_FREE_SETS), []))
-    assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout[r.stdout.index("{"):])
-    assert summary
-    assert len(list((tmp_path / "o").glob("*/mer_eval_scores.json"))) == 6
+    cli_score_with_engine(root, tmp_path / "o", "ray", 6)
     local = score_dataset(discover(root), tmp_path / "local", _local_cfg(), metrics=WEIGHT_FREE)
     assert sum(local.section.counts_by_status["composite_score"].values()) == 6
     assert assert_same_outputs(tmp_path / "local", tmp_path / "o", [s.id for s in discover(root).samples]) == 6

@@ -4,7 +4,6 @@ config hash; a worker that dies is one line, and the next run resumes."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -16,7 +15,7 @@ import pytest
 from mer_eval.config import load_config
 from mer_eval.discovery import discover
 from mer_eval.scoring import EngineError, score_dataset, split_even
-from engine_compare import WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run
+from engine_compare import WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, cli_score_with_engine
 
 
 def test_split_even_keeps_order_and_sizes():
@@ -110,13 +109,7 @@ def test_cli_engine_process(shared_data, tmp_path):
     from mer_eval.cli import main
 
     root = build_real_run(shared_data, tmp_path / "run", n=6)
-    r = CliRunner().invoke(main, ["-q", "score", str(root), "--out", str(tmp_path / "o"), "--no-cache",
-                                  "--metrics", ",".join(WEIGHT_FREE), "--engine", "process", "--workers", "2",
-                                  "--json"] + sum((["--set", s] for s in WEIGHT_FREE_SETS), []))
-    assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout[r.stdout.index("{"):])
-    assert summary
-    assert len(list((tmp_path / "o").glob("*/mer_eval_scores.json"))) == 6
+    cli_score_with_engine(root, tmp_path / "o", "process", 6)
     r = CliRunner().invoke(main, ["score", str(root), "--engine", "spark"])
     assert r.exit_code == 2 and "spark" in r.output
 
