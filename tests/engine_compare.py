@@ -75,3 +75,22 @@ def cli_score_with_engine(root: Path, out: Path, engine: str, n: int) -> None:
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout[r.stdout.index("{"):])
     assert len(list(out.glob("*/mer_eval_scores.json"))) == n
+
+
+def score_both_ways(shared_data: Path, tmp_path: Path, engine: str, cfg) -> tuple:
+    """23 real samples (chunks of 10, 10, 3, each split over 2 workers) scored by the local engine and by
+    ``engine``: the same files, counts, means, fingerprints and sample order. Returns both outcomes."""
+    from mer_eval.discovery import discover
+    from mer_eval.scoring import score_dataset
+
+    root = build_real_run(shared_data, tmp_path / "run", n=23)
+    ds = discover(root)
+    local = score_dataset(ds, tmp_path / "local", cfg, metrics=WEIGHT_FREE, chunk_size=10)
+    other = score_dataset(discover(root), tmp_path / engine, cfg, metrics=WEIGHT_FREE, chunk_size=10,
+                          engine=engine, workers=2)
+    assert assert_same_outputs(tmp_path / "local", tmp_path / engine, [s.id for s in ds.samples]) == 23
+    assert local.section.counts_by_status == other.section.counts_by_status
+    assert local.section.means == other.section.means
+    assert local.section.fingerprints == other.section.fingerprints
+    assert list(local.results) == list(other.results)
+    return local, other

@@ -20,7 +20,7 @@ from mer_eval.config import load_config
 from mer_eval.discovery import discover
 from mer_eval.scoring import EngineError, score_dataset
 from engine_compare import REPO, WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, \
-    cli_score_with_engine
+    cli_score_with_engine, score_both_ways
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'mer-eval[ray]'")
 engine_ray = pytest.importorskip("mer_eval.engine_ray")
@@ -41,17 +41,7 @@ def _local_cfg():
 
 
 def test_ray_engine_writes_the_same_files_as_local(local_ray, shared_data, tmp_path):
-    root = build_real_run(shared_data, tmp_path / "run", n=23)  # chunks of 10, 10, 3: each split over 2 actors
-    ds = discover(root)
-    local = score_dataset(ds, tmp_path / "local", _local_cfg(), metrics=WEIGHT_FREE, chunk_size=10)
-    via_ray = score_dataset(discover(root), tmp_path / "ray", _local_cfg(), metrics=WEIGHT_FREE, chunk_size=10,
-                            engine="ray", workers=2)
-    n = assert_same_outputs(tmp_path / "local", tmp_path / "ray", [s.id for s in ds.samples])
-    assert n == 23
-    assert local.section.counts_by_status == via_ray.section.counts_by_status
-    assert local.section.means == via_ray.section.means
-    assert local.section.fingerprints == via_ray.section.fingerprints
-    assert list(local.results) == list(via_ray.results)
+    local, via_ray = score_both_ways(shared_data, tmp_path, "ray", _local_cfg())
     assert local.results == via_ray.results  # every MetricResult, details included, as the local engine made it
     assert local.aggregates == via_ray.aggregates
     assert sum(via_ray.section.counts_by_status["composite_score"].values()) == 23

@@ -15,7 +15,8 @@ import pytest
 from mer_eval.config import load_config
 from mer_eval.discovery import discover
 from mer_eval.scoring import EngineError, score_dataset, split_even
-from engine_compare import WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, cli_score_with_engine
+from engine_compare import WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, cli_score_with_engine, \
+    score_both_ways
 
 
 def test_split_even_keeps_order_and_sizes():
@@ -35,18 +36,7 @@ def test_engine_is_not_in_the_config_hash():
 
 
 def test_process_engine_writes_the_same_files_as_local(shared_data, tmp_path):
-    root = build_real_run(shared_data, tmp_path / "run", n=23)
-    cfg = load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS)
-    ds = discover(root)
-    local = score_dataset(ds, tmp_path / "local", cfg, metrics=WEIGHT_FREE, chunk_size=10)
-    proc = score_dataset(discover(root), tmp_path / "proc", cfg, metrics=WEIGHT_FREE, chunk_size=10,
-                         engine="process", workers=2)
-    n = assert_same_outputs(tmp_path / "local", tmp_path / "proc", [s.id for s in ds.samples])
-    assert n == 23
-    assert local.section.counts_by_status == proc.section.counts_by_status
-    assert local.section.means == proc.section.means
-    assert local.section.fingerprints == proc.section.fingerprints
-    assert list(local.results) == list(proc.results)
+    score_both_ways(shared_data, tmp_path, "process", load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS))
 
 
 def _children(pid: int) -> list[int]:
