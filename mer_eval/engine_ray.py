@@ -72,7 +72,7 @@ class ScorerActor:
         rows = batch.to_pydict()
         results = []
         for blob in rows["samples"]:
-            cr = self.scorer(pickle.loads(blob), summarise=True, keep=self.keep)
+            cr = self.scorer(pickle.loads(blob), keep=self.keep)
             results.append(pickle.dumps(cr, protocol=pickle.HIGHEST_PROTOCOL))
         return pa.table({"chunk": pa.array(rows["chunk"], pa.int64()), "piece": pa.array(rows["piece"], pa.int64()),
                          "result": pa.array(results, pa.large_binary())})

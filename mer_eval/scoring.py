@@ -114,14 +114,14 @@ def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metri
 class ChunkResult:
     """One chunk scored: every sample's results (composites included; its ``mer_eval_scores.json`` is written;
     left out, ``{}``, when the caller keeps none), the aggregate families' own results, the model seconds and
-    cache hits it took, and, when summarised where it was computed, its long-table rows and run statistics (so a
+    cache hits it took, and its long-table rows and run statistics, computed where the chunk was scored (so a
     worker does that work, and its results need not travel back)."""
     results: dict[str, list[MetricResult]]
     agg: dict[str, dict[str, list[MetricResult]]]
     model_seconds: dict[str, float]
+    rows: list[dict]
+    stats: "_Stats"
     cache_hits: int = 0
-    rows: Optional[list[dict]] = None
-    stats: Optional["_Stats"] = None
 
 
 class ChunkScorer:
@@ -146,10 +146,9 @@ class ChunkScorer:
         self.spec = load_spec(config.score.composite)
         self.store = RunStore(Path(out_dir))
 
-    def __call__(self, part: list, progress: Optional[dict[str, Any]] = None, summarise: bool = False,
-                 keep: bool = True) -> ChunkResult:
-        """Score ``part`` (samples, or a :class:`~mer_eval.sample_store.SampleStore`'s packed samples).
-        ``summarise``: add the long rows and the statistics; ``keep=False``: return no per-sample results."""
+    def __call__(self, part: list, progress: Optional[dict[str, Any]] = None, keep: bool = True) -> ChunkResult:
+        """Score ``part`` (samples, or a :class:`~mer_eval.sample_store.SampleStore`'s packed samples), with its
+        long rows and statistics; ``keep=False``: return no per-sample results."""
         from mer_eval.sample_store import SampleStore
 
         part = [SampleStore.unpack(x) if isinstance(x, bytes) else x for x in part]
@@ -178,13 +177,11 @@ class ChunkScorer:
         if self.cache is not None:
             self.cache.flush()
         ms = {k: v - ms0.get(k, 0.0) for k, v in self.ctx.model_seconds.items() if v - ms0.get(k, 0.0)}
-        rows = stats = None
-        if summarise:
-            rows = _long_rows(results, self.families)
-            stats = _Stats(self.families, lists=True)
-            stats.add(results)
+        stats = _Stats(self.families, lists=True)
+        stats.add(results)
         return ChunkResult(results=results if keep else {}, agg=agg, model_seconds=ms,
-                           cache_hits=(self.cache.hits - hits0) if self.cache else 0, rows=rows, stats=stats)
+                           cache_hits=(self.cache.hits - hits0) if self.cache else 0,
+                           rows=_long_rows(results, self.families), stats=stats)
 
     def close(self) -> None:
         if self.cache is not None:
@@ -210,15 +207,12 @@ def split_even(part: list, k: int) -> list[list]:
 
 def merge_chunk_results(pieces: list[ChunkResult]) -> ChunkResult:
     """Pieces of one chunk (in the chunk's order) as one :class:`ChunkResult`."""
-    out = ChunkResult(results={}, agg={}, model_seconds={})
-    summarised = all(p.rows is not None and p.stats is not None for p in pieces)
-    if summarised and pieces:
-        out.rows, out.stats = [], _Stats(family_of=pieces[0].stats.family_of, lists=True)
+    family_of = pieces[0].stats.family_of if pieces else {}
+    out = ChunkResult(results={}, agg={}, model_seconds={}, rows=[], stats=_Stats(family_of=family_of, lists=True))
     for p in pieces:
         out.results.update(p.results)
-        if summarised:
-            out.rows.extend(p.rows)
-            out.stats.merge(p.stats)
+        out.rows.extend(p.rows)
+        out.stats.merge(p.stats)
         for name, rs in p.agg.items():
             out.agg.setdefault(name, {}).update(rs)
         for k, v in p.model_seconds.items():
@@ -237,7 +231,7 @@ def _worker_init(names: list[str], config: Config, use_cache: bool, out_dir: str
 
 def _worker_score(part: list, keep: bool) -> ChunkResult:
     assert _WORKER is not None, "worker not initialised"
-    return _WORKER(part, summarise=True, keep=keep)
+    return _WORKER(part, keep=keep)
 
 
 class EngineError(RuntimeError):
@@ -341,7 +335,7 @@ def score_dataset(
         if engine == "local" or not n:
             advance = {name: (lambda k, t=tasks[name]: prog.advance(t, k)) for name in families} if prog else None
             for part in parts():
-                yield part, scorer(part, advance, summarise=True, keep=keep)
+                yield part, scorer(part, advance, keep=keep)
         elif engine == "process":
             yield from _process_map(parts(), names, config, use_cache, out_dir, n_workers, keep=keep)
         elif engine == "ray":
@@ -371,12 +365,8 @@ def score_dataset(
                 for k, v in cr.model_seconds.items():
                     model_seconds[k] = model_seconds.get(k, 0.0) + v
                 hits += cr.cache_hits
-                if cr.rows is not None and cr.stats is not None:  # summarised where it was computed
-                    writer.write(cr.rows)
-                    stats.merge(cr.stats)
-                else:
-                    writer.write(_long_rows(results, families))
-                    stats.add(results)
+                writer.write(cr.rows)  # summarised where the chunk was computed
+                stats.merge(cr.stats)
                 if keep:
                     for sid, rs in results.items():
                         kept[sid] = rs
