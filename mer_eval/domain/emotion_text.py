@@ -159,6 +159,17 @@ def emotion_mentions(text: Optional[str], extra: Optional[dict[str, str]] = None
     """``[(canonical, word, offset), ...]`` of the non-negated emotion words in ``text``."""
     if not text:
         return []
+    if extra is None:  # the base lexicon: one text is read by several metrics (memoised; callers get a new list)
+        return list(_base_mentions(text, cues))
+    return _mentions(text, extra, cues)
+
+
+@functools.lru_cache(maxsize=4096)
+def _base_mentions(text: str, cues: bool) -> tuple[tuple[str, str, int], ...]:
+    return tuple(_mentions(text, None, cues))
+
+
+def _mentions(text: str, extra: Optional[dict[str, str]], cues: bool) -> list[tuple[str, str, int]]:
     low = text.lower()
     lex, rx = _lexicon_regex(extra, cues)
     out = []
