@@ -462,19 +462,22 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
 
     # a large run is kept compact as it is read (peak memory flat in the number of samples)
     samples: Any = sample_store.SampleStore() if len(dirs) > sample_store.COMPACT_ABOVE else []
+    outside = {d.name for d in dirs if d.is_symlink() and not is_within(d, root)}
+    # folders `a b` and `a_b` never share an id (nor its output folder): the one that is not the id verbatim
+    # gets a hash suffix, as media files do (_unique_ids)
+    ids = _unique_ids([(d.name, d.name) for d in dirs if d.name not in outside], notes)
     for d in dirs:
-        if d.is_symlink() and not is_within(d, root):
+        if d.name in outside:
             notes.append(f"{d.name}: skipped, symlink leads outside {root}")
             continue
-        try:
-            sid = sanitize_sample_id(d.name)
-        except UnsafePathError as e:
-            notes.append(f"{d.name}: skipped ({e})")
-            continue
+        sid = ids[d.name]
         s = Sample(id=sid, source="mer-factory", folder=d)
         kinds: list[SampleType] = []
         bad_files: list[str] = []
-        for f in sorted(d.iterdir()):
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        file_names = {e.name for e in entries if e.is_file()}  # followed links included, as Path.is_file
+        for f in (d / e.name for e in entries):
             if f.is_symlink() and not is_within(f, root):
                 notes.append(f"{d.name}/{f.name}: skipped, symlink leads outside {root}")
                 continue
@@ -523,11 +526,12 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
                 s.provenance = provenance_from_meta(meta)
             except merfactory.MerFactoryFormatError as e:
                 s.notes.append(f"{merfactory.META_NAME}: {e}")
-        records.read_into(s)  # the generator's AU-source and ASR records, for the metrics
+        records.read_into(s, file_names)  # the generator's AU-source and ASR records, for the metrics
         order = [SampleType.mer, SampleType.image, SampleType.video, SampleType.audio, SampleType.au]
         s.type = next(t for t in order if t in kinds)
-        if s.media().get("video") is None and s.id in media:
-            for mk, mp in media[s.id].items():
+        plain = _plain_id(d.name)
+        if s.media().get("video") is None and plain in media:
+            for mk, mp in media[plain].items():
                 if getattr(s, mk) is None:
                     setattr(s, mk, mp)
         samples.append(s)

@@ -237,3 +237,32 @@ def test_merfactory_sentiment_run_exports_as_sentiment(shared_data, tmp_path, ex
     export_run(run, "csv", tmp_path / "x.csv")
     (row,) = pd.read_csv(tmp_path / "x.csv", keep_default_na=False).to_dict("records")
     assert row["conclusion"] == "positive" and row["file_type"] == "mer"
+
+
+# ---- folder names that sanitise to one id -------------------------------------------------------------------
+
+def test_merfactory_folders_a_b_and_a_underscore_b_keep_two_ids(shared_data, tmp_path):
+    """`a b/` and `a_b/` (two real MER-Factory outputs) are two samples with two output folders, never one id."""
+    src = shared_data / "annotations-mer-factory"
+    if not (src / "default_merr_data_MER.json").is_file():
+        pytest.skip("../shared/data/annotations-mer-factory is not present")
+    from mer_eval.discovery import discover
+
+    run = tmp_path / "run"
+    for folder, f in (("a b", "default_merr_data_MER.json"), ("a_b", "gemini_merr.json")):
+        (run / folder).mkdir(parents=True)
+        shutil.copy(src / f, run / folder / f"{folder}_merr_data.json")
+    ds = discover(run)
+    ids = {s.folder.name: s.id for s in ds.samples}
+    assert ids["a_b"] == "a_b" and ids["a b"].startswith("a_b-") and len(set(ids.values())) == 2, ids
+    assert any("'a_b' is shared with another file name" in n for n in ds.notes), ds.notes
+    r = CliRunner().invoke(main, ["score", str(run), "--metrics", "text_quality"])
+    assert r.exit_code == 0, r.output
+    for folder, sid in ids.items():
+        ev = json.loads((run / sid / EVAL_FILE).read_text(encoding="utf-8"))
+        assert ev["sample_id"] == sid
+    summary = pd.read_csv(run / SUMMARY_FILE)
+    assert sorted(summary["sample_id"]) == sorted(ids.values())
+    # the two summaries differ, so their scores came from their own folders
+    by_id = summary.set_index("sample_id")
+    assert by_id.loc["a_b", "distinct1"] != by_id.loc[ids["a b"], "distinct1"]

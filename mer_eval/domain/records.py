@@ -31,14 +31,16 @@ def _ids(sample: Sample) -> list[str]:
     return list(dict.fromkeys([sample.id, Path(sample.folder).name])) if sample.folder is not None else []
 
 
-def read_au_source(folder: Path, ids: Iterable[str]) -> AUSourceRecord:
+def read_au_source(folder: Path, ids: Iterable[str], files: Optional[set[str]] = None) -> AUSourceRecord:
     """Read ``mer_eval_meta.json`` (``au_source``: a backend name, or a dict with ``backend``/``path``; or
     ``au_backend`` / ``au_csv``) and the stage files ``<id>_au.json`` (``au_source``, ``csv``) and
     ``<id>_peaks.json`` (``au_source``, ``au_csv``) for each id. A file that cannot be read is an ``error``
-    (nothing else is then taken as known)."""
+    (nothing else is then taken as known). ``files``: the names of the folder's files, when the caller has
+    listed it (no file is then looked up one by one)."""
     folder = Path(folder)
-    cands = [folder / META_NAME] + [folder / stage_record_name(i, st) for i in ids for st in AU_STAGES]
-    rec = AUSourceRecord(files=[f for f in cands if f.is_file()])
+    names = [META_NAME] + [stage_record_name(i, st) for i in ids for st in AU_STAGES]
+    rec = AUSourceRecord(files=[folder / n for n in names if (n in files if files is not None
+                                                              else (folder / n).is_file())])
     for f in rec.files:
         try:
             d: Any = json.loads(f.read_text(encoding="utf-8"))
@@ -68,13 +70,13 @@ def read_au_source(folder: Path, ids: Iterable[str]) -> AUSourceRecord:
     return rec
 
 
-def read_asr(folder: Path, ids: Iterable[str]) -> Optional[ASRRecord]:
+def read_asr(folder: Path, ids: Iterable[str], files: Optional[set[str]] = None) -> Optional[ASRRecord]:
     """The audio stage's ``<id>_audio_features.json`` (the first id that has one): the transcript it wrote
     (``outputs.transcript``, else ``outputs.asr.text``) and the ASR model (``outputs.asr.model``: id,
     sha256). None when there is none, or it cannot be read, or it has no ``outputs``."""
     for i in ids:
         p = Path(folder) / stage_record_name(i, ASR_STAGE)
-        if not p.is_file():
+        if not (p.name in files if files is not None else p.is_file()):
             continue
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -93,13 +95,14 @@ def read_asr(folder: Path, ids: Iterable[str]) -> Optional[ASRRecord]:
     return None
 
 
-def read_into(sample: Sample) -> None:
-    """Read the sample folder's records into ``sample.provenance`` (discovery calls it)."""
+def read_into(sample: Sample, files: Optional[set[str]] = None) -> None:
+    """Read the sample folder's records into ``sample.provenance`` (discovery calls it, with ``files``, the
+    names of the files it listed in the folder)."""
     pv = sample.provenance
     if sample.folder is not None:
         ids = _ids(sample)
-        pv.au_source = read_au_source(Path(sample.folder), ids)
-        pv.asr = read_asr(Path(sample.folder), ids)
+        pv.au_source = read_au_source(Path(sample.folder), ids, files)
+        pv.asr = read_asr(Path(sample.folder), ids, files)
     pv.records_read = True
 
 
