@@ -158,7 +158,11 @@ class RunStore:
 
     # -- paths ---------------------------------------------------------------------------------------
     def sample_dir(self, sample_id: str) -> Path:
-        return safe_join(self.root, check_sample_id(sample_id))
+        sid = check_sample_id(sample_id)  # one plain path component
+        out = self.root / sid
+        if not out.is_symlink():  # a real entry of the root (or none yet): inside it, nothing to resolve
+            return out
+        return safe_join(self.root, sid)  # a link: refused when it leads out of the root
 
     def sample_file(self, sample_id: str, suffix: str) -> Path:
         """``OUT/<id>/<id><suffix>``, e.g. suffix ``_merr_data.json``."""

@@ -270,6 +270,17 @@ def test_store_refuses_unsafe_ids(tmp_path):
         store.sample_dir("../escape")
     with pytest.raises(UnsafePathError):
         store.write_error("../../x", "media", "boom")
+    # a sample folder that is a link out of the run is refused; a real folder, a link inside and none are fine
+    (tmp_path / "elsewhere").mkdir()
+    run = tmp_path / "run"
+    (run / "real").mkdir(parents=True)
+    (run / "leak").symlink_to(tmp_path / "elsewhere")
+    (run / "inside").symlink_to(run / "real")
+    store = RunStore(run)
+    with pytest.raises(UnsafePathError):
+        store.sample_dir("leak")
+    assert store.sample_dir("real") == run / "real" and store.sample_dir("inside") == run / "inside"
+    assert store.sample_dir("new") == run / "new"
 
 
 # ---- run store --------------------------------------------------------------------------------------
