@@ -81,6 +81,11 @@ def _model_overrides(provider: str | None, models: dict) -> tuple[str | None, li
               help="Minimum frames between peaks (>= 8, default 15; MER-Factory: --peak_dis).")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None,
               help="Samples processed at once (default 4).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="How the samples run (the same outputs): local (default, this process) or ray (a pool of Ray "
+                   "actors: RAY_ADDRESS, else a local Ray; pip install 'mer-eval[ray]').")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Engine ray: actors (default 0: one per CPU of the cluster).")
 @click.option("--provider", default=None,
               help="A registered provider: offline (default, no LLM), openai, ollama, gemini, hf, or a third "
                    "party's (entry point mer_eval.providers).")
@@ -107,9 +112,9 @@ def _model_overrides(provider: str | None, models: dict) -> tuple[str | None, li
 @click.option("--no-preflight", is_flag=True, help="Skip the provider check made before the first sample.")
 @_config_options
 def generate(input_path, out, ptype, task, label_file, threshold, peak_distance, concurrency, provider, force,
-             no_progress, as_json, config_path, sets, check=False, no_preflight=False, prompts_file=None,
-             use_cache=False, silent=False, chatgpt_model=None, ollama_text_model=None, ollama_vision_model=None,
-             huggingface_model=None):
+             no_progress, as_json, config_path, sets, engine=None, workers=None, check=False,
+             no_preflight=False, prompts_file=None, use_cache=False, silent=False, chatgpt_model=None,
+             ollama_text_model=None, ollama_vision_model=None, huggingface_model=None):
     """Turn the media in INPUT into MER-Factory-layout annotations in OUT (resumable).
 
     MER-Factory's spellings work too: --type MER|AU|audio|video|image, --task MERR|'Sentiment Analysis',
@@ -137,10 +142,11 @@ def generate(input_path, out, ptype, task, label_file, threshold, peak_distance,
     from mer_eval.generators.pipeline import run_generate
     from rich.console import Console
 
+    from mer_eval.scoring import EngineError
     from mer_eval.store import RunLockedError
 
     overrides = {"type": ptype, "task": task, "threshold": threshold, "peak_distance": peak_distance,
-                 "concurrency": concurrency, "provider": provider}
+                 "concurrency": concurrency, "provider": provider, "engine": engine, "workers": workers}
     sets = list(sets or []) + [f"generate.{k}={v}" for k, v in overrides.items() if v is not None]
     cfg = _load_cfg(config_path, sets)
     if provider is not None:
@@ -176,6 +182,9 @@ def generate(input_path, out, ptype, task, label_file, threshold, peak_distance,
                                    progress=not no_progress and not as_json, console=console, provider=prov)
     except RunLockedError as e:
         raise click.ClickException(str(e)) from None
+    except EngineError as e:  # engine ray: not installed, not reachable, or an actor died past its restarts
+        click.echo(f"Error: {e}", err=True)
+        raise SystemExit(ENGINE_FAILED) from None
     except (ValueError, KeyError) as e:
         raise click.ClickException(str(e)) from None
     if as_json:
@@ -188,6 +197,7 @@ def generate(input_path, out, ptype, task, label_file, threshold, peak_distance,
 
 SAMPLES_FAILED = 1  # generate's exit status when any sample failed (the others are written)
 PREFLIGHT_FAILED = 3  # the provider check failed: nothing was run
+ENGINE_FAILED = 1  # engine ray could not run (one line; a rerun resumes)
 
 
 def print_summary(console, s: dict, brief: bool = False) -> None:

@@ -35,6 +35,7 @@ Resume: a sample is skipped when its result JSON and ``mer_eval_meta.json`` exis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib
 import json
@@ -113,10 +114,11 @@ def stage_function(stage: str) -> Callable:
 # ---- hashing ----------------------------------------------------------------------------------------
 
 def generate_config_hash(config: Config, prompt_hashes: dict[str, str]) -> str:
-    """What decides the outputs: the generate section (less concurrency), the provider's config, the
-    models section and the prompts."""
+    """What decides the outputs: the generate section (less concurrency, engine and workers: how, never what),
+    the provider's config, the models section and the prompts."""
     g = config.generate.model_dump(mode="json")
-    g.pop("concurrency", None)
+    for k in ("concurrency", "engine", "workers"):
+        g.pop(k, None)
     try:
         prov = config.provider_config(config.generate.provider)
     except KeyError:
@@ -378,6 +380,18 @@ class _Run:
             self.results[sample.id] = {"status": "done", "type": stype,
                                        "absent": dict(meta["absent"]), "fallbacks": list(meta["fallbacks"]),
                                        "flags": dict(meta.get("flags") or {})}
+
+    def run_all(self, plan: list) -> None:
+        """Run ``plan``'s samples (``(sample, type, note)``), ``generate.concurrency`` at once, in one event loop;
+        the provider's clients of that loop are closed after it."""
+        async def main() -> None:
+            sem = asyncio.Semaphore(self.config.generate.concurrency)
+            try:
+                await asyncio.gather(*(self.run_sample(s, t, sem, n) for s, t, n in plan))
+            finally:
+                await self.provider.aclose()
+
+        asyncio.run(main())
 
     def fail(self, sample: Sample, stype: str, stage: str, reason: str, seq: tuple, done: list[str],
              **extra: Any) -> None:
@@ -707,16 +721,30 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Path |
                          "(video / audio / image) or a JSONL / CSV manifest of them")
     store = RunStore(out)
     provider = provider or make_provider(config)
+    engine = None
+    if config.generate.engine == "ray":  # Ray missing or unreachable: EngineError before anything is written
+        from mer_eval.generators.engine_ray import RaySession
+
+        engine = RaySession(config.generate.workers)
+    try:
+        return _run_planned(ds, plan_of(ds, config), input_path, out, store, config, provider, label_file, force,
+                            progress, console, engine, t_start)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def plan_of(ds: Any, config: Config) -> list[tuple[Sample, str, str | None]]:
+    return [(s, *effective_type(s, config.generate.type)) for s in ds.samples]
+
+
+def _run_planned(ds: Any, plan: list, input_path: Path, out: Path, store: RunStore, config: Config, provider: Any,
+                 label_file: Path | None, force: bool, progress: bool, console: Any, engine: Any,
+                 t_start: float) -> dict:
     phashes = synthesis.prompt_hashes()
     chash = generate_config_hash(config, phashes)
     requested = config.generate.type
-    plan = []
-    notes = list(ds.notes)
-    for s in ds.samples:
-        stype, note = effective_type(s, requested)
-        plan.append((s, stype, note))
-        if note:
-            notes.append(note)
+    notes = list(ds.notes) + [note for _, _, note in plan if note]
     with store.locked():
         try:
             previous = store.read_manifest()
@@ -747,19 +775,11 @@ def run_generate(input_path: Path, out: Path, config: Config, label_file: Path |
             for st in order:
                 tasks[st] = prog.add_task(st, total=counts[st])
         run = _Run(store, config, provider, phashes, chash, force, prog, tasks)
-
-        async def main() -> None:
-            sem = asyncio.Semaphore(config.generate.concurrency)
-            try:
-                await asyncio.gather(*(run.run_sample(s, t, sem, n) for s, t, n in plan))
-            finally:
-                await provider.aclose()
-
-        if prog is not None:
-            with prog:
-                asyncio.run(main())
-        else:
-            asyncio.run(main())
+        with prog if prog is not None else contextlib.nullcontext():
+            if engine is not None:  # the samples on Ray actors (generators/engine_ray.py)
+                engine.run(run, plan, config, out, prog, tasks)
+            else:
+                run.run_all(plan)
         statuses = [r["status"] for r in run.results.values()]
         counts_by_status = {k: statuses.count(k) for k in ("done", "skipped", "failed")}
         manifest.finished = datetime.now(timezone.utc)

@@ -111,6 +111,10 @@ class GenerateConfig(_C):
     openface_bin: Optional[str] = None
     video_frames: int = Field(4, ge=1, le=64)
     concurrency: int = Field(4, ge=1)
+    # how the samples are run (never what: left out of the generate config hash, as concurrency is): local =
+    # this process; ray = a pool of Ray actors (`pip install 'mer-eval[ray]'`), `workers` of them (0: one per CPU)
+    engine: Literal["local", "ray"] = "local"
+    workers: int = Field(0, ge=0)
     asr_model: str = "whisper-base"
     asr_language: Optional[str] = None  # None: detect; e.g. "en" forces it
     au_rule_table: Literal["mer-factory", "merr"] = "mer-factory"  # table for the au_text pseudo-label
@@ -153,11 +157,12 @@ class Config(_C):
         return cls.Params.model_validate(dict(self.metrics.get(family) or {})).model_dump(mode="json")
 
     def hash(self) -> str:
-        """Of what decides the outputs: the score engine and its workers are left out (the same config run
-        locally or on Ray hashes the same, as it scores the same)."""
+        """Of what decides the outputs: the score and generate engines and their workers are left out (the same
+        config run locally or on Ray hashes the same, as it computes the same)."""
         d = self.model_dump(mode="json")
-        for k in EXECUTION_ONLY:
-            d.get("score", {}).pop(k, None)
+        for section in ("score", "generate"):
+            for k in EXECUTION_ONLY:
+                d.get(section, {}).pop(k, None)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

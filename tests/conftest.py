@@ -48,3 +48,15 @@ def _isolated_hf_cache(tmp_path_factory, monkeypatch):
     hub = tmp_path_factory.mktemp("hf-hub")
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", str(hub))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray (num_cpus=2) for a test module (start-up takes seconds); the engines use it as it is and
+    leave it up. Skips when the ray extra is not installed."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'mer-eval[ray]'")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()

@@ -26,16 +26,6 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip ins
 engine_ray = pytest.importorskip("mer_eval.engine_ray")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for the module (start-up takes seconds); the engine uses it as it is and leaves it up."""
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield ray
-    ray.shutdown()
-
-
 def _local_cfg():
     return load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS)
 

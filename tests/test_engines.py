@@ -32,7 +32,17 @@ def test_engine_is_not_in_the_config_hash():
     b = load_config(sets=["score.engine=process", "score.workers=7"])
     assert b.score.engine == "process" and b.score.workers == 7
     assert a.hash() == b.hash()
+    assert a.hash() == load_config(sets=["generate.engine=ray", "generate.workers=3"]).hash()
     assert a.hash() != load_config(sets=["score.batch_size=3"]).hash()  # what decides outputs still counts
+    # the hash of a default config is the one it had before the engine keys existed (old runs stay comparable)
+    d = a.model_dump(mode="json")
+    for section in ("score", "generate"):
+        for k in ("engine", "workers"):
+            d[section].pop(k)
+    import hashlib
+    import json
+
+    assert a.hash() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def test_process_engine_writes_the_same_files_as_local(shared_data, tmp_path):
