@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mer_eval.engine_ray import MAX_RESTARTS, _connect, _import_ray, forwarded_env
+from mer_eval.engine_ray import MAX_RESTARTS, connect, import_ray, forwarded_env
 from mer_eval.generators import synthesis
 from mer_eval.scoring import EngineError
 
@@ -101,8 +101,8 @@ class RaySession:
     session connected."""
 
     def __init__(self, workers: int = 0):
-        self.ray = _import_ray()
-        self.started_ray = _connect(self.ray)
+        self.ray = import_ray()
+        self.started_ray = connect(self.ray)
         self.workers = int(workers or 0)
 
     def close(self) -> None:

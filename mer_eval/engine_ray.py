@@ -41,7 +41,7 @@ FORWARD_ENV_PREFIXES = ("MER_EVAL_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_")
 INSTALL_HINT = "pip install 'mer-eval[ray]'"
 
 
-def _import_ray():
+def import_ray():
     try:
         import ray  # noqa: PLC0415 (an extra)
         import ray.data  # noqa: F401, PLC0415
@@ -94,7 +94,7 @@ def _reachable(address: str, timeout: float = 5.0) -> Optional[str]:
     return None
 
 
-def _connect(ray) -> bool:
+def connect(ray) -> bool:
     """Connect (``RAY_ADDRESS``, else the cluster ``ray start`` runs on this machine, else a new local Ray); True
     when this call made the connection (and so closes it)."""
     if ray.is_initialized():
@@ -133,8 +133,8 @@ def ray_map(parts: Iterable[list], names: list[str], config: Config, use_cache: 
     ``workers``: actors; when the run did not ask for a number (``score.workers`` 0), one per slot of the
     cluster, else that many (at most the slots, so none waits for a slot that never frees). ``keep=False``: the
     chunks' per-sample results stay in the actors (their rows and statistics come back)."""
-    ray = _import_ray()
-    started = _connect(ray)
+    ray = import_ray()
+    started = connect(ray)
     data_log = logging.getLogger("ray.data")
     level = data_log.level
     data_log.setLevel(max(logging.WARNING, level))  # Ray Data's progress lines: score has its own progress bar

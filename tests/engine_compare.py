@@ -4,7 +4,11 @@ output folders (per-sample files, the summary CSV and the parquet table)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -94,3 +98,52 @@ def score_both_ways(shared_data: Path, tmp_path: Path, engine: str, cfg) -> tupl
     assert local.section.fingerprints == other.section.fingerprints
     assert list(local.results) == list(other.results)
     return local, other
+
+
+# ---- killing a Ray actor mid-run -----------------------------------------------------------------------------
+
+def _descends_from(pid: int, root: int) -> bool:
+    for _ in range(64):
+        if pid == root:
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid <= 1:
+            return False
+    return False
+
+
+def _kill_first_actor_once_written(actor: bytes, out_dir: Path, written: str, killed: list[int],
+                                   timeout: float) -> None:
+    """SIGKILL the first process of this test's Ray (a descendant of this process) whose command line names
+    ``actor`` once the run has written a file matching ``written`` under ``out_dir``."""
+    me = os.getpid()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(out_dir.glob(written)):
+            for d in Path("/proc").iterdir():
+                if not d.name.isdigit():
+                    continue
+                try:
+                    cmd = (d / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if actor in cmd and _descends_from(int(d.name), me):
+                    os.kill(int(d.name), signal.SIGKILL)
+                    killed.append(int(d.name))
+                    return
+        time.sleep(0.01)
+
+
+def kill_actor_during(actor: bytes, out_dir: Path, written: str, run, timeout: float = 300.0):
+    """``(run(), killed pids)``, an ``actor`` process SIGKILLed while ``run`` runs, once a sample file is written:
+    an actor dies in the middle of the run."""
+    killed: list[int] = []
+    th = threading.Thread(target=_kill_first_actor_once_written, args=(actor, out_dir, written, killed, timeout))
+    th.start()
+    try:
+        return run(), killed
+    finally:
+        th.join()

@@ -6,12 +6,9 @@ and the next run resumes from the cache; Ray missing or unreachable is one line.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ import pytest
 from mer_eval.config import load_config
 from mer_eval.discovery import discover
 from mer_eval.scoring import EngineError, score_dataset
-from engine_compare import REPO, WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, \
+from engine_compare import REPO, kill_actor_during, WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, \
     cli_score_with_engine, score_both_ways
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'mer-eval[ray]'")
@@ -66,48 +63,8 @@ def test_ray_map_yields_every_chunk_in_order_and_keep_false_leaves_the_results_i
         assert sum(sum(c.values()) for m, c in cr.stats.counts.items() if m == "composite_score") == len(part)
 
 
-def _descends_from(pid: int, root: int) -> bool:
-    for _ in range(64):
-        if pid == root:
-            return True
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
-        if pid <= 1:
-            return False
-    return False
-
-
-def _kill_first_actor_once_writing(out_dir: Path, killed: list[int], timeout: float = 120.0) -> None:
-    """SIGKILL the first ScorerActor process of this test's Ray (a descendant of this process) once the run
-    has written a sample file: an actor dies in the middle of the run."""
-    me = os.getpid()
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if any(out_dir.glob("*/mer_eval_scores.json")):
-            for d in Path("/proc").iterdir():
-                if not d.name.isdigit():
-                    continue
-                try:
-                    cmd = (d / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if b"ScorerActor" in cmd and _descends_from(int(d.name), me):
-                    os.kill(int(d.name), signal.SIGKILL)
-                    killed.append(int(d.name))
-                    return
-        time.sleep(0.01)
-
-
 def _kill_during(out_dir: Path, run):
-    killed: list[int] = []
-    th = threading.Thread(target=_kill_first_actor_once_writing, args=(out_dir, killed))
-    th.start()
-    try:
-        return run(), killed
-    finally:
-        th.join()
+    return kill_actor_during(b"ScorerActor", out_dir, "*/mer_eval_scores.json", run)
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the actor")

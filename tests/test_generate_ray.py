@@ -164,3 +164,73 @@ def test_cli_engine_ray_workers_2_and_rerun_resumes(local_ray, shared_data, tmp_
     r = CliRunner().invoke(generate, args)
     assert r.exit_code == 0, r.output
     assert (_summary(r)["skipped"], _summary(r)["done"]) == (2, 0)
+
+
+# ---- an actor killed mid-run -------------------------------------------------------------------------------
+
+def _videos(shared: Path, tmp: Path, n: int = 6) -> Path:
+    inp = tmp / "in"
+    inp.mkdir()
+    for i in range(n):
+        shutil.copy(shared / "faces" / "single_face.mp4", inp / f"v{i}.mp4")
+    return inp
+
+
+def _per_sample(out: Path) -> dict:
+    """Every per-sample file of a run (the run-specific fields taken out of the metas)."""
+    got = {}
+    for rel in _files(out):
+        b = (out / rel).read_bytes()
+        got[rel] = _without_run_specific(rel, json.loads(b)) if rel.name == META_NAME else b
+    return got
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the actor")
+def test_a_killed_generate_actor_is_restarted_and_every_sample_is_done(local_ray, shared_data, tmp_path,
+                                                                       monkeypatch):
+    """One actor, pieces of 2 samples run together: the actor is SIGKILLed once a sample of the run is written, so
+    a piece dies with part of it written; Ray restarts the actor and runs the piece again. Every sample is counted
+    done once (the one written before the kill too, never 'skipped'), and the files equal an unkilled run's."""
+    from engine_compare import kill_actor_during
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    inp = _videos(shared_data, tmp_path)
+    cfg = load_config(None, FAST + ["generate.engine=ray", "generate.workers=1"])
+    work = tmp_path / "out"  # both runs write to the same path (the files name it)
+    ref = run_generate(inp, work, cfg, progress=False)
+    assert (ref["done"], ref["failed"]) == (6, 0)
+    want = _per_sample(work)
+    work.rename(tmp_path / "ref")
+    s, killed = kill_actor_during(b"GenerateActor", work, f"*/{META_NAME}",
+                                  lambda: run_generate(inp, work, cfg, progress=False))
+    assert killed, "no actor was found to kill"
+    assert (s["done"], s["skipped"], s["failed"], s["total"]) == (6, 0, 0, 6), s
+    assert {k: len(v) for k, v in s["stage_seconds"].items()} == {k: len(v) for k, v in ref["stage_seconds"].items()}
+    assert _per_sample(work) == want
+    assert json.loads((work / "run.json").read_text())["counts_by_status"] == {"done": 6, "skipped": 0, "failed": 0}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the actor")
+def test_past_its_restarts_a_dead_generate_actor_is_one_error_and_a_rerun_resumes(local_ray, shared_data, tmp_path,
+                                                                                  monkeypatch):
+    from engine_compare import kill_actor_during
+    from mer_eval.generators import engine_ray as gen_ray
+    from mer_eval.scoring import EngineError
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(gen_ray, "MAX_RESTARTS", 0)
+    inp = _videos(shared_data, tmp_path)
+    cfg = load_config(None, FAST + ["generate.engine=ray", "generate.workers=1"])
+    out = tmp_path / "out"
+
+    def run():
+        with pytest.raises(EngineError, match="a Ray actor failed") as err:
+            run_generate(inp, out, cfg, progress=False)
+        return err
+
+    err, killed = kill_actor_during(b"GenerateActor", out, f"*/{META_NAME}", run)
+    assert killed and "\n" not in str(err.value) and "run `mer-eval generate` again" in str(err.value)
+    written = {p.parent.name for p in out.glob(f"*/{META_NAME}")}
+    assert 1 <= len(written) < 6
+    s = run_generate(inp, out, cfg, progress=False)
+    assert (s["skipped"], s["done"], s["failed"]) == (len(written), 6 - len(written), 0), s
