@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,3 +137,56 @@ def test_process_engine_on_a_compact_run_sends_packed_samples(shared_data, tmp_p
                         workers=2, keep_results=False)
     assert assert_same_outputs(tmp_path / "local", tmp_path / "proc", ds.samples.ids) == 14
     assert len(out.results) == 14  # read back from the parquet
+
+
+def test_a_chunk_is_scored_with_the_cycle_collector_paused_and_it_is_restored(shared_data, tmp_path):
+    """No cycle collection starts while a chunk of real samples is scored (gc_paused), many do without the pause;
+    gc is on again afterwards, and a caller that had it off keeps it off."""
+    import gc
+
+    root = build_real_run(shared_data, tmp_path / "run", n=40)
+    cfg = load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS)
+    from mer_eval.scoring import ChunkScorer
+
+    seen: list[str] = []
+    inside = ChunkScorer._score.__code__
+
+    def count(phase, info):  # a collection that starts while a chunk is being scored
+        f = sys._getframe(1)
+        while f is not None and f.f_code is not inside:
+            f = f.f_back
+        if phase == "start" and f is not None:
+            seen.append(phase)
+
+    gc.callbacks.append(count)
+    try:
+        out = score_dataset(discover(root), tmp_path / "out", cfg, metrics=WEIGHT_FREE, chunk_size=40)
+        assert sum(out.section.counts_by_status["composite_score"].values()) == 40
+        assert gc.isenabled()
+        # the same chunk with the pause taken out collects (so paused == 0 below is not true by default)
+        import mer_eval.scoring as scoring
+        import contextlib
+
+        real, scoring.gc_paused = scoring.gc_paused, contextlib.nullcontext
+        try:
+            seen.clear()
+            scorer = ChunkScorer(WEIGHT_FREE, cfg, False, tmp_path / "out2")
+            scorer(list(discover(root).samples))
+            unpaused = len(seen)
+        finally:
+            scoring.gc_paused = real
+        scorer = ChunkScorer(WEIGHT_FREE, cfg, False, tmp_path / "out3")
+        samples = list(discover(root).samples)
+        seen.clear()
+        scorer(samples)
+        paused = len(seen)
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            scorer(samples)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(count)
+    assert paused == 0 and unpaused > 0, (paused, unpaused)
