@@ -115,14 +115,13 @@ def _descends_from(pid: int, root: int) -> bool:
     return False
 
 
-def _kill_first_actor_once_written(actor: bytes, out_dir: Path, written: str, killed: list[int],
-                                   timeout: float) -> None:
-    """SIGKILL the first process of this test's Ray (a descendant of this process) whose command line names
-    ``actor`` once the run has written a file matching ``written`` under ``out_dir``."""
+def kill_first_descendant(matches, killed: list[int], timeout: float = 60.0, ready=lambda: True) -> None:
+    """SIGKILL the first process descending from this one whose command line ``matches`` (a predicate on its
+    bytes), once ``ready()``; its pid goes into ``killed``. Gives up after ``timeout`` seconds."""
     me = os.getpid()
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if any(out_dir.glob(written)):
+        if ready():
             for d in Path("/proc").iterdir():
                 if not d.name.isdigit():
                     continue
@@ -130,7 +129,7 @@ def _kill_first_actor_once_written(actor: bytes, out_dir: Path, written: str, ki
                     cmd = (d / "cmdline").read_bytes()
                 except OSError:
                     continue
-                if actor in cmd and _descends_from(int(d.name), me):
+                if matches(cmd) and _descends_from(int(d.name), me):
                     os.kill(int(d.name), signal.SIGKILL)
                     killed.append(int(d.name))
                     return
@@ -141,7 +140,8 @@ def kill_actor_during(actor: bytes, out_dir: Path, written: str, run, timeout: f
     """``(run(), killed pids)``, an ``actor`` process SIGKILLed while ``run`` runs, once a sample file is written:
     an actor dies in the middle of the run."""
     killed: list[int] = []
-    th = threading.Thread(target=_kill_first_actor_once_written, args=(actor, out_dir, written, killed, timeout))
+    th = threading.Thread(target=kill_first_descendant, args=(lambda cmd: actor in cmd, killed, timeout,
+                                                              lambda: any(out_dir.glob(written))))
     th.start()
     try:
         return run(), killed

@@ -4,11 +4,8 @@ config hash; a worker that dies is one line, and the next run resumes."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ import pytest
 from mer_eval.config import load_config
 from mer_eval.discovery import discover
 from mer_eval.scoring import EngineError, score_dataset, split_even
-from engine_compare import WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, cli_score_with_engine, \
+from engine_compare import kill_first_descendant, WEIGHT_FREE, WEIGHT_FREE_SETS, assert_same_outputs, build_real_run, cli_score_with_engine, \
     score_both_ways
 
 
@@ -50,39 +47,14 @@ def test_process_engine_writes_the_same_files_as_local(shared_data, tmp_path):
     score_both_ways(shared_data, tmp_path, "process", load_config(sets=["cache.enabled=false"] + WEIGHT_FREE_SETS))
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(d.name))
-    return out
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the worker")
 def test_a_dead_worker_is_one_error_and_the_next_run_resumes(shared_data, tmp_path):
     root = build_real_run(shared_data, tmp_path / "run", n=40)
     cfg = load_config(sets=[f"cache.dir={tmp_path / 'cache'}"] + WEIGHT_FREE_SETS)
     killed: list[int] = []
 
-    def kill_first_worker():
-        deadline = time.time() + 60
-        while time.time() < deadline and not killed:
-            for c in _children(os.getpid()):
-                try:
-                    cmd = Path(f"/proc/{c}/cmdline").read_bytes()
-                except OSError:
-                    continue
-                if b"multiprocessing" in cmd and b"resource_tracker" not in cmd:
-                    os.kill(c, signal.SIGKILL)
-                    killed.append(c)
-                    return
-            time.sleep(0.01)
+    def kill_first_worker():  # a spawned worker (not multiprocessing's resource tracker)
+        kill_first_descendant(lambda cmd: b"multiprocessing" in cmd and b"resource_tracker" not in cmd, killed)
 
     th = threading.Thread(target=kill_first_worker)
     th.start()
