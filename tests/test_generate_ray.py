@@ -176,13 +176,21 @@ def _videos(shared: Path, tmp: Path, n: int = 6) -> Path:
     return inp
 
 
-def _per_sample(out: Path) -> dict:
-    """Every per-sample file of a run (the run-specific fields taken out of the metas)."""
-    got = {}
+def _per_sample(out: Path) -> tuple[dict, int]:
+    """Every per-sample file of a run (the run-specific fields taken out of the metas, and the stages' ``reused``:
+    a sample the killed actor had half done gets its finished stages' saved results back, and its meta says so),
+    and how many stages were reused."""
+    got, reused = {}, 0
     for rel in _files(out):
         b = (out / rel).read_bytes()
-        got[rel] = _without_run_specific(rel, json.loads(b)) if rel.name == META_NAME else b
-    return got
+        if rel.name == META_NAME:
+            meta = _without_run_specific(rel, json.loads(b))
+            for st in meta["stages"].values():
+                reused += bool(st.pop("reused", False))
+            got[rel] = meta
+        else:
+            got[rel] = b
+    return got, reused
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the actor")
@@ -190,7 +198,8 @@ def test_a_killed_generate_actor_is_restarted_and_every_sample_is_done(local_ray
                                                                        monkeypatch):
     """One actor, pieces of 2 samples run together: the actor is SIGKILLed once a sample of the run is written, so
     a piece dies with part of it written; Ray restarts the actor and runs the piece again. Every sample is counted
-    done once (the one written before the kill too, never 'skipped'), and the files equal an unkilled run's."""
+    done once (the one written before the kill too, never 'skipped'), and the files equal an unkilled run's (bar the
+    stages a half-done sample reused)."""
     from engine_compare import kill_actor_during
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -199,14 +208,17 @@ def test_a_killed_generate_actor_is_restarted_and_every_sample_is_done(local_ray
     work = tmp_path / "out"  # both runs write to the same path (the files name it)
     ref = run_generate(inp, work, cfg, progress=False)
     assert (ref["done"], ref["failed"]) == (6, 0)
-    want = _per_sample(work)
+    want, reused = _per_sample(work)
+    assert reused == 0
     work.rename(tmp_path / "ref")
     s, killed = kill_actor_during(b"GenerateActor", work, f"*/{META_NAME}",
                                   lambda: run_generate(inp, work, cfg, progress=False))
     assert killed, "no actor was found to kill"
     assert (s["done"], s["skipped"], s["failed"], s["total"]) == (6, 0, 0, 6), s
     assert {k: len(v) for k, v in s["stage_seconds"].items()} == {k: len(v) for k, v in ref["stage_seconds"].items()}
-    assert _per_sample(work) == want
+    got, _ = _per_sample(work)
+    assert sorted(map(str, got)) == sorted(map(str, want))
+    assert [str(k) for k in want if got[k] != want[k]] == []
     assert json.loads((work / "run.json").read_text())["counts_by_status"] == {"done": 6, "skipped": 0, "failed": 0}
 
 
