@@ -58,6 +58,15 @@ class ScoreOutcome:
     model_seconds: float = 0.0
     model_seconds_by_family: dict[str, float] = field(default_factory=dict)
 
+    def composites(self, metric: str = "composite_score") -> list[tuple[str, str, Optional[float], Optional[str]]]:
+        """``(sample id, status, value or None, reason)`` of ``metric`` for every sample that has it, in results
+        order. A streamed run reads only those rows of scores.parquet (projected and filtered), never every
+        result back: the console and ``--json`` summaries need only the composites."""
+        if isinstance(self.results, _ParquetResults):
+            return self.results.rows_of(metric)
+        return [(sid, r.status.value, r.value if r.status == Status.ok else None, r.reason)
+                for sid, rs in self.results.items() for r in rs if r.metric == metric]
+
     def frame(self):
         import pandas as pd
 
@@ -603,6 +612,18 @@ class _ParquetResults(Mapping):
 
     def values(self):
         return (rs for _, rs in self.items())
+
+    def rows_of(self, metric: str) -> list[tuple[str, str, Optional[float], Optional[str]]]:
+        """``(sample id, status, value, reason)`` of one metric, read with only those rows and columns."""
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(self.path, columns=["sample_id", "status", "value", "reason"],
+                          filters=[("metric", "==", metric)])
+        out = []
+        for sid, st, v, why in zip(*(t.column(c).to_pylist() for c in ("sample_id", "status", "value", "reason"))):
+            ok = st == Status.ok.value and v is not None and v == v
+            out.append((sid, st, v if ok else None, why))
+        return out
 
     def items(self):
         import pyarrow.parquet as pq

@@ -44,8 +44,7 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
         why = "\n".join(f"{n}× {r[:120]}" for r, n in row["reasons"]) or "-"
         t.add_row(row["metric"], f"{row['ok']}/{row['n']}", mean, row["model"] or "-", why)
     con.print(t)
-    comps = [(sid, r.value) for sid, rs in outcome.results.items() for r in rs
-             if r.metric == "composite_score" and r.status == Status.ok]
+    comps = [(sid, v) for sid, st, v, _ in outcome.composites() if st == Status.ok.value and v is not None]
     comps.sort(key=lambda x: x[1], reverse=True)
     if comps:
         best = ", ".join(f"{s} {v:.1f}" for s, v in comps[:top])
@@ -61,12 +60,7 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
 def score_summary_json(outcome: Any) -> dict:
     """What ``score --json`` prints: where it wrote, per metric n ok / n / mean / reasons, per sample its
     composite (or why none), dataset-level aggregates."""
-    comp: dict[str, dict] = {}
-    for sid, rs in outcome.results.items():
-        for r in rs:
-            if r.metric == "composite_score":
-                comp[sid] = {"status": r.status.value, "value": r.value if r.status == Status.ok else None,
-                             "reason": r.reason}
+    comp = {sid: {"status": st, "value": v, "reason": why} for sid, st, v, why in outcome.composites()}
     return {
         "out_dir": str(outcome.out_dir), "n_samples": len(outcome.results), "seconds": round(outcome.seconds, 3),
         "cache_hits": outcome.section.cache_hits, "composite_version": outcome.section.composite_version,

@@ -64,3 +64,48 @@ def test_chunked_scoring_equals_one_chunk(shared_data, tmp_path):
     assert all(got[k][0] == want[k][0] and (got[k][1] is None) == (want[k][1] is None) for k in want)
     assert all(abs(got[k][1] - want[k][1]) < 1e-6 for k in want if want[k][1] is not None)
     assert not list((tmp_path / "many").glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_a_streamed_run_summaries_read_only_the_composites(shared_data, tmp_path, monkeypatch):
+    """The console and --json summaries of a streamed run equal a kept run's, and read only the composite rows of
+    scores.parquet: reading every result back cost ~1 ms/sample in the driver (10 s of a 10k run)."""
+    import io
+
+    from rich.console import Console
+
+    from mer_eval.scoring import _ParquetResults
+    from mer_eval.summary import print_score_summary, score_summary_json
+
+    root, n = _root(shared_data, tmp_path)
+    assert n >= 3, "need at least 3 real MER-Factory outputs"
+    cfg = load_config(sets=["cache.enabled=false"])
+    fams = WEIGHT_FREE + ["conclusion", "grounding"]  # enough coverage for a composite
+    one = score_dataset(discover(root), tmp_path / "one", cfg, metrics=fams)
+    many = score_dataset(discover(root), tmp_path / "many", cfg, metrics=fams, chunk_size=2, keep_results=False)
+    assert isinstance(many.results, _ParquetResults)
+
+    def every_result(self):
+        raise AssertionError("a summary read every result back")
+
+    monkeypatch.setattr(_ParquetResults, "items", every_result)
+    for metric in ("composite_score", "composite_lenient"):
+        by_id = {sid: (st, v, why) for sid, st, v, why in one.composites(metric)}
+        got = many.composites(metric)
+        assert len(got) == n and {sid for sid, *_ in got} == set(by_id)
+        for sid, st, v, why in got:
+            assert (st, why) == (by_id[sid][0], by_id[sid][2]) and (v is None) == (by_id[sid][1] is None)
+            assert v is None or abs(v - by_id[sid][1]) < 1e-6
+    assert any(v is not None for _, _, v, _ in many.composites())  # values read, not only Nones
+    ja, jb = score_summary_json(one)["composite"], score_summary_json(many)["composite"]
+    assert ja.keys() == jb.keys() and len(ja) == n
+    assert all((ja[k]["status"], ja[k]["reason"]) == (jb[k]["status"], jb[k]["reason"]) for k in ja)
+
+    def printed(o) -> list[str]:
+        buf = io.StringIO()
+        print_score_summary(Console(file=buf, width=300, color_system=None), o)
+        # bar the title (its seconds) and the last line (the out dir)
+        return [x for x in buf.getvalue().splitlines() if "scores: " not in x and not x.startswith("wrote ")]
+
+    pa = printed(one)
+    assert any(x.startswith("composite (") and "top " in x for x in pa)
+    assert pa == printed(many)
