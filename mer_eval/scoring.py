@@ -614,15 +614,20 @@ class _ParquetResults(Mapping):
         return (rs for _, rs in self.items())
 
     def rows_of(self, metric: str) -> list[tuple[str, str, Optional[float], Optional[str]]]:
-        """``(sample id, status, value, reason)`` of one metric, read with only those rows and columns."""
+        """``(sample id, status, value, reason)`` of one metric, read with only those columns, one row group (one
+        chunk) at a time, so the memory it takes is a chunk's, as the scoring's."""
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        t = pq.read_table(self.path, columns=["sample_id", "status", "value", "reason"],
-                          filters=[("metric", "==", metric)])
+        cols = ("sample_id", "status", "value", "reason")
+        f = pq.ParquetFile(self.path)
         out = []
-        for sid, st, v, why in zip(*(t.column(c).to_pylist() for c in ("sample_id", "status", "value", "reason"))):
-            ok = st == Status.ok.value and v is not None and v == v
-            out.append((sid, st, v if ok else None, why))
+        for i in range(f.num_row_groups):
+            g = f.read_row_group(i, columns=["metric", *cols])
+            g = g.filter(pc.equal(g.column("metric"), metric))
+            for sid, st, v, why in zip(*(g.column(c).to_pylist() for c in cols)):
+                ok = st == Status.ok.value and v is not None and v == v
+                out.append((sid, st, v if ok else None, why))
         return out
 
     def items(self):
