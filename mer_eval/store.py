@@ -6,7 +6,7 @@ import fcntl
 import json
 import os
 import subprocess
-import tempfile
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -62,19 +62,47 @@ def _umask() -> int:
     return m
 
 
+def _temp_of(path: str) -> str:
+    """This thread's temporary name for ``path``, beside it: ``.<name>.<pid>.<thread>.tmp`` (what
+    :meth:`RunStore.remove_stale_temps` and the other ``.*.tmp`` sweeps match). Unique among the live writers: a
+    process and thread write one file at a time."""
+    parent, name = os.path.split(path)
+    return os.path.join(parent, f".{name}.{os.getpid()}.{threading.get_native_id()}.tmp")
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_temp(tmp: str) -> int:
+    """Create ``tmp`` exclusively (never through a link someone left there) with mode 0666 under the umask, as
+    ``open()`` makes files; its folder is made when missing, and a temp left by a killed process that had this
+    pid is replaced."""
+    for _ in range(3):
+        try:
+            return os.open(tmp, _CREATE, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
+        except FileExistsError:
+            os.unlink(tmp)
+    return os.open(tmp, _CREATE, 0o666)
+
+
 def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
     """Write to a temporary file and rename it into place; ``fsync=False`` skips the flush to disk (per-sample
-    files of a large run: a crash leaves the old file or the new one, the rename stays atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    files of a large run: a crash leaves the old file or the new one, the rename stays atomic). The folder is
+    made when missing (tried only then: a large run writes one file into each of 100k sample folders)."""
+    path = os.fspath(path)
+    tmp = _temp_of(path)
+    fd = _open_temp(tmp)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode (0644 under umask 022)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
