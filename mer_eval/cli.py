@@ -347,7 +347,12 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
     cfg = load_cfg(config_path, sets)
     names = parse_metrics(metrics)
     con = console(stderr=as_json)
-    ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts, media_dir=media_dir)
+    from mer_eval.scoring import default_workers
+
+    # a run scored by several processes is read by as many (a large MER-Factory root: its folders in workers)
+    readers = default_workers(cfg.score.workers) if cfg.score.engine != "local" else 1
+    ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts, media_dir=media_dir,
+                  workers=readers)
     ds = limit_datasets([ds], limit)[0] if limit else ds
     out = Path(out_dir) if out_dir is not None else (Path(input_path) if Path(input_path).is_dir()
                                                       else Path(input_path).parent)

@@ -53,6 +53,21 @@ class Dataset:
 
 # ---- helpers ------------------------------------------------------------------------------------
 
+def _is_dir(e: os.DirEntry) -> bool:
+    """``Path.is_dir()`` of a listed entry: False for a link loop or a dangling link (DirEntry raises there)."""
+    try:
+        return e.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(e: os.DirEntry) -> bool:
+    try:
+        return e.is_file()
+    except OSError:
+        return False
+
+
 def _walk_files(root: Path, notes: list[str]) -> Iterable[Path]:
     """All files under root, not descending into skipped dirs, not following links out of root."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -246,8 +261,9 @@ def detect_kind(path: Path) -> str:
         raise DiscoveryError(f"{path}: a file input must be a .jsonl/.csv manifest or a MER-Factory .json")
     if not path.is_dir():
         raise DiscoveryError(f"{path} does not exist")
-    subdirs = [d for d in sorted(path.iterdir()) if d.is_dir() and d.name not in SKIP_DIRS
-               and not d.name.startswith(".")]
+    with os.scandir(path) as it:
+        subdirs = [path / e.name for e in sorted(it, key=lambda e: e.name) if _is_dir(e)
+                   and e.name not in SKIP_DIRS and not e.name.startswith(".")]
     for d in subdirs:
         for f in d.iterdir():
             if f.suffix == ".json" and merfactory.result_kind(f) is not None:
@@ -269,14 +285,17 @@ def discover(
     transcripts: Optional[Path] = None,
     media_roots: Optional[list[Path]] = None,
     media_dir: Optional[Path] = None,
+    workers: int = 1,
 ) -> Dataset:
+    """``workers`` > 1: a MER-Factory root of more than :data:`PARALLEL_ABOVE` sample folders is read by that many
+    spawned processes (the same samples and notes, in the same order, as one process reads)."""
     input_path = Path(input_path)
     kind = detect_kind(input_path)
     root = input_path if input_path.is_dir() else input_path.parent
     if kind == "media":
         ds = _discover_media(root)
     elif kind == "mer-factory":
-        ds = _discover_mer_factory_root(root, media_roots or [])
+        ds = _discover_mer_factory_root(root, media_roots or [], workers=workers)
     elif kind == "mer-factory-files":
         files = [input_path] if input_path.is_file() else sorted(
             p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".json" and p.name != "run.json")
@@ -439,7 +458,7 @@ def _media_index(roots: list[Path]) -> dict[str, dict[str, Path]]:
     return idx
 
 
-def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
+def _discover_mer_factory_root(root: Path, media_roots: list[Path], workers: int = 1) -> Dataset:
     notes: list[str] = []
     run_json = root / "run.json"
     roots = list(media_roots)
@@ -456,8 +475,9 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError) as e:
             notes.append(f"run.json unreadable: {e}")
     media = _media_index(roots)
-    dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in SKIP_DIRS
-            and not d.name.startswith(".")]
+    with os.scandir(root) as it:  # by name, as sorted(Path.iterdir()) orders one folder's entries
+        dirs = [root / e.name for e in sorted(it, key=lambda e: e.name) if _is_dir(e) and e.name not in SKIP_DIRS
+                and not e.name.startswith(".")]
     from mer_eval import sample_store
 
     # a large run is kept compact as it is read (peak memory flat in the number of samples)
@@ -466,76 +486,142 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path]) -> Dataset:
     # folders `a b` and `a_b` never share an id (nor its output folder): the one that is not the id verbatim
     # gets a hash suffix, as media files do (_unique_ids)
     ids = _unique_ids([(d.name, d.name) for d in dirs if d.name not in outside], notes)
+    todo = []
     for d in dirs:
         if d.name in outside:
             notes.append(f"{d.name}: skipped, symlink leads outside {root}")
             continue
-        sid = ids[d.name]
-        s = Sample(id=sid, source="mer-factory", folder=d)
-        kinds: list[SampleType] = []
-        bad_files: list[str] = []
-        with os.scandir(d) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        file_names = {e.name for e in entries if e.is_file()}  # followed links included, as Path.is_file
-        for f in (d / e.name for e in entries):
-            if f.is_symlink() and not is_within(f, root):
-                notes.append(f"{d.name}/{f.name}: skipped, symlink leads outside {root}")
-                continue
-            suf = f.suffix.lower()
-            if suf == ".json":
-                kind = merfactory.result_kind(f)
-                if kind is None:
-                    continue
-                try:
-                    data = merfactory.load_json(f)
-                    s.notes.extend(f"{f.name}: {n}" for n in merfactory.merge_result(s.annotation, kind, data))
-                except merfactory.MerFactoryFormatError as e:
-                    msg = str(e) if str(e).startswith(f.name) else f"{f.name}: {e}"
-                    s.notes.append(f"{msg}; skipped")
-                    bad_files.append(msg)
-                    continue
-                s.annotation_files[kind.value] = f
-                kinds.append(kind)
-                s.label = s.label or merfactory.ground_truth(data)
-                stem = merfactory.source_stem(data)
-                if stem and stem in media:
-                    for mk, mp in media[stem].items():
-                        if getattr(s, mk) is None:
-                            setattr(s, mk, mp)
-            elif suf in AUDIO_EXT and s.audio is None:
-                s.audio = f
-            elif suf == ".csv" and _is_openface_csv(f):
-                s.openface_csv = f
-            elif suf == ".csv" and _openface_header_problem(f):
-                s.notes.append(f"{f.name}: {_openface_header_problem(f)}")
-            elif suf in IMAGE_EXT and f.stem.endswith("_peak_frame"):
-                s.peak_frame_image = f
-            elif suf in VIDEO_EXT and s.video is None:
-                s.video = f
-            elif suf in IMAGE_EXT and s.image is None:
-                s.image = f
-        if not kinds:
-            notes.append(f"{d.name}: " + ("; ".join(bad_files) + "; no readable MER-Factory result, skipped"
-                                          if bad_files else "no MER-Factory result JSON; skipped"))
+        todo.append((d, ids[d.name]))
+    workers = max(1, int(workers or 1))
+    if workers > 1 and len(todo) > PARALLEL_ABOVE and not _in_daemon():
+        read = _read_folders_parallel(todo, root, media, workers, packed=isinstance(samples, sample_store.SampleStore))
+    else:
+        read = (_read_mer_factory_folder(d, sid, root, media) for d, sid in todo)
+    for s, folder_notes in read:
+        notes.extend(folder_notes)
+        if s is None:
             continue
-        meta_file = d / merfactory.META_NAME
-        if meta_file.is_file():
-            try:
-                meta = merfactory.load_json(meta_file)
-                s.notes.extend(f"{merfactory.META_NAME}: {n}" for n in merfactory.merge_meta(s.annotation, meta))
-                s.provenance = provenance_from_meta(meta)
-            except merfactory.MerFactoryFormatError as e:
-                s.notes.append(f"{merfactory.META_NAME}: {e}")
-        records.read_into(s, file_names)  # the generator's AU-source and ASR records, for the metrics
-        order = [SampleType.mer, SampleType.image, SampleType.video, SampleType.audio, SampleType.au]
-        s.type = next(t for t in order if t in kinds)
-        plain = _plain_id(d.name)
-        if s.media().get("video") is None and plain in media:
-            for mk, mp in media[plain].items():
-                if getattr(s, mk) is None:
-                    setattr(s, mk, mp)
-        samples.append(s)
+        if isinstance(s, tuple):  # read in a worker, packed there: (blob, id)
+            samples.append_packed(*s)
+        else:
+            samples.append(s)
     return Dataset(kind="mer-factory", root=root, samples=samples, notes=notes)
+
+
+PARALLEL_ABOVE = 2000  # sample folders: above this many (and workers > 1), they are read in worker processes
+
+
+def _in_daemon() -> bool:
+    import multiprocessing
+
+    return bool(multiprocessing.current_process().daemon)  # a daemonic process may not start workers
+
+
+def _read_folders_chunk(todo: list[tuple[Path, str]], root: Path, media: dict[str, dict[str, Path]],
+                        packed: bool) -> list[tuple[Any, list[str]]]:
+    """:func:`_read_mer_factory_folder` over one worker's folders; ``packed``: each sample as ``(blob, id)``, a
+    :class:`~mer_eval.sample_store.SampleStore` blob (small to send back, and what the store keeps)."""
+    from mer_eval.sample_store import SampleStore
+
+    out = []
+    for d, sid in todo:
+        s, folder_notes = _read_mer_factory_folder(d, sid, root, media)
+        out.append(((SampleStore.pack(s), s.id) if packed and s is not None else s, folder_notes))
+    return out
+
+
+def _read_folders_parallel(todo: list[tuple[Path, str]], root: Path, media: dict[str, dict[str, Path]],
+                           workers: int, packed: bool):
+    """The folders read by ``workers`` spawned processes, in contiguous pieces, yielded in folder order (the
+    same samples and notes as one process reads, in the same order)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = max(1, min(500, -(-len(todo) // (workers * 4))))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+        futs = [ex.submit(_read_folders_chunk, todo[lo:lo + size], root, media, packed)
+                for lo in range(0, len(todo), size)]
+        for f in futs:
+            yield from f.result()
+
+
+def _read_mer_factory_folder(d: Path, sid: str, root: Path,
+                             media: dict[str, dict[str, Path]]) -> tuple[Optional[Sample], list[str]]:
+    """One sample folder of a MER-Factory output root: its sample (None when it has no readable result) and the
+    dataset-level notes it gives (files skipped and why)."""
+    notes: list[str] = []
+    s = Sample(id=sid, source="mer-factory", folder=d)
+    kinds: list[SampleType] = []
+    bad_files: list[str] = []
+    with os.scandir(d) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    outside: set[str] = set()
+    for e in entries:  # a link is resolved only when it is one (DirEntry knows without a system call)
+        if e.is_symlink() and not is_within(d / e.name, root):
+            notes.append(f"{d.name}/{e.name}: skipped, symlink leads outside {root}")
+            outside.add(e.name)
+    # followed links included, as Path.is_file; links that lead out are never read (nor their records)
+    file_names = {e.name for e in entries if e.name not in outside and _is_file(e)}
+    for e in entries:
+        name = e.name
+        if name in outside:
+            continue
+        stem, suf = os.path.splitext(name)
+        suf = suf.lower()
+        if suf == ".json":
+            f = d / name
+            kind = merfactory.result_kind(f)
+            if kind is None:
+                continue
+            try:
+                data = merfactory.load_json(f)
+                s.notes.extend(f"{name}: {n}" for n in merfactory.merge_result(s.annotation, kind, data))
+            except merfactory.MerFactoryFormatError as err:
+                msg = str(err) if str(err).startswith(name) else f"{name}: {err}"
+                s.notes.append(f"{msg}; skipped")
+                bad_files.append(msg)
+                continue
+            s.annotation_files[kind.value] = f
+            kinds.append(kind)
+            s.label = s.label or merfactory.ground_truth(data)
+            src_stem = merfactory.source_stem(data)
+            if src_stem and src_stem in media:
+                for mk, mp in media[src_stem].items():
+                    if getattr(s, mk) is None:
+                        setattr(s, mk, mp)
+        elif suf in AUDIO_EXT and s.audio is None:
+            s.audio = d / name
+        elif suf == ".csv" and _is_openface_csv(d / name):
+            s.openface_csv = d / name
+        elif suf == ".csv" and _openface_header_problem(d / name):
+            s.notes.append(f"{name}: {_openface_header_problem(d / name)}")
+        elif suf in IMAGE_EXT and stem.endswith("_peak_frame"):
+            s.peak_frame_image = d / name
+        elif suf in VIDEO_EXT and s.video is None:
+            s.video = d / name
+        elif suf in IMAGE_EXT and s.image is None:
+            s.image = d / name
+    if not kinds:
+        notes.append(f"{d.name}: " + ("; ".join(bad_files) + "; no readable MER-Factory result, skipped"
+                                      if bad_files else "no MER-Factory result JSON; skipped"))
+        return None, notes
+    if merfactory.META_NAME in file_names:
+        meta_file = d / merfactory.META_NAME
+        try:
+            meta = merfactory.load_json(meta_file)
+            s.notes.extend(f"{merfactory.META_NAME}: {n}" for n in merfactory.merge_meta(s.annotation, meta))
+            s.provenance = provenance_from_meta(meta)
+        except merfactory.MerFactoryFormatError as err:
+            s.notes.append(f"{merfactory.META_NAME}: {err}")
+    records.read_into(s, file_names)  # the generator's AU-source and ASR records, for the metrics
+    order = [SampleType.mer, SampleType.image, SampleType.video, SampleType.audio, SampleType.au]
+    s.type = next(t for t in order if t in kinds)
+    plain = _plain_id(d.name)
+    if s.media().get("video") is None and plain in media:
+        for mk, mp in media[plain].items():
+            if getattr(s, mk) is None:
+                setattr(s, mk, mp)
+    return s, notes
 
 
 def _discover_mer_factory_files(root: Path, files: list[Path]) -> Dataset:

@@ -26,8 +26,16 @@ class SampleStore(MutableSequence):
             self.append(s)
 
     @staticmethod
-    def _pack(s: Sample) -> bytes:
+    def pack(s: Sample) -> bytes:
+        """``s`` as the store keeps it (what :meth:`unpack` reads), wherever it is made (a discovery worker)."""
         return zlib.compress(s.model_dump_json().encode("utf-8"), 1)
+
+    _pack = pack
+
+    def append_packed(self, b: bytes, sample_id: str) -> None:
+        """Append sample ``sample_id``, :meth:`pack`-ed elsewhere (a discovery worker)."""
+        self._blobs.append(b)
+        self._ids.append(sample_id)
 
     @staticmethod
     def unpack(b: bytes) -> Sample:
