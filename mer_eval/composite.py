@@ -16,7 +16,12 @@ from typing import Optional
 import yaml
 
 from mer_eval.config import read_bundled_yaml
+from mer_eval.evidence import counts
 from mer_eval.schema import CompositeResult, MetricResult, Status
+
+# members bound once: reading ``Status.x`` goes through the enum machinery, and the composite runs twice per sample
+_OK, _ABSTAINED = Status.ok, Status.abstained
+_COUNTABLE = (_OK, _ABSTAINED)
 
 
 @dataclass(frozen=True)
@@ -109,24 +114,23 @@ class CompositeSpec:
     def _pick(self, name: str, by_name: dict[str, MetricResult]) -> tuple[Optional[MetricResult], str]:
         r = by_name.get(name)
         src = name
-        if (r is None or r.status not in (Status.ok, Status.abstained)) and name in self.substitutes:
+        if (r is None or r.status not in _COUNTABLE) and name in self.substitutes:
             alt = by_name.get(self.substitutes[name])
-            if alt is not None and alt.status == Status.ok:
+            if alt is not None and alt.status == _OK:
                 r, src = alt, self.substitutes[name]
         return r, src
 
     def _judge(self, r: Optional[MetricResult], mode: str) -> tuple[Optional[float], Optional[str], bool]:
         """(value to normalise, or None with why it does not count, abstained?)"""
-        from mer_eval.evidence import counts
-
         if r is None:
             return None, "not computed in this run", False
-        if r.status == Status.abstained:
+        status = r.status
+        if status == _ABSTAINED:
             if mode == "strict":
                 return float("-inf"), None, True  # the metric's worst value
             return None, f"abstained: {r.reason} (left out of the lenient composite)", True
-        if r.status != Status.ok:
-            return None, f"{r.status.value}: {r.reason}", False
+        if status != _OK:
+            return None, f"{status.value}: {r.reason}", False
         ok, why = counts(r)
         if not ok:
             return None, f"not evidence: {why}", False

@@ -23,7 +23,8 @@ from mer_eval.composite import composite_metric_result, load_spec
 from mer_eval.config import Config
 from mer_eval.discovery import Dataset, discover
 from mer_eval.metric import Metric, ScoreContext
-from mer_eval.schema import Fingerprint, MetricResult, ModelRef, SampleEvaluation, ScoreSection, Status
+from mer_eval.schema import Fingerprint, MetricResult, ModelRef, Relation, SampleEvaluation, ScoreSection, \
+    Status
 from mer_eval.store import EVAL_FILE, SCORE_INCOMPLETE, SUMMARY_FILE, RunStore, _umask, atomic_write_json, \
     atomic_write_text
 
@@ -102,23 +103,25 @@ def _output_index(families: dict[str, Metric]) -> dict[str, tuple[str, bool]]:
 
 
 def _long_rows(results: dict[str, list[MetricResult]], families: dict[str, Metric]) -> list[dict]:
+    """The long table's rows of ``results`` (what :meth:`_Stats.add` builds beside the statistics)."""
+    rows: list[dict] = []
+    _Stats(families, lists=True).add(results, rows)
+    return rows
+
+
+_STATUS_STR = {s: s.value for s in Status}  # a member's value without the enum descriptor (str hash: C speed)
+_RELATION_STR = {r: r.value for r in Relation}
+
+
+def _judged(r: MetricResult) -> tuple[Optional[str], str]:
+    """``(dependence, relation)`` of a result: :func:`mer_eval.evidence.dependence` and ``relation`` in one
+    step (typed evidence read directly; older results through the evidence module's rule)."""
+    ev = r.evidence
+    if ev is not None:
+        return (None if ev.independent else f"self-check: {ev.reason}"), _RELATION_STR[ev.relation]
     from mer_eval.evidence import relation
 
-    idx = _output_index(families)
-    rows = []
-    for sid, rs in results.items():
-        for r in rs:
-            fam, hib = idx.get(r.metric, ("unknown", True))
-            dep = dependence(r)
-            rows.append({
-                "sample_id": sid, "metric": r.metric, "family": fam, "value": r.value,
-                "status": r.status.value, "reason": r.reason,
-                "model": r.model.id if r.model else None,
-                "model_sha256": r.model.sha256 if r.model else None,
-                "metric_version": r.metric_version, "higher_is_better": hib, "cached": r.cached,
-                "independent": dep is None, "dependence": dep, "relation": relation(r).value,
-            })
-    return rows
+    return dependence(r), _RELATION_STR[relation(r)]
 
 
 @dataclass
@@ -207,10 +210,10 @@ class ChunkScorer:
             self.cache.flush()
         ms = {k: v - ms0.get(k, 0.0) for k, v in self.ctx.model_seconds.items() if v - ms0.get(k, 0.0)}
         stats = _Stats(self.families, lists=True)
-        stats.add(results)
+        rows: list[dict] = []
+        stats.add(results, rows)  # statistics and long rows in one pass
         return ChunkResult(results=results if keep else {}, agg=agg, model_seconds=ms,
-                           cache_hits=(self.cache.hits - hits0) if self.cache else 0,
-                           rows=_long_rows(results, self.families), stats=stats)
+                           cache_hits=(self.cache.hits - hits0) if self.cache else 0, rows=rows, stats=stats)
 
     def close(self) -> None:
         if self.cache is not None:
@@ -450,31 +453,49 @@ class _Stats:
             acc[0] += v
             acc[1] += 1
 
-    def add(self, results: dict[str, list[MetricResult]]) -> None:
-        from mer_eval.evidence import counts as counts_as_evidence
-
-        for rs in results.values():
+    def add(self, results: dict[str, list[MetricResult]], rows: Optional[list[dict]] = None) -> None:
+        """Count ``results``; with ``rows``, append their long-table rows too (one pass, each result's evidence
+        decision made once)."""
+        family_of, counts, reasons = self.family_of, self.counts, self.reasons
+        order, models, first_model = self.metrics_order, self.models, self.first_model
+        put, status_str = self._put, _STATUS_STR
+        for sid, rs in results.items():
             for r in rs:
-                self.metrics_order.setdefault(r.metric, None)
-                c = self.counts.setdefault(r.metric, {s.value: 0 for s in Status})
-                c[r.status.value] += 1
-                if r.status == Status.ok:
-                    self._put(self.ok_values, r.metric, r.value, finite_only=False)
-                    ok, why = counts_as_evidence(r)
-                    if ok:
-                        self._put(self.values, r.metric, r.value, finite_only=True)
+                metric, status, model = r.metric, r.status, r.model
+                st = status_str[status]
+                c = counts.get(metric)
+                if c is None:
+                    order.setdefault(metric, None)
+                    c = counts[metric] = dict.fromkeys(_STATUS_STR.values(), 0)
+                c[st] += 1
+                dep, rel = _judged(r)
+                if st == "ok":
+                    put(self.ok_values, metric, r.value, finite_only=False)
+                    if dep is None:
+                        put(self.values, metric, r.value, finite_only=True)
                     else:
-                        lo = self.left_out.setdefault(r.metric, {"n": 0, "reasons": {}})
+                        lo = self.left_out.setdefault(metric, {"n": 0, "reasons": {}})
                         lo["n"] += 1
-                        lo["reasons"][why] = lo["reasons"].get(why, 0) + 1
+                        lo["reasons"][dep] = lo["reasons"].get(dep, 0) + 1
                 else:
-                    rr = self.reasons.setdefault(r.metric, {})
-                    key = f"{r.status.value}: {r.reason}"
+                    rr = reasons.setdefault(metric, {})
+                    key = f"{st}: {r.reason}"
                     rr[key] = rr.get(key, 0) + 1
-                if r.model is not None and r.model.id:
-                    self.models.setdefault(self.family_of.get(r.metric, (r.metric,))[0], r.model)
-                if r.model is not None and self.first_model.get(r.metric) is None:
-                    self.first_model[r.metric] = r.model.id
+                if model is not None:
+                    if model.id:
+                        models.setdefault(family_of.get(metric, (metric,))[0], model)
+                    if first_model.get(metric) is None:
+                        first_model[metric] = model.id
+                if rows is not None:
+                    fam, hib = family_of.get(metric, ("unknown", True))
+                    rows.append({
+                        "sample_id": sid, "metric": metric, "family": fam, "value": r.value,
+                        "status": st, "reason": r.reason,
+                        "model": model.id if model else None,
+                        "model_sha256": model.sha256 if model else None,
+                        "metric_version": r.metric_version, "higher_is_better": hib, "cached": r.cached,
+                        "independent": dep is None, "dependence": dep, "relation": rel,
+                    })
 
     def merge(self, piece: "_Stats") -> None:
         """Add a chunk's statistics (``lists=True``) as if its results had been :meth:`add`-ed here."""
