@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from mer_eval.domain.facs import AU_NAMES, AU_SYNONYMS, OPENFACE_C_AUS, OPENFACE_R_AUS
 
@@ -45,11 +46,13 @@ _POST_NEG = re.compile(
     r"^\s*(?:(?:is|are|was|were|remains?|stays?)\s+)?(?:absent|missing|lacking|not\s+(?:present|visible|detected|observed|"
     r"evident|seen|shown|active))\b"
 )
-_CODE = re.compile(r"\bau\s*[-_]?\s*0*(\d{1,2})(?:_[rc])?\b((?:\s*\+\s*(?:au\s*)?0*\d{1,2}(?:_[rc])?\b)*)")
+# \bau..., written "au(?<!\wau)" so that the pattern opens with a literal (found at once, as _CLAUSE_END)
+_CODE = re.compile(r"au(?<!\wau)\s*[-_]?\s*0*(\d{1,2})(?:_[rc])?\b((?:\s*\+\s*(?:au\s*)?0*\d{1,2}(?:_[rc])?\b)*)")
 _CODE_MORE = re.compile(r"\+\s*(?:au\s*)?0*(\d{1,2})")
 
 
 _FILLER = r"\s+(?:(?:is|are|was|were|being|slightly|widely|fully|partly|partially|somewhat|very)\s+)*"
+_INFLECTIONS = ("s", "es", "d", "ed")
 
 
 def _phrases() -> list[tuple[str, str, re.Pattern]]:
@@ -65,32 +68,65 @@ def _phrases() -> list[tuple[str, str, re.Pattern]]:
         # copulas and degree words may sit between a phrase's words: "lips are slightly parted"
         body = _FILLER.join(re.escape(w) for w in phrase.split())
         # light inflection on the last word: "jaw drops", "frowned", "smiled"
-        pats.append((phrase, au, re.compile(r"(?<![\w])" + body + r"(?:s|es|d|ed)?(?![\w])")))
+        pats.append((phrase, au, re.compile(r"(?<![\w])" + body + "(?:" + "|".join(_INFLECTIONS) + r")?(?![\w])")))
     return pats
 
 
 _PHRASES = _phrases()
-# A phrase's match starts where its first word occurs literally (its pattern opens with a look-behind, then that
-# word): the occurrences of every first word are found once per text with str.find, and each phrase's pattern
-# is tried only there (``pat.match`` at those offsets, in order, non-overlapping: what ``pat.finditer`` yields).
 _PHRASE_FIRST: dict[str, str] = {phrase: phrase.split()[0] for phrase, _, _ in _PHRASES}
-_FIRST_WORDS = tuple(sorted(set(_PHRASE_FIRST.values())))
+# the longest later word of each phrase ("" for one word): a match holds it literally, so a text without it is
+# not tried
+_PHRASE_NEEDS: tuple[str, ...] = tuple(max(phrase.split()[1:], key=len, default="") for phrase, _, _ in _PHRASES)
+
+# Which phrases can match a text at all is read from its letter runs (maximal runs of a-z), found at once in C
+# (encoded to ASCII, any other character a "?"; then bytes.translate + split). A match of a phrase starts at a
+# word start (the look-behind: no word character, so no letter, before it) with its first word, and the run of
+# letters there is exactly: the first word, when more words follow (whitespace after it: _FILLER); the word and
+# its inflection, for a one-word phrase (no word character after it); the word's leading letters, for a word such
+# as "crow's" or "wide-eyed". A phrase none of whose runs is in the text is not tried; the others are tried as
+# before, at every occurrence of their first word.
+_LETTERS_ONLY = bytes(b if 97 <= b <= 122 else 32 for b in range(256))  # bytes.translate: a-z kept, the rest " "
 
 
-def _first_word_offsets(t: str) -> dict[str, list[int]]:
-    """Every offset (overlapping ones included) at which each phrase's first word occurs in ``t``."""
-    out: dict[str, list[int]] = {}
+def _phrase_gate() -> dict[bytes, tuple[int, ...]]:
+    """The phrases (indices in _PHRASES) that a letter run can open."""
+    gate: dict[bytes, set[int]] = {}
+    for i, (phrase, _, _) in enumerate(_PHRASES):
+        words = phrase.split()
+        lead = re.match("[a-z]*", words[0]).group(0)  # the first word, or "crow" of "crow's"
+        assert lead, phrase  # a phrase opens with a letter
+        runs = [lead]
+        if len(words) == 1 and lead == words[0]:  # one word of letters only: its inflection ends the run too
+            runs += [lead + e for e in _INFLECTIONS]
+        for r in runs:
+            gate.setdefault(r.encode(), set()).add(i)
+    return {r: tuple(sorted(ix)) for r, ix in gate.items()}
+
+
+_PHRASE_GATE = _phrase_gate()
+_GATE_RUNS = frozenset(_PHRASE_GATE)
+
+
+def _phrases_to_try(t: str) -> Sequence[int]:
+    """The indices in _PHRASES (longest phrase first) of the phrases that can match ``t`` (see above)."""
+    hits = _GATE_RUNS.intersection(t.encode("ascii", "replace").translate(_LETTERS_ONLY).split())
+    if len(hits) == 1:
+        for r in hits:
+            return _PHRASE_GATE[r]
+    return sorted({i for r in hits for i in _PHRASE_GATE[r]})
+
+
+def _first_word_offsets(t: str, word: str) -> list[int]:
+    """Every offset (overlapping ones included, ascending) at which a phrase's first word occurs in ``t``: a
+    phrase's match starts there (its pattern opens with a look-behind, then that word), so its pattern is tried
+    only there (``pat.match`` at those offsets, in order, non-overlapping: what ``pat.finditer`` yields)."""
     find = t.find
-    for w in _FIRST_WORDS:
-        i = find(w)
-        if i < 0:
-            continue
-        offs = []
-        while i >= 0:
-            offs.append(i)
-            i = find(w, i + 1)
-        out[w] = offs
-    return out
+    offs = []
+    i = find(word)
+    while i >= 0:
+        offs.append(i)
+        i = find(word, i + 1)
+    return offs
 
 
 def _phrase_matches(pat: re.Pattern, t: str, offsets: list[int]):
@@ -155,8 +191,19 @@ _LIST_WORDS = {"au", "or", "nor", "inner", "outer", "brow", "raiser", "lowerer",
                "part", "jaw", "drop", "blink", "suck"}
 
 
+# Every cue contains one of these: a window before a mention without any of them cannot hold a cue (most do not)
+_CUE_PARTS = ("no", "never", "neither", "without", "absen", "lack", "cannot", "n't", "free", "devoid")
+assert all(any(p in w for p in _CUE_PARTS) for w in _NEG_WORDS | {b[0] for b in _NEG_BIGRAMS})
+
+
 def _negated(text: str, start: int, end: int) -> bool:
     before = text[max(0, start - 160):start]
+    # the words read below are words of ``before``: with no cue part in it, only a cue after the mention counts
+    for p in _CUE_PARTS:
+        if p in before:
+            break
+    else:
+        return bool(_POST_NEG.match(text[end:end + 60]))
     in_list = False
     # a list of AUs keeps the scope of the negation before it: "no AU04, AU07 or AU23",
     # "none of the companion units (AU07 lid tightener, AU23 lip tightener)"
@@ -220,17 +267,23 @@ def _claims_cached(text: str, field_name: str) -> Claims:
             else:
                 c.outside_universe.add(au)
         taken.append((m.start(), m.end()))
-    firsts = _first_word_offsets(t)
-    for phrase, au, pat in _PHRASES:
-        offsets = firsts.get(_PHRASE_FIRST[phrase])
-        if offsets is None:
+    firsts: dict[str, list[int]] = {}  # offsets of the first words read so far
+    for i in _phrases_to_try(t):  # still longest first: a longer match takes its span first
+        if _PHRASE_NEEDS[i] not in t:
             continue
+        phrase, au, pat = _PHRASES[i]
+        first = _PHRASE_FIRST[phrase]
+        offsets = firsts.get(first)
+        if offsets is None:
+            offsets = firsts[first] = _first_word_offsets(t, first)
         for m in _phrase_matches(pat, t, offsets):
-            a, b = m.start(), m.end()
-            if any(a < e and s < b for s, e in taken):
-                continue
-            taken.append((a, b))
-            c.mentions.append(Mention(au, phrase, a, _negated(t, a, b), field_name, b))
+            a, b = m.span()
+            for s, e in taken:
+                if a < e and s < b:
+                    break  # inside a span already read
+            else:
+                taken.append((a, b))
+                c.mentions.append(Mention(au, phrase, a, _negated(t, a, b), field_name, b))
     c.mentions.sort(key=lambda x: x.start)
     c._finish()
     return c
