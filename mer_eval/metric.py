@@ -117,12 +117,12 @@ class Metric:
 
     def ok(self, sample_id: str, metric: str, value: float, **kw: Any) -> MetricResult:
         kw.setdefault("model", self.model_ref())
-        kw.setdefault("params", self.public_params())
+        kw.setdefault("params", self._result_params())
         return MetricResult.ok(sample_id, metric, value, self.version, **kw)
 
     def not_ok(self, sample_id: str, status: Status, reason: str, outputs: Optional[Iterable[str]] = None,
                **kw: Any) -> list[MetricResult]:
-        kw.setdefault("params", self.public_params())
+        kw.setdefault("params", self._result_params())
         return [
             MetricResult.missing(sample_id, m, status, reason, self.version, **kw)
             for m in (outputs or self.output_names())
@@ -130,6 +130,14 @@ class Metric:
 
     def public_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.params.items() if not k.startswith("_")}
+
+    def _result_params(self) -> dict[str, Any]:
+        """:meth:`public_params` built once (the parameters are fixed when the family is made): every result
+        carries them, and a result's validation copies the dict, so results never share it."""
+        p = self.__dict__.get("_public_params")
+        if p is None:
+            p = self._public_params = self.public_params()
+        return p
 
     def timed(self, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
         """Run a model call and add its wall time to the context's pure model time."""

@@ -575,12 +575,11 @@ class _LongWriter:
         self.closed = False
 
     def write(self, rows: list[dict]) -> None:
-        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(pd.DataFrame(rows, columns=LONG_COLUMNS), schema=_long_schema(),
-                                     preserve_index=False)
+        # straight from the rows (half the time of a DataFrame first; pandas reads back the same frame)
+        table = pa.Table.from_pylist(rows, schema=_long_schema())
         if self._w is None:
             self._w = pq.ParquetWriter(self.tmp, table.schema)
         self._w.write_table(table)
