@@ -661,6 +661,9 @@ _MANIFEST_TEXT = {"label": "label", "ground_truth_label": "label", "reference_tr
                   "transcript_reference": "reference_transcript"}
 
 
+_JSON_TYPE = {bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}
+
+
 def _discover_manifest(path: Path, media_roots: list[Path]) -> Dataset:
     root = path.parent
     roots = [root] + list(media_roots)
@@ -690,6 +693,12 @@ def _discover_manifest(path: Path, media_roots: list[Path]) -> Dataset:
     for where, row in rows:
         n = where
         row = {str(k).strip(): v for k, v in row.items() if k is not None}
+        # a media field holds a path: a JSON true, number, object or array there names no file (never looked up)
+        not_path = next((k for k in _MANIFEST_MEDIA if row.get(k) is not None and not isinstance(row[k], str)), None)
+        if not_path is not None:
+            notes.append(f"{n}: {not_path} is a JSON {_JSON_TYPE.get(type(row[not_path]), 'value')}, not a file "
+                         "path; skipped")
+            continue
         row = {k: (v if v is None or isinstance(v, (str, int, float)) else json.dumps(v)) for k, v in row.items()}
         raw_id = row.get("id") or row.get("name") or row.get("sample_id")
         if not raw_id:
@@ -714,7 +723,14 @@ def _discover_manifest(path: Path, media_roots: list[Path]) -> Dataset:
                     notes.append(f"{n} ({sid}): skipped ({e})")
                     bad = True
                     break
-                if not Path(kw[attr]).is_file():
+                try:
+                    found = Path(kw[attr]).is_file()
+                except OSError as e:  # e.g. a name longer than the filesystem allows
+                    notes.append(f"{n} ({sid}): skipped, {k} file {str(v)[:80]!r} cannot be looked up "
+                                 f"({e.strerror or type(e).__name__})")
+                    bad = True
+                    break
+                if not found:
                     notes.append(f"{n} ({sid}): skipped, {k} file {v!r} not found")
                     bad = True
                     break

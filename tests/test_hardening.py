@@ -242,6 +242,8 @@ def test_fuzz_mer_factory_json(data):
 
 @FUZZ
 @given(data=st.one_of(_jsonish(), _csvish()), suffix=st.sampled_from([".jsonl", ".csv", ".json"]))
+@example(data=b'{"video": true}', suffix=".jsonl")  # found by this test: Path(True) raised TypeError
+@example(data=json.dumps({"video": {"final_summary": None, "x": "\x1f" * 300}}).encode(), suffix=".jsonl")
 def test_fuzz_manifest(data, suffix):
     from mer_eval.discovery import DiscoveryError, discover
     from mer_eval.domain.merfactory import MerFactoryFormatError
@@ -273,3 +275,25 @@ def test_fuzz_transcripts(data, name):
 
     out = _clean(lambda: read_transcripts(_file(name, data)), (DiscoveryError,))
     assert out is None or all(isinstance(k, str) and isinstance(v, str) for k, v in out.items())
+
+
+def test_a_manifest_media_field_that_is_not_a_path_is_a_note(tmp_path):
+    """A JSON true / number / object where a manifest names a file, or a path longer than the filesystem takes,
+    is one note naming the line, and the other lines still load (found by test_fuzz_manifest)."""
+    from mer_eval.discovery import discover
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes((REPO / "examples" / "media").joinpath(next(
+        p.name for p in (REPO / "examples" / "media").iterdir() if p.suffix == ".wav")).read_bytes())
+    lines = [{"video": True}, {"id": "n", "audio": 3}, {"id": "o", "image": {"path": "x.jpg"}},
+             {"id": "long", "audio": "a" * 5000 + ".wav"}, {"id": "ok", "audio": "clip.wav"}]
+    m = tmp_path / "manifest.jsonl"
+    m.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    ds = discover(m)
+    assert [s.id for s in ds.samples] == ["ok"]
+    assert any("manifest.jsonl:1: video is a JSON boolean, not a file path" in n for n in ds.notes)
+    assert any("manifest.jsonl:2: audio is a JSON number" in n for n in ds.notes)
+    assert any("manifest.jsonl:3: image is a JSON object" in n for n in ds.notes)
+    assert any(n.startswith("manifest.jsonl:4 (long): skipped, audio file") and "cannot be looked up" in n
+               for n in ds.notes)
+    assert all("\n" not in n and len(n) < 400 for n in ds.notes)
