@@ -25,8 +25,8 @@ from mer_eval.discovery import Dataset, discover
 from mer_eval.metric import Metric, ScoreContext
 from mer_eval.schema import Fingerprint, MetricResult, ModelRef, Relation, SampleEvaluation, ScoreSection, \
     Status
-from mer_eval.store import EVAL_FILE, SCORE_INCOMPLETE, SUMMARY_FILE, RunStore, _umask, atomic_write_json, \
-    atomic_write_text
+from mer_eval.store import EVAL_FILE, SCORE_INCOMPLETE, SUMMARY_FILE, RunStore, _open_temp, _umask, \
+    atomic_write_json, atomic_write_text
 
 MER_FACTORY_COLUMNS = [
     "sample_id", "distinct1", "distinct2", "repetition_rate", "fkgl", "au_pr", "au_re", "au_f1",
@@ -386,6 +386,7 @@ def score_dataset(
                       "failed): per-sample scores, scores.parquet, the summary CSV and run.json may mix two "
                       "attempts; run `mer-eval score` again"})
         writer = _LongWriter(out_dir / "scores.parquet")
+        summary = _SummaryWriter(out_dir / SUMMARY_FILE)
         try:
             for part, cr in computed():
                 results = cr.results
@@ -399,6 +400,7 @@ def score_dataset(
                 hits += cr.cache_hits
                 writer.write(cr.rows)  # summarised where the chunk was computed
                 stats.merge(cr.stats)
+                summary.write(cr.rows, list(stats.metrics_order))  # while the next chunk is scored
                 if keep:
                     for sid, rs in results.items():
                         kept[sid] = rs
@@ -412,9 +414,10 @@ def score_dataset(
             outcome.section = _section(outcome, spec, started, hits, stats)
             outcome.metric_rows = stats.metric_rows()
             writer.close()
-            _write(outcome, config, writer, stats)
+            _write(outcome, config, writer, stats, summary)
         finally:
             writer.abort()
+            summary.abort()
             if prog:
                 prog.stop()
             scorer.close()
@@ -610,6 +613,86 @@ class _LongWriter:
             self.tmp.unlink()
 
 
+def summary_csv(rows: list[dict], metrics_order: list[str], header: bool) -> Optional[str]:
+    """The summary CSV lines of one chunk's long rows, as :func:`wide_summary` + ``to_csv(index=False)`` write them
+    (samples by id; each metric's value, then each one's status and reason), built without pandas; None when a
+    sample has a metric twice (then the pivot's own rules decide: the caller falls back to it)."""
+    import csv
+    import io
+
+    by: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        d = by.get(r["sample_id"])
+        if d is None:
+            d = by[r["sample_id"]] = {}
+        if r["metric"] in d:
+            return None
+        d[r["metric"]] = r
+    value_cols = MER_FACTORY_COLUMNS[1:] + [m for m in metrics_order if m not in MER_FACTORY_COLUMNS]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")  # pandas' to_csv: the csv module, minimal quoting, "\n"
+    if header:
+        w.writerow(["sample_id", *value_cols, *[f"{m}_{k}" for m in metrics_order for k in ("status", "reason")]])
+    for sid in sorted(by):
+        d = by[sid]
+        line = [sid]
+        for c in value_cols:
+            r = d.get(c)
+            v = r["value"] if r is not None else None
+            line.append("" if v is None or v != v else repr(float(v)))  # NaN and None: empty, as pandas
+        for m in metrics_order:
+            r = d.get(m)
+            line.append("" if r is None or r["status"] is None else r["status"])
+            line.append("" if r is None or r["reason"] is None else r["reason"])
+        w.writerow(line)
+    return buf.getvalue()
+
+
+class _SummaryWriter:
+    """``mer_eval_summary.csv`` written chunk by chunk as the chunks come back (:func:`summary_csv`), into a
+    temporary file renamed into place at the end. Its columns are the run's metrics as known at the first chunk;
+    when a later chunk brings another metric (or a sample has a metric twice) it stops, and :func:`_write` builds
+    the file from scores.parquet's row groups instead."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.stream.tmp"
+        self.order: Optional[list[str]] = None
+        self.ok = True
+        self._f = None
+
+    def write(self, rows: list[dict], order: list[str]) -> None:
+        if not self.ok or not rows:
+            return
+        if self.order is not None and order != self.order:
+            self.ok = False  # the columns changed: the parquet path writes the file
+            return
+        text = summary_csv(rows, order, header=self.order is None)
+        if text is None:
+            self.ok = False
+            return
+        if self._f is None:  # created exclusively, never through a link left there (as atomic writes)
+            self._f = os.fdopen(_open_temp(str(self.tmp)), "w", encoding="utf-8", newline="")
+        self._f.write(text)
+        self.order = order
+
+    def complete(self, order: list[str]) -> bool:
+        """Whether the file holds every chunk with the run's final columns."""
+        return self.ok and self._f is not None and order == self.order
+
+    def commit(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._f is not None and not self._f.closed:
+            self._f.close()
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
 class _ParquetResults(Mapping):
     """``outcome.results`` of a large run: read back from ``scores.parquet`` one row group at a time (results
     without their details and evidence: those are in ``<id>/mer_eval_scores.json``)."""
@@ -710,30 +793,38 @@ def _section(o: ScoreOutcome, spec: Any, started: datetime, hits: int, stats: "_
     )
 
 
-def _write(o: ScoreOutcome, config: Config, writer: "_LongWriter", stats: "_Stats") -> None:
+def _write(o: ScoreOutcome, config: Config, writer: "_LongWriter", stats: "_Stats",
+           summary: Optional["_SummaryWriter"] = None) -> None:
     """Called with the run lock held, after every chunk's ``mer_eval_scores.json`` and row group are written: the
-    summary CSV from the row groups (one at a time), then scores.parquet and run.json are put in place."""
+    summary CSV (written chunk by chunk while the run was scored, when its columns are the run's; else from the
+    row groups, one at a time), then scores.parquet and run.json are put in place."""
     import tempfile
 
     store = RunStore(o.out_dir)
     order = list(stats.metrics_order)
-    fd, tmp = tempfile.mkstemp(prefix="." + SUMMARY_FILE + ".", suffix=".tmp", dir=o.out_dir)
-    os.fchmod(fd, 0o666 & ~_umask())
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            first = True
-            for long in writer.chunks():
-                if long.empty and not first:
-                    continue
-                f.write(wide_summary(long, order).to_csv(index=False, header=first))
-                first = False
-            f.flush()
-            os.fsync(f.fileno())
+    if summary is not None and summary.complete(order):
         writer.commit()
-        os.replace(tmp, o.out_dir / SUMMARY_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        summary.commit()
+    else:
+        if summary is not None:
+            summary.abort()
+        fd, tmp = tempfile.mkstemp(prefix="." + SUMMARY_FILE + ".", suffix=".tmp", dir=o.out_dir)
+        os.fchmod(fd, 0o666 & ~_umask())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                first = True
+                for long in writer.chunks():
+                    if long.empty and not first:
+                        continue
+                    f.write(wide_summary(long, order).to_csv(index=False, header=first))
+                    first = False
+                f.flush()
+                os.fsync(f.fileno())
+            writer.commit()
+            os.replace(tmp, o.out_dir / SUMMARY_FILE)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     manifest = store.read_manifest()
     if manifest is None:  # a run mer-eval did not generate (e.g. MER-Factory's): the manifest is score's
         manifest = store.new_manifest(command="score", input=str(o.dataset.root),

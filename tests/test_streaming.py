@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 
 from mer_eval.config import load_config
 from mer_eval.discovery import discover
@@ -109,3 +110,66 @@ def test_a_streamed_run_summaries_read_only_the_composites(shared_data, tmp_path
     pa = printed(one)
     assert any(x.startswith("composite (") and "top " in x for x in pa)
     assert pa == printed(many)
+
+
+def _summary_from_parquet(out) -> str:
+    """The summary CSV as the parquet path builds it: wide_summary of each row group, to_csv."""
+    import pyarrow.parquet as pq
+
+    from mer_eval.scoring import wide_summary
+
+    f = pq.ParquetFile(out / "scores.parquet")
+    groups = [f.read_row_group(i).to_pandas() for i in range(f.num_row_groups)]
+    order = list(dict.fromkeys(m for g in groups for m in g["metric"]))
+    return "".join(wide_summary(g, order).to_csv(index=False, header=i == 0) for i, g in enumerate(groups))
+
+
+def test_the_summary_csv_written_while_scoring_is_the_parquet_paths_byte_for_byte(shared_data, tmp_path,
+                                                                                   monkeypatch):
+    """The summary CSV is written chunk by chunk as the chunks come back (no pandas); it is the file the row
+    groups of scores.parquet give, byte for byte, over every family on real MER-Factory outputs."""
+    from engine_compare import build_real_run
+    from mer_eval import scoring
+
+    root = build_real_run(shared_data, tmp_path / "run", n=23)
+    cfg = load_config(sets=["cache.enabled=false"])
+    pivots = []
+    monkeypatch.setattr(scoring, "wide_summary", lambda *a, **k: pivots.append(a) or pytest.fail("pivoted"))
+    score_dataset(discover(root), tmp_path / "out", cfg, chunk_size=10)  # 3 chunks, every built-in family
+    monkeypatch.undo()
+    assert pivots == []  # the parquet path did not run
+    text = (tmp_path / "out" / "mer_eval_summary.csv").read_text(encoding="utf-8")
+    assert text == _summary_from_parquet(tmp_path / "out")
+    assert len(text.splitlines()) == 24
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_the_summary_falls_back_to_the_parquet_when_a_later_chunk_brings_a_metric(shared_data, tmp_path,
+                                                                                  monkeypatch):
+    """A metric first seen in a later chunk changes the columns, and a sample with a metric twice has no single
+    value: the streamed file is dropped and the summary is built from scores.parquet (the same file either way)."""
+    from mer_eval import scoring
+    from mer_eval.schema import MetricResult
+
+    root, n = _root(shared_data, tmp_path)
+    cfg = load_config(sets=["cache.enabled=false"])
+    ids = sorted(s.id for s in discover(root).samples)
+    real_score = scoring.ChunkScorer._score
+
+    def late_metric(self, part, progress, keep):
+        cr = real_score(self, part, progress, keep)
+        if ids[-1] in {r["sample_id"] for r in cr.rows}:  # the last chunk: one more metric, first seen here
+            extra = MetricResult.ok(ids[-1], "late_metric", 0.5, "1.0")
+            cr.rows.append({**cr.rows[-1], "metric": extra.metric, "value": extra.value, "status": "ok",
+                            "reason": None})
+            cr.stats.metrics_order["late_metric"] = None
+        return cr
+
+    monkeypatch.setattr(scoring.ChunkScorer, "_score", late_metric)
+    score_dataset(discover(root), tmp_path / "late", cfg, metrics=WEIGHT_FREE, chunk_size=2)
+    text = (tmp_path / "late" / "mer_eval_summary.csv").read_text(encoding="utf-8")
+    assert "late_metric" in text.splitlines()[0]
+    assert text == _summary_from_parquet(tmp_path / "late")
+    assert not list((tmp_path / "late").glob(".*.tmp"))
+    assert scoring.summary_csv([{"sample_id": "a", "metric": "m", "value": 1.0, "status": "ok", "reason": None}] * 2,
+                               ["m"], header=True) is None  # a metric twice: no single value
