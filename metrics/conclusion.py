@@ -61,7 +61,8 @@ from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.domain.emotion_text import (Profile, au_profile, conclusion_or_abstention, emotion_profile,
-                                           sentiment_conclusion, strip_conclusion, summary_or_abstention)
+                                           sentiment_conclusion, strip_conclusion, summary_or_abstention,
+                                           vader_compound)
 from mer_eval.schema import Evidence, MetricResult, Relation, Sample, Status
 from mer_eval.domain.text import cjk_ratio, unwrap_transcript
 
@@ -90,13 +91,7 @@ _STRENGTH = {"slight": 0.5, "moderate": 0.75, "strong": 1.0}
 
 
 def _vader(text: str) -> Optional[float]:
-    try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError:
-        return None
-    from mer_eval.models import load_once
-
-    return float(load_once(("vader",), SentimentIntensityAnalyzer).polarity_scores(text)["compound"])
+    return vader_compound(text)  # memoised: cross_modal reads the same transcript
 
 
 def peaks_profile(peaks: list[str]) -> Profile:

@@ -48,6 +48,7 @@ not found; it does not need the concluded emotion.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Optional
 
@@ -56,7 +57,7 @@ from pydantic import Field
 
 from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
-from mer_eval.domain.emotion_text import dominant_emotions, valence
+from mer_eval.domain.emotion_text import dominant_emotions, vader_compound, valence
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.domain.text import cjk_ratio, split_sentences, unwrap_transcript
 
@@ -83,6 +84,9 @@ def au_pseudo_labels(intensity: dict[str, float], presence: dict[str, bool], thr
     return {"mer_factory": mf, "merr": merr, "emotions": emotions}
 
 
+_au_code = functools.lru_cache(maxsize=4096)(au_code)  # the same few AU names in every sample: parsed once
+
+
 def peak_aus(sample: Sample, threshold: float) -> tuple[dict[str, float], dict[str, bool], str]:
     """(intensity, presence, where from) at the peak frame."""
     of = None
@@ -107,26 +111,21 @@ def peak_aus(sample: Sample, threshold: float) -> tuple[dict[str, float], dict[s
                 idx = int(np.argmax(series))
                 how = "max summed intensity"
         if idx is not None:
-            inten = {au_code(k): v for k, v in of.intensities(idx).items() if au_code(k)}
-            pres = {au_code(k): v >= 0.5 for k, v in of.presences(idx).items() if au_code(k)}
+            inten = {_au_code(k): v for k, v in of.intensities(idx).items() if _au_code(k)}
+            pres = {_au_code(k): v >= 0.5 for k, v in of.presences(idx).items() if _au_code(k)}
             for code, v in inten.items():  # an AU without a _c column counts as present above threshold
                 pres.setdefault(code, v > threshold)
             frame = int(of.data["frame"][idx])
             return inten, pres, f"openface_csv {Path(sample.openface_csv).name} frame {frame} ({how})"
-    inten = {au_code(k): float(v) for k, v in sample.annotation.top_aus_intensities.items() if au_code(k)}
+    inten = {_au_code(k): float(v) for k, v in sample.annotation.top_aus_intensities.items() if _au_code(k)}
     pres = {k: v > threshold for k, v in inten.items()}
     return inten, pres, "annotation.top_aus_intensities" + csv_note
 
 
 def _vader_polarity(text: str) -> Optional[tuple[str, float]]:
-    try:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError:
+    c = vader_compound(text)  # memoised: the conclusion family reads the same transcript
+    if c is None:
         return None
-    from mer_eval.models import load_once
-
-    sia = load_once(("vader",), SentimentIntensityAnalyzer)
-    c = float(sia.polarity_scores(text)["compound"])
     if c >= 0.05:
         return "positive", c
     if c <= -0.05:
@@ -324,8 +323,11 @@ class CrossModalAgreement(Metric):
 
     def _compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         from mer_eval.evidence import relate
-        from mer_eval.domain.emotion_text import conclusion_or_abstention
+        from mer_eval.domain.emotion_text import concluded_sentiment, conclusion_or_abstention
+        from mer_eval.domain.task import detect_task
         from mer_eval.schema import Relation
+
+        lex_outputs = [o.name for o in self.outputs if o.name != "cm_semantic"]
 
         try:
             sem: Any = self._semantic(samples)
@@ -338,14 +340,21 @@ class CrossModalAgreement(Metric):
             concl, abstained = conclusion_or_abstention(s.annotation.final_summary or "",
                                                         self.params["emotion_map"] or None)
             ev = self.evidence(s)
-            rel = {src: relate(s, ["final_summary"], SOURCE_FIELDS[src], conclusion=True) for src in SOURCES}
-            left_out = {src: r.reason for src, r in rel.items() if r.relation == Relation.self_check and src in ev}
+            related: dict[tuple[str, ...], Any] = {}  # field list -> the summary's conclusion related to it
+
+            def relate_to(fields: list[str]) -> Any:
+                # relate(s, ["final_summary"], fields, conclusion=True), once per field list: the results that
+                # compare the conclusion with the same fields share the (equal, read-only) evidence
+                key = tuple(fields)
+                if key not in related:
+                    related[key] = relate(s, ["final_summary"], list(fields), conclusion=True)
+                return related[key]
+
+            # only the sources with evidence are related (the others' relation is never read)
+            rel = {src: relate_to(SOURCE_FIELDS[src]) for src in SOURCES if src in ev}
+            left_out = {src: r.reason for src, r in rel.items() if r.relation == Relation.self_check}
             base = {"concluded": concl.emotion, "concluded_raw": concl.raw, "concluded_method": concl.method,
                     "concluded_valence": valence(concl.emotion), "evidence": ev, "left_out": left_out}
-            lex_outputs = [o.name for o in self.outputs if o.name != "cm_semantic"]
-            from mer_eval.domain.emotion_text import concluded_sentiment
-            from mer_eval.domain.task import detect_task
-
             task, task_from = detect_task(s.annotation.final_summary)
             sent = concluded_sentiment(s.annotation.final_summary or "").emotion if task == "sentiment" else None
             if sent:  # the sentiment task: compared at valence level only
@@ -361,8 +370,7 @@ class CrossModalAgreement(Metric):
                     vf = [f for src in val_agree for f in SOURCE_FIELDS[src]]
                     res.append(self.ok(s.id, "cross_modal_valence_agreement",
                                        sum(val_agree.values()) / len(val_agree), model=None,
-                                       details={**base, "agree_valence": val_agree},
-                                       evidence=relate(s, ["final_summary"], vf, conclusion=True)))
+                                       details={**base, "agree_valence": val_agree}, evidence=relate_to(vf)))
                 else:
                     res.extend(self.not_ok(s.id, Status.not_applicable, "no modality evidences a valence",
                                            ["cross_modal_valence_agreement"], details=base))
@@ -394,7 +402,7 @@ class CrossModalAgreement(Metric):
                                        details={"concluded": concl.emotion, "source": d,
                                                 "valence_agrees": valence(concl.emotion) in d["valences"]}))
                 fields = [f for src in emo_agree for f in SOURCE_FIELDS[src]]
-                agg_ev = relate(s, ["final_summary"], fields, conclusion=True) if fields else None
+                agg_ev = relate_to(fields) if fields else None
                 details = {**base, "agree_emotion": emo_agree, "agree_valence": val_agree}
                 if emo_agree:
                     res.append(self.ok(s.id, "cross_modal_agreement", sum(emo_agree.values()) / len(emo_agree),
@@ -408,7 +416,7 @@ class CrossModalAgreement(Metric):
                     vf = [f for src in val_agree for f in SOURCE_FIELDS[src]]
                     res.append(self.ok(s.id, "cross_modal_valence_agreement",
                                        sum(val_agree.values()) / len(val_agree), model=None, details=details,
-                                       evidence=relate(s, ["final_summary"], vf, conclusion=True)))
+                                       evidence=relate_to(vf)))
                 else:
                     res.extend(self.not_ok(s.id, Status.not_applicable, "no modality evidences a valence",
                                            ["cross_modal_valence_agreement"], details=details))

@@ -23,6 +23,8 @@ An output whose n-grams do not exist (a text shorter than n tokens) is ``not_app
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import re
 from typing import Any, Optional
 
@@ -64,29 +66,65 @@ def repetition_rate(tokens: list[str], n: int) -> Optional[float]:
     return (total - distinct) / total if total else None
 
 
-def mattr(tokens: list[str], window: int) -> tuple[Optional[float], str]:
-    """(value, method): MATTR over windows of ``window`` tokens, or plain TTR for shorter texts."""
+def token_ids(tokens: list[str]):
+    """Each token's type as an int64 numpy array: the offset of the type's first token (equal tokens, equal ids)."""
+    import numpy as np
+
+    first: dict[str, int] = {}
+    return np.fromiter(map(first.setdefault, tokens, range(len(tokens))), dtype=np.int64, count=len(tokens))
+
+
+def ngram_counts(tokens: list[str], ns: set[int], ids=None) -> dict[int, tuple[int, int]]:
+    """``{n: _distinct_grams(tokens, n) for n in ns}``: for a long text the n-grams are counted as integers (each
+    n-gram's code = its (n-1)-gram's code * len(tokens) + its last token's id, one-to-one, re-ranked before it
+    could overflow) sorted by numpy instead of hashed as tuples of strings. ``ids``: :func:`token_ids`."""
+    m = len(tokens)
+    if m < 64 or max(ns) < 2:  # short: the tuples are cheap
+        return {n: _distinct_grams(tokens, n) for n in ns}
+    import numpy as np
+
+    ids = token_ids(tokens) if ids is None else ids
+    out: dict[int, tuple[int, int]] = {}
+    codes, span = ids, m  # the codes of the k-grams, all < span
+    for k in range(1, max(ns) + 1):
+        if k > 1:
+            if span * m >= 2 ** 62:  # re-rank: the codes of the distinct (k-1)-grams made 0 .. d-1
+                uniq, codes = np.unique(codes, return_inverse=True)
+                span = len(uniq)
+            codes = codes[:-1] * m + ids[k - 1:]
+            span *= m
+        if k in ns:  # (a type's first token is the one whose id is its own offset)
+            if k == 1:
+                out[k] = (m, int(np.count_nonzero(ids == np.arange(m))))
+            else:  # distinct codes: 1 + the changes between neighbours once sorted
+                c = np.sort(codes)
+                out[k] = (m - k + 1, int(np.count_nonzero(c[1:] != c[:-1])) + 1)
+    return out
+
+
+def mattr(tokens: list[str], window: int, ids=None) -> tuple[Optional[float], str]:
+    """(value, method): MATTR over windows of ``window`` tokens, or plain TTR for shorter texts. ``ids``:
+    :func:`token_ids` of ``tokens`` when already computed."""
     if not tokens:
         return None, "none"
     if len(tokens) < window:
         return len(set(tokens)) / len(tokens), "ttr"
     # total = the sum over the windows of their distinct tokens (an integer, as the sliding count gave it): token j
     # is the first of its type in the windows that start after its previous occurrence p, at most window - 1
-    # before j, and within [0, n - window]
+    # before j, and within [0, n - window]: from j + 1 - min(j - p, window) (p = -1 for a type's first token) to
+    # min(j, n - window), i.e. in min(j - p, window) - max(0, j - (n - window)) windows (at least 1 up to n - window)
     import numpy as np
 
     n = len(tokens)
-    first: dict[str, int] = {}
-    ids = np.fromiter(map(first.setdefault, tokens, range(n)), dtype=np.int64, count=n)  # type = first offset
-    order = np.argsort(ids, kind="stable")
+    ids = token_ids(tokens) if ids is None else ids  # type = first offset
+    order = np.argsort(ids, kind="stable")  # each type's tokens together, in text order
     grouped = ids[order]
-    prev = np.full(n, -1, dtype=np.int64)
     same = grouped[1:] == grouped[:-1]
-    prev[order[1:][same]] = order[:-1][same]
-    j = np.arange(n, dtype=np.int64)
-    lo = np.maximum(np.maximum(prev + 1, j - window + 1), 0)
-    hi = np.minimum(j, n - window)
-    total = int(np.clip(hi - lo + 1, 0, None).sum())
+    gap = np.arange(1, n + 1, dtype=np.int64)  # j - p, p = -1
+    later = order[1:][same]  # tokens with an earlier one of their type: that one is the token before in ``order``
+    gap[later] = later - order[:-1][same]
+    span = np.minimum(gap, window)
+    total = int(span[: n - window + 1].sum()) + int(np.maximum(span[n - window + 1:] - np.arange(1, window), 0).sum())
     return total / (len(tokens) - window + 1) / window, "mattr"
 
 
@@ -94,21 +132,22 @@ _ASCII_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
-def english_check(text: str, ws: Optional[list[str]] = None) -> Optional[str]:
-    """None when ``text`` reads as English, else why not. ``ws``: ``words(text)`` when already computed."""
+def english_check(text: str, ws: Optional[list[str]] = None, cjk: Optional[float] = None) -> Optional[str]:
+    """None when ``text`` reads as English, else why not. ``ws``: ``words(text)``, ``cjk``: ``cjk_ratio(text)``
+    when already computed."""
     if text.isascii():  # no CJK; the letters (isalpha) are exactly A-Z a-z, all ASCII
         b = text.encode("ascii")
         if len(b.translate(None, _ASCII_LETTERS)) == len(b):
             return "the text has no letters"
     else:
-        r = cjk_ratio(text)
+        r = cjk_ratio(text) if cjk is None else cjk
         if r >= 0.05:
             return f"{r:.0%} of the characters are CJK"
         # letters = the ASCII letters (counted in the UTF-8 bytes: a multi-byte character has no ASCII byte)
         # + the non-ASCII characters that are letters (str.isalpha, as before)
         b = text.encode("utf-8", "surrogatepass")
         n_ascii = len(b) - len(b.translate(None, _ASCII_LETTERS))
-        n_letters = n_ascii + sum(1 for c in _NON_ASCII.findall(text) if c.isalpha())
+        n_letters = n_ascii + sum(map(str.isalpha, _NON_ASCII.findall(text)))
         if not n_letters:
             return "the text has no letters"
         ascii_share = n_ascii / n_letters
@@ -116,7 +155,7 @@ def english_check(text: str, ws: Optional[list[str]] = None) -> Optional[str]:
             return f"only {ascii_share:.0%} of the letters are ASCII"
     ws = words(text) if ws is None else ws
     if len(ws) >= 20:
-        share = sum(1 for w in ws if w in ENGLISH_FUNCTION_WORDS) / len(ws)
+        share = sum(map(ENGLISH_FUNCTION_WORDS.__contains__, ws)) / len(ws)
         if share < 0.15:
             return f"only {share:.0%} of the words are English function words"
     return None
@@ -189,30 +228,131 @@ def _word_syllables(word: str) -> int:
         return len(get_pyphen(_LANG).positions(word)) + 1
 
 
+class _Syllables(dict):
+    """word -> :func:`_word_syllables` (a plain dict in front of it: looked up from C, ``map(d.__getitem__, ..)``);
+    cleared when it holds 65536 words, as the memo keeps at most that many."""
+
+    def __missing__(self, word: str) -> int:
+        if len(self) >= 65536:
+            self.clear()
+        n = self[word] = _word_syllables(word)
+        return n
+
+
+_SYLLABLES = _Syllables()
+
+# textstat 0.7.x's counts (backend ``remove_punctuation`` / ``list_words`` / ``count_words`` /
+# ``count_sentences``), each text read once instead of once per call and per sentence through its memos
+_APOSTROPHE = re.compile(r"\'(?!" + r"[tsd]|ve|ll|re" + ")")  # RE_NONCONTRACTION_APOSTROPHE
+_APOSTROPHE_BYTES = re.compile(_APOSTROPHE.pattern.encode("ascii"))
+_PUNCTUATION = re.compile(r"[^\w\s\']")  # what remove_punctuation deletes after those apostrophes
+# the ASCII characters of _PUNCTUATION, deleted from the (UTF-8) bytes (no multi-byte character holds one);
+# a non-ASCII character is in it when it is neither alphanumeric nor white space (regex \w = alphanumeric or _)
+_PUNCTUATION_ASCII = bytes(b for b in range(128) if _PUNCTUATION.match(chr(b)))
+_SENTENCE = re.compile(r"\b[^.!?]+[.!?]*")
+_WORD_CHAR = re.compile(r"\w")
+# the first three tokens hold a word character (each class disjoint from the next: no backtracking blow-up)
+_THREE_WORDS = re.compile(r"\s*[^\s\w]*\w\S*\s+[^\s\w]*\w\S*\s+[^\s\w]*\w")
+
+
+def _remove_punctuation_lower(text: str) -> str:
+    """``_PUNCTUATION.sub("", _APOSTROPHE.sub("", text)).lower()``, deleting characters by byte translation."""
+    if text.isascii():
+        b = _APOSTROPHE_BYTES.sub(b"", text.encode("ascii")).translate(None, _PUNCTUATION_ASCII)
+        return b.lower().decode("ascii")
+    t = _APOSTROPHE.sub("", text).encode("utf-8", "surrogatepass").translate(None, _PUNCTUATION_ASCII)
+    t = t.decode("utf-8", "surrogatepass")
+    for c in set(_NON_ASCII.findall(t)):
+        if not (c.isalnum() or c.isspace()):
+            t = t.replace(c, "")
+    return t.lower()
+
+
+def _textstat_counts(text: str) -> tuple[list[str], int]:
+    """(``list_words(text, lowercase=True)``, ``count_sentences(text)``) as textstat 0.7.x computes them.
+
+    ``count_sentences`` leaves out the sentences of at most 2 words: a sentence's ``count_words`` is its number of
+    white-space separated tokens that hold a word character (punctuation removal deletes characters, never white
+    space, and a token without a word character loses them all: an apostrophe it keeps is followed by a letter)."""
+    if not text:
+        return [], 0
+    ws = _remove_punctuation_lower(text).split()
+    sentences = _SENTENCE.findall(text)
+    short = 0
+    search = _WORD_CHAR.search
+    # the common case, a sentence whose first three tokens hold a word character, is not short: the others counted
+    for sent in itertools.compress(sentences, map(operator.not_, map(_THREE_WORDS.match, sentences))):
+        if sum(1 for t in sent.split() if search(t)) <= 2:
+            short += 1
+    return ws, max(1, len(sentences) - short)
+
+
+_COUNTS_CHECKED: list[bool] = []  # [whether _textstat_counts agrees with the installed textstat], once per process
+
+
+def _counts_agree() -> bool:
+    if not _COUNTS_CHECKED:
+        ok = False
+        try:
+            from textstat.backend.counts._count_sentences import count_sentences
+            from textstat.backend.selections._list_words import list_words
+            from textstat.backend.utils.constants import RE_NONCONTRACTION_APOSTROPHE
+
+            probe = ("He said: 'don't go!' It's 3.5 m. Yes. I'm fine... Rock'n'roll -- isn't it? "
+                     "'Tis the dogs' bone, a.k.a. (e.g.) fine!? Ok.\n\nNew line here now and then")
+            ok = (RE_NONCONTRACTION_APOSTROPHE == _APOSTROPHE.pattern
+                  and _textstat_counts(probe) == (list_words(probe, lowercase=True), count_sentences(probe)))
+        except ImportError:
+            pass
+        _COUNTS_CHECKED.append(ok)
+    return _COUNTS_CHECKED[0]
+
+
+_TEXTSTAT_INTERNALS: list = []  # [the textstat 0.7.x functions readability uses, or None], imported once
+
+
+def _textstat_internals() -> Optional[tuple]:
+    if not _TEXTSTAT_INTERNALS:
+        try:
+            from textstat.backend.counts._count_words import count_words
+            from textstat.backend.metrics._words_per_sentence import words_per_sentence
+            from textstat.backend.selections._list_words import list_words
+            from textstat.backend.utils._get_lang_cfg import get_lang_cfg
+            from textstat.backend.utils._get_lang_root import get_lang_root
+
+            _TEXTSTAT_INTERNALS.append((count_words, words_per_sentence, list_words, get_lang_cfg, get_lang_root))
+        except ImportError:
+            _TEXTSTAT_INTERNALS.append(None)
+    return _TEXTSTAT_INTERNALS[0]
+
+
 def readability(text: str) -> tuple[float, float]:
     """``(textstat.flesch_kincaid_grade(text), textstat.flesch_reading_ease(text))`` in en_US: the same formulas on
-    textstat's own word and sentence counts, with the syllables summed from per-word memoised counts
+    textstat's own word and sentence counts (computed as textstat 0.7.x does, :func:`_textstat_counts`, checked
+    once against the installed textstat), with the syllables summed from per-word memoised counts
     (:func:`_word_syllables`) instead of re-read from the CMU dictionary word by word for every text. Falls back
     to textstat's public functions when its internals are not where textstat 0.7.x keeps them."""
     import textstat  # light, but keep imports local to the metric that needs them
 
     textstat.set_lang(_LANG)  # as the public calls were made: the shared instance reads en_US
-    try:
-        from textstat.backend.counts._count_words import count_words
-        from textstat.backend.metrics._words_per_sentence import words_per_sentence
-        from textstat.backend.selections._list_words import list_words
-        from textstat.backend.utils._get_lang_cfg import get_lang_cfg
-        from textstat.backend.utils._get_lang_root import get_lang_root
-
-        legacy_round = textstat.textstat._legacy_round
-    except (ImportError, AttributeError):
+    internals = _textstat_internals()
+    legacy_round = getattr(getattr(textstat, "textstat", None), "_legacy_round", None)
+    if internals is None or legacy_round is None:
         return float(textstat.flesch_kincaid_grade(text)), float(textstat.flesch_reading_ease(text))
-    syllables = sum(map(_word_syllables, list_words(text, lowercase=True))) if text else 0
-    try:
-        per_word = syllables / count_words(text)
-    except ZeroDivisionError:
-        per_word = 0.0
-    sentence_length = words_per_sentence(text)
+    count_words, words_per_sentence, list_words, get_lang_cfg, get_lang_root = internals
+    if _counts_agree():
+        ws, n_sentences = _textstat_counts(text)
+        syllables = sum(map(_SYLLABLES.__getitem__, ws))
+        n_words = len(ws)  # = count_words(text): lower-casing makes and removes no white space
+        per_word = syllables / n_words if n_words else 0.0
+        sentence_length = n_words / n_sentences if n_sentences else 0.0  # = words_per_sentence(text)
+    else:
+        syllables = sum(map(_word_syllables, list_words(text, lowercase=True))) if text else 0
+        try:
+            per_word = syllables / count_words(text)
+        except ZeroDivisionError:
+            per_word = 0.0
+        sentence_length = words_per_sentence(text)
     if sentence_length == 0 or per_word == 0:
         return float(legacy_round(0.0)), float(legacy_round(0.0))
     fkgl = (0.39 * sentence_length) + (11.8 * per_word) - 15.59
@@ -272,6 +412,8 @@ class TextQuality(Metric):
         else:
             tokens, unit = words(text), "words"
         ws = tokens if unit == "words" else None  # = words(text), for english_check
+        ids = token_ids(tokens) if len(tokens) >= min(window, 64) else None  # shared by the n-grams and MATTR
+        grams = ngram_counts(tokens, {1, 2, rep_n}, ids)
         base = {"unit": unit, "tokens": len(tokens), "cjk_ratio": round(ratio, 4)}
         out: list[MetricResult] = []
 
@@ -281,12 +423,15 @@ class TextQuality(Metric):
             else:
                 out.append(self.ok(s.id, metric, value, details={**base, **extra}))
 
-        put("distinct1", distinct_n(tokens, 1), "summary has no tokens")
-        put("distinct2", distinct_n(tokens, 2), "summary has fewer than 2 tokens")
-        m, method = mattr(tokens, window)
+        (total1, distinct1), (total2, distinct2), (total_r, distinct_r) = grams[1], grams[2], grams[rep_n]
+        # = distinct_n(tokens, 1), distinct_n(tokens, 2), repetition_rate(tokens, rep_n)
+        put("distinct1", distinct1 / total1 if total1 else None, "summary has no tokens")
+        put("distinct2", distinct2 / total2 if total2 else None, "summary has fewer than 2 tokens")
+        m, method = mattr(tokens, window, ids)
         put("mattr", m, "summary has no tokens", mattr_method=method, window=window)
-        put("repetition_rate", repetition_rate(tokens, rep_n), f"summary has fewer than {rep_n} tokens", n=rep_n)
-        not_en = english_check(text, ws)
+        put("repetition_rate", (total_r - distinct_r) / total_r if total_r else None,
+            f"summary has fewer than {rep_n} tokens", n=rep_n)
+        not_en = english_check(text, ws, ratio)
         if not_en is not None:
             why = f"textstat readability supports English text only; this summary is not English ({not_en})"
             out.extend(self.not_ok(s.id, Status.not_applicable, why, ["fkgl", "flesch_reading_ease"],

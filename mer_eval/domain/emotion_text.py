@@ -23,6 +23,8 @@ of a synthesis, the probe's corruptions) read a summary with these same function
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -117,6 +119,11 @@ def _lexicon(extra: Optional[dict[str, str]] = None, cues: bool = False) -> dict
 
 
 _RX_CACHE: dict[tuple, re.Pattern] = {}
+# lexicon regex -> (its words' leading runs of a-z as bytes, a class of its other words' first characters or None,
+# whether those are all non-ASCII), for :func:`_lexicon_finditer`
+_RX_WORDS: dict[re.Pattern, tuple[frozenset, Optional[re.Pattern], bool]] = {}
+_RUN = re.compile(r"[a-z]+")
+_RUN_BYTES = bytes(b if 97 <= b <= 122 else 32 for b in range(256))  # a-z kept, every other byte a space
 
 
 def _regex(lex: dict[str, str]) -> re.Pattern:
@@ -135,7 +142,49 @@ def _regex(lex: dict[str, str]) -> re.Pattern:
             body = "|".join(re.escape(k) for k in keys)
         rx = re.compile(r"(?<![a-z])(" + body + r")(?![a-z])")
         _RX_CACHE[key] = rx
+        if all(keys):
+            others = sorted({k[0] for k in keys if not "a" <= k[0] <= "z"})
+            _RX_WORDS[rx] = (frozenset(_RUN.match(k).group(0).encode("ascii") for k in keys if "a" <= k[0] <= "z"),
+                             re.compile("[" + "".join(map(re.escape, others)) + "]") if others else None,
+                             all(not c.isascii() for c in others))
     return rx
+
+
+def _lexicon_finditer(low: str, rx: re.Pattern):
+    """``rx.finditer(low)`` for a lexicon regex of :func:`_regex`, without the regex engine trying the whole
+    alternation at every position of the text: ``rx.match`` is tried only where a match can start, in order, each
+    at or after the last match's end. Exact: a word starting with a-z matches only where a maximal run of a-z
+    starts (``(?<![a-z])``) that equals the word's own leading run (the word ends there, ``(?![a-z])``, or goes
+    on with a character that is no a-z); any other word (CJK) only at its first character. A text holding more
+    than 64 of those first characters is scanned by ``rx`` as before."""
+    info = _RX_WORDS.get(rx)
+    if info is None:
+        return rx.finditer(low)
+    lead, others, others_non_ascii = info
+    starts: list[int] = []
+    if others is not None and not (others_non_ascii and low.isascii()):
+        starts = [m.start() for m in itertools.islice(others.finditer(low), 65)]
+        if len(starts) > 64:
+            return rx.finditer(low)
+    # the maximal runs of a-z: the pieces between the other characters (one byte each: a non-ASCII one is
+    # encoded as "?"), piece i starting at the length of the pieces before it + i
+    pieces = low.encode("ascii", "replace").translate(_RUN_BYTES).split(b" ")
+    hits = list(itertools.compress(range(len(pieces)), map(lead.__contains__, pieces)))
+    if hits:
+        ends = list(itertools.accumulate(map(len, pieces)))
+        starts.extend([(ends[i - 1] if i else 0) + i for i in hits])
+    if not starts:
+        return []
+    starts.sort()
+    out = []
+    end = 0
+    for i in starts:
+        if i >= end:
+            m = rx.match(low, i)
+            if m is not None:
+                out.append(m)
+                end = m.end()
+    return out
 
 
 _BASE_LEX: dict[tuple, tuple[dict[str, str], re.Pattern]] = {}
@@ -173,19 +222,24 @@ def _mentions(text: str, extra: Optional[dict[str, str]], cues: bool) -> list[tu
     low = text.lower()
     lex, rx = _lexicon_regex(extra, cues)
     out = []
-    for m in rx.finditer(low):
-        before = _WORD.findall(low[max(0, m.start() - 40): m.start()])[-3:]
-        if any(w in NEGATIONS for w in before):
+    for m in _lexicon_finditer(low, rx):
+        start, word = m.start(), m.group(1)
+        win = low[max(0, start - 40): start]
+        # (the words are split out only when a negation is in the window at all)
+        if any(map(win.__contains__, NEGATIONS)) and any(w in NEGATIONS for w in _WORD.findall(win)[-3:]):
             continue
-        if m.group(1) in ZH_EMOTIONS and low[max(0, m.start() - 2): m.start()].endswith(ZH_NEGATIONS) \
-                and not m.group(1).startswith("不"):
+        if word in ZH_EMOTIONS and low[max(0, start - 2): start].endswith(ZH_NEGATIONS) \
+                and not word.startswith("不"):
             continue  # 不高兴 / 没(有)生气
-        out.append((lex[m.group(1)], m.group(1), m.start()))
+        out.append((lex[word], word, start))
     return out
 
 
+_CANONICAL = operator.itemgetter(0)  # (canonical, word, offset) -> canonical
+
+
 def emotion_counts(text: Optional[str], extra: Optional[dict[str, str]] = None, cues: bool = False) -> Counter:
-    return Counter(c for c, _, _ in emotion_mentions(text, extra, cues))
+    return Counter(map(_CANONICAL, emotion_mentions(text, extra, cues)))
 
 
 def dominant_emotions(text: Optional[str], extra: Optional[dict[str, str]] = None,
@@ -201,46 +255,161 @@ def dominant_emotions(text: Optional[str], extra: Optional[dict[str, str]] = Non
 # pattern 3 can start at any letter (a lazy 0-40 char group): only tried when its fixed tail is in the text
 _P3_TAIL = re.compile(r"\s+the\s+(?:most likely|most probable|predominant|dominant|primary|main|core)\s+"
                       r"(?:emotion|emotional state|sentiment)")
+# the tail without its leading white space: it starts with a literal, which the regex engine finds fast
+_P3_THE = re.compile(_P3_TAIL.pattern[3:])
 
 
 _LONG_SPACE = re.compile(r"\s{100}")
 _SPACE_RUN4 = re.compile(r"\s{4}")
 
 
+def _space_before(low: str, i: int) -> int:
+    """Where the run of white space that ends at ``i`` starts (``i`` when ``low[i - 1]`` is no white space)."""
+    while i and low[i - 1].isspace():
+        i -= 1
+    return i
+
+
+def _p3_tails(low: str) -> list[tuple[int, int]]:
+    """``[(m.start(), m.end()) for m in _P3_TAIL.finditer(low)]``, found through :data:`_P3_THE` ("the ..."
+    preceded by white space). Exact: a tail starts where the white-space run before its "the" starts, and the
+    part after that "the" (a key word, white space, emotion / sentiment) holds no other "the"."""
+    out = []
+    for m in _P3_THE.finditer(low):
+        a = _space_before(low, m.start())
+        if a < m.start():
+            out.append((a, m.end()))
+    return out
+
+
+_P3_VERBS = ("is", "was", "are", "seems", "seem", "appears", "appear")
+
+
+def _p3_verb_before(low: str, a: int) -> bool:
+    """Whether white space + a verb of pattern 3 (+ white space + "to be") ends at ``a``: what a match ending at
+    the tail that starts at ``a`` has before it (its ``\\s+`` before "the" is the tail's whole white-space run)."""
+    if low.endswith("to be", 0, a):
+        j = _space_before(low, a - 5)
+        if j < a - 5 and _p3_verb_at(low, j):
+            return True
+    return _p3_verb_at(low, a)
+
+
+def _p3_verb_at(low: str, j: int) -> bool:
+    for v in _P3_VERBS:
+        if low.endswith(v, 0, j) and j > len(v) and low[j - len(v) - 1].isspace():
+            return True
+    return False
+
+
 def _p3_matches(low: str):
     """``_CONCLUSION_PATTERNS[3].finditer(low)``, scanning only the 64 (400) characters before each of its fixed
     tails. Exact: a match ends at a tail and starts at most 53 + 2 * (longest white-space run) characters before
     it (x <= 41, a verb <= 7, "to be"; each ``\\s+`` no longer than that run): < 64 with no run of 4, < 400 with
-    no run of 100; any gap between the merged windows holds no match start."""
+    no run of 100; any gap between the merged windows holds no match start. The run of 4 is looked for only in
+    the 64 characters before each tail: the runs a match holds before its tail end within 15 characters of it
+    (a verb and "to be" at most), so with none of 4 there the match is within them."""
     rx = _CONCLUSION_PATTERNS[3]
-    tails = list(_P3_TAIL.finditer(low))
+    tails = [t for t in _p3_tails(low) if _p3_verb_before(low, t[0])]  # the tails a match can end at
     if not tails:
         return
-    if _LONG_SPACE.search(low):
-        yield from rx.finditer(low)
-        return
-    # a match = x (<= 41 chars) + spaces + a verb (<= 7) + spaces [+ "to be" + spaces] before the tail's own
-    # spaces: it starts at most 53 + 2 * (longest run of white space) characters before the tail
-    reach = 64 if not _SPACE_RUN4.search(low) else 400  # runs of at most 3: 53 + 6 < 64
+    if any(_SPACE_RUN4.search(low, max(0, a - 64), a) for a, _ in tails):  # a long run near a tail: as before
+        if _LONG_SPACE.search(low):
+            yield from rx.finditer(low)
+            return
+        reach = 64 if not _SPACE_RUN4.search(low) else 400  # runs of at most 3: 53 + 6 < 64
+    else:
+        reach = 64
     spans: list[list[int]] = []
-    for t in tails:
-        a = max(0, t.start() - reach)
+    for ta, tb in tails:
+        a = max(0, ta - reach)
         if spans and a <= spans[-1][1]:
-            spans[-1][1] = t.end()
+            spans[-1][1] = tb
         else:
-            spans.append([a, t.end()])
+            spans.append([a, tb])
     for a, b in spans:
         yield from rx.finditer(low, a, b)
+
+
+# Each conclusion pattern but the first (a literal, found fast) is tried only when the text holds what any of its
+# matches must hold (a necessary condition, checked with str.find / startswith / endswith): the regexes start
+# with an alternation or a class, which the regex engine tries at every position of the text.
+_P1_KEYS = ("most likely", "predominant", "dominant", "primary", "overall", "final", "inferred", "predicted",
+            "main", "underlying")
+_P1_AFTER = re.compile(r"(?:emotion(?:al state| label)?|sentiment(?: label)?)\s+"
+                       r"(?:is|was|would be|appears to be|seems to be)")
+_P2_KEYS = ("the", "this", "his", "her", "their")
+_P2_AFTER = re.compile(r"(?:sentiment|emotion)\s+(?:is|was)")
+_P5_KEYS = ("overall", "in conclusion", "in summary", "to sum up", "taken together", "all in all", "ultimately",
+            "on balance", "in short", "therefore", "thus")
+_P5_AFTER = re.compile(r"\s*,?\s*(?:the\s+)?(?:speaker|person|subject|individual|man|woman|character|boy|girl|he|"
+                       r"she|they)\s+(?:appears|seems|is|looks|feels|sounds|comes across as)")
+_P6_KEYS = ("emotion", "sentiment", "label")
+
+
+def _find_all(low: str, word: str) -> list[int]:
+    out = []
+    i = low.find(word)
+    while i >= 0:
+        out.append(i)
+        i = low.find(word, i + 1)
+    return out
+
+
+def _keyed(low: str, at: list[int], keys: tuple[str, ...], after: re.Pattern) -> bool:
+    """Whether at one of the offsets ``at`` ``after`` matches and white space then one of ``keys`` precede it:
+    what patterns 1 and 2 (``keys \\s+ emotion/sentiment ... \\s+ verb``) need."""
+    for i in at:
+        j = _space_before(low, i)
+        if j < i and low.endswith(keys, 0, j) and after.match(low, i):
+            return True
+    return False
+
+
+def _may_match(k: int, low: str, lits: list[int]) -> bool:
+    """False only when conclusion pattern ``k`` has no match in ``low``; ``lits``: the offsets of "emotion" and
+    "sentiment" (patterns 1-3 hold one)."""
+    if k == 1:
+        return _keyed(low, lits, _P1_KEYS, _P1_AFTER)
+    if k == 2:
+        return _keyed(low, lits, _P2_KEYS, _P2_AFTER)
+    if k == 3:
+        return bool(lits)
+    if k == 4:
+        return "情" in low  # every key word of pattern 4 holds it
+    if k == 5:  # a key word, then "the speaker appears", ...
+        for key in _P5_KEYS:
+            i = low.find(key)
+            while i >= 0:
+                if _P5_AFTER.match(low, i + len(key)):
+                    return True
+                i = low.find(key, i + 1)
+        return False
+    if k == 6:  # "emotion" / "sentiment" / "label", then white space and asterisks, then a colon
+        for colon in (":", "："):
+            i = low.find(colon)
+            while i >= 0:
+                j = i
+                while j and (low[j - 1].isspace() or low[j - 1] == "*"):
+                    j -= 1
+                if low.endswith(_P6_KEYS, 0, j):
+                    return True
+                i = low.find(colon, i + 1)
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=4096)  # one summary is read by several metrics
 def _conclusion_phrase(text: str) -> Optional[str]:
     low = text.lower().replace("*", "")
+    lits = _find_all(low, "emotion") + _find_all(low, "sentiment")
     best: Optional[tuple[int, str]] = None
-    for rx in _CONCLUSION_PATTERNS:
-        for m in (_p3_matches(low) if rx is _CONCLUSION_PATTERNS[3] else rx.finditer(low)):
+    for k, rx in enumerate(_CONCLUSION_PATTERNS):
+        if k and not _may_match(k, low, lits):
+            continue
+        for m in (_p3_matches(low) if k == 3 else rx.finditer(low)):
             x = m.group("x").strip()
-            if rx is not _CONCLUSION_PATTERNS[3]:
+            if k != 3:
                 cut = _STOP.search(x)
                 if cut:
                     x = x[: cut.start()]
@@ -271,7 +440,7 @@ def concluded_emotion(text: Optional[str], extra: Optional[dict[str, str]] = Non
     mentions = emotion_mentions(text, extra)
     if not mentions:
         return Finding(None, None, "none")
-    counts = Counter(c for c, _, _ in mentions)
+    counts = Counter(map(_CANONICAL, mentions))
     top = max(counts.values())
     tied = {e for e, n in counts.items() if n == top}
     for canon, word, _ in reversed(mentions):  # tie -> mentioned last
@@ -305,6 +474,24 @@ def concluded_sentiment(text: Optional[str], extra: Optional[dict[str, str]] = N
 
 def valence(emotion: Optional[str]) -> Optional[str]:
     return EMOTION_TO_SENTIMENT.get(emotion) if emotion else None
+
+
+def vader_compound(text: str) -> Optional[float]:
+    """VADER's compound polarity of ``text`` (``vaderSentiment``, optional: None when it is not installed)."""
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # noqa: F401
+    except ImportError:
+        return None
+    return _vader_compound(text)
+
+
+@functools.lru_cache(maxsize=4096)  # one transcript is read by several metrics (VADER is slow: pure Python)
+def _vader_compound(text: str) -> float:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from mer_eval.models import load_once
+
+    return float(load_once(("vader",), SentimentIntensityAnalyzer).polarity_scores(text)["compound"])
 
 
 # ---- emotion *profiles*: what a text's words and cues point to ------------------------------------
@@ -430,7 +617,14 @@ AU_EMOTION: dict[str, dict[str, float]] = {
 
 def _cue_regex() -> re.Pattern:
     alts = sorted((re.escape(k) for k in CUES), key=len, reverse=True)
-    return re.compile(r"(?<![a-z'])(" + "|".join(alts) + r")(?![a-z'])")
+    # the same alternation grouped by first character, the order within a group kept (as in :func:`_regex`):
+    # words with different first characters never match at the same position, so the same word wins
+    groups: dict[str, list[str]] = {}
+    for a in alts:
+        c = a[:2] if a.startswith("\\") else a[:1]  # an escaped first character stays whole
+        groups.setdefault(c, []).append(a[len(c):])
+    body = "|".join(c + "(?:" + "|".join(rest) + ")" for c, rest in groups.items())
+    return re.compile(r"(?<![a-z'])(" + body + r")(?![a-z'])")
 
 
 _CUE_RX = _cue_regex()
@@ -495,7 +689,10 @@ class Profile:
 
 
 def _negated_before(low: str, start: int) -> bool:
-    before = _WORD.findall(low[max(0, start - 40): start])[-3:]
+    win = low[max(0, start - 40): start]
+    if "n't" not in win and not any(map(win.__contains__, NEGATIONS)):  # no word of the window can be one
+        return False
+    before = _WORD.findall(win)[-3:]
     return any(w in NEGATIONS or w.endswith("n't") for w in before)
 
 

@@ -39,11 +39,35 @@ def split_sentences(text: str) -> list[str]:
 
 
 _WORDS = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# every byte but a-z 0-9 and the apostrophe -> space (a token never holds one)
+_WORD_BYTES = bytes(b if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789'" else 32 for b in range(256))
+# an apostrophe that is not followed by letters up to the end of its chunk
+_ODD_APOSTROPHE = re.compile(r"'(?:(?![a-z])|[a-z]+[0-9'])")
 
 
 def words(text: str) -> list[str]:
     """Lower-case word tokens (letters, digits, apostrophes)."""
-    return _WORDS.findall((text or "").lower())
+    low = (text or "").lower()
+    # = _WORDS.findall(low), without a match object per token: the text is cut into chunks of a-z 0-9 ' (every
+    # other character, a non-ASCII one included (encoded as "?"), separates tokens); a chunk without an
+    # apostrophe is one token (a maximal run of [a-z0-9]), one with an apostrophe is tokenised by the regex
+    cut = low.encode("ascii", "replace").translate(_WORD_BYTES).decode("ascii")
+    if "'" not in cut or (" '" not in cut and "''" not in cut and not cut.startswith("'")
+                          and not _ODD_APOSTROPHE.search(cut)):
+        return cut.split()  # every apostrophe in a chunk [a-z0-9]+'[a-z]+ (one token)
+    out: list[str] = []
+    pos = 0
+    i = cut.find("'")
+    while i >= 0:  # the chunks between those holding an apostrophe are split; these are tokenised by the regex
+        a = max(cut.rfind(" ", pos, i) + 1, pos)  # the chunk of the apostrophe: [a, b)
+        b = cut.find(" ", i)
+        b = len(cut) if b < 0 else b
+        out += cut[pos:a].split()
+        out += _WORDS.findall(cut, a, b)
+        pos = b
+        i = cut.find("'", b)
+    out += cut[pos:].split()
+    return out
 
 
 _MIXED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+(?:'[^\W_]+)?")
