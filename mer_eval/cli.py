@@ -298,6 +298,22 @@ def metrics_cmd(as_json, config_path, sets):
 
 # ---- score --------------------------------------------------------------------------------------
 
+class BatchSize(click.ParamType):
+    """``--batch-size``: a whole number >= 1, or ``auto`` (anything else: a one-line usage error, exit 2)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        text = str(value).strip()
+        if text.lower() == "auto":
+            return "auto"
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        raise OneLineUsageError(f"--batch-size: {value!r} is not a whole number >= 1 or auto")
+
+
 PRECISION_FAMILIES = ("clip", "clap", "nli")  # the families with a ``precision`` parameter
 PRECISION_CHOICES = ["fp32", "int8", "fp16", "bf16"]
 
@@ -306,7 +322,10 @@ PRECISION_CHOICES = ["fp32", "int8", "fp16", "bf16"]
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write evaluation files (default: the run folder itself).")
 @click.option("--metrics", help="Comma-separated metric families (default: score.metrics in config).")
-@click.option("--batch-size", type=int, help="Samples per model batch.")
+@click.option("--batch-size", type=BatchSize(), metavar="N|auto",
+              help="Samples per model batch (sets score.batch_size; default 16), or auto: 16 on the CPU; on CUDA "
+                   "each metric family starts at 128 and halves on an out-of-memory error, keeping the size "
+                   "that worked.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]))
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES),
               help="Numeric precision of the CLIP, CLAP and NLI models (sets metrics.{clip,clap,nli}.precision; "
@@ -365,7 +384,12 @@ def score(input_path, out_dir, metrics, batch_size, device, no_cache, label_file
     except (RunLockedError, EngineError) as e:  # one line, exit 1 (as generate)
         raise click.ClickException(str(e)) from None
     if as_json:
-        click.echo(json.dumps(score_summary_json(outcome), indent=2, default=str))
+        summary = score_summary_json(outcome)
+        if cfg.score.batch_size == "auto":  # the size each family ran with (also in run.json's score section)
+            summary["batch_sizes"] = dict(outcome.section.batch_sizes)
+            if outcome.section.batch_size_notes:
+                summary["batch_size_notes"] = dict(outcome.section.batch_size_notes)
+        click.echo(json.dumps(summary, indent=2, default=str))
     else:
         print_score_summary(con, outcome)
 

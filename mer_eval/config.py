@@ -10,10 +10,10 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -66,7 +66,9 @@ EXECUTION_ONLY = ("engine", "workers")  # score settings that change how, never 
 class ScoreConfig(_C):
     # null: every built-in metric family (mer_eval.registry.default_metrics); or a list of family names
     metrics: Optional[list[str]] = None
-    batch_size: int = Field(16, ge=1)
+    # samples per model batch (a number), or auto: the default 16 on the CPU; on CUDA each family starts at 128 and
+    # halves its batch on an out-of-memory error, keeping the size that worked (mer_eval.metric.Metric.batch_size)
+    batch_size: Union[int, Literal["auto"]] = 16
     device: Literal["cpu", "cuda", "auto"] = "auto"
     composite: str = "mer-v2"
     # how the chunks of samples are computed (never what is computed: outputs are the same whichever runs them,
@@ -74,6 +76,20 @@ class ScoreConfig(_C):
     # this machine; ray = Ray Data over a Ray cluster (`pip install 'mer-eval[ray]'`)
     engine: Literal["local", "process", "ray"] = "local"
     workers: int = Field(0, ge=0)  # process / ray: workers (actors); 0 = one per CPU
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, v: Any) -> Any:
+        """A whole number >= 1 (validated as before), or "auto" (any case): one error line for anything else."""
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        try:
+            return _BATCH_INT.validate_python(v)
+        except ValidationError as e:
+            raise ValueError(f"a whole number >= 1, or auto: {e.errors()[0]['msg'].lower()}") from None
+
+
+_BATCH_INT: TypeAdapter = TypeAdapter(Annotated[int, Field(ge=1)])
 
 
 class ProviderConfig(_C):

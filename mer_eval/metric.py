@@ -14,7 +14,7 @@ import json
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Optional
+from typing import Any, Callable, ClassVar, Iterable, Optional, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -43,14 +43,22 @@ class OutputSpec:
     primary: bool = True  # shown in summary tables; secondary outputs still go to every file
 
 
+AUTO_BATCH_START = 128  # score.batch_size auto on CUDA: each family's first batch size (halved on OOM, down to 1)
+AUTO_BATCH_CPU = 16  # score.batch_size auto on the CPU: the default batch size
+
+
 @dataclass
 class ScoreContext:
     device: str = "cpu"
-    batch_size: int = 16
+    batch_size: Union[int, str] = 16  # samples per batch, or "auto" (Metric.batch_size)
     cache: Any = None  # mer_eval.cache.Cache or None
     config: Any = None  # mer_eval.config.Config
     progress: Optional[Callable[[int], None]] = None  # advance(n)
     model_seconds: dict[str, float] = field(default_factory=dict)
+    # family -> the batch size it used in this process (with "auto": the size that worked, kept for the run)
+    batch_sizes: dict[str, int] = field(default_factory=dict)
+    # family -> why that size, when batch_size is "auto" (e.g. "auto on cpu: the default 16 ...")
+    batch_size_notes: dict[str, str] = field(default_factory=dict)
 
 
 class Metric:
@@ -149,6 +157,45 @@ class Metric:
                 time.perf_counter() - t0
             )
 
+    def batch_size(self) -> int:
+        """This family's effective batch size: the number ``score.batch_size`` gives; with ``auto``, 16 on the
+        CPU, and on CUDA 128 at first, halved by :meth:`score` on each CUDA out-of-memory error and kept (per
+        process) once a batch fits. Families that mini-batch inside ``compute`` read it, so the halving reaches
+        their model calls too. Recorded in ``ctx.batch_sizes``."""
+        ctx = self.ctx
+        kept = ctx.batch_sizes.get(self.name)
+        if not _is_auto(ctx.batch_size):
+            bs = max(1, int(ctx.batch_size or 1))
+        elif kept is not None:
+            return kept
+        elif self._autotuning():
+            bs = AUTO_BATCH_START
+            ctx.batch_size_notes[self.name] = (f"auto on {ctx.device}: started at {bs}, halved on each CUDA "
+                                               f"out-of-memory error; the size that worked is kept")
+        else:
+            bs = AUTO_BATCH_CPU
+            ctx.batch_size_notes[self.name] = (f"auto on {ctx.device}: the default {bs} (autotuning runs "
+                                               f"on CUDA only)")
+        if kept != bs:
+            ctx.batch_sizes[self.name] = bs
+        return bs
+
+    def _autotuning(self) -> bool:
+        return _is_auto(self.ctx.batch_size) and str(self.ctx.device).startswith("cuda")
+
+    def _shrink_batch(self, tried: int, error: BaseException) -> int:
+        """After a CUDA out-of-memory error on a batch of ``tried`` samples: empty the CUDA cache, halve this
+        family's batch size and return it (retry the same samples, at most that many). 0 when it cannot shrink:
+        not autotuning, not an out-of-memory error, or already at 1 (the batch is reported as ``error``)."""
+        if not (self._autotuning() and _is_cuda_oom(error)) or tried <= 1:
+            return 0
+        _empty_cuda_cache()
+        new = max(1, min(tried, self.batch_size()) // 2)
+        self.ctx.batch_sizes[self.name] = new
+        self.ctx.batch_size_notes[self.name] = (f"auto on {self.ctx.device}: started at {AUTO_BATCH_START}, "
+                                                f"halved to {new} after CUDA out of memory at {tried}")
+        return new
+
     # ---- the shared driver ----------------------------------------------------------------------
     def ensure_loaded(self) -> Optional[str]:
         if not self._loaded and self._load_error is None:
@@ -206,14 +253,17 @@ class Metric:
                 self._advance(1)
             else:
                 misses.append(s)
-        bs = max(1, int(self.ctx.batch_size or 1))
-        for i in range(0, len(misses), bs):
-            batch = misses[i : i + bs]
+        i, cap = 0, 0  # cap: after an out-of-memory error, the retry's size (always below the batch that failed)
+        while i < len(misses):
+            batch = misses[i : i + (min(cap, self.batch_size()) if cap else self.batch_size())]
             try:
                 res = self.compute(batch)
             except ModelUnavailable as e:
                 res = {s.id: self.not_ok(s.id, Status.unavailable, str(e)) for s in batch}
             except Exception as e:  # noqa: BLE001 - a failing batch is reported per sample (error), never scored
+                cap = self._shrink_batch(len(batch), e)
+                if cap:
+                    continue  # batch_size auto on CUDA: the same samples again, in a smaller batch
                 tb = traceback.extract_tb(e.__traceback__)
                 where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
                 res = {
@@ -229,11 +279,42 @@ class Metric:
                     self.ctx.cache.put(key, {"paths": _sample_paths(s),
                                              "results": [r.model_dump(mode="json") for r in results]})
             self._advance(len(batch))
+            i, cap = i + len(batch), 0
         return out
 
     def _advance(self, n: int) -> None:
         if self.ctx.progress is not None:
             self.ctx.progress(n)
+
+
+def _is_auto(batch_size: Any) -> bool:
+    return isinstance(batch_size, str) and batch_size.strip().lower() == "auto"
+
+
+def _is_cuda_oom(e: BaseException) -> bool:
+    """A CUDA out-of-memory error: ``torch.cuda.OutOfMemoryError`` (torch already imported; never imported here),
+    or a RuntimeError whose message says "out of memory"."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None) if torch is not None else None
+    if isinstance(oom, type) and isinstance(e, oom):
+        return True
+    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+
+
+def _empty_cuda_cache() -> None:
+    """``torch.cuda.empty_cache()`` only when torch is already imported and CUDA is available (a no-op elsewhere)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except RuntimeError:  # freeing the cache is best effort (a CUDA error here): the retry reports what still fails
+        pass
 
 
 def _sample_paths(sample: Sample) -> dict[str, str]:

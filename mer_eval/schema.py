@@ -340,6 +340,10 @@ class ScoreSection(_Base):
     seconds: Optional[float] = None
     model_seconds: Optional[float] = None
     cache_hits: int = 0
+    # family -> samples per batch it ran with (score.batch_size auto: the size that fit, the smallest any worker
+    # kept), and with auto why that size; empty in files written before they were recorded
+    batch_sizes: dict[str, int] = Field(default_factory=dict)
+    batch_size_notes: dict[str, str] = Field(default_factory=dict)
 
 
 class RunManifest(_Base):

@@ -136,6 +136,8 @@ class ChunkResult:
     rows: list[dict]
     stats: "_Stats"
     cache_hits: int = 0
+    batch_sizes: dict[str, int] = field(default_factory=dict)  # family -> the batch size it ran with (kept)
+    batch_size_notes: dict[str, str] = field(default_factory=dict)  # with score.batch_size auto: why that size
 
 
 @contextlib.contextmanager
@@ -213,7 +215,8 @@ class ChunkScorer:
         rows: list[dict] = []
         stats.add(results, rows)  # statistics and long rows in one pass
         return ChunkResult(results=results if keep else {}, agg=agg, model_seconds=ms,
-                           cache_hits=(self.cache.hits - hits0) if self.cache else 0, rows=rows, stats=stats)
+                           cache_hits=(self.cache.hits - hits0) if self.cache else 0, rows=rows, stats=stats,
+                           batch_sizes=dict(self.ctx.batch_sizes), batch_size_notes=dict(self.ctx.batch_size_notes))
 
     def close(self) -> None:
         if self.cache is not None:
@@ -250,7 +253,17 @@ def merge_chunk_results(pieces: list[ChunkResult]) -> ChunkResult:
         for k, v in p.model_seconds.items():
             out.model_seconds[k] = out.model_seconds.get(k, 0.0) + v
         out.cache_hits += p.cache_hits
+        _merge_batch_sizes(out, p)
     return out
+
+
+def _merge_batch_sizes(into, piece) -> None:
+    """Per family the smallest batch size any piece ran with (every batch of the run fit at it), and its note."""
+    for fam, bs in piece.batch_sizes.items():
+        if fam not in into.batch_sizes or bs < into.batch_sizes[fam]:
+            into.batch_sizes[fam] = bs
+            if fam in piece.batch_size_notes:
+                into.batch_size_notes[fam] = piece.batch_size_notes[fam]
 
 
 _WORKER: Optional[ChunkScorer] = None
@@ -345,6 +358,7 @@ def score_dataset(
     store = RunStore(out_dir)
     model_seconds: dict[str, float] = {}
     hits = 0
+    sizes = ChunkResult(results={}, agg={}, model_seconds={}, rows=[], stats=stats)  # batch sizes, merged
 
     prog = None
     tasks: dict[str, Any] = {}
@@ -398,6 +412,7 @@ def score_dataset(
                 for k, v in cr.model_seconds.items():
                     model_seconds[k] = model_seconds.get(k, 0.0) + v
                 hits += cr.cache_hits
+                _merge_batch_sizes(sizes, cr)
                 writer.write(cr.rows)  # summarised where the chunk was computed
                 stats.merge(cr.stats)
                 summary.write(cr.rows, list(stats.metrics_order))  # while the next chunk is scored
@@ -412,6 +427,8 @@ def score_dataset(
                                    model_seconds=sum(model_seconds.values()),
                                    model_seconds_by_family=dict(model_seconds))
             outcome.section = _section(outcome, spec, started, hits, stats)
+            outcome.section.batch_sizes = dict(sizes.batch_sizes)
+            outcome.section.batch_size_notes = dict(sizes.batch_size_notes)
             outcome.metric_rows = stats.metric_rows()
             writer.close()
             _write(outcome, config, writer, stats, summary)

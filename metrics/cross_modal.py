@@ -269,7 +269,7 @@ class CrossModalAgreement(Metric):
                                for s in samples}
         if not texts:
             return out
-        emb = self.timed(model.encode, texts, batch_size=max(8, int(self.ctx.batch_size or 16)),
+        emb = self.timed(model.encode, texts, batch_size=max(8, self.batch_size()),
                          normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         emb = np.asarray(emb, dtype=np.float64)
         for sid, (chunk_idx, field_idx) in plan.items():

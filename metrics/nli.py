@@ -26,7 +26,8 @@ Outputs, over all pairs of a sample (both directions, all fields):
 * ``nli_contra_rate`` = share of pairs whose argmax label is contradiction (lower is better);
 * ``nli_consistency_score`` = (1 + entail_rate − contra_rate) / 2, in 0..1.
 
-All pairs of all samples in a batch go through the model in mini-batches of ``ctx.batch_size``.
+All pairs of all samples in a batch go through the model in mini-batches of ``self.batch_size()``
+(``score.batch_size``; with ``auto``, the size that fits).
 
 Precision: ``metrics.nli.precision`` (``fp32`` default, ``int8`` on the CPU, ``fp16`` on CUDA, ``bf16``), as
 for CLIP (:func:`mer_eval.metrics.clip_score.apply_precision`); ``details.precision`` says what ran. Lower
@@ -221,7 +222,7 @@ class NLIConsistency(Metric):
             raise ValueError(be.label_problem)
         per_sample = [(s, self._pairs(s)) for s in samples]
         flat = [(p[2], p[3]) for _, ps in per_sample for p in ps]
-        preds = self.timed(be.predict, flat, max(1, int(self.ctx.batch_size or 1)))
+        preds = self.timed(be.predict, flat, self.batch_size())
         ent, con = be.labels["entailment"], be.labels["contradiction"]
         out: dict[str, list[MetricResult]] = {}
         i = 0

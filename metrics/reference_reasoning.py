@@ -312,7 +312,7 @@ class ReferenceReasoning(Metric):
             rb = range(len(texts), len(texts) + len(cb))
             texts += cb
             spans[sid] = (ra, rb)
-        emb = self.timed(model.encode, texts, batch_size=max(1, int(self.ctx.batch_size or 16)),
+        emb = self.timed(model.encode, texts, batch_size=self.batch_size(),
                          normalize_embeddings=True, show_progress_bar=False)
         emb = np.asarray(emb, dtype=np.float64)
         out = {}
