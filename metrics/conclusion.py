@@ -112,7 +112,7 @@ def reasoning_cue_profile(body: str) -> Profile:
     p = emotion_profile(body, words=False, cues=True)
     claims = extract_claims(body) if cjk_ratio(body) < 0.3 else None
     if claims is not None:
-        p.merge(au_profile({au: 2.0 for au in claims.present}))
+        p.merge(au_profile({au: 2.0 for au in sorted(claims.present)}))  # in AU order: no hash-seed order
     return p
 
 
@@ -141,7 +141,7 @@ def local_profiles(body: str, evidence: dict[str, Profile], peaks: list[str],
             what.append("cues")
         claims = extract_claims(sent) if cjk_ratio(sent) < 0.3 else None
         if claims is not None and claims.present:
-            ctx.merge(au_profile({au: 2.0 for au in claims.present}))
+            ctx.merge(au_profile({au: 2.0 for au in sorted(claims.present)}))
             what.append("AU claims")
         for m in _TIMESTAMP.finditer(low):
             key = f"{float(m.group(1)):.2f}"
