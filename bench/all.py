@@ -19,6 +19,10 @@ NOT met (rows without a target in the issue say "reported").
                         [--score-args "--n 8 --metrics clip,nli,clap"] [--engine local|process|ray --workers N]
                         [--readme [--readme-path README.md]]
     python bench/all.py --from-json bench/results/all.json [--readme]     (render only, nothing run)
+    python bench/all.py --only scale --merge [--readme]   (run one part; the others' results kept from --out)
+
+``--merge`` (with ``--only``) keeps the parts it does not run as the existing ``--out`` file has them, each with
+the date it was measured (shown beside it in the table's notes), and replaces the ones it runs.
 
 ``--readme`` rewrites the block between ``<!-- bench:all -->`` and ``<!-- /bench:all -->`` in README.md with a
 markdown table made from the results (date and machine in its heading); it refuses to put ``--quick`` figures
@@ -298,6 +302,20 @@ def _short_cmd(rec: dict) -> str:
     return shlex.join(cmd)
 
 
+def merge_parts(old: dict, new: dict) -> dict:
+    """``new`` (a run of some parts) with the parts of ``old`` it did not run, each dated (``when``: the run
+    that measured it)."""
+    out = dict(new)
+    parts = {}
+    for name, rec in (old.get("parts") or {}).items():
+        if name not in new.get("parts", {}):
+            parts[name] = {**rec, "when": rec.get("when") or old.get("when")}
+    parts.update(new.get("parts", {}))
+    out["parts"] = {name: parts[name] for name in PARTS if name in parts}
+    out["merged"] = bool(set(parts) - set(new.get("parts", {})))
+    return out
+
+
 def render_markdown(results: dict) -> str:
     rows = target_rows(results)
     out = [f"### All targets in one run (`python bench/all.py`): {heading(results)}", "",
@@ -312,8 +330,10 @@ def render_markdown(results: dict) -> str:
         if rec.get("status") != "ok":
             last = (rec.get("stderr_tail") or "").strip().splitlines()
             tail = f" — **failed**, last stderr line: `{_md(last[-1]) if last else ''}`"
+        when = rec.get("when")
+        dated = f", measured {when}" if when and when != results.get("when") else ""
         out.append(f"- {name}: `{_short_cmd(rec)}`, exit {rec.get('exit_code')}, "
-                   f"{rec.get('seconds', 0):.0f} s{tail}")
+                   f"{rec.get('seconds', 0):.0f} s{dated}{tail}")
     out.append("")
     out.append("Figures from `bench/results/all.json`; \"reported\" rows have no target in issue #12.")
     return "\n".join(out)
@@ -348,6 +368,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="1000,10000,100000", help="scale_bench sizes (comma-separated)")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--only", default=",".join(PARTS), help=f"parts to run, of {','.join(PARTS)}")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the parts not run from the existing --out file (each dated), replace the others")
     ap.add_argument("--score-args", default="", help="extra arguments for score_bench.py (one string)")
     ap.add_argument("--engine", default=None, help="scale_bench --engine (passed only if its --help shows it)")
     ap.add_argument("--workers", type=int, default=None, help="scale_bench --workers (same)")
@@ -378,8 +400,12 @@ def main(argv=None) -> int:
                                               "seconds": 0.0, "status": "failed", "reason": err, "stderr_tail": ""}
                     print(f"== {name}: failed ({err})", flush=True)
                     continue
+                started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 results["parts"][name] = run_part(name, cmd, jpath, echo=not a.quiet and name != "generate",
                                                   timeout=a.timeout)
+                results["parts"][name]["when"] = started
+        if a.merge and a.out.is_file():
+            results = merge_parts(json.loads(a.out.read_text(encoding="utf-8")), results)
         results["machine"]["loadavg_1_5_15_at_end"] = machine_info()["loadavg_1_5_15"]
         results["table"] = target_rows(results)
         a.out.parent.mkdir(parents=True, exist_ok=True)

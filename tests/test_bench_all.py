@@ -175,3 +175,23 @@ def test_a_part_with_no_json_is_failed(tmp_path):
     assert "hello" in rec["stderr_tail"] and "result" not in rec
     rows = bench_all.target_rows({"parts": {"generate": rec}})
     assert [r["status"] for r in rows] == ["failed"]
+
+
+def test_merge_keeps_the_parts_not_run_dated_and_replaces_the_others():
+    """``--only scale --merge``: the score and generate records of the last full run (the repository's
+    bench/results/all.json) stay, dated, the scale record is the new one, and the README notes say when each kept
+    part was measured."""
+    old = json.loads((REPO / "bench" / "results" / "all.json").read_text(encoding="utf-8"))
+    assert {"score", "scale", "generate"} <= set(old["parts"])
+    scale = copy.deepcopy(old["parts"]["scale"])
+    scale["seconds"], scale["when"] = 1.5, "2099-01-01T00:00:00Z"
+    new = {**{k: v for k, v in old.items() if k != "parts"}, "when": "2099-01-01T00:00:00Z", "parts": {"scale": scale}}
+    got = bench_all.merge_parts(old, copy.deepcopy(new))
+    assert list(got["parts"]) == ["score", "scale", "generate"] and got["merged"]
+    assert got["parts"]["scale"] == scale
+    assert got["parts"]["score"]["when"] == (old["parts"]["score"].get("when") or old["when"])
+    assert got["parts"]["score"]["result"] == old["parts"]["score"]["result"]
+    notes = [ln for ln in bench_all.render_markdown(got).splitlines() if ln.startswith("- ")]
+    assert any(ln.startswith("- score:") and f"measured {got['parts']['score']['when']}" in ln for ln in notes)
+    assert any(ln.startswith("- scale:") and "measured" not in ln for ln in notes)
+    assert bench_all.merge_parts({}, copy.deepcopy(new))["merged"] is False
