@@ -253,16 +253,17 @@ class Metric:
                 self._advance(1)
             else:
                 misses.append(s)
-        i, cap = 0, 0  # cap: after an out-of-memory error, the retry's size (always below the batch that failed)
+        i = 0
         while i < len(misses):
-            batch = misses[i : i + (min(cap, self.batch_size()) if cap else self.batch_size())]
+            # after a CUDA out-of-memory error the same samples again: _shrink_batch kept a size below the batch
+            # that failed, so the retries end (at size 1 the batch is reported)
+            batch = misses[i : i + self.batch_size()]
             try:
                 res = self.compute(batch)
             except ModelUnavailable as e:
                 res = {s.id: self.not_ok(s.id, Status.unavailable, str(e)) for s in batch}
             except Exception as e:  # noqa: BLE001 - a failing batch is reported per sample (error), never scored
-                cap = self._shrink_batch(len(batch), e)
-                if cap:
+                if self._shrink_batch(len(batch), e):
                     continue  # batch_size auto on CUDA: the same samples again, in a smaller batch
                 tb = traceback.extract_tb(e.__traceback__)
                 where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
@@ -279,7 +280,7 @@ class Metric:
                     self.ctx.cache.put(key, {"paths": _sample_paths(s),
                                              "results": [r.model_dump(mode="json") for r in results]})
             self._advance(len(batch))
-            i, cap = i + len(batch), 0
+            i += len(batch)
         return out
 
     def _advance(self, n: int) -> None:

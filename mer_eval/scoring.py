@@ -253,17 +253,17 @@ def merge_chunk_results(pieces: list[ChunkResult]) -> ChunkResult:
         for k, v in p.model_seconds.items():
             out.model_seconds[k] = out.model_seconds.get(k, 0.0) + v
         out.cache_hits += p.cache_hits
-        _merge_batch_sizes(out, p)
+        _merge_batch_sizes(out.batch_sizes, out.batch_size_notes, p)
     return out
 
 
-def _merge_batch_sizes(into, piece) -> None:
+def _merge_batch_sizes(sizes: dict[str, int], notes: dict[str, str], piece: ChunkResult) -> None:
     """Per family the smallest batch size any piece ran with (every batch of the run fit at it), and its note."""
     for fam, bs in piece.batch_sizes.items():
-        if fam not in into.batch_sizes or bs < into.batch_sizes[fam]:
-            into.batch_sizes[fam] = bs
+        if fam not in sizes or bs < sizes[fam]:
+            sizes[fam] = bs
             if fam in piece.batch_size_notes:
-                into.batch_size_notes[fam] = piece.batch_size_notes[fam]
+                notes[fam] = piece.batch_size_notes[fam]
 
 
 _WORKER: Optional[ChunkScorer] = None
@@ -358,7 +358,8 @@ def score_dataset(
     store = RunStore(out_dir)
     model_seconds: dict[str, float] = {}
     hits = 0
-    sizes = ChunkResult(results={}, agg={}, model_seconds={}, rows=[], stats=stats)  # batch sizes, merged
+    batch_sizes: dict[str, int] = {}  # family -> the smallest batch size any chunk ran with, and why (auto)
+    batch_notes: dict[str, str] = {}
 
     prog = None
     tasks: dict[str, Any] = {}
@@ -412,7 +413,7 @@ def score_dataset(
                 for k, v in cr.model_seconds.items():
                     model_seconds[k] = model_seconds.get(k, 0.0) + v
                 hits += cr.cache_hits
-                _merge_batch_sizes(sizes, cr)
+                _merge_batch_sizes(batch_sizes, batch_notes, cr)
                 writer.write(cr.rows)  # summarised where the chunk was computed
                 stats.merge(cr.stats)
                 summary.write(cr.rows, list(stats.metrics_order))  # while the next chunk is scored
@@ -427,8 +428,8 @@ def score_dataset(
                                    model_seconds=sum(model_seconds.values()),
                                    model_seconds_by_family=dict(model_seconds))
             outcome.section = _section(outcome, spec, started, hits, stats)
-            outcome.section.batch_sizes = dict(sizes.batch_sizes)
-            outcome.section.batch_size_notes = dict(sizes.batch_size_notes)
+            outcome.section.batch_sizes = batch_sizes
+            outcome.section.batch_size_notes = batch_notes
             outcome.metric_rows = stats.metric_rows()
             writer.close()
             _write(outcome, config, writer, stats, summary)
