@@ -48,7 +48,6 @@ not found; it does not need the concluded emotion.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Optional
 
@@ -84,9 +83,6 @@ def au_pseudo_labels(intensity: dict[str, float], presence: dict[str, bool], thr
     return {"mer_factory": mf, "merr": merr, "emotions": emotions}
 
 
-_au_code = functools.lru_cache(maxsize=4096)(au_code)  # the same few AU names in every sample: parsed once
-
-
 def peak_aus(sample: Sample, threshold: float) -> tuple[dict[str, float], dict[str, bool], str]:
     """(intensity, presence, where from) at the peak frame."""
     of = None
@@ -111,13 +107,13 @@ def peak_aus(sample: Sample, threshold: float) -> tuple[dict[str, float], dict[s
                 idx = int(np.argmax(series))
                 how = "max summed intensity"
         if idx is not None:
-            inten = {_au_code(k): v for k, v in of.intensities(idx).items() if _au_code(k)}
-            pres = {_au_code(k): v >= 0.5 for k, v in of.presences(idx).items() if _au_code(k)}
+            inten = {au_code(k): v for k, v in of.intensities(idx).items() if au_code(k)}
+            pres = {au_code(k): v >= 0.5 for k, v in of.presences(idx).items() if au_code(k)}
             for code, v in inten.items():  # an AU without a _c column counts as present above threshold
                 pres.setdefault(code, v > threshold)
             frame = int(of.data["frame"][idx])
             return inten, pres, f"openface_csv {Path(sample.openface_csv).name} frame {frame} ({how})"
-    inten = {_au_code(k): float(v) for k, v in sample.annotation.top_aus_intensities.items() if _au_code(k)}
+    inten = {au_code(k): float(v) for k, v in sample.annotation.top_aus_intensities.items() if au_code(k)}
     pres = {k: v > threshold for k, v in inten.items()}
     return inten, pres, "annotation.top_aus_intensities" + csv_note
 

@@ -6,6 +6,7 @@ alike, so both sides speak the same names.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -260,6 +261,7 @@ def canonical_sentiment(word: Optional[str], extra: Optional[dict[str, str]] = N
     return EMOTION_TO_SENTIMENT.get(emo) if emo else None
 
 
+@functools.lru_cache(maxsize=4096)  # the same few AU column / key names in every sample: parsed once
 def au_code(name: str) -> Optional[str]:
     """``"AU06_r"`` / ``"AU6"`` / ``"au 06"`` -> ``"06"``."""
     m = re.search(r"au\s*0*(\d{1,2})", name.lower())
