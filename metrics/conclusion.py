@@ -90,10 +90,6 @@ _PEAK = re.compile(r"([a-z]+)\s*\((slight|moderate|strong)\)", re.I)
 _STRENGTH = {"slight": 0.5, "moderate": 0.75, "strong": 1.0}
 
 
-def _vader(text: str) -> Optional[float]:
-    return vader_compound(text)  # memoised: cross_modal reads the same transcript
-
-
 def peaks_profile(peaks: list[str]) -> Profile:
     p = Profile()
     for line in peaks:
@@ -254,7 +250,7 @@ class ConclusionConsistency(Metric):
                 return sup, "profile (valence)"
             if src == "transcript":
                 tr = unwrap_transcript(s.annotation.transcript or "")
-                c = _vader(tr) if cjk_ratio(tr) < 0.3 else None
+                c = vader_compound(tr) if cjk_ratio(tr) < 0.3 else None  # memoised: cross_modal reads it too
                 if c is not None and abs(c) >= 0.3:
                     return (1.0 if ("positive" if c > 0 else "negative") == pol else 0.0), f"vader {c:+.3f}"
             return (NEUTRAL_SILENT, "no emotion cue") if pol == "neutral" and src != "reasoning_words" else \
@@ -270,7 +266,7 @@ class ConclusionConsistency(Metric):
         if src == "transcript":
             tr = unwrap_transcript(s.annotation.transcript or "")
             if cjk_ratio(tr) < 0.3:
-                c = _vader(tr)
+                c = vader_compound(tr)
                 if c is not None and abs(c) >= 0.3:
                     pol = "positive" if c > 0 else "negative"
                     val = EMOTION_TO_SENTIMENT.get(emo)
