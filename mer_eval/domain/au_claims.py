@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from mer_eval.domain.facs import AU_NAMES, AU_SYNONYMS, OPENFACE_C_AUS, OPENFACE_R_AUS
+from mer_eval.domain.text import LETTERS_ONLY, find_all
 
 UNIVERSE: tuple[str, ...] = tuple(sorted(set(OPENFACE_R_AUS) | set(OPENFACE_C_AUS)))  # the 18 AUs OpenFace measures
 NEG_WINDOW = 5  # words before a mention searched for a negation cue
@@ -85,7 +86,6 @@ _PHRASE_NEEDS: tuple[str, ...] = tuple(max(phrase.split()[1:], key=len, default=
 # its inflection, for a one-word phrase (no word character after it); the word's leading letters, for a word such
 # as "crow's" or "wide-eyed". A phrase none of whose runs is in the text is not tried; the others are tried as
 # before, at every occurrence of their first word.
-_LETTERS_ONLY = bytes(b if 97 <= b <= 122 else 32 for b in range(256))  # bytes.translate: a-z kept, the rest " "
 
 
 def _phrase_gate() -> dict[bytes, tuple[int, ...]]:
@@ -109,24 +109,13 @@ _GATE_RUNS = frozenset(_PHRASE_GATE)
 
 def _phrases_to_try(t: str) -> Sequence[int]:
     """The indices in _PHRASES (longest phrase first) of the phrases that can match ``t`` (see above)."""
-    hits = _GATE_RUNS.intersection(t.encode("ascii", "replace").translate(_LETTERS_ONLY).split())
+    hits = _GATE_RUNS.intersection(t.encode("ascii", "replace").translate(LETTERS_ONLY).split())
     if len(hits) == 1:
         for r in hits:
             return _PHRASE_GATE[r]
     return sorted({i for r in hits for i in _PHRASE_GATE[r]})
 
 
-def _first_word_offsets(t: str, word: str) -> list[int]:
-    """Every offset (overlapping ones included, ascending) at which a phrase's first word occurs in ``t``: a
-    phrase's match starts there (its pattern opens with a look-behind, then that word), so its pattern is tried
-    only there (``pat.match`` at those offsets, in order, non-overlapping: what ``pat.finditer`` yields)."""
-    find = t.find
-    offs = []
-    i = find(word)
-    while i >= 0:
-        offs.append(i)
-        i = find(word, i + 1)
-    return offs
 
 
 def _phrase_matches(pat: re.Pattern, t: str, offsets: list[int]):
@@ -275,7 +264,9 @@ def _claims_cached(text: str, field_name: str) -> Claims:
         first = _PHRASE_FIRST[phrase]
         offsets = firsts.get(first)
         if offsets is None:
-            offsets = firsts[first] = _first_word_offsets(t, first)
+            # a match starts where its first word occurs (the pattern opens with a look-behind, then that word):
+            # the pattern is tried only there, in order, non-overlapping (what pat.finditer yields)
+            offsets = firsts[first] = find_all(t, first)
         for m in _phrase_matches(pat, t, offsets):
             a, b = m.span()
             for s, e in taken:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from mer_eval.domain.facs import EMOTION_SYNONYMS, EMOTION_TO_SENTIMENT, SENTIMENT_SYNONYMS, canonical_emotion
-from mer_eval.domain.text import has_cjk
+from mer_eval.domain.text import LETTERS_ONLY, find_all, has_cjk
 
 # lexicon entries that are too ambiguous in free text
 AMBIGUOUS = {"content", "hap", "ang", "neu", "sur", "wor", "fea", "dis"}  # + dataset abbreviations
@@ -123,7 +123,6 @@ _RX_CACHE: dict[tuple, re.Pattern] = {}
 # whether those are all non-ASCII), for :func:`_lexicon_finditer`
 _RX_WORDS: dict[re.Pattern, tuple[frozenset, Optional[re.Pattern], bool]] = {}
 _RUN = re.compile(r"[a-z]+")
-_RUN_BYTES = bytes(b if 97 <= b <= 122 else 32 for b in range(256))  # a-z kept, every other byte a space
 
 
 def _regex(lex: dict[str, str]) -> re.Pattern:
@@ -168,7 +167,7 @@ def _lexicon_finditer(low: str, rx: re.Pattern):
             return rx.finditer(low)
     # the maximal runs of a-z: the pieces between the other characters (one byte each: a non-ASCII one is
     # encoded as "?"), piece i starting at the length of the pieces before it + i
-    pieces = low.encode("ascii", "replace").translate(_RUN_BYTES).split(b" ")
+    pieces = low.encode("ascii", "replace").translate(LETTERS_ONLY).split(b" ")
     hits = list(itertools.compress(range(len(pieces)), map(lead.__contains__, pieces)))
     if hits:
         ends = list(itertools.accumulate(map(len, pieces)))
@@ -347,15 +346,6 @@ _P5_AFTER = re.compile(r"\s*,?\s*(?:the\s+)?(?:speaker|person|subject|individual
 _P6_KEYS = ("emotion", "sentiment", "label")
 
 
-def _find_all(low: str, word: str) -> list[int]:
-    out = []
-    i = low.find(word)
-    while i >= 0:
-        out.append(i)
-        i = low.find(word, i + 1)
-    return out
-
-
 def _keyed(low: str, at: list[int], keys: tuple[str, ...], after: re.Pattern) -> bool:
     """Whether at one of the offsets ``at`` ``after`` matches and white space then one of ``keys`` precede it:
     what patterns 1 and 2 (``keys \\s+ emotion/sentiment ... \\s+ verb``) need."""
@@ -402,7 +392,7 @@ def _may_match(k: int, low: str, lits: list[int]) -> bool:
 @functools.lru_cache(maxsize=4096)  # one summary is read by several metrics
 def _conclusion_phrase(text: str) -> Optional[str]:
     low = text.lower().replace("*", "")
-    lits = _find_all(low, "emotion") + _find_all(low, "sentiment")
+    lits = find_all(low, "emotion") + find_all(low, "sentiment")
     best: Optional[tuple[int, str]] = None
     for k, rx in enumerate(_CONCLUSION_PATTERNS):
         if k and not _may_match(k, low, lits):

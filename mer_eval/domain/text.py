@@ -38,6 +38,22 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+# bytes.translate table: a-z kept, every other byte a space; a text encoded to ASCII (any other character one "?")
+# and translated keeps its offsets, and its maximal runs of a-z are the pieces between spaces
+LETTERS_ONLY = bytes(b if 97 <= b <= 122 else 32 for b in range(256))
+
+
+def find_all(text: str, sub: str) -> list[int]:
+    """Every offset at which ``sub`` occurs in ``text``, overlapping ones included, ascending."""
+    find = text.find
+    out = []
+    i = find(sub)
+    while i >= 0:
+        out.append(i)
+        i = find(sub, i + 1)
+    return out
+
+
 _WORDS = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # every byte but a-z 0-9 and the apostrophe -> space (a token never holds one)
 _WORD_BYTES = bytes(b if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789'" else 32 for b in range(256))
