@@ -125,18 +125,24 @@ _RX_WORDS: dict[re.Pattern, tuple[frozenset, Optional[re.Pattern], bool]] = {}
 _RUN = re.compile(r"[a-z]+")
 
 
+def _by_first_char(words: list[str]) -> str:
+    """The regex alternation of ``words`` (non-empty, in this order) grouped by first character, the order within a
+    group kept: at a position only the words starting with its character are tried, not every word, and words
+    with different first characters never match at the same position, so the same word wins as in the flat
+    alternation."""
+    groups: dict[str, list[str]] = {}
+    for w in words:
+        groups.setdefault(w[0], []).append(re.escape(w[1:]))
+    return "|".join(re.escape(c) + "(?:" + "|".join(rest) + ")" for c, rest in groups.items())
+
+
 def _regex(lex: dict[str, str]) -> re.Pattern:
     key = tuple(sorted(lex))
     rx = _RX_CACHE.get(key)
     if rx is None:
         keys = sorted(lex, key=lambda k: len(re.escape(k)), reverse=True)  # longest first
         if all(keys):
-            # the same alternation, grouped by first character (the order within a group kept): at a position
-            # only the words starting with its character are tried, not every word of the lexicon
-            groups: dict[str, list[str]] = {}
-            for k in keys:
-                groups.setdefault(k[0], []).append(re.escape(k[1:]))
-            body = "|".join(re.escape(c) + "(?:" + "|".join(rest) + ")" for c, rest in groups.items())
+            body = _by_first_char(keys)
         else:
             body = "|".join(re.escape(k) for k in keys)
         rx = re.compile(r"(?<![a-z])(" + body + r")(?![a-z])")
@@ -606,15 +612,8 @@ AU_EMOTION: dict[str, dict[str, float]] = {
 
 
 def _cue_regex() -> re.Pattern:
-    alts = sorted((re.escape(k) for k in CUES), key=len, reverse=True)
-    # the same alternation grouped by first character, the order within a group kept (as in :func:`_regex`):
-    # words with different first characters never match at the same position, so the same word wins
-    groups: dict[str, list[str]] = {}
-    for a in alts:
-        c = a[:2] if a.startswith("\\") else a[:1]  # an escaped first character stays whole
-        groups.setdefault(c, []).append(a[len(c):])
-    body = "|".join(c + "(?:" + "|".join(rest) + ")" for c, rest in groups.items())
-    return re.compile(r"(?<![a-z'])(" + body + r")(?![a-z'])")
+    words = sorted(CUES, key=lambda k: len(re.escape(k)), reverse=True)  # longest (escaped) first
+    return re.compile(r"(?<![a-z'])(" + _by_first_char(words) + r")(?![a-z'])")
 
 
 _CUE_RX = _cue_regex()
