@@ -117,3 +117,38 @@ def test_cache_key_inputs_and_cache_hit(tmp_path):
     assert all(r.cached for r in second) and not any(r.cached for r in first)
     assert [r.value for r in first] == [r.value for r in second]
     assert m.cache_key_inputs(s) == {"final_summary": s.annotation.final_summary}
+
+
+def test_ngram_counts_equal_the_plain_definitions_on_real_text(shared_data):
+    """The metric counts n-grams as integer codes with numpy (:func:`ngram_counts`, long texts); the plain
+    definitions (:func:`distinct_n`, :func:`repetition_rate`: sets of token tuples) are the reference. Real
+    MER-Factory texts one by one (short and long), and all of them joined (~thousands of tokens, n up to 7, so the
+    codes are re-ranked before they could overflow)."""
+    import json
+
+    import numpy as np
+
+    from mer_eval.metrics.text_quality import distinct_n, ngram_counts, repetition_rate, token_ids
+
+    texts = []
+    for f in sorted((shared_data / "annotations-mer-factory").glob("*.json")):
+        stack = [json.loads(f.read_text(encoding="utf-8"))]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, dict):
+                stack.extend(x.values())
+            elif isinstance(x, list):
+                stack.extend(x)
+            elif isinstance(x, str) and x.strip():
+                texts.append(x)
+    joined = words(" ".join(texts))
+    assert len(joined) ** 6 >= 2 ** 62  # the joined text reaches the re-ranking branch
+    cases = [words(t) for t in texts] + [joined]
+    assert sum(len(t) >= 64 for t in cases) >= 3  # the numpy path, not only the short one
+    for toks in cases:
+        ns = {1, 2, 3, 7}
+        got = ngram_counts(toks, ns, token_ids(toks) if toks else np.zeros(0, dtype=np.int64))
+        for n in ns:
+            total, distinct = got[n]
+            assert (distinct / total if total else None) == distinct_n(toks, n)
+            assert ((total - distinct) / total if total else None) == repetition_rate(toks, n)
