@@ -214,16 +214,95 @@ def _ensure_cmudict() -> tuple[Optional[str], Optional[str]]:
 _LANG = "en_US"
 
 
+def _cmu_syllables(phones: list[str]) -> int:
+    """Syllables of one CMU pronunciation as textstat counts them: its vowels (phones with a stress digit)."""
+    return sum(1 for p in phones if p[-1].isdigit())
+
+
+_TABLE: list = []  # [word -> syllables of its first CMU pronunciation, or None], made once per process
+
+
+def _syllable_table() -> Optional[dict[str, int]]:
+    """word -> :func:`_cmu_syllables` of its first pronunciation, for every word of the cmudict corpus textstat
+    reads (``get_cmudict(lang)[word][0]``): what :func:`_word_syllables` looks up.
+
+    Reading that corpus through NLTK takes 1.5-2 s, in every process that scores (each ``--engine process`` worker).
+    The table is kept beside mer-eval's models (``textstat-syllables/<key>.marshal``, about 2 MB) and read in
+    milliseconds; its key is the corpus file NLTK finds (path, size, modification time) and the textstat and NLTK
+    versions, so a changed corpus or library builds it anew. None when the corpus is not found (the caller then
+    asks textstat word by word, as before)."""
+    if not _TABLE:
+        _TABLE.append(_load_syllable_table())
+    return _TABLE[0]
+
+
+def _corpus_key() -> Optional[str]:
+    import hashlib
+    import json
+    import os
+    from importlib.metadata import version
+
+    import nltk
+
+    try:
+        ptr = nltk.data.find("corpora/cmudict")
+    except LookupError:
+        return None
+    zipped = getattr(ptr, "zipfile", None)  # corpora/cmudict.zip: a ZipFilePathPointer
+    path = zipped.filename if zipped is not None else os.path.join(ptr.path, "cmudict")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    ident = [str(path), str(ptr), st.st_size, st.st_mtime_ns, version("textstat"), version("nltk"), _LANG]
+    return hashlib.sha256(json.dumps(ident).encode("utf-8")).hexdigest()[:20]
+
+
+def _load_syllable_table() -> Optional[dict[str, int]]:
+    import marshal
+
+    from mer_eval.models import assembled_models_dir
+    from mer_eval.store import atomic_write_bytes
+
+    src, why = ensure_cmudict()  # puts mer-eval's own corpus folder on NLTK's path when that is where it is
+    key = _corpus_key() if why is None else None
+    if key is None:
+        return None
+    path = assembled_models_dir() / "textstat-syllables" / f"{key}.marshal"
+    try:
+        table = marshal.loads(path.read_bytes())
+        if isinstance(table, dict) and table:
+            return table
+    except (OSError, EOFError, ValueError, TypeError):
+        pass  # not made yet, or unreadable: made again below
+    from textstat.backend.utils._get_cmudict import get_cmudict
+
+    cmu = get_cmudict(_LANG)
+    if not cmu:
+        return None
+    table = {w: _cmu_syllables(prons[0]) for w, prons in cmu.items() if prons}
+    try:
+        atomic_write_bytes(path, marshal.dumps(table))
+    except OSError:
+        pass  # a read-only models folder: this process keeps its table, the next one reads the corpus again
+    return table
+
+
 @functools.lru_cache(maxsize=65536)
 def _word_syllables(word: str) -> int:
     """One word's syllables exactly as textstat's ``count_syllables`` counts them (CMU vowels with a stress digit,
-    else pyphen's hyphenation points + 1), memoised: a text's words repeat across a run's summaries."""
-    from textstat.backend.utils._get_cmudict import get_cmudict
+    else pyphen's hyphenation points + 1), memoised: a text's words repeat across a run's summaries. The CMU
+    counts come from :func:`_syllable_table` when it is there, else from textstat's dictionary word by word."""
     from textstat.backend.utils._get_pyphen import get_pyphen
 
+    table = _syllable_table()
+    if table is not None:
+        n = table.get(word)
+        return n if n is not None else len(get_pyphen(_LANG).positions(word)) + 1
+    from textstat.backend.utils._get_cmudict import get_cmudict
+
     try:
-        cmu_phones = get_cmudict(_LANG)[word][0]
-        return sum(1 for p in cmu_phones if p[-1].isdigit())
+        return _cmu_syllables(get_cmudict(_LANG)[word][0])
     except (TypeError, IndexError, KeyError):
         return len(get_pyphen(_LANG).positions(word)) + 1
 

@@ -152,3 +152,96 @@ def test_ngram_counts_equal_the_plain_definitions_on_real_text(shared_data):
             total, distinct = got[n]
             assert (distinct / total if total else None) == distinct_n(toks, n)
             assert ((total - distinct) / total if total else None) == repetition_rate(toks, n)
+
+
+def _real_texts(shared_data) -> list[str]:
+    import json
+
+    texts = []
+    for f in sorted((shared_data / "annotations-mer-factory").glob("*.json")):
+        stack = [json.loads(f.read_text(encoding="utf-8"))]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, dict):
+                stack.extend(x.values())
+            elif isinstance(x, list):
+                stack.extend(x)
+            elif isinstance(x, str) and len(x.split()) >= 3:
+                texts.append(x)
+    return texts
+
+
+def test_readability_equals_textstat_on_real_text(shared_data):
+    """fkgl and reading ease, computed from the kept syllable table and mer-eval's own word and sentence counts,
+    equal textstat's public functions exactly on every real MER-Factory text (and on all of them joined)."""
+    import textstat
+
+    from mer_eval.metrics.text_quality import _syllable_table, readability
+
+    assert _syllable_table()  # the fast path under test, not the word-by-word fallback
+    texts = _real_texts(shared_data)
+    assert len(texts) >= 20
+    textstat.set_lang("en_US")
+    for t in texts + [" ".join(texts)]:
+        assert readability(t) == (textstat.flesch_kincaid_grade(t), textstat.flesch_reading_ease(t)), t[:80]
+
+
+def test_syllable_table_equals_textstat_cmudict():
+    """The kept table is textstat's own CMU count (vowels of the first pronunciation) for every word of the corpus
+    textstat reads; a word the corpus lacks is not in it (pyphen counts it, as in textstat)."""
+    from textstat.backend.utils._get_cmudict import get_cmudict
+
+    from mer_eval.metrics.text_quality import _syllable_table, _word_syllables
+
+    table = _syllable_table()
+    cmu = get_cmudict("en_US")
+    assert len(table) == sum(1 for p in cmu.values() if p) > 100_000
+    for w, prons in cmu.items():
+        if prons:
+            assert table[w] == sum(1 for p in prons[0] if p[-1].isdigit()), w
+    assert _word_syllables("happiness") == table["happiness"] == 3
+    assert "qzxwvk" not in table and _word_syllables("qzxwvk") >= 1  # pyphen's count
+
+
+def test_syllable_table_is_kept_keyed_by_the_corpus_and_rebuilt(tmp_path, monkeypatch):
+    """Built once from textstat's dictionary and written under the models folder; read back without the
+    dictionary; an unreadable file is built again; a changed corpus file (its key) gets a table of its own."""
+    import nltk
+    import textstat.backend.utils._get_cmudict as tg
+
+    from mer_eval.metrics import text_quality as tq
+
+    corpus = tmp_path / "nltk_data" / "corpora" / "cmudict" / "cmudict"
+    corpus.parent.mkdir(parents=True)
+    corpus.write_text("HELLO 1 HH AH0 L OW1\n", encoding="utf-8")
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nltk_data")])
+    monkeypatch.setattr(tq, "ensure_cmudict", lambda: ("test corpus", None))
+    monkeypatch.setenv("MER_EVAL_ASSEMBLED_DIR", str(tmp_path / "models"))
+    calls = []
+
+    def fake_cmudict(lang):
+        calls.append(lang)
+        return {"hello": [["HH", "AH0", "L", "OW1"]], "bare": [], "strength": [["S", "T", "R", "EH1", "NG", "K", "TH"]]}
+
+    monkeypatch.setattr(tg, "get_cmudict", fake_cmudict)
+    key = tq._corpus_key()
+    assert tq._load_syllable_table() == {"hello": 2, "strength": 1}  # "bare" has no pronunciation: pyphen's
+    kept = tmp_path / "models" / "textstat-syllables" / f"{key}.marshal"
+    assert kept.is_file() and calls == ["en_US"]
+
+    def no_dictionary(lang):
+        raise AssertionError("the dictionary was read although the table is kept")
+
+    monkeypatch.setattr(tg, "get_cmudict", no_dictionary)
+    assert tq._load_syllable_table() == {"hello": 2, "strength": 1}  # read from the file
+
+    kept.write_bytes(b"\x00not marshal")
+    monkeypatch.setattr(tg, "get_cmudict", fake_cmudict)
+    assert tq._load_syllable_table() == {"hello": 2, "strength": 1} and len(calls) == 2  # built again
+    assert tq._load_syllable_table() == {"hello": 2, "strength": 1} and len(calls) == 2
+
+    corpus.write_text("HELLO 1 HH AH0 L OW1\nWORLD 1 W ER1 L D\n", encoding="utf-8")
+    assert tq._corpus_key() != key
+    monkeypatch.setattr(tg, "get_cmudict", lambda lang: {"world": [["W", "ER1", "L", "D"]]})
+    assert tq._load_syllable_table() == {"world": 1}
+    assert len(list(kept.parent.glob("*.marshal"))) == 2
