@@ -218,7 +218,7 @@ def _died_line(e: Exception) -> str:
 def _check_written(out_dir: Path, cr: ChunkResult) -> None:
     """The actors write each sample's file; on a cluster it is here only when OUT is on a shared filesystem."""
     store = RunStore(out_dir)
-    ids = dict.fromkeys(r["sample_id"] for r in cr.rows) if cr.rows is not None else cr.results
+    ids = dict.fromkeys(cr.rows.columns["sample_id"]) if cr.rows is not None else cr.results
     missing = next((sid for sid in ids if not (store.sample_dir(sid) / EVAL_FILE).is_file()), None)
     if missing is not None:
         raise EngineError(f"engine ray: {out_dir / missing / EVAL_FILE} was not written here: on a Ray cluster the "
