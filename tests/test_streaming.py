@@ -173,3 +173,37 @@ def test_the_summary_falls_back_to_the_parquet_when_a_later_chunk_brings_a_metri
     assert not list((tmp_path / "late").glob(".*.tmp"))
     assert scoring.summary_csv([{"sample_id": "a", "metric": "m", "value": 1.0, "status": "ok", "reason": None}] * 2,
                                ["m"], header=True) is None  # a metric twice: no single value
+
+
+def test_a_chunks_rows_travel_as_columns_and_read_back_as_the_results(shared_data, tmp_path):
+    """A chunk's long-table rows are columns (LongRows): each row, read back as a dict, is its result's metric,
+    value, status, reason and model in LONG_COLUMNS order; they pickle (worker to driver) unchanged, go to parquet
+    as the same table as row dicts would, and give the same summary CSV lines."""
+    import pickle
+
+    import pyarrow as pa
+
+    from mer_eval import scoring
+
+    root, n = _root(shared_data, tmp_path)
+    assert n >= 3
+    cfg = load_config(sets=["cache.enabled=false"])
+    part = list(discover(root).samples)
+    cr = scoring.ChunkScorer(WEIGHT_FREE, cfg, False, tmp_path / "o")(part)
+    rows = list(cr.rows)
+    results = [(sid, r) for sid, rs in cr.results.items() for r in rs]
+    assert len(rows) == len(cr.rows) == len(results) > 20
+    for row, (sid, r) in zip(rows, results):
+        assert list(row) == scoring.LONG_COLUMNS
+        assert (row["sample_id"], row["metric"], row["value"], row["status"], row["reason"], row["metric_version"],
+                row["cached"]) == (sid, r.metric, r.value, r.status.value, r.reason, r.metric_version, r.cached)
+        assert row["model"] == (r.model.id if r.model else None)
+    assert cr.rows[5] == rows[5] and cr.rows[-1] == rows[-1]
+    back = pickle.loads(pickle.dumps(cr))
+    assert back.rows.columns == cr.rows.columns
+    schema = scoring._long_schema()
+    assert pa.Table.from_pydict(cr.rows.columns, schema=schema).equals(pa.Table.from_pylist(rows, schema=schema))
+    order = list(cr.stats.metrics_order)
+    assert scoring.summary_csv(cr.rows, order, header=True) == scoring.summary_csv(rows, order, header=True)
+    merged = scoring.merge_chunk_results([cr, back])
+    assert list(merged.rows) == rows + rows
