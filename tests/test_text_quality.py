@@ -119,16 +119,9 @@ def test_cache_key_inputs_and_cache_hit(tmp_path):
     assert m.cache_key_inputs(s) == {"final_summary": s.annotation.final_summary}
 
 
-def test_ngram_counts_equal_the_plain_definitions_on_real_text(shared_data):
-    """The metric counts n-grams as integer codes with numpy (:func:`ngram_counts`, long texts); the plain
-    definitions (:func:`distinct_n`, :func:`repetition_rate`: sets of token tuples) are the reference. Real
-    MER-Factory texts one by one (short and long), and all of them joined (~thousands of tokens, n up to 7, so the
-    codes are re-ranked before they could overflow)."""
+def _real_texts(shared_data, min_words: int = 1) -> list[str]:
+    """Every string of at least ``min_words`` words in the real MER-Factory outputs, at any depth."""
     import json
-
-    import numpy as np
-
-    from mer_eval.metrics.text_quality import distinct_n, ngram_counts, repetition_rate, token_ids
 
     texts = []
     for f in sorted((shared_data / "annotations-mer-factory").glob("*.json")):
@@ -139,8 +132,21 @@ def test_ngram_counts_equal_the_plain_definitions_on_real_text(shared_data):
                 stack.extend(x.values())
             elif isinstance(x, list):
                 stack.extend(x)
-            elif isinstance(x, str) and x.strip():
+            elif isinstance(x, str) and len(x.split()) >= min_words:
                 texts.append(x)
+    return texts
+
+
+def test_ngram_counts_equal_the_plain_definitions_on_real_text(shared_data):
+    """The metric counts n-grams as integer codes with numpy (:func:`ngram_counts`, long texts); the plain
+    definitions (:func:`distinct_n`, :func:`repetition_rate`: sets of token tuples) are the reference. Real
+    MER-Factory texts one by one (short and long), and all of them joined (~thousands of tokens, n up to 7, so the
+    codes are re-ranked before they could overflow)."""
+    import numpy as np
+
+    from mer_eval.metrics.text_quality import distinct_n, ngram_counts, repetition_rate, token_ids
+
+    texts = _real_texts(shared_data)
     joined = words(" ".join(texts))
     assert len(joined) ** 6 >= 2 ** 62  # the joined text reaches the re-ranking branch
     cases = [words(t) for t in texts] + [joined]
@@ -154,23 +160,6 @@ def test_ngram_counts_equal_the_plain_definitions_on_real_text(shared_data):
             assert ((total - distinct) / total if total else None) == repetition_rate(toks, n)
 
 
-def _real_texts(shared_data) -> list[str]:
-    import json
-
-    texts = []
-    for f in sorted((shared_data / "annotations-mer-factory").glob("*.json")):
-        stack = [json.loads(f.read_text(encoding="utf-8"))]
-        while stack:
-            x = stack.pop()
-            if isinstance(x, dict):
-                stack.extend(x.values())
-            elif isinstance(x, list):
-                stack.extend(x)
-            elif isinstance(x, str) and len(x.split()) >= 3:
-                texts.append(x)
-    return texts
-
-
 def test_readability_equals_textstat_on_real_text(shared_data):
     """fkgl and reading ease, computed from the kept syllable table and mer-eval's own word and sentence counts,
     equal textstat's public functions exactly on every real MER-Factory text (and on all of them joined)."""
@@ -179,7 +168,7 @@ def test_readability_equals_textstat_on_real_text(shared_data):
     from mer_eval.metrics.text_quality import _syllable_table, readability
 
     assert _syllable_table()  # the fast path under test, not the word-by-word fallback
-    texts = _real_texts(shared_data)
+    texts = _real_texts(shared_data, min_words=3)
     assert len(texts) >= 20
     textstat.set_lang("en_US")
     for t in texts + [" ".join(texts)]:
