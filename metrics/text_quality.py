@@ -227,8 +227,8 @@ def _syllable_table() -> Optional[dict[str, int]]:
     reads (``get_cmudict(lang)[word][0]``): what :func:`_word_syllables` looks up.
 
     Reading that corpus through NLTK takes 1.5-2 s, in every process that scores (each ``--engine process`` worker).
-    The table is kept beside mer-eval's models (``textstat-syllables/<key>.marshal``, about 2 MB) and read in
-    milliseconds; its key is the corpus file NLTK finds (path, size, modification time) and the textstat and NLTK
+    The table is kept beside mer-eval's models (``textstat-syllables/<key>.json``, about 1.6 MB) and read in
+    about 0.1 s; its key is the corpus file NLTK finds (path, size, modification time) and the textstat and NLTK
     versions, so a changed corpus or library builds it anew. None when the corpus is not found (the caller then
     asks textstat word by word, as before)."""
     if not _TABLE:
@@ -259,7 +259,7 @@ def _corpus_key() -> Optional[str]:
 
 
 def _load_syllable_table() -> Optional[dict[str, int]]:
-    import marshal
+    import json
 
     from mer_eval.models import assembled_models_dir
     from mer_eval.store import atomic_write_bytes
@@ -268,13 +268,13 @@ def _load_syllable_table() -> Optional[dict[str, int]]:
     key = _corpus_key() if why is None else None
     if key is None:
         return None
-    path = assembled_models_dir() / "textstat-syllables" / f"{key}.marshal"
+    path = assembled_models_dir() / "textstat-syllables" / f"{key}.json"
     try:
-        table = marshal.loads(path.read_bytes())
-        if isinstance(table, dict) and table:
+        table = json.loads(path.read_bytes())
+        if isinstance(table, dict) and table and all(type(v) is int for v in table.values()):
             return table
-    except (OSError, EOFError, ValueError, TypeError):
-        pass  # not made yet, or unreadable: made again below
+    except (OSError, ValueError, RecursionError):
+        pass  # not made yet, or unreadable, or not a table: made again below
     from textstat.backend.utils._get_cmudict import get_cmudict
 
     cmu = get_cmudict(_LANG)
@@ -282,7 +282,7 @@ def _load_syllable_table() -> Optional[dict[str, int]]:
         return None
     table = {w: _cmu_syllables(prons[0]) for w, prons in cmu.items() if prons}
     try:
-        atomic_write_bytes(path, marshal.dumps(table))
+        atomic_write_bytes(path, json.dumps(table, separators=(",", ":")).encode("utf-8"))
     except OSError:
         pass  # a read-only models folder: this process keeps its table, the next one reads the corpus again
     return table

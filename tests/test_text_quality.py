@@ -215,7 +215,7 @@ def test_syllable_table_is_kept_keyed_by_the_corpus_and_rebuilt(tmp_path, monkey
     monkeypatch.setattr(tg, "get_cmudict", fake_cmudict)
     key = tq._corpus_key()
     assert tq._load_syllable_table() == {"hello": 2, "strength": 1}  # "bare" has no pronunciation: pyphen's
-    kept = tmp_path / "models" / "textstat-syllables" / f"{key}.marshal"
+    kept = tmp_path / "models" / "textstat-syllables" / f"{key}.json"
     assert kept.is_file() and calls == ["en_US"]
 
     def no_dictionary(lang):
@@ -224,13 +224,15 @@ def test_syllable_table_is_kept_keyed_by_the_corpus_and_rebuilt(tmp_path, monkey
     monkeypatch.setattr(tg, "get_cmudict", no_dictionary)
     assert tq._load_syllable_table() == {"hello": 2, "strength": 1}  # read from the file
 
-    kept.write_bytes(b"\x00not marshal")
+    kept.write_bytes(b"\x00not JSON")
     monkeypatch.setattr(tg, "get_cmudict", fake_cmudict)
     assert tq._load_syllable_table() == {"hello": 2, "strength": 1} and len(calls) == 2  # built again
     assert tq._load_syllable_table() == {"hello": 2, "strength": 1} and len(calls) == 2
+    kept.write_text('{"hello": "2"}', encoding="utf-8")  # JSON, but not a table of counts
+    assert tq._load_syllable_table() == {"hello": 2, "strength": 1} and len(calls) == 3  # built again
 
     corpus.write_text("HELLO 1 HH AH0 L OW1\nWORLD 1 W ER1 L D\n", encoding="utf-8")
     assert tq._corpus_key() != key
     monkeypatch.setattr(tg, "get_cmudict", lambda lang: {"world": [["W", "ER1", "L", "D"]]})
     assert tq._load_syllable_table() == {"world": 1}
-    assert len(list(kept.parent.glob("*.marshal"))) == 2
+    assert len(list(kept.parent.glob("*.json"))) == 2
