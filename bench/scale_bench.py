@@ -15,6 +15,7 @@ Goal: 100k samples < 60 s with peak RSS < 1 GiB, flat from 1k to 100k.
 Usage: python bench/scale_bench.py [--sizes 1000,10000,100000] [--data ../shared/data] [--keep DIR]
        [--cache] [--engine local|process|ray] [--workers N]
        [--profile N]   (cProfile of an in-process run of N samples, top 30 by cumulative time)
+       [--breakdown N] (ms per sample of each scoring stage, in-process: bench/results/scale_breakdown.json)
 Writes bench/results/scale.json.
 """
 
@@ -172,6 +173,90 @@ def profile(n: int, data: Path, top: int = 30, semantic: bool = False) -> None:
         st.sort_stats("tottime").print_stats(top)
 
 
+def breakdown(n: int, data: Path, semantic: bool = False) -> dict:
+    """CPU per sample of each stage of scoring, in this process (one core, no profiler): discovery, then per chunk
+    what :meth:`mer_eval.scoring.ChunkScorer._score` does, stage by stage: unpack the samples, each family's
+    ``score``, the two composites, the per-sample JSON (serialise, write) and the statistics and long rows. The
+    same stages run by the ChunkScorer itself on the same samples give the check line (its total)."""
+    import gc
+
+    sys.path.insert(0, str(REPO))
+    from mer_eval.composite import composite_metric_result
+    from mer_eval.config import load_config
+    from mer_eval.discovery import discover
+    from mer_eval.sample_store import SampleStore
+    from mer_eval.schema import SampleEvaluation
+    from mer_eval.scoring import STREAM_CHUNK, ChunkScorer, LongRows, _Stats
+    from mer_eval.store import EVAL_FILE, atomic_write_text
+
+    with tempfile.TemporaryDirectory(prefix="mer-scale-breakdown-") as tmp:
+        root = Path(tmp) / "run"
+        build_run(root, n, real_outputs(data))
+        cfg = load_config(sets=["cache.enabled=false"] + ([] if semantic else WEIGHT_FREE_SETS))
+        sc = ChunkScorer(METRICS.split(","), cfg, False, Path(tmp) / "out")
+        sc(discover(root).samples[:50])  # imports and lazy loads out of the way
+        t0 = time.perf_counter()
+        ds = discover(root)
+        T = {"discovery (read + pack)": time.perf_counter() - t0}
+        samples = ds.samples
+        get = samples.packed if isinstance(samples, SampleStore) else samples.__getitem__
+
+        def tick(k: str, t: float) -> None:
+            T[k] = T.get(k, 0.0) + time.perf_counter() - t
+
+        gc.disable()
+        try:
+            for lo in range(0, n, STREAM_CHUNK):
+                t = time.perf_counter()
+                part = [get(i) for i in range(lo, min(n, lo + STREAM_CHUNK))]
+                part = [SampleStore.unpack(x) if isinstance(x, bytes) else x for x in part]
+                tick("unpack", t)
+                results: dict = {s.id: [] for s in part}
+                for name, fam in sc.families.items():
+                    t = time.perf_counter()
+                    for sid, rs in fam.score(part).items():
+                        results[sid].extend(rs)
+                    tick(f"metric {name}", t)
+                t = time.perf_counter()
+                evs = []
+                for s in part:
+                    comp = sc.spec.compute(s.id, results[s.id], mode="strict")
+                    lenient = sc.spec.compute(s.id, results[s.id], mode="lenient")
+                    results[s.id] += [composite_metric_result(comp), composite_metric_result(lenient)]
+                    evs.append(SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp,
+                                                composite_lenient=lenient))
+                tick("composites", t)
+                t = time.perf_counter()
+                texts = [ev.model_dump_json(indent=2) + "\n" for ev in evs]
+                tick("per-sample JSON: serialise", t)
+                t = time.perf_counter()
+                for s, text in zip(part, texts):
+                    atomic_write_text(sc.store.sample_dir(s.id) / EVAL_FILE, text, fsync=False)
+                tick("per-sample JSON: write", t)
+                t = time.perf_counter()
+                rows: list = []
+                _Stats(sc.families, lists=True).add(results, rows)
+                LongRows.of_tuples(rows)
+                tick("statistics + long rows", t)
+            t = time.perf_counter()
+            for lo in range(0, n, STREAM_CHUNK):
+                sc([get(i) for i in range(lo, min(n, lo + STREAM_CHUNK))], keep=False)
+            check = time.perf_counter() - t
+        finally:
+            gc.enable()
+        sc.close()
+    stages = {k: round(1000 * v / n, 4) for k, v in T.items()}
+    total = sum(T.values())
+    print(f"{n} samples, one process, ms of wall time per sample:")
+    for k, v in stages.items():
+        print(f"  {k:<32} {v:8.3f}")
+    print(f"  {'total':<32} {1000 * total / n:8.3f}")
+    print(f"  check: ChunkScorer on the same samples (all stages but discovery) {1000 * check / n:.3f}; "
+          f"these stages {1000 * (total - T['discovery (read + pack)']) / n:.3f}")
+    return {"n": n, "ms_per_sample": stages, "total_ms_per_sample": round(1000 * total / n, 4),
+            "chunkscorer_ms_per_sample": round(1000 * check / n, 4)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000", help="comma-separated sample counts")
@@ -183,10 +268,21 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", default="local", choices=["local", "process", "ray"])
     ap.add_argument("--workers", type=int, default=0, help="--engine process / ray: workers (0 = one per CPU)")
     ap.add_argument("--profile", type=int, default=0, help="cProfile an in-process run of N samples instead")
+    ap.add_argument("--breakdown", type=int, default=0,
+                    help="CPU per sample of each scoring stage, in-process, over N samples, instead")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json")
     a = ap.parse_args(argv)
     if a.profile:
         profile(a.profile, a.data, semantic=a.semantic)
+        return 0
+    if a.breakdown:
+        res = breakdown(a.breakdown, a.data, semantic=a.semantic)
+        out = a.out.with_name("scale_breakdown.json") if a.out.name == "scale.json" else a.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**res, "metrics": METRICS, "cm_semantic": a.semantic, "machine": {
+            "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
         return 0
     sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
     sources = real_outputs(a.data)

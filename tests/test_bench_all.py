@@ -195,3 +195,23 @@ def test_merge_keeps_the_parts_not_run_dated_and_replaces_the_others():
     assert any(ln.startswith("- score:") and f"measured {got['parts']['score']['when']}" in ln for ln in notes)
     assert any(ln.startswith("- scale:") and "measured" not in ln for ln in notes)
     assert bench_all.merge_parts({}, copy.deepcopy(new))["merged"] is False
+
+
+@needs_data
+def test_scale_breakdown_times_every_stage_of_scoring(tmp_path):
+    """``scale_bench.py --breakdown N``: each stage of scoring (discovery, unpack, every family, composites, the
+    per-sample JSON, statistics) measured in-process on N real-derived samples, written to the JSON it names, with
+    the ChunkScorer's own total on the same samples beside it (figures as measured; none asserted)."""
+    out = tmp_path / "b.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "scale_bench.py"), "--breakdown", "120", "--out",
+                           str(out)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text(encoding="utf-8"))
+    fams = ["text_quality", "cross_modal", "abstention", "au_faithfulness"]
+    assert list(res["ms_per_sample"]) == ["discovery (read + pack)", "unpack", *[f"metric {f}" for f in fams],
+                                          "composites", "per-sample JSON: serialise", "per-sample JSON: write",
+                                          "statistics + long rows"]
+    assert all(v > 0 for v in res["ms_per_sample"].values())
+    assert res["n"] == 120 and res["chunkscorer_ms_per_sample"] > 0
+    assert res["total_ms_per_sample"] == pytest.approx(sum(res["ms_per_sample"].values()), abs=0.01)
+    assert "metric text_quality" in proc.stdout and "check: ChunkScorer" in proc.stdout
