@@ -238,10 +238,13 @@ def breakdown(n: int, data: Path, semantic: bool = False) -> dict:
                 _Stats(sc.families, lists=True).add(results, rows)
                 LongRows.of_tuples(rows)
                 tick("statistics + long rows", t)
+            check_sc = ChunkScorer(METRICS.split(","), cfg, False, Path(tmp) / "check")  # new files, as above
+            check_sc([get(i) for i in range(min(n, 50))])
             t = time.perf_counter()
             for lo in range(0, n, STREAM_CHUNK):
-                sc([get(i) for i in range(lo, min(n, lo + STREAM_CHUNK))], keep=False)
+                check_sc([get(i) for i in range(lo, min(n, lo + STREAM_CHUNK))], keep=False)
             check = time.perf_counter() - t
+            check_sc.close()
         finally:
             gc.enable()
         sc.close()
