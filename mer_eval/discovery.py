@@ -534,11 +534,10 @@ def _read_folders_parallel(todo: list[tuple[Path, str]], root: Path, media: dict
                            workers: int, packed: bool):
     """The folders read by ``workers`` spawned processes, in contiguous pieces, yielded in folder order (the
     same samples and notes as one process reads, in the same order)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from mer_eval.pool import spawn_pool
 
     size = max(1, min(500, -(-len(todo) // (workers * 4))))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+    with spawn_pool(workers) as ex:
         futs = [ex.submit(_read_folders_chunk, todo[lo:lo + size], root, media, packed)
                 for lo in range(0, len(todo), size)]
         for f in futs:

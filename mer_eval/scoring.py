@@ -327,14 +327,13 @@ class EngineError(RuntimeError):
 def _process_map(parts, names, config, use_cache, out_dir, workers: int, keep: bool = True):
     """Engine ``process``: each chunk split across ``workers`` spawned processes (each builds its own families
     once), pieces run two chunks ahead, chunks yielded in order."""
-    import multiprocessing as mp
     from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    from mer_eval.pool import spawn_pool
+
     pending: deque = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                             initargs=(names, config, use_cache, str(out_dir))) as ex:
+    with spawn_pool(workers, initializer=_worker_init, initargs=(names, config, use_cache, str(out_dir))) as ex:
         it = iter(parts)
         try:
             while True:
