@@ -219,9 +219,7 @@ def _cmu_syllables(phones: list[str]) -> int:
     return sum(1 for p in phones if p[-1].isdigit())
 
 
-_TABLE: list = []  # [word -> syllables of its first CMU pronunciation, or None], made once per process
-
-
+@functools.cache  # once per process
 def _syllable_table() -> Optional[dict[str, int]]:
     """word -> :func:`_cmu_syllables` of its first pronunciation, for every word of the cmudict corpus textstat
     reads (``get_cmudict(lang)[word][0]``): what :func:`_word_syllables` looks up.
@@ -231,9 +229,7 @@ def _syllable_table() -> Optional[dict[str, int]]:
     about 0.1 s; its key is the corpus file NLTK finds (path, size, modification time) and the textstat and NLTK
     versions, so a changed corpus or library builds it anew. None when the corpus is not found (the caller then
     asks textstat word by word, as before)."""
-    if not _TABLE:
-        _TABLE.append(_load_syllable_table())
-    return _TABLE[0]
+    return _load_syllable_table()
 
 
 def _corpus_key() -> Optional[str]:
@@ -366,43 +362,33 @@ def _textstat_counts(text: str) -> tuple[list[str], int]:
     return ws, max(1, len(sentences) - short)
 
 
-_COUNTS_CHECKED: list[bool] = []  # [whether _textstat_counts agrees with the installed textstat], once per process
-
-
+@functools.cache  # once per process
 def _counts_agree() -> bool:
-    if not _COUNTS_CHECKED:
-        ok = False
-        try:
-            from textstat.backend.counts._count_sentences import count_sentences
-            from textstat.backend.selections._list_words import list_words
-            from textstat.backend.utils.constants import RE_NONCONTRACTION_APOSTROPHE
-
-            probe = ("He said: 'don't go!' It's 3.5 m. Yes. I'm fine... Rock'n'roll -- isn't it? "
-                     "'Tis the dogs' bone, a.k.a. (e.g.) fine!? Ok.\n\nNew line here now and then")
-            ok = (RE_NONCONTRACTION_APOSTROPHE == _APOSTROPHE.pattern
-                  and _textstat_counts(probe) == (list_words(probe, lowercase=True), count_sentences(probe)))
-        except ImportError:
-            pass
-        _COUNTS_CHECKED.append(ok)
-    return _COUNTS_CHECKED[0]
+    """Whether :func:`_textstat_counts` agrees with the installed textstat."""
+    try:
+        from textstat.backend.counts._count_sentences import count_sentences
+        from textstat.backend.selections._list_words import list_words
+        from textstat.backend.utils.constants import RE_NONCONTRACTION_APOSTROPHE
+    except ImportError:
+        return False
+    probe = ("He said: 'don't go!' It's 3.5 m. Yes. I'm fine... Rock'n'roll -- isn't it? "
+             "'Tis the dogs' bone, a.k.a. (e.g.) fine!? Ok.\n\nNew line here now and then")
+    return (RE_NONCONTRACTION_APOSTROPHE == _APOSTROPHE.pattern
+            and _textstat_counts(probe) == (list_words(probe, lowercase=True), count_sentences(probe)))
 
 
-_TEXTSTAT_INTERNALS: list = []  # [the textstat 0.7.x functions readability uses, or None], imported once
-
-
+@functools.cache  # imported once per process
 def _textstat_internals() -> Optional[tuple]:
-    if not _TEXTSTAT_INTERNALS:
-        try:
-            from textstat.backend.counts._count_words import count_words
-            from textstat.backend.metrics._words_per_sentence import words_per_sentence
-            from textstat.backend.selections._list_words import list_words
-            from textstat.backend.utils._get_lang_cfg import get_lang_cfg
-            from textstat.backend.utils._get_lang_root import get_lang_root
-
-            _TEXTSTAT_INTERNALS.append((count_words, words_per_sentence, list_words, get_lang_cfg, get_lang_root))
-        except ImportError:
-            _TEXTSTAT_INTERNALS.append(None)
-    return _TEXTSTAT_INTERNALS[0]
+    """The textstat 0.7.x functions readability uses, or None."""
+    try:
+        from textstat.backend.counts._count_words import count_words
+        from textstat.backend.metrics._words_per_sentence import words_per_sentence
+        from textstat.backend.selections._list_words import list_words
+        from textstat.backend.utils._get_lang_cfg import get_lang_cfg
+        from textstat.backend.utils._get_lang_root import get_lang_root
+    except ImportError:
+        return None
+    return count_words, words_per_sentence, list_words, get_lang_cfg, get_lang_root
 
 
 def readability(text: str) -> tuple[float, float]:
