@@ -566,9 +566,15 @@ class _Stats:
                 mine[k] += v
         for table, theirs in ((self.ok_values, piece.ok_values), (self.values, piece.values)):
             for m, vals in theirs.items():
-                for v in vals:
-                    self._put(table, m, v, finite_only=False)
-                table.setdefault(m, [] if self.lists else [0.0, 0])
+                acc = table.setdefault(m, [] if self.lists else [0.0, 0])
+                if self.lists:
+                    acc.extend(vals)
+                else:  # added one by one, in order (as _put does): the same sum to the last bit
+                    total = acc[0]
+                    for v in vals:
+                        total += v
+                    acc[0] = total
+                    acc[1] += len(vals)
         for m, lo in piece.left_out.items():
             mine = self.left_out.setdefault(m, {"n": 0, "reasons": {}})
             mine["n"] += lo["n"]
