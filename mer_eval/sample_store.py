@@ -1,5 +1,7 @@
-"""A large dataset's samples kept compact: each :class:`~mer_eval.schema.Sample` as zlib-compressed JSON (about
-1.6 kB for a MER-Factory sample, against about 10 kB as Python objects), decoded when it is read.
+"""A large dataset's samples kept compact: each :class:`~mer_eval.schema.Sample` as compressed JSON (LZ4 frames
+through pyarrow, about 2.4 kB for a MER-Factory sample, against about 10 kB as Python objects; zlib where this
+pyarrow lacks LZ4), decoded when it is read. A packed sample lives only in memory and between the processes of
+one run: it is never written to disk.
 
 Discovery keeps a run of more than :data:`COMPACT_ABOVE` samples in a :class:`SampleStore`, so memory stays flat
 from 1k to 100k samples (issue #12): ``score`` decodes one chunk at a time. It is a sequence like the list it
@@ -9,6 +11,7 @@ replaces; a sample read from it is a fresh copy, so code that changes samples wr
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Iterable, Iterator, MutableSequence
 from typing import Union, overload
@@ -16,6 +19,30 @@ from typing import Union, overload
 from mer_eval.schema import Sample
 
 COMPACT_ABOVE = 2000  # samples: up to this many, discovery keeps a plain list
+_LZ4 = b"\x01"  # a packed sample that begins so is LZ4 (its JSON's length follows, 4 bytes); zlib's begin 0x78
+
+
+@functools.cache
+def _lz4():
+    """pyarrow's LZ4 codec, or None when this build lacks it. LZ4 compresses a sample's JSON in ~7 us against
+    zlib level 1's ~58 us (2.4 against 1.7 kB): 100k samples are packed once, in discovery, and unpacked once,
+    where they are scored."""
+    import pyarrow as pa
+
+    return pa.Codec("lz4_frame") if pa.Codec.is_available("lz4_frame") else None
+
+
+def _compress(data: bytes) -> bytes:
+    codec = _lz4()
+    if codec is None:
+        return zlib.compress(data, 1)
+    return _LZ4 + len(data).to_bytes(4, "little") + codec.compress(data, asbytes=True)
+
+
+def _decompress(blob: bytes) -> bytes:
+    if blob[:1] == _LZ4:
+        return _lz4().decompress(blob[5:], decompressed_size=int.from_bytes(blob[1:5], "little"), asbytes=True)
+    return zlib.decompress(blob)
 
 
 class SampleStore(MutableSequence):
@@ -28,7 +55,7 @@ class SampleStore(MutableSequence):
     @staticmethod
     def pack(s: Sample) -> bytes:
         """``s`` as the store keeps it (what :meth:`unpack` reads), wherever it is made (a discovery worker)."""
-        return zlib.compress(s.model_dump_json().encode("utf-8"), 1)
+        return _compress(s.model_dump_json().encode("utf-8"))
 
     _pack = pack
 
@@ -40,7 +67,7 @@ class SampleStore(MutableSequence):
     @staticmethod
     def unpack(b: bytes) -> Sample:
         """A packed sample (:meth:`packed`) as a :class:`Sample` again, wherever it is read (a worker, an actor)."""
-        return Sample.model_validate_json(zlib.decompress(b))
+        return Sample.model_validate_json(_decompress(b))
 
     _unpack = unpack
 
