@@ -11,7 +11,8 @@ Runs, each as a subprocess, in this order:
             stage, concurrency 4 vs 1 speed-up
 
 and writes bench/results/all.json: the date, the machine, and per part its command line, exit code, seconds and
-the JSON the part wrote. A part that exits non-zero (or writes no JSON) is recorded as failed with the tail of
+the JSON the part wrote (a scale part that ran, not --quick, also refreshes scale_bench's own scale.json beside
+it). A part that exits non-zero (or writes no JSON) is recorded as failed with the tail of
 its stderr, never with numbers. Then it prints one table of every target: measured value, target, and met /
 NOT met (rows without a target in the issue say "reported").
 
@@ -48,6 +49,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 PARTS = ("score", "scale", "generate")
+# a part whose script keeps its own results file (scale_bench.py: bench/results/scale.json) gets it refreshed
+# from the same run, beside --out
+PART_FILES = {"scale": "scale.json"}
 BEGIN, END = "<!-- bench:all -->", "<!-- /bench:all -->"
 STDERR_TAIL_CHARS = 3000
 GIB_MIB = 1024.0
@@ -404,6 +408,12 @@ def main(argv=None) -> int:
                 results["parts"][name] = run_part(name, cmd, jpath, echo=not a.quiet and name != "generate",
                                                   timeout=a.timeout)
                 results["parts"][name]["when"] = started
+                rec = results["parts"][name]
+                own = PART_FILES.get(name)
+                if own and rec.get("status") == "ok" and not a.quick:  # the part's own results file, beside --out
+                    a.out.parent.mkdir(parents=True, exist_ok=True)
+                    (a.out.parent / own).write_text(json.dumps(rec["result"], indent=2) + "\n", encoding="utf-8")
+                    print(f"wrote {a.out.parent / own}")
         if a.merge and a.out.is_file():
             results = merge_parts(json.loads(a.out.read_text(encoding="utf-8")), results)
         results["machine"]["loadavg_1_5_15_at_end"] = machine_info()["loadavg_1_5_15"]

@@ -197,6 +197,19 @@ def test_merge_keeps_the_parts_not_run_dated_and_replaces_the_others():
     assert bench_all.merge_parts({}, copy.deepcopy(new))["merged"] is False
 
 
+@pytest.mark.slow
+@needs_data
+def test_scale_part_refreshes_its_own_results_file(tmp_path):
+    """A scale part that ran (not --quick) also writes scale_bench's own file, scale.json, beside --out, with the
+    same figures as all.json's scale record."""
+    out = tmp_path / "all.json"
+    proc = _run("--only", "scale", "--sizes", "200", "--quiet", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rec = json.loads(out.read_text(encoding="utf-8"))["parts"]["scale"]
+    own = json.loads((tmp_path / "scale.json").read_text(encoding="utf-8"))
+    assert own == rec["result"] and [r["n"] for r in own["rows"]] == [200]
+
+
 @needs_data
 def test_scale_breakdown_times_every_stage_of_scoring(tmp_path):
     """``scale_bench.py --breakdown N``: each stage of scoring (discovery, unpack, every family, composites, the
