@@ -30,19 +30,19 @@ def test_store_round_trips_real_samples(shared_data, tmp_path):
     assert packed < 4000, packed  # compressed JSON, well under the objects' size
 
 
-def test_lz4_and_zlib_packs_read_back_the_same(shared_data, tmp_path, monkeypatch):
-    """Samples are packed with LZ4 (pyarrow's codec) where this pyarrow has it, else zlib; either blob reads back
-    as the same sample, whichever codec this process would pack with."""
+def test_zstd_and_zlib_packs_read_back_the_same(shared_data, tmp_path, monkeypatch):
+    """Samples are packed with Zstandard (pyarrow's codec) where this pyarrow has it, else zlib; either blob reads
+    back as the same sample, whichever codec this process would pack with."""
     samples = discover(build_real_run(shared_data, tmp_path / "run", n=8)).samples
-    assert sample_store._lz4() is not None  # the pyarrow wheels carry LZ4
-    lz4 = [SampleStore.pack(s) for s in samples]
-    assert all(b[:1] == sample_store._LZ4 for b in lz4)
-    with monkeypatch.context() as m:  # a pyarrow without LZ4
-        m.setattr(sample_store, "_lz4", lambda: None)
+    assert sample_store._zstd() is not None  # the pyarrow wheels carry Zstandard
+    zs = [SampleStore.pack(s) for s in samples]
+    assert all(b[:1] == sample_store._ZSTD for b in zs)
+    with monkeypatch.context() as m:  # a pyarrow without Zstandard
+        m.setattr(sample_store, "_zstd", lambda: None)
         zl = [SampleStore.pack(s) for s in samples]
         assert all(b[:1] == b"\x78" for b in zl)  # a zlib stream
         assert [SampleStore.unpack(b) for b in zl] == samples
-    assert [SampleStore.unpack(b) for b in lz4] == [SampleStore.unpack(b) for b in zl] == samples
+    assert [SampleStore.unpack(b) for b in zs] == [SampleStore.unpack(b) for b in zl] == samples
 
 
 def test_large_run_is_compact_and_scores_the_same(shared_data, tmp_path, monkeypatch):
