@@ -117,6 +117,19 @@ def _peak_rss_poll(proc: subprocess.Popen) -> int:
     return peak
 
 
+GOAL_SECONDS_100K = 60.0  # issue #12: 100k text-only samples in under a minute
+
+
+def cpu_budget(n: int, seconds: float, cpu_seconds: float, cpus: int = 0) -> dict:
+    """What a run's CPU says about the 60 s goal: CPU ms per sample, the cores it kept busy (CPU / wall), and the
+    CPU ms per sample that 100k samples in 60 s allow on this machine's cores even if every core were busy the
+    whole time (the most any engine could give here: no amount of parallelism beats it)."""
+    cpus = cpus or os.cpu_count() or 1
+    return {"cpu_ms_per_sample": round(1000 * cpu_seconds / n, 3),
+            "cores_busy": round(cpu_seconds / seconds, 2) if seconds > 0 else None,
+            "cpu_ms_budget_100k": round(1000 * GOAL_SECONDS_100K * cpus / 100_000, 3), "cpus": cpus}
+
+
 WEIGHT_FREE_SETS = ["metrics.cross_modal.embedding_model=null"]  # cm_semantic needs MiniLM's weights
 
 
@@ -130,7 +143,8 @@ def run_score(root: Path, out: Path, use_cache: bool, cache_dir: Path, semantic:
     if not use_cache:
         cmd.append("--no-cache")
     env = dict(os.environ, HF_HUB_OFFLINE="1", MER_EVAL_CACHE_DIR=str(cache_dir))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = ru0.ru_maxrss
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO, text=True)
     import threading
@@ -141,11 +155,15 @@ def run_score(root: Path, out: Path, use_cache: bool, cache_dir: Path, semantic:
     stdout, stderr = proc.communicate()
     th.join()
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kB on Linux; max over children so far
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = ru1.ru_maxrss  # kB on Linux; max over children so far
     if proc.returncode != 0:
         raise SystemExit(f"score failed ({proc.returncode}):\n{stderr[-4000:]}")
     peak_kb = max(box.get("peak", 0), after if after > before else 0)
-    return {"seconds": round(wall, 2), "peak_rss_mib": round(peak_kb / 1024, 1)}
+    # CPU (user + system) of the score process and of every process it waited for (its engine's workers: a
+    # reaped child's own children are counted in its rusage), all on this machine's cores
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    return {"seconds": round(wall, 2), "peak_rss_mib": round(peak_kb / 1024, 1), "cpu_seconds": round(cpu, 2)}
 
 
 def profile(n: int, data: Path, top: int = 30, semantic: bool = False) -> None:
@@ -305,18 +323,25 @@ def main(argv=None) -> int:
                           workers=a.workers)
             n_json = sum(1 for _ in out.glob("*/mer_eval_scores.json"))
             row = {"n": n, **r, "samples_per_s": round(n / r["seconds"], 1), "build_seconds": round(build_s, 1),
-                   "sample_files_written": n_json}
+                   "sample_files_written": n_json, **cpu_budget(n, r["seconds"], r["cpu_seconds"])}
             rows.append(row)
             print(f"n={n:>7}  {r['seconds']:>8.2f} s  {row['samples_per_s']:>8.1f} samples/s  "
-                  f"peak RSS {r['peak_rss_mib']:>7.1f} MiB", flush=True)
+                  f"peak RSS {r['peak_rss_mib']:>7.1f} MiB  CPU {row['cpu_ms_per_sample']:.2f} ms/sample "
+                  f"({row['cores_busy']:.2f} cores busy; {GOAL_SECONDS_100K:g} s for 100k here needs "
+                  f"<= {row['cpu_ms_budget_100k']:.2f})", flush=True)
             shutil.rmtree(out, ignore_errors=True)
     finally:
         if a.keep is None:
             shutil.rmtree(base, ignore_errors=True)
     print()
-    print(f"{'samples':>8} | {'seconds':>8} | {'samples/s':>9} | {'peak RSS MiB':>12}")
+    print(f"{'samples':>8} | {'seconds':>8} | {'samples/s':>9} | {'peak RSS MiB':>12} | {'CPU ms/sample':>13} | "
+          f"{'cores busy':>10}")
     for r in rows:
-        print(f"{r['n']:>8} | {r['seconds']:>8.2f} | {r['samples_per_s']:>9.1f} | {r['peak_rss_mib']:>12.1f}")
+        print(f"{r['n']:>8} | {r['seconds']:>8.2f} | {r['samples_per_s']:>9.1f} | {r['peak_rss_mib']:>12.1f} | "
+              f"{r['cpu_ms_per_sample']:>13.2f} | {r['cores_busy']:>10.2f}")
+    if rows:
+        print(f"100k samples in {GOAL_SECONDS_100K:g} s on this machine's {rows[0]['cpus']} cores allow at most "
+              f"{rows[0]['cpu_ms_budget_100k']:.2f} ms of CPU per sample, every core busy throughout")
     res = {"metrics": METRICS, "cache": a.cache, "cm_semantic": a.semantic, "engine": a.engine,
            "workers": a.workers or os.cpu_count(), "sources": [s for s, _ in sources],
            "rows": rows,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,9 @@ ALL = REPO / "bench" / "all.py"
 _spec = importlib.util.spec_from_file_location("bench_all", ALL)
 bench_all = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_all)
+_spec2 = importlib.util.spec_from_file_location("scale_bench", REPO / "bench" / "scale_bench.py")
+scale_bench = importlib.util.module_from_spec(_spec2)
+_spec2.loader.exec_module(scale_bench)
 
 needs_data = pytest.mark.skipif(not (DATA / "annotations-mer-factory").is_dir(),
                                 reason=f"no real data at {DATA} (score_bench scores real samples)")
@@ -208,6 +212,32 @@ def test_scale_part_refreshes_its_own_results_file(tmp_path):
     rec = json.loads(out.read_text(encoding="utf-8"))["parts"]["scale"]
     own = json.loads((tmp_path / "scale.json").read_text(encoding="utf-8"))
     assert own == rec["result"] and [r["n"] for r in own["rows"]] == [200]
+    # the CPU of the score process and its workers, per sample, beside the most 60 s for 100k allows here
+    row = own["rows"][0]
+    assert 0 < row["cpu_seconds"] and row["cpu_ms_per_sample"] == pytest.approx(1000 * row["cpu_seconds"] / 200,
+                                                                              abs=0.001)
+    assert row["cores_busy"] == pytest.approx(row["cpu_seconds"] / row["seconds"], abs=0.01)
+    assert row["cpus"] == os.cpu_count() and row["cpu_ms_budget_100k"] == pytest.approx(0.6 * os.cpu_count())
+    table = bench_all.target_rows(json.loads(out.read_text(encoding="utf-8")))
+    cpu = [r for r in table if r["measure"] == "text-only 200 samples: CPU per sample"]
+    assert len(cpu) == 1 and cpu[0]["value"] == row["cpu_ms_per_sample"] and cpu[0]["status"] == "reported"
+    assert f"{row['cpu_ms_budget_100k']:.2f} ms" in cpu[0]["target"]
+
+
+def test_scale_rows_of_results_without_cpu_still_render():
+    """Results written before CPU was measured (no cpu_* fields) give the same rows as before, and no CPU row."""
+    rec = {"result": {"rows": [{"n": 1000, "seconds": 6.4, "samples_per_s": 155.5, "peak_rss_mib": 278.0,
+                                "sample_files_written": 1000},
+                               {"n": 100000, "seconds": 164.9, "samples_per_s": 606.4, "peak_rss_mib": 410.0,
+                                "sample_files_written": 100000}]}}
+    rows = bench_all.scale_rows(rec)
+    assert not any("CPU" in r["measure"] for r in rows)
+    assert _status(rows, "text-only 100000 samples: seconds") == ["NOT met"]
+    rec["result"]["rows"][1].update(scale_bench.cpu_budget(100000, 164.9, 313.3, cpus=2))
+    cpu = [r for r in bench_all.scale_rows(rec) if "CPU" in r["measure"]]
+    assert [r["measure"] for r in cpu] == ["text-only 100000 samples: CPU per sample"]
+    assert cpu[0]["value"] == pytest.approx(3.133) and "1.20 ms on 2 cores" in cpu[0]["target"]
+    assert "1.90 of 2 cores busy" in cpu[0]["measured"]
 
 
 @needs_data
