@@ -47,6 +47,7 @@ from mer_eval.metrics.clip_score import (
     load_backend,
     precision_problem,
     as_features,
+    encoder_forward,
     hf_text_window,
     mean_direction,
     resolve_device,
@@ -97,8 +98,7 @@ class _HFClap(HFTextTower):
                         padding="repeatpad")
         x = feats["input_features"].to(self.device, self.dtype)
         is_longer = self.torch.zeros((x.shape[0], 1), dtype=self.torch.bool, device=self.device)
-        with self.torch.inference_mode():
-            out = self.model.get_audio_features(input_features=x, is_longer=is_longer)
+        out = encoder_forward(self, self.model.get_audio_features, input_features=x, is_longer=is_longer)
         return as_features(out).float().cpu().numpy()
 
 

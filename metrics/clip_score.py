@@ -185,6 +185,18 @@ def as_features(out: Any):
     return out
 
 
+def encoder_forward(be: Any, fn: Callable[..., Any], **inputs: Any) -> Any:
+    """One encoder pass ``fn(**inputs)`` of a backend (CLIP, CLAP, NLI), in inference mode, on inputs already
+    prepared and on the device. A backend whose ``recorder`` is a list (set by ``bench/score_bench.py
+    --encoder-efficiency``, never in a score run) also keeps ``(fn, inputs)``, so that the very same passes can be
+    replayed and timed alone: the encoder's raw throughput at the pipeline's own batches."""
+    rec = getattr(be, "recorder", None)
+    if rec is not None:
+        rec.append((fn, inputs))
+    with be.torch.inference_mode():
+        return fn(**inputs)
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(n, 1e-12)
@@ -230,8 +242,8 @@ class HFTextTower:
 
     def text_features(self, chunks: list[list[int]]) -> np.ndarray:
         ids, mask = pad_ids([self.pre + c + self.post for c in chunks], self.pad_id)
-        with self.torch.inference_mode():
-            out = self.model.get_text_features(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+        out = encoder_forward(self, self.model.get_text_features, input_ids=ids.to(self.device),
+                              attention_mask=mask.to(self.device))
         return as_features(out).float().cpu().numpy()
 
 
@@ -274,14 +286,12 @@ class _OpenClip:
         for i, c in enumerate(chunks):
             seq = [self.tok.sot_token_id] + c + [self.tok.eot_token_id]
             ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        with torch.inference_mode():
-            return self.model.encode_text(ids.to(self.device)).float().cpu().numpy()
+        return encoder_forward(self, self.model.encode_text, text=ids.to(self.device)).float().cpu().numpy()
 
     def image_features(self, images: list) -> np.ndarray:
         torch = self.torch
         x = torch.stack([self.preprocess(im) for im in images]).to(self.device, self.dtype)
-        with torch.inference_mode():
-            return self.model.encode_image(x).float().cpu().numpy()
+        return encoder_forward(self, self.model.encode_image, image=x).float().cpu().numpy()
 
 
 class _HFClip(HFTextTower):
@@ -305,8 +315,7 @@ class _HFClip(HFTextTower):
 
     def image_features(self, images: list) -> np.ndarray:
         px = self.proc.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
-        with self.torch.inference_mode():
-            out = self.model.get_image_features(pixel_values=px)
+        out = encoder_forward(self, self.model.get_image_features, pixel_values=px)
         return as_features(out).float().cpu().numpy()
 
 

@@ -44,7 +44,8 @@ from pydantic import Field
 
 from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
-from mer_eval.metrics.clip_score import Precision, apply_precision, load_backend, precision_problem, resolve_device
+from mer_eval.metrics.clip_score import (Precision, apply_precision, encoder_forward, load_backend, precision_problem,
+                                         resolve_device)
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.domain.text import split_sentences
 
@@ -124,8 +125,7 @@ class _HFNLI:
             enc = self.tok([pairs[j][0] for j in idx], [pairs[j][1] for j in idx], truncation="only_first",
                            max_length=self.max_length, padding=True, return_tensors="pt")
             enc = {k: v.to(self.device) for k, v in enc.items()}
-            with self.torch.inference_mode():
-                logits = self.model(**enc).logits
+            logits = encoder_forward(self, self.model, **enc).logits
             out[idx] = logits.float().cpu().numpy()
         return out
 
