@@ -2,9 +2,10 @@
 
 Runs, each as a subprocess, in this order:
 
-  score     bench/score_bench.py --real-size --precision      (--quick: --tiny-models --n 8, a smaller precision
-            section) -- batched vs one-at-a-time (target >= 5x), wall / pure model time (<= 1.10), unchanged
-            re-score / first run (<= 0.05), fp32 / int8 seconds per tower
+  score     bench/score_bench.py --real-size --precision --encoder-efficiency   (--quick: --tiny-models --n 8, a
+            smaller precision section) -- batched vs one-at-a-time (target >= 5x), wall / pure model time
+            (<= 1.10), unchanged re-score / first run (<= 0.05), fp32 / int8 seconds per tower, each family's score
+            against its encoder passes alone (>= 0.80 on a GPU: --score-args "--device cuda")
   scale     bench/scale_bench.py --sizes 1000,10000,100000     -- text-only seconds and peak RSS per size
             (100k < 60 s, peak RSS < 1 GiB)
   generate  bench/generate_bench.py --json                     (--quick: --rounds 1) -- seconds per sample by
@@ -62,6 +63,7 @@ SCORE_TARGETS = (
     ("wall_over_model", "wall / pure model time (batched)", "<=", 1.10, "≤ 1.10"),
     ("rescore_over_first", "unchanged re-score / first run", "<=", 0.05, "≤ 0.05"),
 )
+ENCODER_EFFICIENCY_TARGET = 0.80  # score throughput / the encoder's alone, on a lent GPU (CPU: reported)
 SCALE_SECONDS_TARGET = {100000: 60.0}  # only the 100k size has a seconds target
 SCALE_RSS_TARGET_MIB = GIB_MIB
 
@@ -86,6 +88,8 @@ def part_command(name: str, a: argparse.Namespace, tmp: Path) -> tuple[list[str]
     if name == "score":
         out = tmp / "score.json"
         cmd = [py, str(BENCH / "score_bench.py"), "--data", str(a.data), "--json-out", str(out)]
+        if _help_has(BENCH / "score_bench.py", "--encoder-efficiency"):
+            cmd.append("--encoder-efficiency")
         if a.quick:
             cmd += ["--tiny-models", "--n", "8", "--precision", "--precision-images", "4", "--repeat", "1"]
         else:
@@ -209,6 +213,18 @@ def score_rows(rec: dict) -> list[dict]:
         rows.append(_row("score", f"fp32 / int8 speed-up, {p['tower']} ({p['inputs']} inputs)",
                          f"{p['fp32_over_int8']:.2f}× ({p['fp32_s']:.2f} s vs {p['int8_s']:.2f} s; {agree})",
                          value=p["fp32_over_int8"]))
+    for e in r.get("encoder_efficiency_rows") or []:  # results from before this section: no rows
+        label = f"score / encoder alone, {e['family'].upper()} ({e['device']})"
+        if "unavailable" in e:
+            rows.append(_row("score", label, f"unavailable: {e['unavailable']}", "—", "not measured"))
+            continue
+        gpu = e["device"].startswith("cuda")
+        rows.append(_row("score", label,
+                         f"{e['efficiency']:.2f} ({e['score_inputs_per_s']:.1f} vs {e['encoder_inputs_per_s']:.1f} "
+                         f"inputs/s; {e['inputs']} inputs in {e['passes']} passes)",
+                         f"≥ {ENCODER_EFFICIENCY_TARGET:.2f} on a GPU",
+                         _judge(e["efficiency"], ">=", ENCODER_EFFICIENCY_TARGET) if gpu else "reported",
+                         e["efficiency"]))
     return rows
 
 

@@ -63,6 +63,13 @@ def test_quick_run_records_every_part(quick):
     assert score["batched_over_one_at_a_time"] == pytest.approx(score["one_at_a_time_s"] / score["batched_s"])
     assert score["rescore_over_first"] == pytest.approx(score["rescore_s"] / score["first_cached_run_s"])
     assert score["machine"]["python"] and score["precision_rows"]
+    # each family's score against its encoder passes alone (tiny models, CPU: reported, no target judged)
+    eff = {e["family"]: e for e in score["encoder_efficiency_rows"]}
+    assert set(eff) == {"clip", "clap", "nli"}
+    for e in eff.values():
+        assert e["device"] == "cpu" and e["passes"] >= 1 and e["inputs"] >= e["passes"], e
+        assert e["efficiency"] == pytest.approx(e["encoder_s"] / e["score_s"])
+        assert e["score_inputs_per_s"] == pytest.approx(e["inputs"] / e["score_s"])
     assert [r["n"] for r in res["parts"]["scale"]["result"]["rows"]] == [200]
     gen = res["parts"]["generate"]["result"]
     assert gen["samples"] >= 1 and gen["per_stage_seconds_c1"]
@@ -90,6 +97,13 @@ def test_met_and_not_met_follow_the_measured_values(quick):
     assert by["text-only 100000 samples"]["status"] == "not measured"
     assert all(r["status"] == "reported" for r in rows if r["measure"].startswith("fp32 / int8 speed-up"))
     assert _status(rows, "concurrency 4 vs 1") == ["reported"]
+    assert _status(rows, "score / encoder alone") == ["reported"] * 3  # measured on the CPU: no target there
+    # on a GPU the 0.80 target is judged, at and around its edge
+    for v, status in {0.80: "met", 0.7999: "NOT met", 0.95: "met"}.items():
+        r2 = copy.deepcopy(res)
+        for e in r2["parts"]["score"]["result"]["encoder_efficiency_rows"]:
+            e.update(device="cuda", efficiency=v)
+        assert _status(bench_all.target_rows(r2), "score / encoder alone") == [status] * 3, v
 
     # the thresholds, at and around their edges, on a copy of the real results
     for key, measure, edges in (("batched_over_one_at_a_time", "batched vs one-at-a-time",
@@ -260,3 +274,14 @@ def test_scale_breakdown_times_every_stage_of_scoring(tmp_path):
     assert res["n"] == 120 and res["chunkscorer_ms_per_sample"] > 0
     assert res["total_ms_per_sample"] == pytest.approx(sum(res["ms_per_sample"].values()), abs=0.01)
     assert "metric text_quality" in proc.stdout and "check: ChunkScorer" in proc.stdout
+
+
+def test_encoder_efficiency_rows_unavailable_and_absent():
+    """A family whose efficiency could not be measured is a "not measured" row with the reason; results from
+    before the section have no such rows."""
+    rec = {"result": {"encoder_efficiency_rows": [
+        {"family": "nli", "device": "cpu", "unavailable": "no encoder pass: none of the 8 samples had nli's inputs"}]}}
+    rows = [r for r in bench_all.score_rows(rec) if r["measure"].startswith("score / encoder alone")]
+    assert [(r["measure"], r["status"]) for r in rows] == [("score / encoder alone, NLI (cpu)", "not measured")]
+    assert "none of the 8 samples" in rows[0]["measured"]
+    assert not [r for r in bench_all.score_rows({"result": {}}) if "encoder alone" in r["measure"]]
