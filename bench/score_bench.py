@@ -201,9 +201,9 @@ def _sync(device: str) -> None:
 def encoder_efficiency_section(sets: list[str], ds, batch_size: int, device: str, repeat: int,
                                report=None) -> list[dict]:
     """Per family with weights in ``sets`` (models.paths.<fam>): its batched ``score`` of ``ds``'s samples (cache
-    off, models loaded and warmed up on two samples first) against a replay of the encoder passes that score made
-    (:func:`mer_eval.metrics.clip_score.encoder_forward` records them: inputs already prepared, on the device),
-    best of ``repeat``. Rows: passes, inputs (rows of the passes), both times, both throughputs and
+    off, models loaded and warmed up first on two samples it applies to) against a replay of the encoder passes
+    that score made (:func:`mer_eval.metrics.clip_score.encoder_forward` records them: inputs already prepared, on
+    the device), best of ``repeat``. Rows: passes, inputs (rows of the passes), both times, both throughputs and
     ``efficiency`` = replay / score seconds."""
     from mer_eval.config import load_config
     from mer_eval.metric import ScoreContext
@@ -221,7 +221,9 @@ def encoder_efficiency_section(sets: list[str], ds, batch_size: int, device: str
             rows.append({"family": fam, "device": device, "unavailable": err})
         else:
             be = m._backend
-            m.score(ds.samples[:2])  # warm-up (kernels, allocator, lazy imports)
+            # warm-up on two samples the family applies to (kernels, allocator, lazy imports such as the audio
+            # resampler's: once per process, not part of the throughput)
+            m.score([x for x in ds.samples if m.missing_inputs(x) is None][:2] or ds.samples[:2])
             be.recorder = []
             _sync(device)
             t0 = time.perf_counter()
