@@ -19,16 +19,13 @@ pytest.importorskip("transformers")
 pytest.importorskip("open_clip")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    yield from one_torch_thread()
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    """The four tiny models, on disk; torch on one thread while this module's tests run (every test uses them)."""
     root = tmp_path_factory.mktemp("tiny-encoders")
-    return {"open_clip": build_open_clip(root), "hf": build_hf_clip(root), "clap": build_clap(root),
-            "nli": build_nli(root)}
+    for _ in one_torch_thread():
+        yield {"open_clip": build_open_clip(root), "hf": build_hf_clip(root), "clap": build_clap(root),
+               "nli": build_nli(root)}
 
 
 def backend(fam: str, sets: list[str]):
