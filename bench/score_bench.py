@@ -314,7 +314,8 @@ def main(argv=None) -> int:
                     help="also time fp32 vs int8 per tower (CLIP, CLAP, NLI) on the models given")
     ap.add_argument("--precision-only", action="store_true", help="only the precision section")
     ap.add_argument("--precision-images", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=2, help="precision section: best of this many timed calls")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="precision and encoder-efficiency sections: best of this many timed calls")
     ap.add_argument("--encoder-efficiency", action="store_true",
                     help="also time each family's score against its encoder passes alone (CLIP, CLAP, NLI)")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto: where every model runs")
