@@ -251,8 +251,12 @@ def scale_rows(rec: dict) -> list[dict]:
     if got and got[max(got)].get("cpu_ms_per_sample") is not None:  # results before CPU was measured: no row
         n = max(got)
         row = got[n]
+        drv = row.get("driver_cpu_ms_per_sample")  # the score process's own share (serial), when measured
+        serial = "" if drv is None else \
+            f"; the driver alone {drv:.2f} ms: {drv * 100:.0f} s at 100k however many cores"
         rows.append(_row("scale", f"text-only {n} samples: CPU per sample",
-                         f"{row['cpu_ms_per_sample']:.2f} ms ({row['cores_busy']:.2f} of {row['cpus']} cores busy)",
+                         f"{row['cpu_ms_per_sample']:.2f} ms ({row['cores_busy']:.2f} of {row['cpus']} cores busy"
+                         f"{serial})",
                          f"60 s for 100k needs ≤ {row['cpu_ms_budget_100k']:.2f} ms on {row['cpus']} cores",
                          "reported", row["cpu_ms_per_sample"]))
     if len(got) >= 2:

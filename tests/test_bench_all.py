@@ -234,10 +234,14 @@ def test_scale_part_refreshes_its_own_results_file(tmp_path):
                                                                               abs=0.001)
     assert row["cores_busy"] == pytest.approx(row["cpu_seconds"] / row["seconds"], abs=0.01)
     assert row["cpus"] == os.cpu_count() and row["cpu_ms_budget_100k"] == pytest.approx(0.6 * os.cpu_count())
+    # the score process's own CPU (read from /proc while it ran): part of the whole, never more
+    assert 0 < row["driver_cpu_seconds"] <= row["cpu_seconds"]
+    assert row["driver_cpu_ms_per_sample"] == pytest.approx(1000 * row["driver_cpu_seconds"] / 200, abs=0.001)
     table = bench_all.target_rows(json.loads(out.read_text(encoding="utf-8")))
     cpu = [r for r in table if r["measure"] == "text-only 200 samples: CPU per sample"]
     assert len(cpu) == 1 and cpu[0]["value"] == row["cpu_ms_per_sample"] and cpu[0]["status"] == "reported"
     assert f"{row['cpu_ms_budget_100k']:.2f} ms" in cpu[0]["target"]
+    assert f"the driver alone {row['driver_cpu_ms_per_sample']:.2f} ms" in cpu[0]["measured"]
 
 
 def test_scale_rows_of_results_without_cpu_still_render():
@@ -253,7 +257,22 @@ def test_scale_rows_of_results_without_cpu_still_render():
     cpu = [r for r in bench_all.scale_rows(rec) if "CPU" in r["measure"]]
     assert [r["measure"] for r in cpu] == ["text-only 100000 samples: CPU per sample"]
     assert cpu[0]["value"] == pytest.approx(3.133) and "1.20 ms on 2 cores" in cpu[0]["target"]
-    assert "1.90 of 2 cores busy" in cpu[0]["measured"]
+    assert "1.90 of 2 cores busy" in cpu[0]["measured"] and "driver" not in cpu[0]["measured"]
+    rec["result"]["rows"][1].update(scale_bench.cpu_budget(100000, 164.9, 313.3, cpus=2, driver_cpu_seconds=31.0))
+    cpu = [r for r in bench_all.scale_rows(rec) if "CPU" in r["measure"]]
+    assert "the driver alone 0.31 ms: 31 s at 100k" in cpu[0]["measured"]
+
+
+def test_own_cpu_is_read_from_proc_stat():
+    """The driver's CPU: utime + stime of /proc/<pid>/stat, whatever its command name holds."""
+    import resource
+
+    line = Path("/proc/self/stat").read_text()
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    assert scale_bench._own_cpu_seconds(line) == pytest.approx(me.ru_utime + me.ru_stime, abs=0.1)
+    tick = os.sysconf("SC_CLK_TCK")
+    fake = f"123 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 {3 * tick} {2 * tick} 0 0 20 0 1 0 5 6 7"
+    assert scale_bench._own_cpu_seconds(fake) == pytest.approx(5.0)
 
 
 @needs_data
