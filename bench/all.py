@@ -87,9 +87,8 @@ def part_command(name: str, a: argparse.Namespace, tmp: Path) -> tuple[list[str]
     py = sys.executable
     if name == "score":
         out = tmp / "score.json"
-        cmd = [py, str(BENCH / "score_bench.py"), "--data", str(a.data), "--json-out", str(out)]
-        if _help_has(BENCH / "score_bench.py", "--encoder-efficiency"):
-            cmd.append("--encoder-efficiency")
+        cmd = [py, str(BENCH / "score_bench.py"), "--data", str(a.data), "--json-out", str(out),
+               "--encoder-efficiency"]
         if a.quick:
             cmd += ["--tiny-models", "--n", "8", "--precision", "--precision-images", "4", "--repeat", "1"]
         else:

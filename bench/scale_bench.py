@@ -108,10 +108,10 @@ def _own_cpu_seconds(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 14 utime, 15 stime
 
 
-def _peak_rss_poll(proc: subprocess.Popen) -> tuple[int, float]:
+def _peak_rss_poll(proc: subprocess.Popen) -> tuple[int, float | None]:
     """Peak resident set of a running process (kB), from /proc VmHWM, and its own CPU seconds as last read from
-    /proc/<pid>/stat (its workers not included), polled until it exits."""
-    peak, cpu = 0, 0.0
+    /proc/<pid>/stat (its workers not included; None when never read), polled until it exits."""
+    peak, cpu = 0, None
     status = Path(f"/proc/{proc.pid}/status")
     stat = Path(f"/proc/{proc.pid}/stat")
     while proc.poll() is None:
@@ -119,7 +119,8 @@ def _peak_rss_poll(proc: subprocess.Popen) -> tuple[int, float]:
             for line in status.read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     peak = max(peak, int(line.split()[1]))
-            cpu = max(cpu, _own_cpu_seconds(stat.read_text()))
+            own = _own_cpu_seconds(stat.read_text())
+            cpu = own if cpu is None else max(cpu, own)
         except (OSError, ValueError, IndexError):
             pass
         time.sleep(0.05)
@@ -141,6 +142,10 @@ def cpu_budget(n: int, seconds: float, cpu_seconds: float, cpus: int = 0,
     return {**driver, "cpu_ms_per_sample": round(1000 * cpu_seconds / n, 3),
             "cores_busy": round(cpu_seconds / seconds, 2) if seconds > 0 else None,
             "cpu_ms_budget_100k": round(1000 * GOAL_SECONDS_100K * cpus / 100_000, 3), "cpus": cpus}
+
+
+def _ms(v: float | None) -> str:
+    return "not read" if v is None else f"{v:.2f}"
 
 
 WEIGHT_FREE_SETS = ["metrics.cross_modal.embedding_model=null"]  # cm_semantic needs MiniLM's weights
@@ -177,10 +182,11 @@ def run_score(root: Path, out: Path, use_cache: bool, cache_dir: Path, semantic:
     # reaped child's own children are counted in its rusage), all on this machine's cores
     cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     # the score process's own share (the driver: discovery's bookkeeping, writing parquet and the summary CSV,
-    # merging statistics), last read up to 50 ms before it exited: no number of workers makes a run shorter
-    driver = box.get("driver_cpu", 0.0)
+    # merging statistics), last read up to 50 ms before it exited: no number of workers makes a run shorter;
+    # None when it exited before /proc was read
+    driver = box.get("driver_cpu")
     return {"seconds": round(wall, 2), "peak_rss_mib": round(peak_kb / 1024, 1), "cpu_seconds": round(cpu, 2),
-            "driver_cpu_seconds": round(driver, 2)}
+            "driver_cpu_seconds": None if driver is None else round(driver, 2)}
 
 
 def profile(n: int, data: Path, top: int = 30, semantic: bool = False) -> None:
@@ -346,7 +352,7 @@ def main(argv=None) -> int:
             print(f"n={n:>7}  {r['seconds']:>8.2f} s  {row['samples_per_s']:>8.1f} samples/s  "
                   f"peak RSS {r['peak_rss_mib']:>7.1f} MiB  CPU {row['cpu_ms_per_sample']:.2f} ms/sample "
                   f"({row['cores_busy']:.2f} cores busy; {GOAL_SECONDS_100K:g} s for 100k here needs "
-                  f"<= {row['cpu_ms_budget_100k']:.2f}; driver alone {row['driver_cpu_ms_per_sample']:.2f})",
+                  f"<= {row['cpu_ms_budget_100k']:.2f}; driver alone {_ms(row.get('driver_cpu_ms_per_sample'))})",
                   flush=True)
             shutil.rmtree(out, ignore_errors=True)
     finally:
@@ -357,7 +363,8 @@ def main(argv=None) -> int:
           f"{'cores busy':>10} | {'driver ms/sample':>16}")
     for r in rows:
         print(f"{r['n']:>8} | {r['seconds']:>8.2f} | {r['samples_per_s']:>9.1f} | {r['peak_rss_mib']:>12.1f} | "
-              f"{r['cpu_ms_per_sample']:>13.2f} | {r['cores_busy']:>10.2f} | {r['driver_cpu_ms_per_sample']:>16.2f}")
+              f"{r['cpu_ms_per_sample']:>13.2f} | {r['cores_busy']:>10.2f} | "
+              f"{_ms(r.get('driver_cpu_ms_per_sample')):>16}")
     if rows:
         print(f"100k samples in {GOAL_SECONDS_100K:g} s on this machine's {rows[0]['cpus']} cores allow at most "
               f"{rows[0]['cpu_ms_budget_100k']:.2f} ms of CPU per sample, every core busy throughout")

@@ -304,3 +304,12 @@ def test_encoder_efficiency_rows_unavailable_and_absent():
     assert [(r["measure"], r["status"]) for r in rows] == [("score / encoder alone, NLI (cpu)", "not measured")]
     assert "none of the 8 samples" in rows[0]["measured"]
     assert not [r for r in bench_all.score_rows({"result": {}}) if "encoder alone" in r["measure"]]
+
+
+def test_driver_cpu_never_read_is_none_not_zero():
+    """A score process gone before /proc was read has no driver CPU: None (and no driver figure), never 0."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert scale_bench._peak_rss_poll(proc) == (0, None)
+    assert "driver_cpu_ms_per_sample" not in scale_bench.cpu_budget(100, 1.0, 2.0, cpus=2, driver_cpu_seconds=None)
+    assert scale_bench._ms(None) == "not read" and scale_bench._ms(0.1234) == "0.12"
