@@ -255,10 +255,13 @@ def _probe_section(run_dir: Path, coverage: list[dict[str, Any]], manifest: Any)
             ci = [_num(ci[0]), _num(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
             if ci is not None and None in ci:
                 ci = None
-            cell = {"kind": k, "auroc": a, "ci": ci, "win_rate": _num(c.get("win_rate")),
+            nm = c.get("not_measured") if isinstance(c.get("not_measured"), str) else None
+            if nm:  # a probe.json older than the field may hold 0.5 for such a cell: it is shown as what it is
+                a = ci = None
+            cell = {"kind": k, "auroc": a, "ci": ci, "win_rate": None if nm else _num(c.get("win_rate")),
                     "n_pairs": _int(c.get("n_pairs")), "measured_original": _int(c.get("measured_original")),
-                    "measured_twin": _int(c.get("measured_twin")), "style": auroc_style(a)}
-            bits = [f"{m} on {k}: AUROC " + ("–" if a is None else f"{a:.4g}")]
+                    "measured_twin": _int(c.get("measured_twin")), "style": auroc_style(a), "not_measured": nm}
+            bits = [f"{m} on {k}: " + (f"not measured: {nm}" if nm else "AUROC " + ("–" if a is None else f"{a:.4g}"))]
             if ci:
                 bits.append(f"95% CI [{ci[0]:.4g}, {ci[1]:.4g}]")
             if cell["win_rate"] is not None:
@@ -273,6 +276,8 @@ def _probe_section(run_dir: Path, coverage: list[dict[str, Any]], manifest: Any)
         note = None
         if c is not None and c["self_check"] and not c["counted"]:
             note = "self-check in this run: never measured"
+        elif cells and cells[-1]["kind"] == "all" and cells[-1]["not_measured"]:
+            note = f"not measured on any sample: {cells[-1]['not_measured']}"
         out["rows"].append({"metric": m, "headline": m in HEADLINE, "note": note, "cells": cells})
     out["n_originals"] = _int(data.get("n_originals"))
     out["n_boot"] = _int(data.get("n_boot"))

@@ -4,7 +4,11 @@ For each corruption kind (:mod:`mer_eval.generators.corrupt`) and each metric, t
 twin*: the probability that an original scores better than a twin (ties count half), over all
 original-twin pairs of that kind (Mann-Whitney; 1.0 = every original above every twin, 0.5 = chance). A
 value that was not measured (not ok, or a self-check) ranks *last*, as the gates treat it: a metric that
-cannot run on a kind shows 0.5 or less, never a flattering number. ``win_rate`` is the paired version (each
+cannot run on some samples of a kind shows 0.5 or less, never a flattering number. A cell where the metric
+measured no original and no twin has no AUROC at all (``auroc``, ``ci95`` and ``win_rate`` are null): its
+``not_measured`` says why, from the results' own statuses and reasons (``unavailable``: which model is missing;
+``not_applicable``: which input the samples lack). Two unmeasured values tie, so such a cell would read 0.5 as
+if the metric had been tried and found at chance: a number nobody measured. ``win_rate`` is the paired version (each
 original against its own twin). The 95% interval is a percentile bootstrap over samples (pairs resampled
 with replacement, ``n_boot`` times, seeded). ``all`` pools every twin of every kind against the originals.
 """
@@ -73,13 +77,14 @@ class Cell:
     n_pairs: int
     measured_original: int
     measured_twin: int
+    not_measured: Optional[str] = None  # why the metric measured no sample of the cell (then no AUROC)
 
     def to_dict(self) -> dict[str, Any]:
         return {"auroc": None if self.auroc is None else round(self.auroc, 4),
                 "ci95": None if self.ci is None else [round(self.ci[0], 4), round(self.ci[1], 4)],
                 "win_rate": None if self.win_rate is None else round(self.win_rate, 4),
                 "n_pairs": self.n_pairs, "measured_original": self.measured_original,
-                "measured_twin": self.measured_twin}
+                "measured_twin": self.measured_twin, "not_measured": self.not_measured}
 
 
 @dataclass
@@ -108,6 +113,31 @@ def _value(row: Optional[dict], higher_is_better: bool) -> float:
     if v is None or not math.isfinite(float(v)):
         return -math.inf
     return float(v) if higher_is_better else -float(v)
+
+
+REASON_CHARS = 200  # of one result's reason in ``not_measured``
+
+
+def why_unmeasured(rows: list[Optional[dict]], most: int = 3) -> str:
+    """Why none of ``rows`` (one metric's results on a cell's samples) was measured: each status and reason with
+    its count, most frequent first (``most`` of them, then how many other reasons)."""
+    why: dict[str, int] = {}
+    for row in rows:
+        if row is None:
+            w = "no result"
+        elif row.get("status") == "ok" and not row.get("independent", True):
+            w = "self-check (not independent of the annotation)"
+        else:
+            r = row.get("reason")
+            if isinstance(r, str) and len(r) > REASON_CHARS:  # a composite's reason lists every metric's
+                r = r[:REASON_CHARS - 1].rstrip() + "…"
+            w = str(row.get("status")) + (f": {r}" if isinstance(r, str) and r else "")
+        why[w] = why.get(w, 0) + 1
+    order = sorted(why.items(), key=lambda x: (-x[1], x[0]))
+    text = "; ".join(f"{w} ({n})" for w, n in order[:most])
+    if len(order) > most:
+        text += f"; {len(order) - most} other reason(s)"
+    return text
 
 
 def analyse(df, twins: list[Any], originals: list[str], kinds: list[str], skipped: dict[str, dict[str, str]],
@@ -143,11 +173,16 @@ def analyse(df, twins: list[Any], originals: list[str], kinds: list[str], skippe
                 ci = bootstrap_ci_clusters([(_value(rows.get((o, m)), up), v) for o, v in of.items()], n_boot, seed)
             else:
                 ci = bootstrap_ci(pairs, n_boot, seed)
-            row[k] = Cell(
-                auroc=au, ci=ci, win_rate=win_rate(pairs), n_pairs=len(pairs),
-                measured_original=sum(1 for a, _ in pairs if a != -math.inf) if k != "all" else
-                sum(1 for o in originals if _value(rows.get((o, m)), up) != -math.inf),
-                measured_twin=sum(1 for _, b in pairs if b != -math.inf))
+            n_orig = sum(1 for a, _ in pairs if a != -math.inf) if k != "all" else \
+                sum(1 for o in originals if _value(rows.get((o, m)), up) != -math.inf)
+            n_twin = sum(1 for _, b in pairs if b != -math.inf)
+            unmeasured = None
+            if pairs and n_orig == 0 and n_twin == 0:  # every value ties at -inf: no AUROC was measured
+                ids = originals if k == "all" else list(dict.fromkeys(t.original_id for t in tw))
+                unmeasured = why_unmeasured([rows.get((i, m)) for i in ids + [t.sample.id for t in tw]])
+                au = ci = None
+            row[k] = Cell(auroc=au, ci=ci, win_rate=None if unmeasured else win_rate(pairs), n_pairs=len(pairs),
+                          measured_original=n_orig, measured_twin=n_twin, not_measured=unmeasured)
         cells[m] = row
     return ProbeResult(kinds=list(kinds), metrics=names, cells=cells, n_originals=len(originals),
                        twins_by_kind={k: len(v) for k, v in by_kind.items()}, skipped=skipped,
@@ -159,6 +194,8 @@ HEADLINE = ("composite_score", "composite_lenient")
 
 
 def _fmt(c: Cell) -> str:
+    if c.not_measured:
+        return "not measured"
     if c.auroc is None:
         return "-"
     ci = f" [{c.ci[0]:.2f},{c.ci[1]:.2f}]" if c.ci else ""
@@ -181,6 +218,14 @@ def print_rich(con: Any, res: ProbeResult, only_primary: Optional[list[str]] = N
         style = "bold" if m in HEADLINE else None
         t.add_row(m, *[_fmt(res.cells[m][k]) for k in res.kinds + ["all"]], style=style)
     con.print(t)
+    for m in order:
+        if only_primary is not None and m not in only_primary and m not in HEADLINE:
+            continue
+        gone = [k for k in res.kinds + ["all"] if res.cells[m][k].not_measured]
+        if gone:
+            where = "any sample" if "all" in gone else "the twins of " + ", ".join(gone) + " or their originals"
+            con.print(f"  {m}: not measured on {where} (no AUROC): "
+                      f"{res.cells[m]['all' if 'all' in gone else gone[0]].not_measured}", highlight=False)
     for k, sk in res.skipped.items():
         if sk:
             reasons: dict[str, int] = {}

@@ -110,7 +110,8 @@ def test_offline_provider_does_not_grade_its_own_answers(examples, tmp_path):
 
 def test_probe_of_a_generated_offline_run_never_credits_self_checks(examples, tmp_path):
     """On our own offline run the metrics that only re-check the template's inputs measure nothing: the probe
-    shows them at 0.5 (unmeasured ranks last on both sides), never as discriminating."""
+    gives them no AUROC where neither side was measured (not 0.5: a tie of two unmeasured values is not a
+    measurement) and at most 0.5 where only a twin was, never a discriminating number."""
     from mer_eval.cli import run_probe
     from mer_eval.generators.pipeline import run_generate
 
@@ -125,7 +126,14 @@ def test_probe_of_a_generated_offline_run_never_credits_self_checks(examples, tm
     pj = json.loads((out / "probe.json").read_text())
     assert pj["n_originals"] == 3
     for m in ("cm_fer", "au_faithfulness", "grounding"):  # self-checks of a template summary
-        assert all(c["auroc"] == 0.5 and c["measured_original"] == 0 for k, c in pj["auroc"][m].items()
-                   if k != "all" and c["n_pairs"]), m
+        for k, c in pj["auroc"][m].items():
+            if k == "all" or not c["n_pairs"]:
+                continue
+            assert c["measured_original"] == 0, (m, k)
+            if c["measured_twin"] == 0:
+                assert c["auroc"] is None and c["ci95"] is None and c["win_rate"] is None, (m, k)
+                assert "self-check" in c["not_measured"], (m, k, c["not_measured"])
+            else:
+                assert c["auroc"] <= 0.5 and c["not_measured"] is None, (m, k)
     # the degenerate and generic twins are still caught by what the template cannot fake
     assert pj["auroc"]["repetition_rate"]["degen"]["auroc"] == 1.0

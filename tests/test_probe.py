@@ -117,7 +117,8 @@ def test_auroc_equals_sklearn_and_ranks_unmeasured_last():
     assert auroc(pos, neg) == pytest.approx(ref)
     # an unmeasured value ranks last: a twin nothing measured is never "better" than a measured original
     assert auroc(np.array([0.1]), np.array([-np.inf])) == 1.0
-    assert auroc(np.array([-np.inf]), np.array([-np.inf])) == 0.5
+    assert auroc(np.array([-np.inf]), np.array([-np.inf])) == 0.5  # the rank statistic; analyse() reports
+    # a cell with nothing measured on either side as not measured instead (test_probe_on_bundled_...)
     lo, hi = bootstrap_ci(list(zip(pos[:30], neg)), 300, 0)
     assert lo <= auroc(pos[:30], neg) <= hi
 
@@ -147,6 +148,15 @@ def test_probe_on_bundled_mer_factory_outputs(examples, tmp_path):
     assert swaps["gemini"].startswith("summary of default") and swaps["llava-llama3_llama3.2"].startswith(
         "summary of default")
     assert "composite_score" in r.output and "probe.json" in r.output
+    # these outputs carry no label: label_match measured no sample, so it has no AUROC (not the 0.5 two
+    # unmeasured values would tie at), in the file and on the screen, with the results' own reason
+    for k, c in pj["auroc"]["label_match"].items():
+        assert c["measured_original"] == c["measured_twin"] == 0 and c["n_pairs"] > 0, k
+        assert c["auroc"] is None and c["ci95"] is None and c["win_rate"] is None, k
+        assert c["not_measured"].startswith("not_applicable: sample has no ground-truth label ("), k
+    assert "label_match: not measured on any sample (no AUROC): not_applicable: sample has no ground-truth" \
+        in " ".join(r.output.split())
+    assert all(c["not_measured"] is None and c["auroc"] is not None for c in comp.values())
     # the twins' scores are there to inspect
     ev = json.loads((run / "mer-eval-probe" / "gemini.twin-au" / "mer_eval_scores.json").read_text())
     assert any(x["metric"] == "au_faithfulness" and x["status"] == "ok" for x in ev["results"])

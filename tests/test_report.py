@@ -344,9 +344,21 @@ def test_probe_section_shows_the_aurocs_of_probe_json(probed, tmp_path):
             assert cell["attrs"]["style"] == auroc_style(c["auroc"])
             assert f"{c['n_pairs']} pairs" in cell["attrs"]["title"]
     # every other metric's cells too, and the colour scale: chance grey, 1.0 full green, between in between
+    unmeasured = 0
     for m, row in pj["auroc"].items():
         for k, c in row.items():
-            assert cells[(m, k)]["text"].startswith("–" if c["auroc"] is None else f"{c['auroc']:.2f}")
+            if c["not_measured"]:  # measured on no original and no twin: no number, and why on hover
+                unmeasured += 1
+                assert c["auroc"] is None and cells[(m, k)]["text"] == "not measured", (m, k)
+                assert f"not measured: {c['not_measured']}" in cells[(m, k)]["attrs"]["title"]
+                assert cells[(m, k)]["attrs"]["style"] == auroc_style(None)
+            else:
+                assert cells[(m, k)]["text"].startswith("–" if c["auroc"] is None else f"{c['auroc']:.2f}")
+    # examples/mer-factory has no image: CLIP measures none of its samples, and its row says why
+    assert all(c["not_measured"] for c in pj["auroc"]["clip_image_score"].values())
+    assert unmeasured >= len(kinds)
+    clip_row = next(e for e in elements(sec) if e["tag"] == "tr" and e["attrs"].get("data-metric") == "clip_image_score")
+    assert "not measured on any sample: not_applicable: no peak-frame image" in clip_row["text"]
     assert auroc_style(0.5) != auroc_style(0.75) != auroc_style(1.0) != auroc_style(0.2)
     assert "#f6f6f6" in auroc_style(0.5) and "#227d44" in auroc_style(1.0)
     # skipped reasons, per kind
