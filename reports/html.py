@@ -256,7 +256,12 @@ def _probe_section(run_dir: Path, coverage: list[dict[str, Any]], manifest: Any)
             if ci is not None and None in ci:
                 ci = None
             nm = c.get("not_measured") if isinstance(c.get("not_measured"), str) else None
-            if nm:  # a probe.json older than the field may hold 0.5 for such a cell: it is shown as what it is
+            if nm is None and "not_measured" not in c and _int(c.get("n_pairs")) and \
+                    _int(c.get("measured_original")) == 0 and _int(c.get("measured_twin")) == 0:
+                # a probe.json older than the field holds 0.5 there (two unmeasured values tie): not a measurement
+                nm = "measured on no original and no twin (probe.json of an older mer-eval: run mer-eval probe " \
+                     "again for the reasons)"
+            if nm:
                 a = ci = None
             cell = {"kind": k, "auroc": a, "ci": ci, "win_rate": None if nm else _num(c.get("win_rate")),
                     "n_pairs": _int(c.get("n_pairs")), "measured_original": _int(c.get("measured_original")),

@@ -403,6 +403,30 @@ def test_probe_section_absent_unreadable_or_hostile(probed, tmp_path):
     assert r.exit_code == 0 and "no mer-eval-probe/probe.json" in r.output
 
 
+def test_probe_json_of_an_older_version_shows_no_unmeasured_number(probed, tmp_path):
+    """A probe.json written before ``not_measured`` existed holds 0.5 where nothing was measured (two unmeasured
+    values tie): the report reads the pair counts and shows such a cell as not measured, the rest as written."""
+    run = copy_run(probed, tmp_path / "old")
+    pj_path = run / "mer-eval-probe" / "probe.json"
+    pj = json.loads(pj_path.read_text(encoding="utf-8"))
+    n_old = 0
+    for row in pj["auroc"].values():
+        for c in row.values():
+            if c.pop("not_measured"):
+                c.update(auroc=0.5, ci95=[0.5, 0.5], win_rate=0.5)  # what the older probe wrote there
+                n_old += 1
+    assert n_old > 0
+    pj_path.write_text(json.dumps(pj), encoding="utf-8")
+    cells = probe_cells(build_report([run]))
+    for m, row in pj["auroc"].items():
+        for k, c in row.items():
+            text = cells[(m, k)]["text"]
+            if c["measured_original"] == c["measured_twin"] == 0:
+                assert text == "not measured" and "probe.json of an older mer-eval" in cells[(m, k)]["attrs"]["title"]
+            else:
+                assert text.startswith(f"{c['auroc']:.2f}"), (m, k, text)
+
+
 def test_self_check_values_are_left_out_of_means(probed, tmp_path):
     df = read_scores(probed)
     assert "dependence" in df.columns and "independent" in df.columns
