@@ -332,7 +332,11 @@ class ScoreSection(_Base):
     composite_version: Optional[str] = None
     models: dict[str, ModelRef] = Field(default_factory=dict)
     counts_by_status: dict[str, dict[str, int]] = Field(default_factory=dict)
-    means: dict[str, Optional[float]] = Field(default_factory=dict)  # over values that count as evidence
+    # over the values that count as evidence, each abstention counted at the output's worst value (None where the
+    # output has none and some sample abstained): not answering never raises a mean. Files written before
+    # abstained_in_means existed left abstentions out.
+    means: dict[str, Optional[float]] = Field(default_factory=dict)
+    abstained_in_means: dict[str, dict[str, Any]] = Field(default_factory=dict)  # metric -> {n, counted_as}
     left_out: dict[str, dict[str, Any]] = Field(default_factory=dict)  # metric -> {n, reasons} not in means
     fingerprints: dict[str, "Fingerprint"] = Field(default_factory=dict)  # output metric -> comparability
     started: Optional[datetime] = None

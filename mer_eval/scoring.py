@@ -94,6 +94,17 @@ def resolve_device(device: str) -> str:
         return "cpu"
 
 
+def _worst_values(families: dict[str, Metric]) -> dict[str, Optional[float]]:
+    """Each output's worst value, the bound of its range on the bad side (None when unbounded there): what an
+    abstention counts as in a run's means. The composites' is 0."""
+    worst: dict[str, Optional[float]] = {"composite_score": 0.0, "composite_lenient": 0.0}
+    for m in families.values():
+        for o in m.outputs:
+            lo, hi = o.range
+            worst[o.name] = lo if o.higher_is_better else hi
+    return worst
+
+
 def _output_index(families: dict[str, Metric]) -> dict[str, tuple[str, bool]]:
     idx = {"composite_score": ("composite", True), "composite_lenient": ("composite", True)}
     for fam, m in families.items():
@@ -494,6 +505,7 @@ class _Stats:
     def __init__(self, families: Optional[dict[str, Metric]] = None, lists: bool = False,
                  family_of: Optional[dict[str, tuple[str, bool]]] = None):
         self.family_of = family_of if family_of is not None else _output_index(families or {})
+        self.worst = _worst_values(families or {})  # output -> the value an abstention counts as in the means
         self.lists = lists
         self.counts: dict[str, dict[str, int]] = {}
         self.values: dict[str, list] = {}  # of the independent ok values that are finite (the run's means)
@@ -590,10 +602,29 @@ class _Stats:
             if self.first_model.get(m) is None:
                 self.first_model[m] = mid
 
-    def mean(self, metric: str) -> Optional[float]:
-        """The mean of a metric's independent, finite ok values (None when there are none)."""
-        total, k = self.values.get(metric, (0.0, 0))
+    def _strict_mean(self, metric: str, total: float, k: int) -> Optional[float]:
+        """``total / k`` with the metric's abstentions counted too, each at the output's worst value (not answering
+        is never scored better than answering wrong, as in the strict composite); None when there is nothing to
+        average, or when there are abstentions and the output has no worst value (an unbounded range)."""
+        n_abst = self.counts.get(metric, {}).get("abstained", 0)
+        if n_abst:
+            worst = self.worst.get(metric)
+            if worst is None:
+                return None
+            total, k = total + worst * n_abst, k + n_abst
         return total / k if k else None
+
+    def mean(self, metric: str) -> Optional[float]:
+        """The mean of a metric's independent, finite ok values and its abstentions at the worst value
+        (:meth:`_strict_mean`); None when there are none."""
+        total, k = self.values.get(metric, (0.0, 0))
+        return self._strict_mean(metric, total, k)
+
+    def abstained_in_means(self) -> dict[str, dict[str, Any]]:
+        """Per metric with abstentions: how many, and the value each counts as in its mean (None: the output has no
+        worst value, so the mean is None rather than one that leaves them out)."""
+        return {m: {"n": c["abstained"], "counted_as": self.worst.get(m)}
+                for m, c in self.counts.items() if c.get("abstained")}
 
     def metric_rows(self) -> list[dict]:
         """The rows of :func:`mer_eval.summary.metric_table_rows`, without holding the results."""
@@ -603,7 +634,8 @@ class _Stats:
         for metric, c in self.counts.items():
             ok_sum, ok_n = self.ok_values.get(metric, (0.0, 0))
             rows.append({"metric": metric, "ok": ok_n, "n": sum(c.values()),
-                         "mean": ok_sum / ok_n if ok_n else None, "model": self.first_model.get(metric),
+                         "mean": self._strict_mean(metric, ok_sum, ok_n), "abstained": c.get("abstained", 0),
+                         "model": self.first_model.get(metric),
                          "reasons": Counter(self.reasons.get(metric, {})).most_common(3)})
         return rows
 
@@ -852,6 +884,7 @@ def _section(o: ScoreOutcome, spec: Any, started: datetime, hits: int, stats: "_
     return ScoreSection(
         metrics=list(o.families), metric_versions=versions, composite_version=composite_version,
         models=stats.models, counts_by_status=counts, means={k: stats.mean(k) for k in counts},
+        abstained_in_means=stats.abstained_in_means(),
         left_out=stats.left_out, fingerprints=fingerprints(o.families, spec),
         started=started, finished=datetime.now(timezone.utc), seconds=round(o.seconds, 3),
         model_seconds=round(o.model_seconds, 3), cache_hits=hits,

@@ -9,9 +9,13 @@ from mer_eval.schema import Status
 
 
 def metric_table_rows(outcome: Any) -> list[dict]:
-    """One row per metric: n ok / n, mean, and the most common reasons it could not score."""
+    """One row per metric: n ok / n, mean, and the most common reasons it could not score. The mean counts each
+    abstention at the output's worst value (None where the output has none), as the run's means do."""
     if getattr(outcome, "metric_rows", None) is not None:  # accumulated while scoring (a streamed run)
         return outcome.metric_rows
+    from mer_eval.scoring import _worst_values
+
+    worst = _worst_values(getattr(outcome, "families", None) or {})
     rows = []
     per_metric: dict[str, list] = {}
     for rs in outcome.results.values():
@@ -19,13 +23,20 @@ def metric_table_rows(outcome: Any) -> list[dict]:
             per_metric.setdefault(r.metric, []).append(r)
     for metric, rs in per_metric.items():
         ok = [r.value for r in rs if r.status == Status.ok]
+        n_abst = sum(1 for r in rs if r.status == Status.abstained)
         reasons = Counter(f"{r.status.value}: {r.reason}" for r in rs if r.status != Status.ok)
         model = next((r.model.id for r in rs if r.model is not None), None)
+        if n_abst and worst.get(metric) is None:
+            mean = None
+        else:
+            vals = ok + [worst[metric]] * n_abst if n_abst else ok
+            mean = sum(vals) / len(vals) if vals else None
         rows.append({
             "metric": metric,
             "ok": len(ok),
             "n": len(rs),
-            "mean": sum(ok) / len(ok) if ok else None,
+            "mean": mean,
+            "abstained": n_abst,
             "model": model,
             "reasons": reasons.most_common(3),
         })
@@ -41,6 +52,8 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
         t.add_column(c, overflow="fold")
     for row in metric_table_rows(outcome):
         mean = "-" if row["mean"] is None else f"{row['mean']:.3f}"
+        if row.get("abstained"):  # counted in the mean at the worst value (or no mean: the output has none)
+            mean += f" ({row['abstained']} abstained{', no worst value' if row['mean'] is None else ' = worst'})"
         why = "\n".join(f"{n}× {r[:120]}" for r, n in row["reasons"]) or "-"
         t.add_row(row["metric"], f"{row['ok']}/{row['n']}", mean, row["model"] or "-", why)
     con.print(t)
@@ -64,7 +77,8 @@ def score_summary_json(outcome: Any) -> dict:
     return {
         "out_dir": str(outcome.out_dir), "n_samples": len(outcome.results), "seconds": round(outcome.seconds, 3),
         "cache_hits": outcome.section.cache_hits, "composite_version": outcome.section.composite_version,
-        "metrics": [{"metric": r["metric"], "ok": r["ok"], "n": r["n"], "mean": r["mean"], "model": r["model"],
+        "metrics": [{"metric": r["metric"], "ok": r["ok"], "n": r["n"], "mean": r["mean"],
+                     "abstained": r.get("abstained", 0), "model": r["model"],
                      "reasons": [{"reason": why, "count": n} for why, n in r["reasons"]]}
                     for r in metric_table_rows(outcome)],
         "composite": comp,

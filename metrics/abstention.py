@@ -26,7 +26,9 @@ cleanlab-style issue scores (1 = no issue; ``gate`` derives ``is_<rule>_issue`` 
 ``integrity_score``
     1 minus 0.5 per flag the generator recorded (``provenance.flags``: ``truncated_llm_output`` -- an LLM
     answer cut at the token limit, ``partial_audio`` -- audio decoded only in part, ...), clipped at 0.
-    Annotations with no recorded provenance (MER-Factory's) score 1 with ``details.recorded = false``.
+    Annotations with no recorded provenance (MER-Factory's) are ``not_applicable``: nothing recorded whether an
+    answer was cut or the audio decoded in part, so a 1 there would be a check nobody made (a gate rule on it
+    is skipped for them, with that reason, instead of passing).
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from typing import Any, Optional
 from mer_eval.evidence import relate
 from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.domain.emotion_text import conclusion_or_abstention, sentiment_conclusion
-from mer_eval.schema import MetricResult, Sample
+from mer_eval.schema import MetricResult, Sample, Status
 
+NOT_RECORDED = ("no generation provenance recorded (MER-Factory outputs carry none): whether an LLM answer was cut "
+                "or the audio decoded in part is unknown")
 PROMISES = {"audio": ("transcript", "audio_description"), "video": ("video_content",),
             "au": ("visual_expression", "chronological_emotion_peaks"),
             "image": ("final_summary",)}
@@ -52,7 +56,7 @@ class Abstention(Metric):
     Params = AbstentionParams
     name = "abstention"
     order = 60
-    version = "1.0"
+    version = "1.1"  # 1.1: integrity_score is not_applicable where no provenance was recorded (was 1)
     requires = "any annotation"
     description = "What the annotation promised and did not give; flags recorded about partial inputs."
     outputs = (
@@ -103,6 +107,10 @@ class Abstention(Metric):
                        details={"missing": [{"what": w, "penalty": p} for w, p in miss],
                                 "is_abstained": bool(miss), "type": s.type.value})]
         flags = dict(s.provenance.flags)
+        if s.provenance.recorded_in is None and not flags:
+            out += self.not_ok(s.id, Status.not_applicable, NOT_RECORDED, ["integrity_score"],
+                               details={"flags": flags, "recorded": False})
+            return out
         iscore = max(0.0, 1.0 - 0.5 * len(flags))
         out.append(self.ok(s.id, "integrity_score", iscore, evidence=ev,
                            details={"flags": flags, "recorded": s.provenance.recorded_in is not None}))

@@ -2,7 +2,9 @@
 
 The concluded emotion is read from the final summary as in label agreement
 (:func:`mer_eval.domain.emotion_text.concluded_emotion`); a summary that concludes none, or a placeholder,
-*abstained* (status ``abstained``), and a source whose signal a rule voted the conclusion from (the offline
+*abstained* (status ``abstained``; an empty summary where the sample's type promises one abstains on every
+output, ``cm_semantic`` included: not answering fails a gate rule as the worst value, never skipped as a gap),
+and a source whose signal a rule voted the conclusion from (the offline
 provider's FER / AU / tone votes) is a self-check, left out of the aggregates (``details.left_out``). Each
 source's evidence is a *set* of canonical emotions (:mod:`mer_eval.domain.facs`), or nothing:
 
@@ -56,7 +58,7 @@ from pydantic import Field
 
 from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
-from mer_eval.domain.emotion_text import dominant_emotions, vader_compound, valence
+from mer_eval.domain.emotion_text import dominant_emotions, summary_or_abstention, vader_compound, valence
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 from mer_eval.domain.text import cjk_ratio, split_sentences, unwrap_transcript
 
@@ -145,7 +147,7 @@ class CrossModalAgreement(Metric):
     model_uses = "minilm (semantic part only)"
     name = "cross_modal"
     order = 70
-    version = "1.2"
+    version = "1.3"  # 1.3: an empty summary a mer / image sample promises abstains (was not_applicable)
     requires = "annotation.final_summary and at least one modality text, AUs or FER probabilities"
     description = "Agreement between the summary's concluded emotion and each modality's own evidence."
     outputs = (
@@ -170,8 +172,11 @@ class CrossModalAgreement(Metric):
     # ---- inputs -----------------------------------------------------------------------------------
     def missing_inputs(self, sample: Sample) -> Optional[str]:
         a = sample.annotation
-        if not (a.final_summary or "").strip():
-            return "annotation has no final summary"
+        _, status, why = summary_or_abstention(sample)
+        if status == "not_applicable":
+            return why
+        if status == "abstained":  # an empty summary the type promises: scored as an abstention (_compute)
+            return None
         if not (any(getattr(a, f) for f in SEMANTIC_FIELDS) or a.transcript or a.top_aus_intensities
                 or a.fer_probabilities or sample.openface_csv):
             return "sample has no modality evidence (no descriptions, transcript, AUs or FER probabilities)"
@@ -332,6 +337,11 @@ class CrossModalAgreement(Metric):
             sem, sem_error = {}, str(e)
         out: dict[str, list[MetricResult]] = {}
         for s in samples:
+            _, status, why_empty = summary_or_abstention(s)
+            if status == "abstained":  # no summary where the type promises one: every output, cm_semantic too
+                out[s.id] = self.not_ok(s.id, Status.abstained, why_empty,
+                                        evidence=relate(s, ["final_summary"], [], what="whether it answers"))
+                continue
             res: list[MetricResult] = []
             concl, abstained = conclusion_or_abstention(s.annotation.final_summary or "",
                                                         self.params["emotion_map"] or None)

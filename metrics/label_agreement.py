@@ -12,19 +12,22 @@ sentiment; ``details.task`` / ``details.task_from`` say which and why); ``emotio
 
 Decisions:
 
-* no label, or no summary: ``not_applicable``;
+* no label: ``not_applicable``; no summary: ``abstained`` where the sample's type promises one (``mer``,
+  ``image``), ``not_applicable`` where it has none to give;
 * a label that maps to no canonical class: ``not_applicable`` naming it (add it to ``emotion_map``);
 * a summary that concludes no emotion, a placeholder (``[X]``), or something that maps to none: ``abstained``
   ("summary concludes no emotion" / "summary concludes '<phrase>', which maps to no ..."). Not answering is
-  an outcome, not a gap: the strict composite counts it as the worst value, the dataset figures leave it
-  out and :meth:`LabelAgreement.aggregate` reports how many there were (``n_no_prediction``), so a summary
-  writer that never commits cannot look accurate by omission.
+  an outcome, not a gap: the strict composite counts it as the worst value and the dataset figures count it as
+  a wrong prediction (:meth:`LabelAgreement.aggregate`: ``n_abstained``), so a summary writer that never commits
+  cannot look accurate by omission.
 * a summary written by a prompt that contained the label (``label_aware``): a self-check
   (:func:`mer_eval.evidence.relate`), left out of composite, gates, compare and regress.
 
 Dataset level (:meth:`LabelAgreement.aggregate`, scikit-learn): accuracy (= WAR, weighted average recall),
 macro-F1 over the classes seen in labels or predictions, UAR (unweighted average recall = balanced
-accuracy over the label classes), and n; ``task`` is the run's (``mixed`` with ``tasks`` counting each when
+accuracy over the label classes), and n, over every labelled sample that was scored ok or abstained (an
+abstention is predicted as ``(no prediction)``: a miss for its label's recall, no class of its own in
+macro-F1); ``task`` is the run's (``mixed`` with ``tasks`` counting each when
 samples differ: the figures are then reported per task under ``by_task`` too).
 """
 
@@ -39,6 +42,7 @@ from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.schema import MetricResult, Sample, Status
 
 NO_EMOTION = "summary concludes no emotion"
+NO_PREDICTION = "(no prediction)"  # an abstention's prediction in the dataset figures: wrong for every label
 
 
 def _balanced(y_true: list[str], y_pred: list[str], fn: Any) -> float:
@@ -60,7 +64,7 @@ class LabelAgreement(Metric):
     Params = LabelParams
     name = "label_agreement"
     order = 20
-    version = "1.2"
+    version = "1.3"  # 1.3: abstentions count as wrong in the dataset figures; an empty promised summary abstains
     requires = "sample.label and annotation.final_summary"
     description = "Whether the emotion (or sentiment) the final summary concludes equals the ground-truth label."
     outputs = (
@@ -92,8 +96,11 @@ class LabelAgreement(Metric):
     def missing_inputs(self, sample: Sample) -> Optional[str]:
         if not (sample.label or "").strip():
             return "sample has no ground-truth label"
-        if not (sample.annotation.final_summary or "").strip():
-            return "annotation has no final summary"
+        from mer_eval.domain.emotion_text import summary_or_abstention
+
+        _, status, why = summary_or_abstention(sample)
+        if status == "not_applicable":
+            return why
         task = self.task_of(sample)[0]
         if self._canon_label(sample.label, task) is None:
             kind = "sentiment (positive/negative/neutral)" if task == "sentiment" else "canonical emotion"
@@ -107,7 +114,7 @@ class LabelAgreement(Metric):
 
     def compute(self, samples: list[Sample]) -> dict[str, list[MetricResult]]:
         from mer_eval.evidence import relate
-        from mer_eval.domain.emotion_text import conclusion_or_abstention
+        from mer_eval.domain.emotion_text import conclusion_or_abstention, summary_or_abstention
 
         out: dict[str, list[MetricResult]] = {}
         for s in samples:
@@ -118,6 +125,10 @@ class LabelAgreement(Metric):
             details = {**f.as_details(), "label_raw": s.label, "label": label, "task": task,
                        "task_from": task_from}
             ev = relate(s, ["final_summary"], ["label"], conclusion=True)
+            _, status, why_empty = summary_or_abstention(s)
+            if status == "abstained":  # no summary where the type promises one
+                out[s.id] = self.not_ok(s.id, Status.abstained, why_empty, details=details, evidence=ev)
+                continue
             if abstained and task == "emotion":
                 from mer_eval.domain.emotion_text import sentiment_conclusion
 
@@ -138,7 +149,7 @@ class LabelAgreement(Metric):
     def aggregate(self, samples: list[Sample], results: dict[str, list[MetricResult]]) -> dict[str, Any]:
         pairs: dict[str, tuple[list[str], list[str]]] = {}  # task -> (labels, predictions)
         tasks: dict[str, int] = {}
-        no_pred = no_label = 0
+        no_pred = no_label = abstained = 0
         for s in samples:
             for r in results.get(s.id, []):
                 if r.metric != "label_match":
@@ -150,7 +161,14 @@ class LabelAgreement(Metric):
                     yt, yp = pairs.setdefault(task or self.task, ([], []))
                     yt.append(r.details["label"])
                     yp.append(r.details["predicted"])
-                elif r.status in (Status.abstained, Status.not_applicable) and r.details.get("label"):
+                elif r.status == Status.abstained and r.details.get("label"):
+                    # not answering counts as answering wrong: left out, it would make the figures look better
+                    yt, yp = pairs.setdefault(task or self.task, ([], []))
+                    yt.append(r.details["label"])
+                    yp.append(NO_PREDICTION)
+                    no_pred += 1
+                    abstained += 1
+                elif r.status == Status.not_applicable and r.details.get("label"):
                     no_pred += 1
                 elif r.status == Status.not_applicable:
                     no_label += 1
@@ -159,12 +177,12 @@ class LabelAgreement(Metric):
         run = run_task(tasks) if self.task == "auto" else self.task
         y_true = [y for yt, _ in pairs.values() for y in yt]
         y_pred = [y for _, yp in pairs.values() for y in yp]
-        out: dict[str, Any] = {"task": run, "n": len(y_true), "n_no_prediction": no_pred,
+        out: dict[str, Any] = {"task": run, "n": len(y_true), "n_abstained": abstained, "n_no_prediction": no_pred,
                                "n_not_applicable_other": no_label}
         if self.task == "auto":
             out["tasks"] = dict(sorted(tasks.items()))
         if not y_true:
-            out["reason"] = "no sample has both a usable label and a concluded emotion"
+            out["reason"] = "no sample has both a usable label and a scored summary (a concluded emotion or an abstention)"
             return out
         out.update(_figures(y_true, y_pred))
         if len(pairs) > 1:  # a mixed run: the figures of each task as well
@@ -175,7 +193,7 @@ class LabelAgreement(Metric):
 def _figures(y_true: list[str], y_pred: list[str]) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-    labels = sorted(set(y_true) | set(y_pred))
+    labels = sorted((set(y_true) | set(y_pred)) - {NO_PREDICTION})  # abstentions miss; they are no class
     acc = float(accuracy_score(y_true, y_pred))
     return {"accuracy": acc, "war": acc, "uar": float(_balanced(y_true, y_pred, balanced_accuracy_score)),
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),

@@ -16,7 +16,8 @@ texts alone:
   0 (saying nothing is never better than saying something wrong).
 * ``ref_emotion_match``: 1 when the summary's concluded emotion equals the reference's emotion (EMER's
   ``emotions`` column, else the reference text's own conclusion), 0 otherwise; ``abstained`` when the summary
-  concludes nothing.
+  concludes nothing. An empty summary where the sample's type promises one (``mer``, ``image``) abstains on every
+  output.
 * ``ref_judge``: the verdict ``mer-eval judge`` wrote (``<id>/mer_eval_judge.json``: an LLM's 0-10 score / 10,
   with its prompt version and sha256, provider and model recorded), only while the summary and the reference
   it read are unchanged; otherwise ``not_applicable`` (none, or stale) or ``error`` (the judge failed).
@@ -141,7 +142,7 @@ class ReferenceReasoning(Metric):
     model_uses = "minilm (ref_semantic only)"
     name = "reference_reasoning"
     order = 90
-    version = "1.0"
+    version = "1.1"  # 1.1: an empty summary a mer / image sample promises abstains on every output
     run_by_default = False  # only where a person wrote reference reasonings: --metrics ...,reference_reasoning
     requires = "annotation.final_summary and a reference reasoning (metrics.reference_reasoning.references)"
     description = "Agreement of the generated reasoning with a human reference reasoning (EMER-style)."
@@ -191,9 +192,10 @@ class ReferenceReasoning(Metric):
             return None  # scored as an error with the reason (compute)
         if ref is None:
             return f"no reference reasoning for this sample in {self.params['references']}"
-        if not (sample.annotation.final_summary or "").strip():
-            return "annotation has no final summary"
-        return None
+        from mer_eval.domain.emotion_text import summary_or_abstention
+
+        _, status, why = summary_or_abstention(sample)
+        return why if status == "not_applicable" else None  # abstained: every output says so (compute)
 
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
         try:
@@ -331,8 +333,11 @@ class ReferenceReasoning(Metric):
         except ValueError as e:
             return {s.id: self.not_ok(s.id, Status.error, str(e)) for s in samples}
         emap = self.params["emotion_map"] or None
+        from mer_eval.domain.emotion_text import summary_or_abstention
+
         refs = {s.id: self.reference_for(s) for s in samples}
-        pairs = [(s.id, s.annotation.final_summary or "", refs[s.id].text) for s in samples]
+        empty = {s.id: why for s in samples for _, status, why in [summary_or_abstention(s)] if status == "abstained"}
+        pairs = [(s.id, s.annotation.final_summary or "", refs[s.id].text) for s in samples if s.id not in empty]
         try:
             sem: Any = self._semantic(pairs)
             sem_error = None
@@ -343,6 +348,9 @@ class ReferenceReasoning(Metric):
             ref = refs[s.id]
             summary = s.annotation.final_summary or ""
             base = {"reference_source": f"{ref.source}:{ref.row}", "reference_excerpt": ref.text[:200]}
+            if s.id in empty:  # no summary where the type promises one: not answering, on every output
+                out[s.id] = self.not_ok(s.id, Status.abstained, empty[s.id], details=base)
+                continue
             res: list[MetricResult] = []
             if sem_error:
                 res += self.not_ok(s.id, Status.unavailable, sem_error, ["ref_semantic"], details=base)

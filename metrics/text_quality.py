@@ -17,7 +17,11 @@ CJK, the text is tokenised into single CJK characters with Latin words kept as o
   15% of the words common English function words. Other text gets ``not_applicable``.
 * ``summary_words``: number of tokens (words, or CJK characters + Latin words for CJK text).
 
-An output whose n-grams do not exist (a text shorter than n tokens) is ``not_applicable`` with the reason.
+An output whose n-grams do not exist (a text shorter than n tokens) is ``not_applicable`` with the reason; so are
+``fkgl`` / ``flesch_reading_ease`` where their formulas are undefined (no word with a syllable: textstat's 0.0 is no
+grade). An empty final summary is ``abstained`` where the sample's type promises one (``mer``, ``image``: an
+empty answer fails a gate rule on these outputs as the worst value; it is not skipped like a gap), and
+``not_applicable`` where the type has none to give.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
 from mer_eval.schema import MetricResult, Sample, Status
+from mer_eval.domain.emotion_text import summary_or_abstention
 from mer_eval.domain.text import cjk_ratio, mixed_tokens, words
 
 ENGLISH_FUNCTION_WORDS = frozenset(
@@ -392,17 +397,34 @@ def _textstat_internals() -> Optional[tuple]:
 
 
 def readability(text: str) -> tuple[float, float]:
+    """``(textstat.flesch_kincaid_grade(text), textstat.flesch_reading_ease(text))``, 0.0 for both where the
+    formulas are undefined (no words, or no syllables), as textstat gives them. The metric uses
+    :func:`readability_or_none`, which says so instead."""
+    r = readability_or_none(text)
+    if r is None:
+        import textstat
+
+        legacy_round = getattr(getattr(textstat, "textstat", None), "_legacy_round", None)
+        return (float(legacy_round(0.0)), float(legacy_round(0.0))) if legacy_round else (0.0, 0.0)
+    return r
+
+
+def readability_or_none(text: str) -> Optional[tuple[float, float]]:
     """``(textstat.flesch_kincaid_grade(text), textstat.flesch_reading_ease(text))`` in en_US: the same formulas on
     textstat's own word and sentence counts (computed as textstat 0.7.x does, :func:`_textstat_counts`, checked
     once against the installed textstat), with the syllables summed from per-word memoised counts
     (:func:`_word_syllables`) instead of re-read from the CMU dictionary word by word for every text. Falls back
-    to textstat's public functions when its internals are not where textstat 0.7.x keeps them."""
+    to textstat's public functions when its internals are not where textstat 0.7.x keeps them. None where the
+    formulas are undefined: no words, or not one syllable counted ("Hmm shh."), where textstat returns 0.0 for
+    both, a grade nobody measured."""
     import textstat  # light, but keep imports local to the metric that needs them
 
     textstat.set_lang(_LANG)  # as the public calls were made: the shared instance reads en_US
     internals = _textstat_internals()
     legacy_round = getattr(getattr(textstat, "textstat", None), "_legacy_round", None)
     if internals is None or legacy_round is None:
+        if not text or textstat.lexicon_count(text) == 0 or textstat.syllable_count(text) == 0:
+            return None
         return float(textstat.flesch_kincaid_grade(text)), float(textstat.flesch_reading_ease(text))
     count_words, words_per_sentence, list_words, get_lang_cfg, get_lang_root = internals
     if _counts_agree():
@@ -418,8 +440,8 @@ def readability(text: str) -> tuple[float, float]:
         except ZeroDivisionError:
             per_word = 0.0
         sentence_length = words_per_sentence(text)
-    if sentence_length == 0 or per_word == 0:
-        return float(legacy_round(0.0)), float(legacy_round(0.0))
+    if sentence_length == 0 or per_word == 0:  # undefined: textstat's 0.0 would be a grade nobody measured
+        return None
     fkgl = (0.39 * sentence_length) + (11.8 * per_word) - 15.59
     root = get_lang_root(_LANG)
     fre = (get_lang_cfg(root, "fre_base") - get_lang_cfg(root, "fre_sentence_length") * sentence_length
@@ -437,7 +459,7 @@ class TextQuality(Metric):
     Params = TextQualityParams
     name = "text_quality"
     order = 10
-    version = "1.0"
+    version = "1.1"  # 1.1: an empty summary a mer / image sample promises is abstained; undefined readability n/a
     requires = "annotation.final_summary"
     description = "Lexical diversity, repetition, readability and length of the final summary."
     outputs = (
@@ -454,9 +476,8 @@ class TextQuality(Metric):
     )
 
     def missing_inputs(self, sample: Sample) -> Optional[str]:
-        if not (sample.annotation.final_summary or "").strip():
-            return "annotation has no final summary"
-        return None
+        _, status, why = summary_or_abstention(sample)
+        return why if status == "not_applicable" else None  # abstained: scored as such by _one
 
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
         return {"final_summary": sample.annotation.final_summary}
@@ -467,6 +488,9 @@ class TextQuality(Metric):
         return score_each_capped(samples, self._one)
 
     def _one(self, s: Sample) -> list[MetricResult]:
+        _, status, why = summary_or_abstention(s)
+        if status is not None:  # (not_applicable never gets here: missing_inputs)
+            return self.not_ok(s.id, Status.abstained, why)
         text = s.annotation.final_summary or ""
         window = int(self.params["mattr_window"])
         rep_n = int(self.params["repetition_n"])
@@ -507,8 +531,10 @@ class TextQuality(Metric):
                 out.extend(self.not_ok(s.id, Status.unavailable, why, ["fkgl", "flesch_reading_ease"],
                                        details=base))
             else:
-                fkgl, fre = readability(text)
-                put("fkgl", fkgl, "", backend="textstat", syllables=src)
-                put("flesch_reading_ease", fre, "", backend="textstat", syllables=src)
+                fkgl, fre = readability_or_none(text) or (None, None)
+                why = ("readability is undefined for this summary: no word with a syllable (textstat would give "
+                       "0.0, a grade nobody measured)")
+                put("fkgl", fkgl, why, backend="textstat", syllables=src)
+                put("flesch_reading_ease", fre, why, backend="textstat", syllables=src)
         put("summary_words", float(len(tokens)), "")
         return out

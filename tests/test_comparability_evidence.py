@@ -128,8 +128,9 @@ def grounding_runs(tmp_path_factory):
 
 
 def test_ok_to_abstained_is_a_regression(grounding_runs, tmp_path):
-    """gemini_merr's summary emptied: grounding abstains there, text_quality cannot score it. Both were ok in
-    the baseline: a regression of those metrics, even though the remaining paired values did not move."""
+    """gemini_merr's summary emptied: grounding and text_quality abstain there (a mer output promises a summary).
+    Both were ok in the baseline: a regression of those metrics, even though the remaining paired values did not
+    move."""
     base, run = grounding_runs["base"], grounding_runs["run"]
     df = read_scores(run)
     g = df[(df.sample_id == "gemini_merr") & (df.metric == "grounding")].iloc[0]
@@ -140,7 +141,7 @@ def test_ok_to_abstained_is_a_regression(grounding_runs, tmp_path):
     assert c.lost_samples == {"gemini_merr": f"abstained: {g.reason}"}
     assert "are abstained in the run" in c.message
     d2 = next(c for c in res.checks if c.metric == "distinct2")
-    assert d2.regressed and d2.lost_samples["gemini_merr"].startswith("not_applicable: ")
+    assert d2.regressed and d2.lost_samples["gemini_merr"].startswith("abstained: ")
     assert res.exit_code == 1
     # samples that were not ok in the baseline are no loss: the audio samples have no grounding either way
     assert not any(s.startswith("lv") for s in c.lost_samples)

@@ -108,17 +108,22 @@ def test_minilm_unavailable(shared_data, tmp_path):
     assert r["cm_audio"].value == 1.0  # the lexicon outputs do not need the model
 
 
-def test_no_summary_or_no_evidence_is_not_applicable(shared_data):
+def test_no_summary_abstains_where_promised_no_evidence_is_not_applicable(shared_data):
     out = _metric().score([
         Sample(id="nosum", annotation=Annotation(transcript="hello", audio_description="calm tone")),
         Sample(id="noev", annotation=Annotation(final_summary="The core emotional state is joy.")),
-        _real(shared_data)["default"],  # an AU-only result: no summary
+        _real(shared_data)["default"],  # an AU-only result: no summary to give
     ])
     for sid in ("nosum", "noev", "default"):
+        assert len(out[sid]) == len(CrossModalAgreement.outputs), sid
+    # a mer annotation promises a final summary: an empty one is not answering, on every output (a gate rule on
+    # cross_modal_agreement fails on it as the worst value instead of skipping it)
+    assert all(x.status == Status.abstained and x.value is None for x in out["nosum"])
+    assert out["nosum"][0].reason == "a mer annotation promises a final summary; it is empty"
+    for sid in ("noev", "default"):
         assert all(x.status == Status.not_applicable and x.value is None for x in out[sid]), sid
-        assert len(out[sid]) == len(CrossModalAgreement.outputs)
-    assert "no final summary" in out["nosum"][0].reason
     assert "no modality evidence" in out["noev"][0].reason
+    assert "au annotations carry no final summary" in out["default"][0].reason
 
 
 def test_batch_of_real_samples(shared_data):

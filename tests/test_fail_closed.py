@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 
 from mer_eval.config import load_config
 from mer_eval.discovery import Dataset, discover
@@ -137,3 +139,90 @@ def test_probe_of_a_generated_offline_run_never_credits_self_checks(examples, tm
                 assert c["auroc"] <= 0.5 and c["not_measured"] is None, (m, k)
     # the degenerate and generic twins are still caught by what the template cannot fake
     assert pj["auroc"]["repetition_rate"]["degen"]["auroc"] == 1.0
+
+
+def _answers(examples) -> dict[str, Sample]:
+    """The real Gemini output, and three copies of it that answer wrongly (a short summary concluding
+    happiness, which nothing in the clip supports), conclude nothing, or leave the summary empty."""
+    g = _gemini(examples)
+    out = {"orig": g}
+    for sid, summary in (("wrong", "He smiles at the camera. In conclusion, the core emotional state is happiness."),
+                         ("silent", g.annotation.visual_objective), ("empty", "")):
+        s = g.model_copy(deep=True)
+        s.id = sid
+        s.annotation.final_summary = summary
+        out[sid] = s
+    return out
+
+
+def test_run_means_never_rise_by_not_answering(examples, tmp_path):
+    """run.json's means and the console's: a run whose second sample abstains (concludes nothing, or has an
+    empty summary) never has a higher mean than the same run whose second sample answers wrongly. Before, the
+    abstention was left out of the mean (conclusion_consistency 0.643 against 0.594 for the wrong answer)."""
+    from mer_eval.scoring import _output_index
+    from mer_eval.summary import metric_table_rows, score_summary_json
+
+    a = _answers(examples)
+    cfg = load_config(sets=["metrics.cross_modal.embedding_model=null"])
+    runs = {}
+    for name in ("wrong", "silent", "empty"):
+        ds = Dataset(kind="manifest", root=tmp_path, samples=[a["orig"], a[name]])
+        runs[name] = score_dataset(ds, tmp_path / name, cfg, metrics=TEXT)
+    means = {k: load_manifest(tmp_path / k / "run.json").score.means for k in runs}
+    compared = 0
+    for k in ("silent", "empty"):
+        man = load_manifest(tmp_path / k / "run.json").score
+        abst = man.abstained_in_means
+        assert abst["conclusion_consistency"] == {"n": 1, "counted_as": 0.0}
+        hib = {m: up for m, (_, up) in _output_index(runs[k].families).items()}
+        for m in abst:  # every output the second sample abstained on
+            v, w = means[k][m], means["wrong"].get(m)
+            if v is None or w is None:
+                continue
+            assert (v <= w + 1e-9) if hib[m] else (v >= w - 1e-9), (k, m, v, w)  # never better than wrong
+            compared += 1
+        rows = {r["metric"]: r for r in metric_table_rows(runs[k])}
+        assert rows["conclusion_consistency"]["abstained"] == 1
+        assert rows["conclusion_consistency"]["mean"] == pytest.approx(means[k]["conclusion_consistency"])
+        js = {r["metric"]: r for r in score_summary_json(runs[k])["metrics"]}
+        assert js["conclusion_consistency"]["abstained"] == 1
+    assert compared >= 10
+    # the empty summary abstains on the text-quality outputs too; fkgl has no worst value: no mean, said so
+    emp = load_manifest(tmp_path / "empty" / "run.json").score
+    assert emp.abstained_in_means["fkgl"] == {"n": 1, "counted_as": None} and emp.means["fkgl"] is None
+    assert emp.abstained_in_means["distinct1"] == {"n": 1, "counted_as": 0.0}
+    assert emp.means["distinct1"] == pytest.approx(_by(runs["empty"], "gemini")["distinct1"].value / 2)
+
+
+def test_gate_rule_fails_an_empty_summary_it_used_to_skip(examples, tmp_path):
+    """A rule on cross_modal_agreement or on a text-quality output: an empty summary of a mer sample is not
+    answering (abstained: fails as the worst value), not a gap (not_applicable: skipped). Before, the empty
+    summary was included while the answer that concluded nothing was excluded."""
+    a = _answers(examples)
+    ds = Dataset(kind="manifest", root=tmp_path, samples=[a["orig"], a["silent"], a["empty"]])
+    cfg = load_config(sets=["metrics.cross_modal.embedding_model=null"])
+    score_dataset(ds, tmp_path / "run", cfg, metrics=TEXT)
+    for rule in ("cross_modal_agreement >= 0.3", "distinct1 >= 0.3", "label_match is ok"):
+        res = gate_run(tmp_path / "run", None, rules=[rule])
+        dec = {d.sample_id: d for d in res.decisions}
+        if rule != "label_match is ok":  # (no labels here: a status rule on it is skipped for everyone)
+            assert dec["empty"].decision == "exclude", (rule, dec["empty"])
+            assert any("abstained" in f for f in dec["empty"].failed), (rule, dec["empty"].failed)
+
+
+def test_integrity_is_not_claimed_for_outputs_that_recorded_nothing(examples, tmp_path):
+    """MER-Factory's outputs record no generation provenance: whether an answer was cut is unknown, so
+    integrity_score is not_applicable with that reason (before: 1.0, passing `integrity_score >= 1`)."""
+    from mer_eval.metrics.abstention import NOT_RECORDED
+
+    ds = discover(examples / "mer-factory")
+    out = score_dataset(ds, tmp_path / "run", load_config(), metrics=["abstention"])
+    for s in ds.samples:
+        r = _by(out, s.id)["integrity_score"]
+        assert r.status == Status.not_applicable and r.value is None and r.reason == NOT_RECORDED, s.id
+    # a rule on it judges none of them: skipped with the reason, so nothing was checked (unknown: excluded)
+    res = gate_run(tmp_path / "run", None, rules=["integrity_score >= 1"])
+    assert len(res.decisions) == len(ds.samples)
+    for d in res.decisions:
+        assert list(d.issues.values()) == [None] and NOT_RECORDED in d.skipped[0], d
+        assert d.unknown and d.decision == "exclude", d

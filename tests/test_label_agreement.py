@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mer_eval.metrics.label_agreement import NO_EMOTION, LabelAgreement
+from mer_eval.metrics.label_agreement import NO_PREDICTION, NO_EMOTION, LabelAgreement
 from mer_eval.schema import Annotation, Sample, Status
 
 
@@ -60,8 +60,10 @@ def test_not_applicable_paths(shared_data):
     m = LabelAgreement({})
     r = _one(m, ds["gemini_merr"])  # no label in the file
     assert r.status == Status.not_applicable and "no ground-truth label" in r.reason
-    r = _one(m, Sample(id="nosum", label="happy"))
-    assert r.status == Status.not_applicable and r.value is None and "no final summary" in r.reason
+    r = _one(m, Sample(id="nosum", label="happy"))  # a mer sample promises a summary: not answering
+    assert r.status == Status.abstained and r.value is None and "no summary" in r.reason
+    r = _one(m, Sample(id="aud", type="audio", label="happy", annotation=Annotation(transcript="hi")))
+    assert r.status == Status.not_applicable and "audio annotations carry no final summary" in r.reason
     r = _one(m, Sample(id="x", label="happy", annotation=Annotation(final_summary="The man stands in a room.")))
     # not answering is an outcome (abstained), never a gap (not_applicable)
     assert r.status == Status.abstained and r.reason == NO_EMOTION and r.value is None
@@ -99,15 +101,21 @@ def test_aggregate_equals_sklearn():
     m = LabelAgreement({})
     res = m.score(samples)
     agg = m.aggregate(samples, res)
-    yt = [a for a, _ in pairs]
-    yp = [b for _, b in pairs]
-    assert agg["n"] == 7 and agg["n_no_prediction"] == 1
-    assert agg["accuracy"] == pytest.approx(accuracy_score(yt, yp)) == pytest.approx(4 / 7)
+    # "nopred" concludes nothing (abstained): a wrong prediction, never left out of the figures
+    yt = [a for a, _ in pairs] + ["sad"]
+    yp = [b for _, b in pairs] + [NO_PREDICTION]
+    assert agg["n"] == 8 and agg["n_no_prediction"] == 1 and agg["n_abstained"] == 1
+    assert agg["accuracy"] == pytest.approx(accuracy_score(yt, yp)) == pytest.approx(4 / 8)
     assert agg["war"] == agg["accuracy"]
-    # UAR by hand: happy 1/2, sad 1/1, angry 2/3, neutral 0/1 -> mean
-    assert agg["uar"] == pytest.approx(balanced_accuracy_score(yt, yp)) == pytest.approx((0.5 + 1 + 2 / 3 + 0) / 4)
-    assert agg["macro_f1"] == pytest.approx(f1_score(yt, yp, average="macro", zero_division=0))
-    assert m.aggregate(samples[-2:], {k: v for k, v in res.items() if k in ("nolab", "nopred")})["n"] == 0
+    # UAR by hand: happy 1/2, sad 1/2 (the abstention missed it), angry 2/3, neutral 0/1 -> mean
+    assert agg["uar"] == pytest.approx(balanced_accuracy_score(yt, yp)) == pytest.approx((0.5 + 0.5 + 2 / 3 + 0) / 4)
+    # macro-F1 over the real classes: the abstention lowers sad's recall, it is no class of its own
+    classes = sorted(set(yt + yp) - {NO_PREDICTION})
+    assert agg["classes"] == classes
+    assert agg["macro_f1"] == pytest.approx(f1_score(yt, yp, labels=classes, average="macro", zero_division=0))
+    # answering nothing cannot look accurate: the abstention alone is accuracy 0, not "no figures"
+    only = m.aggregate(samples[-2:], {k: v for k, v in res.items() if k in ("nolab", "nopred")})
+    assert only["n"] == 1 and only["accuracy"] == 0.0 and only["uar"] == 0.0
 
 
 def test_chinese_summary():

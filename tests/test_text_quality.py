@@ -47,13 +47,35 @@ def test_mattr_falls_back_to_ttr_and_distinct2_needs_two_tokens():
     assert r["repetition_rate"].status == Status.not_applicable
 
 
-def test_no_summary_is_not_applicable():
+def test_no_summary_abstains_where_promised_else_not_applicable():
+    from mer_eval.schema import SampleType
+
     m = TextQuality({})
     for summary in (None, "   "):
+        # a mer sample promises a final summary: an empty one is not answering (a gate rule fails on it)
         res = m.score([_sample("empty", summary)])["empty"]
         assert len(res) == len(TextQuality.outputs)
+        assert all(r.status == Status.abstained and r.value is None for r in res)
+        assert res[0].reason == ("the annotation is empty (no summary, no description)" if summary is None
+                                 else "a mer annotation promises a final summary; it is empty")
+        # an audio annotation has none to give: a gap, not a defect
+        a = Sample(id="a", type=SampleType.audio, annotation=Annotation(final_summary=summary, transcript="hi"))
+        res = m.score([a])["a"]
         assert all(r.status == Status.not_applicable and r.value is None for r in res)
-        assert "no final summary" in res[0].reason
+        assert "audio annotations carry no final summary" in res[0].reason
+
+
+def test_readability_undefined_is_not_a_grade():
+    """No word with a syllable: textstat gives 0.0 for both, a grade nobody measured; the metric says why."""
+    import textstat
+
+    text = "Hmm hmm shh hmm."
+    assert textstat.flesch_kincaid_grade(text) == 0.0 and textstat.flesch_reading_ease(text) == 0.0
+    r = _by_name(TextQuality({}).score([_sample("h", text)])["h"])
+    for name in ("fkgl", "flesch_reading_ease"):
+        assert r[name].status == Status.not_applicable and r[name].value is None
+        assert "readability is undefined" in r[name].reason
+    assert r["summary_words"].value == 4.0  # the rest is measured
 
 
 def _ngram_rep(tokens, n):
