@@ -182,7 +182,8 @@ class LabelAgreement(Metric):
         if self.task == "auto":
             out["tasks"] = dict(sorted(tasks.items()))
         if not y_true:
-            out["reason"] = "no sample has both a usable label and a scored summary (a concluded emotion or an abstention)"
+            out["reason"] = ("no sample has both a usable label and a scored summary (a concluded emotion or an "
+                             "abstention)")
             return out
         out.update(_figures(y_true, y_pred))
         if len(pairs) > 1:  # a mixed run: the figures of each task as well
