@@ -190,7 +190,8 @@ def _parse_tolerances(items: tuple[str, ...]) -> dict[str, float]:
 def regress_cmd(run, baseline, tolerances, junit_out, markdown_out, json_out, n_boot, seed, allow_keys,
                 config_path, sets):
     """Exit 1 when a metric regressed against the baseline beyond tolerance and noise (or samples ok in the
-    baseline are no longer ok); 2 when not comparable (a metric computed differently, see --allow-mismatch)."""
+    baseline are no longer ok, or no longer in the run); 2 when not comparable (a metric computed differently,
+    see --allow-mismatch) or NOT CHECKED (no metric could be compared on any sample: never a pass)."""
     from mer_eval.gates import GateError
     from mer_eval.reports.compare import AllowError, AllowList
     from mer_eval.reports.regress import BaselineError, load_baseline, regress, to_junit, to_markdown, to_text

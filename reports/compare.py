@@ -1,9 +1,14 @@
 """``mer-eval compare RUN_A RUN_B [...]``: paired comparison of scored runs on their common samples.
 
-Per metric and run: mean of the ``ok`` values with a bootstrap 95% CI. Per metric and run after the
-first: the paired difference to the first run (bootstrap 95% CI over the samples both scored ok),
-Wilcoxon signed-rank p-value, and the win / tie / loss counts (direction from ``higher_is_better``).
-Runs are ranked by their composite mean on the common samples.
+Per metric and run: mean of the ``ok`` values with a bootstrap 95% CI, and beside it how many common
+samples *abstained* on the metric (an empty summary, no concluded emotion: the annotation did not answer).
+Per metric and run after the first: the paired difference to the first run (bootstrap 95% CI over the
+samples both scored ok), Wilcoxon signed-rank p-value, and the win / tie / loss counts (direction from
+``higher_is_better``). Win / tie / loss counts abstentions too: a sample ok in one run and abstained in the
+other is a loss for the run that abstained (a win for it when the first run abstained and it answered),
+abstained in both a tie, so not answering never scores better than answering wrong. Runs are ranked by
+their composite mean on the common samples; a run with no composite measured there gets no rank
+(``rank`` None, with the reason).
 
 Only values that count as evidence are compared: self-checks (``dependence`` set in scores.parquet) are left
 out and listed. Before any number, every run is checked against the first for comparability: per metric
@@ -82,7 +87,16 @@ class RunStat:
     wins: Optional[int] = None
     ties: Optional[int] = None
     losses: Optional[int] = None
-    win_rate: Optional[float] = None  # wins / n_paired
+    win_rate: Optional[float] = None  # wins / n_wtl
+    # common samples that abstained on this metric in this run (not in n or the mean: they have no value)
+    n_abstained: int = 0
+    # samples counted in win / tie / loss: ok in both, or abstained in one or both and ok in the other
+    n_wtl: Optional[int] = None
+    # the part of wins / ties / losses that comes from abstentions (this run answered where the first
+    # abstained / both abstained / this run abstained where the first answered)
+    abstain_wins: Optional[int] = None
+    abstain_ties: Optional[int] = None
+    abstain_losses: Optional[int] = None
 
 
 @dataclass
@@ -100,7 +114,9 @@ class Comparison:
     dropped: dict[str, int]  # label -> samples not in every run
     n_samples: dict[str, int]
     metrics: list[MetricComparison]
-    ranking: list[dict[str, Any]]  # [{rank, run, composite_mean, n}]
+    # [{rank, run, composite_mean, ci_low, ci_high, n, reason}]: rank None (and a reason) for a run with no
+    # composite measured on the common samples
+    ranking: list[dict[str, Any]]
     n_boot: int
     seed: int
     notes: list[str] = field(default_factory=list)
@@ -132,6 +148,16 @@ def _ok_series(df, metric: str, ids: set[str]) -> dict[str, float]:
     g = df[(df["metric"] == metric) & (df["status"] == "ok") & (df["sample_id"].isin(ids))]
     g = g[counted_mask(g)]
     return {str(s): float(v) for s, v in zip(g["sample_id"], g["value"]) if v is not None and math.isfinite(v)}
+
+
+ABSTAINED = "abstained"
+NO_COMPOSITE = f"no {COMPOSITE} measured on the common samples"
+
+
+def _abstained_ids(df, metric: str, ids: set[str]) -> set[str]:
+    """Samples of ``ids`` whose ``metric`` abstained: the annotation did not answer what the metric checks."""
+    g = df[(df["metric"] == metric) & (df["status"] == ABSTAINED) & (df["sample_id"].isin(ids))]
+    return {str(s) for s in g["sample_id"]}
 
 
 def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
@@ -190,31 +216,43 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
     for m in order:
         hib = directions[m]
         series = [_ok_series(df, m, common) for df in frames]
+        abstained = [_abstained_ids(df, m, common) - set(s) for df, s in zip(frames, series)]
         for lab, df in zip(labels, frames):
             lo = left_out_of(df, m, common)
             if lo["n"]:
                 left_out.setdefault(m, {})[lab] = {"n": lo["n"], "reasons": lo["reasons"]}
-        base = series[0]
+        base, base_abst = series[0], abstained[0]
         stats_ = []
-        for i, (lab, s) in enumerate(zip(labels, series)):
+        for i, (lab, s, abst) in enumerate(zip(labels, series, abstained)):
             vals = np.array(list(s.values()), dtype=float)
             lo, hi = bootstrap_mean_ci(vals, n_boot, seed)
-            st = RunStat(lab, int(vals.size), float(vals.mean()) if vals.size else None, lo, hi)
+            st = RunStat(lab, int(vals.size), float(vals.mean()) if vals.size else None, lo, hi,
+                         n_abstained=len(abst))
             if i > 0:
                 both = sorted(set(base) & set(s))
                 d = np.array([s[k] - base[k] for k in both], dtype=float)
                 st.n_paired = int(d.size)
+                wins = losses = 0
                 if d.size:
                     st.diff = float(d.mean())
                     st.diff_ci_low, st.diff_ci_high = bootstrap_mean_ci(d, n_boot, seed)
                     st.p_wilcoxon, st.p_note = wilcoxon_p(d)
                     better = d > 0 if hib else d < 0
                     worse = d < 0 if hib else d > 0
-                    st.wins, st.losses = int(better.sum()), int(worse.sum())
-                    st.ties = int(d.size - st.wins - st.losses)
-                    st.win_rate = st.wins / d.size
+                    wins, losses = int(better.sum()), int(worse.sum())
                 else:
                     st.p_note = "no sample scored ok in both runs"
+                # not answering is never better than answering wrong: abstained where the first run
+                # answered is a loss, answered where it abstained a win, abstained in both a tie
+                st.abstain_losses = len(abst & set(base))
+                st.abstain_wins = len(base_abst & set(s))
+                st.abstain_ties = len(abst & base_abst)
+                st.n_wtl = int(d.size) + st.abstain_losses + st.abstain_wins + st.abstain_ties
+                if st.n_wtl:
+                    st.wins = wins + st.abstain_wins
+                    st.losses = losses + st.abstain_losses
+                    st.ties = st.n_wtl - st.wins - st.losses
+                    st.win_rate = st.wins / st.n_wtl
             stats_.append(st)
         metrics.append(MetricComparison(m, hib, stats_))
     comp = next((mc for mc in metrics if mc.metric == COMPOSITE), None)
@@ -222,10 +260,18 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
     if comp is None:
         notes.append("no composite_score in the runs: no ranking")
     else:
-        ranked = sorted(comp.runs, key=lambda r: (r.mean is None, -(r.mean or 0.0)))
+        # only a measured mean earns a rank; a run without one is listed, unranked, with the reason
+        ranked = sorted((r for r in comp.runs if r.mean is not None), key=lambda r: -r.mean)
         for i, r in enumerate(ranked):
             ranking.append({"rank": i + 1, "run": r.run, "composite_mean": r.mean, "ci_low": r.ci_low,
-                            "ci_high": r.ci_high, "n": r.n})
+                            "ci_high": r.ci_high, "n": r.n, "reason": None})
+        for r in comp.runs:
+            if r.mean is None:
+                ranking.append({"rank": None, "run": r.run, "composite_mean": None, "ci_low": None,
+                                "ci_high": None, "n": r.n, "reason": NO_COMPOSITE})
+        unranked = [r["run"] for r in ranking if r["rank"] is None]
+        if unranked:
+            notes.append(f"not ranked ({NO_COMPOSITE}): " + ", ".join(unranked))
     return Comparison(labels, [str(p) for p in paths], len(common), dropped, n_samples, metrics, ranking, n_boot,
                       seed, notes, [], allowed, left_out)
 
@@ -551,9 +597,9 @@ def _ci(lo: Optional[float], hi: Optional[float]) -> str:
     return "–" if lo is None else f"[{_f(lo)}, {_f(hi)}]"
 
 
-CSV_FIELDS = ["metric", "higher_is_better", "run", "n", "mean", "ci_low", "ci_high", "n_paired", "diff",
-              "diff_ci_low", "diff_ci_high", "p_wilcoxon", "p_note", "wins", "ties", "losses", "win_rate",
-              "allowed_mismatch", "left_out"]
+CSV_FIELDS = ["metric", "higher_is_better", "run", "n", "n_abstained", "mean", "ci_low", "ci_high", "n_paired",
+              "diff", "diff_ci_low", "diff_ci_high", "p_wilcoxon", "p_note", "n_wtl", "wins", "ties", "losses",
+              "win_rate", "abstain_wins", "abstain_ties", "abstain_losses", "allowed_mismatch", "left_out"]
 
 
 def _allowed_for(c: Comparison, metric: str) -> str:
@@ -593,12 +639,31 @@ def comparability_lines(c: Comparison) -> list[str]:
     return lines
 
 
+ABSTAIN_RULE = ("abstentions count in win / tie / loss (not in n, means, Δ or p): a sample ok in one run and "
+                "abstained in the other is a loss for the run that abstained, abstained in both a tie; "
+                "'abstained' = common samples that abstained on the metric")
+
+
+def _wtl(r: RunStat, sep: str) -> str:
+    if r.wins is None:
+        return ""
+    out = sep.join(str(x) for x in (r.wins, r.ties, r.losses))
+    parts = [f"{n} {w}" for n, w in ((r.abstain_wins, "won"), (r.abstain_ties, "tied"), (r.abstain_losses, "lost"))
+             if n]
+    return out + (f" (abstentions: {', '.join(parts)})" if parts else "")
+
+
+def _rank(r: dict[str, Any]) -> str:
+    return "–" if r["rank"] is None else str(r["rank"])
+
+
 def header_lines(c: Comparison) -> list[str]:
     lines = comparability_lines(c)
     lines += [f"{c.n_common} common samples; dropped (not in every run): "
               + ", ".join(f"{k} {v} of {c.n_samples[k]}" for k, v in c.dropped.items()),
               f"bootstrap: {c.n_boot} resamples, seed {c.seed}; differences are run − {c.runs[0]} on samples "
-              f"scored ok in both (self-checks left out); win = better in the metric's direction"]
+              f"scored ok in both (self-checks left out); win = better in the metric's direction",
+              ABSTAIN_RULE]
     lines += c.notes
     return lines
 
@@ -607,14 +672,15 @@ def to_markdown(c: Comparison) -> str:
     out = ["# mer-eval compare", ""]
     out += [f"- {ln}" for ln in header_lines(c)]
     if c.ranking:
-        out += ["", "## Ranking (composite mean)", "", "| rank | run | composite mean | 95% CI | n |",
-                "|---:|---|---:|---|---:|"]
+        out += ["", "## Ranking (composite mean)", "", "| rank | run | composite mean | 95% CI | n | note |",
+                "|---:|---|---:|---|---:|---|"]
         for r in c.ranking:
-            out.append(f"| {r['rank']} | {_md(r['run'])} | {_f(r['composite_mean'])} | "
-                       f"{_ci(r['ci_low'], r['ci_high'])} | {r['n']} |")
+            out.append(f"| {_rank(r)} | {_md(r['run'])} | {_f(r['composite_mean'])} | "
+                       f"{_ci(r['ci_low'], r['ci_high'])} | {r['n']} | {_md(r.get('reason') or '')} |")
     out += ["", "## Metrics", "",
-            "| metric | run | n | mean [95% CI] | Δ vs first [95% CI] | p (Wilcoxon) | win / tie / loss |",
-            "|---|---|---:|---|---|---:|---|"]
+            "| metric | run | n | abstained | mean [95% CI] | Δ vs first [95% CI] | p (Wilcoxon) | "
+            "win / tie / loss |",
+            "|---|---|---:|---:|---|---|---:|---|"]
     for mc in c.metrics:
         arrow = "↑" if mc.higher_is_better else "↓"
         for r in mc.runs:
@@ -623,9 +689,9 @@ def to_markdown(c: Comparison) -> str:
             else:
                 delta = f"{_f(r.diff)} {_ci(r.diff_ci_low, r.diff_ci_high)} (n={r.n_paired})"
                 p = _f(r.p_wilcoxon, 3) if r.p_wilcoxon is not None else (r.p_note or "")
-                wtl = f"{r.wins} / {r.ties} / {r.losses}" if r.wins is not None else ""
-            out.append(f"| {_md(mc.metric)} {arrow} | {_md(r.run)} | {r.n} | {_f(r.mean)} {_ci(r.ci_low, r.ci_high)}"
-                       f" | {delta} | {_md(p)} | {wtl} |")
+                wtl = _wtl(r, " / ")
+            out.append(f"| {_md(mc.metric)} {arrow} | {_md(r.run)} | {r.n} | {r.n_abstained} | "
+                       f"{_f(r.mean)} {_ci(r.ci_low, r.ci_high)} | {delta} | {_md(p)} | {wtl} |")
     return "\n".join(out) + "\n"
 
 
@@ -643,15 +709,16 @@ def print_rich(c: Comparison, console=None) -> None:
         console.print(ln, markup=False, highlight=False)
     if c.ranking:
         t = Table(title="Ranking (composite mean on common samples)")
-        for col in ("rank", "run", "composite mean", "95% CI", "n"):
+        for col in ("rank", "run", "composite mean", "95% CI", "n", "note"):
             t.add_column(col)
         for r in c.ranking:
-            t.add_row(str(r["rank"]), e(r["run"]), _f(r["composite_mean"]), e(_ci(r["ci_low"], r["ci_high"])),
-                      str(r["n"]))
+            t.add_row(_rank(r), e(r["run"]), _f(r["composite_mean"]), e(_ci(r["ci_low"], r["ci_high"])),
+                      str(r["n"]), e(r.get("reason") or ""))
         console.print(t)
-    t = Table(title="Metrics (only ok values; Δ = run − first run, paired)")
-    for col, just in (("metric", "left"), ("run", "left"), ("n", "right"), ("mean [95% CI]", "left"),
-                      ("Δ [95% CI] (n paired)", "left"), ("p Wilcoxon", "right"), ("win/tie/loss", "right")):
+    t = Table(title="Metrics (means of ok values; Δ = run − first run, paired; win/tie/loss counts abstentions)")
+    for col, just in (("metric", "left"), ("run", "left"), ("n", "right"), ("abstained", "right"),
+                      ("mean [95% CI]", "left"), ("Δ [95% CI] (n paired)", "left"), ("p Wilcoxon", "right"),
+                      ("win/tie/loss", "right")):
         t.add_column(col, justify=just)
     for mc in c.metrics:
         for k, r in enumerate(mc.runs):
@@ -660,8 +727,8 @@ def print_rich(c: Comparison, console=None) -> None:
             else:
                 delta = f"{_f(r.diff)} {_ci(r.diff_ci_low, r.diff_ci_high)} ({r.n_paired})"
                 p = _f(r.p_wilcoxon, 3) if r.p_wilcoxon is not None else (r.p_note or "")
-                wtl = "" if r.wins is None else f"{r.wins}/{r.ties}/{r.losses}"
+                wtl = _wtl(r, "/")
             name = f"{mc.metric} {'↑' if mc.higher_is_better else '↓'}" if k == 0 else ""
-            t.add_row(e(name), e(r.run), str(r.n), e(f"{_f(r.mean)} {_ci(r.ci_low, r.ci_high)}"), e(delta), e(p),
-                      wtl, end_section=(k == len(mc.runs) - 1))
+            t.add_row(e(name), e(r.run), str(r.n), str(r.n_abstained), e(f"{_f(r.mean)} {_ci(r.ci_low, r.ci_high)}"),
+                      e(delta), e(p), e(wtl), end_section=(k == len(mc.runs) - 1))
     console.print(t)

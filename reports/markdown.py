@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mer_eval.reports.regress import EXIT_MISMATCH, EXIT_OK, EXIT_REGRESSED, _fmt
+from mer_eval.reports.regress import _fmt
+
+VERDICTS = {"PASS": "✅ no regression", "REGRESSION": "❌ regression", "NOT COMPARABLE": "⚠️ not comparable",
+            "NOT CHECKED": "⛔ not checked"}
 
 
 def _md(s: Any) -> str:
@@ -12,9 +15,10 @@ def _md(s: Any) -> str:
 
 
 def regress_markdown(res) -> str:
-    verdict = {EXIT_OK: "✅ no regression", EXIT_REGRESSED: "❌ regression",
-               EXIT_MISMATCH: "⚠️ not comparable"}[res.exit_code]
-    out = [f"### mer-eval regress: {verdict}", ""]
+    out = [f"### mer-eval regress: {VERDICTS[res.verdict]}", ""]
+    if res.not_checked:
+        out += [f"**Nothing was checked** (exit {res.exit_code}): {_md(res.not_checked)}. A regress check that "
+                "compared nothing does not pass.", ""]
     if res.mismatches:
         out += ["Metric versions, parameters, models or code differ from the baseline:", ""]
         out += [f"- {_md(m)}" for m in res.mismatches]
@@ -43,6 +47,15 @@ def regress_markdown(res) -> str:
             for c in worst:
                 out.append(f"- **{_md(c.metric)}**: " + ", ".join(
                     f"`{_md(w['sample_id'])}` {_fmt(w['baseline'])} → {_fmt(w['run'])}" for w in c.worst_samples))
+            out += ["", "</details>"]
+        lost = [c for c in res.checks if c.lost_samples]
+        if lost:
+            out += ["", "<details><summary>Samples ok in the baseline, not ok or not in the run</summary>", ""]
+            for c in lost:
+                items = list(c.lost_samples.items())
+                out.append(f"- **{_md(c.metric)}**: " + ", ".join(
+                    f"`{_md(k)}` {_md(v.split(':', 1)[0])}" for k, v in items[:20])
+                    + (f", … ({len(items) - 20} more)" if len(items) > 20 else ""))
             out += ["", "</details>"]
     if res.notes:
         out += [""] + [f"_note: {_md(n)}_" for n in res.notes]

@@ -18,9 +18,12 @@ its mean moves the wrong way (by ``higher_is_better``) by more than its toleranc
 95% CI of the difference excludes 0 (the move is beyond resampling noise). A metric also regresses when
 samples it scored ok in the baseline are not ok in the run (``error``, ``abstained``, ``not_applicable``:
 ``lost_samples``): a metric that stopped answering must not pass because nothing is left to compare;
-``unavailable`` there (a model missing on this machine) makes the run not comparable (exit 2). Self-check
-values are left out of every mean and listed with their reasons. Exit codes: 0 pass, 1 regression,
-2 not comparable (fingerprints differ, or a baselined metric is missing from the run).
+``unavailable`` there (a model missing on this machine) makes the run not comparable (exit 2). A baselined
+sample that is *not in the run* is lost the same way (``missing: not in the run``): dropping a sample must
+not score better than answering it wrongly. Self-check values are left out of every mean and listed with
+their reasons. Exit codes: 0 pass, 1 regression, 2 not comparable (fingerprints differ, or a baselined metric
+is missing from the run) or NOT CHECKED: no metric could be compared on any sample (the run holds none of
+the baseline's samples, or no value that counts is ok in both), so there is nothing a pass could rest on.
 """
 
 from __future__ import annotations
@@ -37,8 +40,13 @@ from mer_eval import __version__
 BASELINE_KIND = "mer-eval-baseline"
 BASELINE_FORMAT = 1  # later keys (fingerprint, model, family, left_out, composite_inputs) are additions
 EXIT_OK, EXIT_REGRESSED, EXIT_MISMATCH = 0, 1, 2
+EXIT_NOT_CHECKED = 2  # nothing was compared: never a pass (the exit code of "not comparable")
 # a sample ok in the baseline and one of these in the run is a regression of that metric
 LOST_STATUSES = ("error", "abstained", "not_applicable")
+# ... and so is a sample ok in the baseline that is not in the run at all
+MISSING = "missing"
+NOT_IN_RUN = f"{MISSING}: not in the run"
+NO_ROW = f"{MISSING}: the run has no score of this metric for this sample"
 
 
 class BaselineError(ValueError):
@@ -179,10 +187,20 @@ class RegressResult:
     notes: list[str]
     allowed_mismatches: list[str] = field(default_factory=list)
     allow: list[str] = field(default_factory=list)  # the --allow-mismatch keys given
+    missing_samples: list[str] = field(default_factory=list)  # baseline samples not in the run
+    not_checked: Optional[str] = None  # why nothing was compared (exit 2, "NOT CHECKED"); None otherwise
 
     @property
     def regressed(self) -> list[MetricCheck]:
         return [c for c in self.checks if c.regressed]
+
+    @property
+    def verdict(self) -> str:
+        if self.exit_code == EXIT_OK:
+            return "PASS"
+        if self.exit_code == EXIT_REGRESSED:
+            return "REGRESSION"
+        return "NOT CHECKED" if self.not_checked and not self.mismatches else "NOT COMPARABLE"
 
     @property
     def left_out(self) -> dict[str, dict[str, Any]]:
@@ -191,11 +209,17 @@ class RegressResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["left_out"] = self.left_out
+        d["verdict"] = self.verdict
         return d
 
 
 def _fmt(x: Optional[float]) -> str:
     return "n/a" if x is None else f"{x:.4g}"
+
+
+def _ids(ids, limit: int = 10) -> str:
+    ids = list(ids)
+    return ", ".join(ids[:limit]) + (", ..." if len(ids) > limit else "")
 
 
 def _lost_text(lost: dict[str, str]) -> str:
@@ -257,6 +281,11 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
                      "--allow-mismatch METRIC[.FIELD] / all (recorded in every output)")
         return RegressResult(str(run_dir), baseline_path, EXIT_MISMATCH, [], mismatches, notes, comp.allowed,
                              list(allow.keys))
+    run_ids = set(df["sample_id"].astype(str))
+    base_ids = set().union(*[set(v or {}) for v in (baseline.get("samples") or {}).values()])
+    absent = sorted(base_ids - run_ids)
+    # a run that holds none of the baseline's samples is another data set: nothing to check, not a pass
+    nothing_shared = bool(base_ids) and not (base_ids & run_ids)
     checks = []
     for m, bm in bmetrics.items():
         hib = bool(bm.get("higher_is_better", True))
@@ -272,6 +301,11 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
         lost = df[(df["metric"] == m) & df["status"].isin(LOST_STATUSES)]
         c.lost_samples = {str(sid): f"{st}: {why}" for sid, st, why in
                           zip(lost["sample_id"], lost["status"], lost["reason"]) if str(sid) in base}
+        if not nothing_shared:  # a baselined sample the run dropped is lost like one it stopped answering
+            rows = set(df.loc[df["metric"] == m, "sample_id"].astype(str))
+            for sid in sorted(base):
+                if sid not in cur and sid not in c.lost_samples and sid not in rows:
+                    c.lost_samples[sid] = NOT_IN_RUN if sid not in run_ids else NO_ROW
         lost_msg = _lost_text(c.lost_samples) if c.lost_samples else ""
         if c.lost_samples:
             c.regressed = True
@@ -280,8 +314,9 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
             reasons = "; ".join(f"{n} x {r}" for r, n in sorted(c.left_out["reasons"].items(), key=lambda x: -x[1]))
             lo_msg = f"; {c.left_out['n']} self-check value(s) in the run left out ({reasons})"
         if not common:
-            c.message = (f"{m}: no sample whose value counts scored ok in both the run and the baseline: not checked"
-                         + lo_msg + lost_msg)
+            why = (f"none of the baseline's {len(base_ids)} samples is in the run" if nothing_shared else
+                   "no sample whose value counts scored ok in both the run and the baseline")
+            c.message = f"{m}: {why}: not checked" + lo_msg + lost_msg
             if not c.lost_samples:
                 notes.append(c.message)
             checks.append(c)
@@ -314,13 +349,23 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
             c.message += ": ok"
         c.message += lost_msg + lo_msg
         checks.append(c)
-    absent = sorted(set().union(*[set(v or {}) for v in (baseline.get("samples") or {}).values()])
-                    - set(df["sample_id"]))
-    if absent:
-        notes.append(f"{len(absent)} sample(s) of the baseline are not in the run (not compared): "
-                     + ", ".join(absent[:10]) + (", ..." if len(absent) > 10 else ""))
-    code = EXIT_REGRESSED if any(c.regressed for c in checks) else EXIT_OK
-    return RegressResult(str(run_dir), baseline_path, code, checks, [], notes, comp.allowed, list(allow.keys))
+    not_checked = None
+    if nothing_shared:
+        not_checked = (f"the run holds none of the baseline's {len(base_ids)} samples ({_ids(sorted(base_ids))}): "
+                       "no metric could be compared")
+    elif absent:
+        notes.append(f"{len(absent)} sample(s) of the baseline are not in the run, lost for every metric that "
+                     f"scored them ok in the baseline: {_ids(absent)}")
+    if any(c.regressed for c in checks):
+        code = EXIT_REGRESSED
+    elif not_checked is None and any(c.n_paired for c in checks):
+        code = EXIT_OK
+    else:  # no metric compared on any sample and none lost one: there is nothing a pass could rest on
+        code = EXIT_NOT_CHECKED
+        not_checked = not_checked or ("no metric was compared on any sample: no value that counts is ok in both "
+                                      "the run and the baseline")
+    return RegressResult(str(run_dir), baseline_path, code, checks, [], notes, comp.allowed, list(allow.keys),
+                         absent, not_checked if code == EXIT_NOT_CHECKED else None)
 
 
 # ---- reports ----------------------------------------------------------------------------------------
@@ -344,18 +389,22 @@ def to_text(res: RegressResult) -> str:
     if res.mismatches:
         lines.append("NOT COMPARABLE (exit 2):")
         lines += [f"  {m}" for m in res.mismatches]
+    if res.not_checked:
+        lines.append(f"NOT CHECKED (exit {res.exit_code}): {res.not_checked}")
     lines += _allowed_lines(res)
     for c in res.checks:
         lines.append(c.message)
         if c.regressed and c.worst_samples:
             lines.append("  most regressed samples: " + ", ".join(
                 f"{w['sample_id']} ({_fmt(w['baseline'])} -> {_fmt(w['run'])})" for w in c.worst_samples))
+        if c.lost_samples:
+            lines.append("  lost samples: " + _ids(f"{k} ({v.split(':', 1)[0]})" for k, v in c.lost_samples.items()))
     lines += _left_out_lines(res)
     lines += [f"note: {n}" for n in res.notes]
-    verdict = {EXIT_OK: "PASS", EXIT_REGRESSED: "REGRESSION", EXIT_MISMATCH: "NOT COMPARABLE"}[res.exit_code]
     tail = f"; {len(res.allowed_mismatches)} allowed mismatch(es)" if res.allowed_mismatches else ""
-    lines.append(f"{verdict}: {len(res.regressed)} of {len(res.checks)} metrics regressed (exit {res.exit_code})"
-                 + tail)
+    checked = sum(1 for c in res.checks if c.n_paired)
+    lines.append(f"{res.verdict}: {len(res.regressed)} of {len(res.checks)} metrics regressed, {checked} compared on "
+                 f"paired samples (exit {res.exit_code})" + tail)
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -214,7 +215,135 @@ def test_compare_runs_without_fingerprints(runs, tmp_path):
     (old / "run.json").write_text(json.dumps(man))
     c = compare_runs([runs["good"], old])
     assert c.comparable and any(n.startswith("fingerprints unknown in old for ") for n in c.notes)
+    was = man["score"]["metric_versions"]["distinct2"]
     man["score"]["metric_versions"]["distinct2"] = "0.1"
     (old / "run.json").write_text(json.dumps(man))
     c = compare_runs([runs["good"], old])
-    assert "distinct2: metric version 0.1 in old, 1.0 in good" in c.mismatches
+    assert f"distinct2: metric version 0.1 in old, {was} in good" in c.mismatches
+
+
+# ---- abstentions and unranked runs, on copies of the bundled real MER-Factory outputs -------------------
+
+EXAMPLES_MF = Path(__file__).resolve().parent.parent / "examples" / "mer-factory"
+MF_METRICS = "text_quality,conclusion,grounding,au_faithfulness,abstention"
+LLAVA = "llava-llama3_llama3.2"
+
+
+def mf_copy(dest: Path, summary: Optional[str] = None, metrics: str = MF_METRICS) -> Path:
+    """A copy of examples/mer-factory (llava's final summary replaced when ``summary`` is given), scored
+    through the CLI."""
+    import json
+    import shutil
+
+    from mer_eval.cli import main
+
+    shutil.copytree(EXAMPLES_MF, dest)
+    if summary is not None:
+        p = dest / LLAVA / f"{LLAVA}_merr_data.json"
+        data = json.loads(p.read_text(encoding="utf-8"))
+        data["final_summary"] = summary
+        p.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    r = CliRunner().invoke(main, ["score", str(dest), "--metrics", metrics, "--no-cache"])
+    assert r.exit_code == 0, r.output
+    return dest
+
+
+@pytest.fixture(scope="module")
+def mf(tmp_path_factory):
+    if not EXAMPLES_MF.is_dir():
+        pytest.skip("examples/mer-factory is absent")
+    root = tmp_path_factory.mktemp("compare-mf")
+    return {"A": mf_copy(root / "runA"),
+            "B": mf_copy(root / "runB", summary=""),  # llava answers nothing: abstained
+            "C": mf_copy(root / "runC", summary="The person is clearly happy and joyful, smiling with delight."),
+            "X": mf_copy(root / "runX", metrics="text_quality"),  # too little coverage: no composite anywhere
+            "root": root}
+
+
+def status_of(run: Path, metric: str, sid: str) -> str:
+    df = read_scores(run)
+    return str(df[(df.metric == metric) & (df.sample_id == sid)].status.iloc[0])
+
+
+def test_abstention_is_a_loss_not_a_tie(mf):
+    a, b, cr = mf["A"], mf["B"], mf["C"]
+    m = "conclusion_consistency"
+    assert status_of(a, m, LLAVA) == "ok" and status_of(b, m, LLAVA) == "abstained"
+    c = compare_runs([a, b, cr], n_boot=200)
+    ra, rb, rc = by_metric(c, m).runs
+    # Δ stays over the samples ok in both (two, unchanged: 0); the abstention is the third sample, a loss
+    assert rb.n_paired == 2 and rb.diff == 0
+    assert (rb.wins, rb.ties, rb.losses) == (0, 2, 1) and rb.abstain_losses == 1 and rb.n_wtl == 3
+    assert rb.win_rate == 0 and rb.n_abstained == 1 and rb.n == 2
+    assert ra.n_abstained == 0 and rc.n_abstained == 0 and rc.abstain_losses == 0
+    # answering wrong is never worse than not answering: the wrong answer has no more losses
+    assert rc.losses <= rb.losses
+    # every metric the empty summary abstained on, where the first run answered, counts it as a loss
+    hit = 0
+    for mc in c.metrics:
+        if status_of(b, mc.metric, LLAVA) == "abstained" and LLAVA in ok(a, mc.metric):
+            hit += 1
+            r = mc.runs[1]
+            assert r.abstain_losses == 1 and r.losses >= 1 and r.n_abstained == 1, mc.metric
+            assert r.wins + r.ties + r.losses == r.n_wtl == r.n_paired + 1, mc.metric
+    assert hit >= 4
+    # the other way round the answering run wins that sample; both abstained is a tie
+    rev = by_metric(compare_runs([b, a], n_boot=200), m).runs[1]
+    assert (rev.wins, rev.ties, rev.losses) == (1, 2, 0) and rev.abstain_wins == 1 and rev.n_paired == 2
+    same = by_metric(compare_runs([b, b], n_boot=200), m).runs[1]
+    assert (same.wins, same.ties, same.losses) == (0, 3, 0) and same.abstain_ties == 1
+
+
+def test_cli_compare_reports_abstentions(mf, tmp_path):
+    md, cs, js = tmp_path / "c.md", tmp_path / "c.csv", tmp_path / "c.json"
+    r = CliRunner().invoke(compare_cmd, [str(mf["A"]), str(mf["B"]), "--markdown", str(md), "--csv", str(cs),
+                                         "--json", str(js), "--bootstrap", "200"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert "abstentions count in win / tie / loss" in r.output and "abstained" in r.output
+    assert "0/2/1 (abstentions: 1 lost)" in r.output
+    import json
+
+    data = json.loads(js.read_text())
+    cc = next(x for x in data["metrics"] if x["metric"] == "conclusion_consistency")
+    assert [x["n_abstained"] for x in cc["runs"]] == [0, 1] and cc["runs"][1]["losses"] == 1
+    text = md.read_text()
+    assert "| abstained |" in text and "abstentions count in win / tie / loss" in text
+    assert "| conclusion_consistency ↑ | runB | 2 | 1 | " in text and "0 / 2 / 1 (abstentions: 1 lost)" in text
+    row = next(x for x in csv.DictReader(io.StringIO(cs.read_text()))
+               if x["metric"] == "conclusion_consistency" and x["run"] == "runB")
+    assert (row["n_abstained"], row["losses"], row["abstain_losses"], row["n_wtl"]) == ("1", "1", "1", "3")
+
+
+def test_runs_without_a_composite_get_no_rank(mf, tmp_path):
+    x, y = mf["X"], copy_run(mf["X"], mf["root"] / "runY")
+    assert not ok(x, "composite_score") and ok(mf["A"], "composite_score")
+    c = compare_runs([mf["A"], x, y], n_boot=200)
+    assert [(r["rank"], r["run"]) for r in c.ranking] == [(1, "runA"), (None, "runX"), (None, "runY")]
+    assert [r["reason"] for r in c.ranking] == [None] + ["no composite_score measured on the common samples"] * 2
+    assert c.ranking[1]["composite_mean"] is None and c.ranking[1]["n"] == 0
+    md, js = tmp_path / "c.md", tmp_path / "c.json"
+    r = CliRunner().invoke(compare_cmd, [str(mf["A"]), str(x), str(y), "--markdown", str(md), "--json", str(js),
+                                         "--bootstrap", "200"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert "no composite_score measured on the common samples" in r.output
+    import json
+
+    assert [(r["rank"], r["run"]) for r in json.loads(js.read_text())["ranking"]] == [
+        (1, "runA"), (None, "runX"), (None, "runY")]
+    ranking = md.read_text().split("## Metrics")[0]
+    ranks = [ln.split("|")[1].strip() for ln in ranking.splitlines() if ln.startswith("| ") and "run" in ln]
+    assert ranks == ["rank", "1", "–", "–"] and "| 1 | runA |" in ranking
+    assert "| – | runX | – | – | 0 | no composite_score measured on the common samples |" in ranking
+    # no run with a composite: nobody is ranked
+    c = compare_runs([x, y], n_boot=200)
+    assert [r["rank"] for r in c.ranking] == [None, None]
+    # the HTML report's leaderboard shows them unranked, with the reason (not "None")
+    import re
+
+    from mer_eval.reports.html import build_report
+
+    html = build_report([mf["A"], x, y])
+    rows = re.findall(r'<tr data-rank-run="([^"]+)"><td class="num">([^<]*)</td><td>(.*?)</td>', html)
+    assert [(run, rank) for run, rank, _ in rows] == [("runA", "1"), ("runX", "–"), ("runY", "–")]
+    assert "not ranked: no composite_score measured on the common samples" in rows[1][2]
+    assert ">None<" not in html

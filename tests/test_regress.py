@@ -347,7 +347,8 @@ def test_baseline_without_fingerprints_checks_versions_and_says_so(runs, baselin
     man["score"]["fingerprints"]["mattr"]["metric_version"] = "9.9"
     (bumped / "run.json").write_text(json.dumps(man))
     res = regress(bumped, load_baseline(old))
-    assert res.exit_code == 2 and res.mismatches == ["mattr: metric version 9.9 in the run, 1.0 in the baseline"]
+    was = b["metric_versions"]["mattr"]
+    assert res.exit_code == 2 and res.mismatches == [f"mattr: metric version 9.9 in the run, {was} in the baseline"]
     # and model ids the score tables name
     b2 = json.loads(old.read_text())
     b2["metrics"]["asr_wer"]["model"]["id"] = "someone/other-whisper"
@@ -365,3 +366,120 @@ def test_run_without_fingerprints_against_a_fingerprinted_baseline(runs, baselin
     res = regress(old_run, load_baseline(baseline))
     assert res.exit_code == 0
     assert any(n.startswith("fingerprints unknown in run for ") for n in res.notes)
+
+
+# ---- samples missing from the run, and a check that compared nothing -----------------------------------
+
+EXAMPLES_MF = Path(__file__).resolve().parent.parent / "examples" / "mer-factory"
+MF_METRICS = "text_quality,conclusion,grounding,au_faithfulness,abstention"
+LLAVA = "llava-llama3_llama3.2"
+
+
+def _mf_score(run: Path) -> Path:
+    from mer_eval.cli import main
+
+    r = CliRunner().invoke(main, ["score", str(run), "--metrics", MF_METRICS, "--no-cache"])
+    assert r.exit_code == 0, r.output
+    return run
+
+
+@pytest.fixture(scope="module")
+def mf(tmp_path_factory):
+    """Copies of the bundled real MER-Factory outputs: all three (blessed), llava's summary emptied, llava's
+    folder removed."""
+    import shutil
+
+    if not EXAMPLES_MF.is_dir():
+        pytest.skip("examples/mer-factory is absent")
+    root = tmp_path_factory.mktemp("regress-mf")
+    runs = {k: root / f"run{k}" for k in "ABD"}
+    for d in runs.values():
+        shutil.copytree(EXAMPLES_MF, d)
+    p = runs["B"] / LLAVA / f"{LLAVA}_merr_data.json"
+    data = json.loads(p.read_text(encoding="utf-8"))
+    data["final_summary"] = ""
+    p.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    shutil.rmtree(runs["D"] / LLAVA)
+    for d in runs.values():
+        _mf_score(d)
+    bl = root / "base.json"
+    r = CliRunner().invoke(bless_cmd, [str(runs["A"]), "-o", str(bl)])
+    assert r.exit_code == 0, r.output
+    return {**runs, "baseline": bl, "root": root}
+
+
+def test_sample_missing_from_the_run_is_lost(mf, tmp_path):
+    """A baselined sample the run dropped regresses like one it stopped answering: dropping llava must not do
+    better than emptying its summary."""
+    b = load_baseline(mf["baseline"])
+    assert LLAVA in b["samples"]["conclusion_consistency"]
+    dropped, emptied = regress(mf["D"], b), regress(mf["B"], b)
+    assert emptied.exit_code == 1
+    assert dropped.exit_code == 1 and dropped.verdict == "REGRESSION" and dropped.missing_samples == [LLAVA]
+    for c in dropped.checks:
+        if LLAVA in b["samples"][c.metric]:
+            assert c.regressed and c.lost_samples == {LLAVA: "missing: not in the run"}, c.metric
+        else:
+            assert LLAVA not in c.lost_samples
+    assert {c.metric for c in emptied.regressed} <= {c.metric for c in dropped.regressed}
+    md, junit, js = tmp_path / "m.md", tmp_path / "j.xml", tmp_path / "r.json"
+    r = CliRunner().invoke(regress_cmd, [str(mf["D"]), "--baseline", str(mf["baseline"]), "--markdown", str(md),
+                                         "--junit", str(junit), "--json", str(js)])
+    assert r.exit_code == 1, r.output
+    assert "REGRESSION:" in r.output and "PASS" not in r.output and "missing in the run" in r.output
+    text = md.read_text()
+    assert text.startswith("### mer-eval regress: ❌ regression") and f"`{LLAVA}` missing" in text
+    suite = ET.parse(junit).getroot()
+    fails = suite.findall("testcase/failure")
+    assert len(fails) == int(suite.get("failures")) == len(dropped.regressed) > 0
+    assert all(f"lost {LLAVA}: missing: not in the run" in f.text for f in fails)
+    data = json.loads(js.read_text())
+    assert data["verdict"] == "REGRESSION" and data["missing_samples"] == [LLAVA]
+
+
+def test_run_with_none_of_the_baselines_samples_is_not_checked(mf, tmp_path):
+    """Two other MER-Factory outputs, no sample id shared with the baseline: nothing compared, never a PASS."""
+    import shutil
+
+    shared = shared_or_skip()
+    run = tmp_path / "runF"
+    run.mkdir()
+    for fn in ("gemini_merr.json", "bakllava_llama3.2_merr.json"):
+        shutil.copy2(shared / "annotations-mer-factory" / fn, run / fn)
+    _mf_score(run)
+    b = load_baseline(mf["baseline"])
+    assert not set(read_scores(run).sample_id) & set().union(*map(set, b["samples"].values()))
+    res = regress(run, b)
+    assert res.exit_code == 2 and res.verdict == "NOT CHECKED" and not res.mismatches
+    assert res.not_checked.startswith("the run holds none of the baseline's 3 samples")
+    assert all(c.n_paired == 0 and not c.regressed for c in res.checks)
+    md, junit, js = tmp_path / "m.md", tmp_path / "j.xml", tmp_path / "r.json"
+    r = CliRunner().invoke(regress_cmd, [str(run), "--baseline", str(mf["baseline"]), "--markdown", str(md),
+                                         "--junit", str(junit), "--json", str(js)])
+    assert r.exit_code == 2, r.output
+    assert "NOT CHECKED" in r.output and "PASS" not in r.output
+    text = md.read_text()
+    assert text.startswith("### mer-eval regress: ⛔ not checked") and "no regression" not in text
+    assert "**Nothing was checked** (exit 2)" in text
+    suite = ET.parse(junit).getroot()
+    errors = suite.findall("testcase/error")
+    assert int(suite.get("errors")) == len(errors) == 1 and errors[0].get("type") == "NotChecked"
+    assert int(suite.get("skipped")) < int(suite.get("tests"))  # not a suite of skips that CI reads as green
+    assert json.loads(js.read_text())["verdict"] == "NOT CHECKED"
+
+
+def test_baseline_with_nothing_to_pair_is_not_checked(mf, tmp_path):
+    """A baseline whose metrics hold no value that counts (every sample's values removed): the run is the
+    baseline's own, yet no metric can be compared, so it is NOT CHECKED, not PASS."""
+    b = load_baseline(mf["baseline"])
+    assert regress(mf["A"], b).verdict == "PASS"
+    for m in b["samples"]:
+        b["samples"][m] = {}
+    p = tmp_path / "empty.json"
+    p.write_text(json.dumps(b))
+    res = regress(mf["A"], load_baseline(p))
+    assert res.exit_code == 2 and res.verdict == "NOT CHECKED" and res.regressed == []
+    assert res.not_checked.startswith("no metric was compared on any sample")
+    r = CliRunner().invoke(regress_cmd, [str(mf["A"]), "--baseline", str(p), "--junit", str(tmp_path / "j.xml")])
+    assert r.exit_code == 2 and "NOT CHECKED: 0 of " in r.output, r.output
+    assert ET.parse(tmp_path / "j.xml").getroot().get("errors") == "1"
