@@ -386,12 +386,15 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
             gate_meta = json.loads(gj.read_text(encoding="utf-8")) if gj.is_file() else {}
         except (json.JSONDecodeError, OSError):
             gate_meta = {}  # gate.csv alone still gives the decisions
-        inc = sum(1 for r in gate_rows if r.get("decision") == "include")
-        sec["gate"] = {"included": inc, "excluded": len(gate_rows) - inc, "rules": gate_meta.get("rules", []),
+        if not isinstance(gate_meta, dict):
+            gate_meta = {}
+        counts = _gate_counts(gate_rows, gate_meta)
+        sec["gate"] = {**counts, "rules": gate_meta.get("rules", []),
                        "per_rule": (gate_meta.get("counts") or {}).get("per_rule", {}),
                        "origin": gate_meta.get("origin"),
                        "human": sum(1 for r in gate_rows if r.get("decided_by") == "human"),
-                       "histogram": gate_meta.get("label_histogram") or {}, "warnings": gate_meta.get("warnings") or []}
+                       "histogram": gate_meta.get("label_histogram") or {},
+                       "warnings": list(gate_meta.get("warnings") or []) + counts["mismatch"]}
     if not with_samples:
         return sec
     ds = discover(run_dir)
@@ -451,6 +454,9 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
             # a curator's decision (mer-eval review) beats the rules and is shown as such
             "decision": (g.get("decision") + (" (human)" if g.get("decided_by") == "human" else "")) if g else None,
             "failed": g.get("failed") if g else None, "skipped": g.get("skipped") if g else None,
+            # why no rule could judge it (gate.csv's unknown column; an older gate.csv has none)
+            "unknown": (g.get("unknown") or None) if g else None,
+            "decided_by": (g.get("decided_by") or "rules") if g else None,
             "coverage": float(ev.composite.coverage) if ev is not None and ev.composite is not None else None,
             "values": values, "statuses": statuses, "self_checks": self_checks, "abstained": abstained,
             "metrics": details, "texts": texts, "texts_from": texts_from,
@@ -473,13 +479,61 @@ def _media_link(s: Any, run_dir: Path) -> Optional[dict[str, str]]:
     return None
 
 
+GATE_DECISIONS = ("include", "exclude", "review")
+GATE_COUNT_KEYS = {"include": "included", "exclude": "excluded", "review": "review"}
+ON_UNKNOWN = {"include": "unknowns included by --include-unknown", "exclude": "unknowns excluded (fail closed)",
+              "review": "unknowns sent to review"}
+NEEDS_REVIEW = "needs review"
+UNKNOWN_INCLUDED = "nothing could check it: included by --include-unknown"
+
+
+def _gate_counts(gate_rows: list[dict[str, str]], gate_meta: dict[str, Any]) -> dict[str, Any]:
+    """The gate card's counts: gate.json's own ``counts`` (included, excluded, review, unknown) as the gate wrote
+    them; for an older gate.json without them, the decisions in gate.csv counted (``unknown``: None where gate.csv
+    has no unknown column either). ``mismatch``: where gate.json's counts and gate.csv's decisions disagree."""
+    tally: dict[str, Optional[int]] = {
+        GATE_COUNT_KEYS[k]: sum(1 for r in gate_rows if r.get("decision") == k) for k in GATE_DECISIONS}
+    has_unknown_col = all("unknown" in r for r in gate_rows)
+    tally["unknown"] = sum(1 for r in gate_rows if r.get("unknown")) if has_unknown_col else None
+    c = gate_meta.get("counts")
+    keys = ("included", "excluded", "review", "unknown")
+    ok = isinstance(c, dict) and all(isinstance(c.get(k), int) and not isinstance(c.get(k), bool) and c[k] >= 0
+                                     for k in keys)
+    on_unknown = (c.get("on_unknown") if isinstance(c, dict) else None) or gate_meta.get("on_unknown")
+    out: dict[str, Any] = {"on_unknown": on_unknown if on_unknown in ON_UNKNOWN else None,
+                           "on_unknown_text": ON_UNKNOWN.get(on_unknown), "mismatch": []}
+    if ok:
+        out.update({k: c[k] for k in keys}, counts_from="gate.json")
+        for k in keys:
+            if tally[k] is not None and tally[k] != c[k]:
+                out["mismatch"].append(f"gate.json counts {k} {c[k]} but gate.csv has {tally[k]}: the two files "
+                                       "are not from the same gate run; the card shows gate.json's counts")
+    else:
+        out.update(tally, counts_from="gate.csv (gate.json has no counts)" if c is None
+                   else "gate.csv (gate.json's counts are unreadable)")
+    return out
+
+
 def _is_excluded(r: dict[str, Any]) -> bool:
     return isinstance(r.get("decision"), str) and r["decision"].startswith("exclude")
 
 
+def _needs_person(r: dict[str, Any]) -> bool:
+    """The gate left the decision to a person: a ``review`` decision, or a sample nothing could check that is in
+    the dataset only because unknowns were included on request (a human decision settles both)."""
+    if r.get("decided_by") == "human" or not isinstance(r.get("decision"), str):
+        return False
+    return r["decision"] == "review" or (r["decision"] == "include" and bool(r.get("unknown")))
+
+
 def _flags(r: dict[str, Any]) -> list[str]:
-    """Why a sample needs a curator's look besides a gate decision: abstentions and errors."""
+    """Why a sample needs a curator's look besides an exclusion: a review decision, a sample nothing could
+    check included by ``--include-unknown``, abstentions and errors."""
     out = []
+    if r.get("decided_by") != "human" and r.get("decision") == "review":
+        out.append(NEEDS_REVIEW)
+    if r.get("decided_by") != "human" and r.get("decision") == "include" and r.get("unknown"):
+        out.append(UNKNOWN_INCLUDED)
     if r["abstained"]:
         out.append("abstained: " + ", ".join(r["abstained"]))
     errs = [m["metric"] for m in r["metrics"] if m["status"] == "error"]
@@ -489,13 +543,15 @@ def _flags(r: dict[str, Any]) -> list[str]:
 
 
 def attention_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows in the order a curator acts on them: excluded first, then flagged (abstained / error), then the
-    rest; within each, worst composite first (none counts as worst)."""
+    """Rows in the order a curator acts on them: the samples the gate left to a person first (review, unknown
+    included on request), then excluded, then flagged (abstained / error), then the rest; within each, worst
+    composite first (none counts as worst)."""
     def comp(r):
         v = r["values"].get("composite_score")
         return float("-inf") if v is None else v
 
-    return sorted(rows, key=lambda r: (0 if _is_excluded(r) else 1 if _flags(r) else 2, comp(r)))
+    return sorted(rows, key=lambda r: (0 if _needs_person(r) else 1 if _is_excluded(r) else 2 if _flags(r) else 3,
+                                       comp(r)))
 
 
 def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0,
@@ -520,10 +576,11 @@ def build_report(run_dirs: list[Path], n_boot: int = 2000, seed: int = 0,
     samples = attention_order([r for sec in sections for r in sec.pop("samples")])
     for r in samples:
         r["excluded"] = _is_excluded(r)
+        r["needs_person"] = _needs_person(r)
         r["flags"] = _flags(r)
     has_gate = any(sec["gate"] is not None for sec in sections)
     attention = [r["key"] for r in samples if r["excluded"] or r["flags"]] if has_gate else []
-    attention_basis = "excluded or flagged (abstained / error)"
+    attention_basis = "left to a person (review / unknown included), excluded, or flagged (abstained / error)"
     if not attention:
         attention = [r["key"] for r in samples if r["flags"]]
         attention_basis = "flagged (abstained / error)" if attention else ""

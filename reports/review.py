@@ -53,10 +53,30 @@ def _num(v: Any) -> Optional[float]:
     return f if math.isfinite(f) else None
 
 
+UNKNOWN_INCLUDED = "nothing could check it: included by --include-unknown"
+
+
+def queue_reason(row: dict[str, str]) -> Optional[str]:
+    """Why a gate.csv row goes to a reviewer, or None (included by rules that could check it): a human decision,
+    an exclusion, a ``review`` decision, or a sample nothing could check (gate.csv's ``unknown``) that is included
+    only because unknowns were included on request (``--include-unknown``)."""
+    dec = row.get("decision")
+    if row.get("decided_by") == "human":
+        human = "accept" if dec == "include" else "reject" if dec == "exclude" else dec
+        return f"decided by a human: {human}"
+    if dec == "exclude":
+        return "excluded by the gate"
+    if dec == "review":
+        return "needs review"
+    if dec == "include":
+        return UNKNOWN_INCLUDED if row.get("unknown") else None
+    return f"gate decision {dec!r} unknown to this version"  # never dropped silently
+
+
 def build_queue(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-    """The samples the gate excluded or flagged (plus those a human already decided), worst first: lowest
-    composite first, a sample without a composite before all. Returns (items, allowed media files by URL
-    path)."""
+    """The samples the gate excluded, sent to review or included only because nothing could check them and
+    unknowns were included on request (plus those a human already decided), worst first: lowest composite first,
+    a sample without a composite before all. Returns (items, allowed media files by URL path)."""
     from mer_eval.discovery import discover
 
     run_dir = Path(run_dir).resolve()
@@ -73,7 +93,8 @@ def build_queue(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     items, files = [], {}
     for row in table:
         sid = row["sample_id"]
-        if row.get("decision") == "include" and row.get("decided_by") != "human":
+        reason = queue_reason(row)
+        if reason is None:
             continue
         s = samples.get(sid)
         ann = s.annotation if s else None
@@ -93,7 +114,7 @@ def build_queue(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
                      and m["status"] == "ok"), None)
         items.append({
             "id": sid, "decision": row.get("decision"), "decided_by": row.get("decided_by") or "rules",
-            "why": row.get("why") or "", "composite": comp,
+            "reason": reason, "why": row.get("why") or "", "composite": comp,
             "failed": [x for x in (row.get("failed") or "").split("; ") if x],
             "skipped": [x for x in (row.get("skipped") or "").split("; ") if x],
             "unknown": row.get("unknown") or "",

@@ -547,3 +547,123 @@ def test_leaderboard_of_incomparable_runs_says_why(runs, tmp_path):
     html = build_report([good, other])
     assert "Not comparable" in html and "repetition_rate" in html and "0000000000000000" in html
     assert not re.search(r"<td class=\"num\">1</td><td>good</td>", html)
+
+
+# ---- gate decisions as they were made: review and unknown-included samples (real MER-Factory outputs) ----
+
+REVIEW_METRICS = ["text_quality", "conclusion", "grounding", "au_faithfulness", "abstention"]  # no weights
+REVIEW_RULES = """\
+rules:
+  - name: composite_min
+    rule: composite_score >= 60
+    required: true
+  - name: grounded
+    rule: grounding >= 0.5
+    action: review
+"""
+UNKNOWN_INCLUDED = "nothing could check it: included by --include-unknown"
+
+
+def make_review_gated_example(dest: Path, shared: Path) -> Path:
+    """examples/mer-factory plus three real MER-Factory outputs of the shared data (two MERR annotations and an
+    AU analysis, whose AU-only sample no text metric and no composite can check), scored without downloaded
+    weights, then gated with a required composite and a grounding rule whose action is ``review``, unknown
+    samples included on request (``--include-unknown``): every kind of gate decision, from real outputs."""
+    import shutil
+
+    from mer_eval.config import load_config
+    from mer_eval.scoring import score_run
+
+    src = EXAMPLES / "mer-factory"
+    if not src.is_dir():
+        pytest.skip("examples/mer-factory is not present")
+    shutil.copytree(src, dest)
+    ann = shared / "annotations-mer-factory"
+    for sid, fn, kind in (("sh_sentiment", "default_merr_data_sentiment.json", "merr_data"),
+                          ("sh_bakllava", "bakllava_llama3.2_merr.json", "merr_data"),
+                          ("sh_au", "default_au_analysis.json", "au_analysis")):
+        (dest / sid).mkdir()
+        shutil.copy2(ann / fn, dest / sid / f"{sid}_{kind}.json")
+    score_run(dest, load_config(None, ["cache.enabled=false"]), metrics=REVIEW_METRICS)
+    rules = dest.parent / "rules_review.yaml"
+    rules.write_text(REVIEW_RULES, encoding="utf-8")
+    gate_run(dest, rules, include_unknown=True)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def review_gated(tmp_path_factory):
+    return make_review_gated_example(tmp_path_factory.mktemp("review-gated") / "mf", shared_or_skip())
+
+
+def _gate_kinds(run: Path) -> tuple[dict, dict[str, list[str]]]:
+    """gate.json's counts and the ids of each kind of decision in gate.csv; asserts the run has every kind
+    (else the tests below would check nothing)."""
+    from mer_eval.gates import read_gate_table
+
+    counts = json.loads((run / "gate.json").read_text(encoding="utf-8"))["counts"]
+    rows = read_gate_table(run)
+    kinds = {k: sorted(r["sample_id"] for r in rows if r["decision"] == k) for k in ("include", "exclude", "review")}
+    kinds["unknown_included"] = sorted(r["sample_id"] for r in rows if r["decision"] == "include" and r["unknown"])
+    assert all(kinds.values()), kinds
+    assert counts["on_unknown"] == "include" and counts["unknown"] >= len(kinds["unknown_included"])
+    return counts, kinds
+
+
+def test_gate_card_shows_gate_json_counts_with_review_and_unknown(review_gated):
+    counts, kinds = _gate_kinds(review_gated)
+    assert counts["review"] == len(kinds["review"]) and counts["excluded"] == len(kinds["exclude"])
+    html = build_report([review_gated])
+    card = next(e for e in elements(html) if e["attrs"].get("data-card") == "gate")
+    # a review sample is not an excluded one, and the unknown count is on the card
+    assert card["text"] == (f"gate {counts['included']} / {counts['excluded']} / {counts['review']} "
+                            f"included / excluded / to review {counts['unknown']} unknown: nothing could check "
+                            "them · unknowns included by --include-unknown")
+    gate = _section(html, "gate")
+    assert (f"{counts['included']} included, {counts['excluded']} excluded, {counts['review']} to review; "
+            f"{counts['unknown']} unknown (nothing could check them): unknowns included by --include-unknown") in gate
+
+
+def test_attention_lists_review_and_unknown_included_samples(review_gated):
+    counts, kinds = _gate_kinds(review_gated)
+    data = table_data(build_report([review_gated]))
+    by_id = {s["id"]: s for s in data["samples"]}
+    att = [k.split("/", 1)[1] for k in data["attention"]]
+    # the samples a person must decide on come first (configs/gates/default.yaml: the report lists them first),
+    # then the excluded ones; every one of them is in "needs attention"
+    need_person = sorted(set(kinds["review"]) | set(kinds["unknown_included"]))
+    assert sorted(att[:len(need_person)]) == need_person
+    assert set(kinds["exclude"]) <= set(att[len(need_person):])
+    for sid in kinds["review"]:
+        assert "needs review" in by_id[sid]["flags"] and not by_id[sid]["excluded"]
+    for sid in kinds["unknown_included"]:
+        assert UNKNOWN_INCLUDED in by_id[sid]["flags"] and by_id[sid]["decision"] == "include"
+    plain = [s for s in kinds["include"] if s not in kinds["unknown_included"]]
+    for sid in plain:  # a sample every rule passed needs no flag from the gate
+        assert not {"needs review", UNKNOWN_INCLUDED} & set(by_id[sid]["flags"])
+    assert data["attention_total"] == len(att)
+
+
+def test_gate_card_of_an_older_gate_json_counts_gate_csv(review_gated, tmp_path):
+    """A gate.json without counts: the card counts gate.csv's decisions and says so; a gate.json whose counts
+    disagree with gate.csv is shown with a warning, not silently."""
+    counts, kinds = _gate_kinds(review_gated)
+    run = copy_run(review_gated, tmp_path / "old")
+    gj = run / "gate.json"
+    meta = json.loads(gj.read_text(encoding="utf-8"))
+    meta.pop("counts")
+    gj.write_text(json.dumps(meta), encoding="utf-8")
+    html = build_report([run])
+    card = next(e for e in elements(html) if e["attrs"].get("data-card") == "gate")
+    # the same numbers, counted from gate.csv's decisions and its unknown column
+    assert card["text"].startswith(f"gate {len(kinds['include'])} / {len(kinds['exclude'])} / {len(kinds['review'])} "
+                                   f"included / excluded / to review {counts['unknown']} unknown: nothing could "
+                                   "check them")
+    assert "counted from gate.csv (gate.json has no counts)" in card["text"]
+    meta["counts"] = dict(counts, excluded=counts["excluded"] + 1)
+    gj.write_text(json.dumps(meta), encoding="utf-8")
+    html = build_report([run])
+    card = next(e for e in elements(html) if e["attrs"].get("data-card") == "gate")
+    assert "defect" in card["attrs"]["class"]
+    assert re.search(r'<p class="bad">warning: gate\.json counts excluded \d+ but gate\.csv has '
+                     rf'{len(kinds["exclude"])}', html)

@@ -194,3 +194,36 @@ def test_review_in_chromium(browser, server, run, tmp_path):
 
     html = build_report([run])
     assert "include (human)" in html and "decided by a human reviewer" in html
+
+
+def test_queue_holds_review_and_unknown_included_samples(tmp_path):
+    """A sample nothing could check, included only because of --include-unknown, reaches a reviewer (real
+    MER-Factory outputs: examples/mer-factory plus an AU-only analysis no text metric can check)."""
+    from mer_eval.reports.review import ReviewServer, build_queue
+    from test_report import UNKNOWN_INCLUDED, make_review_gated_example
+
+    run = make_review_gated_example(tmp_path / "mf", shared_or_skip())
+    with (run / "gate.csv").open(encoding="utf-8", newline="") as f:
+        rows = {r["sample_id"]: r for r in csv.DictReader(f)}
+    kinds = {k: sorted(s for s, r in rows.items() if r["decision"] == k) for k in ("exclude", "review")}
+    kinds["unknown_included"] = sorted(s for s, r in rows.items() if r["decision"] == "include" and r["unknown"])
+    assert all(kinds.values()), kinds  # the run has every kind, else this checks nothing
+    items = {it["id"]: it for it in build_queue(run)[0]}
+    assert sorted(items) == sorted(kinds["exclude"] + kinds["review"] + kinds["unknown_included"])
+    for sid in kinds["unknown_included"]:
+        it = items[sid]
+        assert it["reason"] == UNKNOWN_INCLUDED and it["decision"] == "include" and it["unknown"] == rows[sid]["unknown"]
+        assert it["why"] == rows[sid]["why"]  # the gate's own words, as it decided
+    assert all(items[s]["reason"] == "needs review" for s in kinds["review"])
+    assert all(items[s]["reason"] == "excluded by the gate" for s in kinds["exclude"])
+    # the curator can decide on it: accepted, it stays in the queue as a human decision
+    sid = kinds["unknown_included"][0]
+    srv = ReviewServer(run, "tester").start()
+    try:
+        entry = srv.decide({"sample_id": sid, "action": "accept"})
+    finally:
+        srv.stop()
+    assert entry["before"] == "include" and entry["after"] == "include"
+    gate_run(run, run.parent / "rules_review.yaml", include_unknown=True)
+    it = {i["id"]: i for i in build_queue(run)[0]}[sid]
+    assert it["decided_by"] == "human" and it["human"] == "accept" and it["reason"] == "decided by a human: accept"
