@@ -511,7 +511,7 @@ class _Stats:
         self.values: dict[str, list] = {}  # of the independent ok values that are finite (the run's means)
         self.left_out: dict[str, dict[str, Any]] = {}
         self.models: dict[str, ModelRef] = {}
-        self.ok_values: dict[str, list] = {}  # of every ok value (the console table's mean)
+        self.ok_values: dict[str, list] = {}  # of every ok value (the console table's ok count)
         self.reasons: dict[str, dict[str, int]] = {}
         self.first_model: dict[str, Optional[str]] = {}
         self.metrics_order: dict[str, None] = {}
@@ -632,9 +632,10 @@ class _Stats:
 
         rows = []
         for metric, c in self.counts.items():
-            ok_sum, ok_n = self.ok_values.get(metric, (0.0, 0))
-            rows.append({"metric": metric, "ok": ok_n, "n": sum(c.values()),
-                         "mean": self._strict_mean(metric, ok_sum, ok_n), "abstained": c.get("abstained", 0),
+            _, ok_n = self.ok_values.get(metric, (0.0, 0))
+            # the mean of run.json's means: self-check values left out (counted here), abstentions at the worst
+            rows.append({"metric": metric, "ok": ok_n, "n": sum(c.values()), "mean": self.mean(metric),
+                         "abstained": c.get("abstained", 0), "self_checks": self.left_out.get(metric, {}).get("n", 0),
                          "model": self.first_model.get(metric),
                          "reasons": Counter(self.reasons.get(metric, {})).most_common(3)})
         return rows

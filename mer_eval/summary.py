@@ -9,11 +9,12 @@ from mer_eval.schema import Status
 
 
 def metric_table_rows(outcome: Any) -> list[dict]:
-    """One row per metric: n ok / n, mean, and the most common reasons it could not score. The mean counts each
-    abstention at the output's worst value (None where the output has none), as the run's means do."""
+    """One row per metric: n ok / n, mean, and the most common reasons it could not score. The mean is the run's
+    (run.json's means): self-check values left out (``self_checks`` counts them), each abstention counted at the
+    output's worst value (None where the output has none)."""
     if getattr(outcome, "metric_rows", None) is not None:  # accumulated while scoring (a streamed run)
         return outcome.metric_rows
-    from mer_eval.scoring import _worst_values
+    from mer_eval.scoring import _judged, _worst_values
 
     worst = _worst_values(getattr(outcome, "families", None) or {})
     rows = []
@@ -23,13 +24,14 @@ def metric_table_rows(outcome: Any) -> list[dict]:
             per_metric.setdefault(r.metric, []).append(r)
     for metric, rs in per_metric.items():
         ok = [r.value for r in rs if r.status == Status.ok]
+        counted = [r.value for r in rs if r.status == Status.ok and _judged(r)[0] is None]
         n_abst = sum(1 for r in rs if r.status == Status.abstained)
         reasons = Counter(f"{r.status.value}: {r.reason}" for r in rs if r.status != Status.ok)
         model = next((r.model.id for r in rs if r.model is not None), None)
         if n_abst and worst.get(metric) is None:
             mean = None
         else:
-            vals = ok + [worst[metric]] * n_abst if n_abst else ok
+            vals = counted + [worst[metric]] * n_abst if n_abst else counted
             mean = sum(vals) / len(vals) if vals else None
         rows.append({
             "metric": metric,
@@ -37,6 +39,7 @@ def metric_table_rows(outcome: Any) -> list[dict]:
             "n": len(rs),
             "mean": mean,
             "abstained": n_abst,
+            "self_checks": len(ok) - len(counted),
             "model": model,
             "reasons": reasons.most_common(3),
         })
@@ -54,6 +57,8 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
         mean = "-" if row["mean"] is None else f"{row['mean']:.3f}"
         if row.get("abstained"):  # counted in the mean at the worst value (or no mean: the output has none)
             mean += f" ({row['abstained']} abstained{', no worst value' if row['mean'] is None else ' = worst'})"
+        if row.get("self_checks"):  # ok values that re-check the annotation's own inputs: in no mean
+            mean += f" ({row['self_checks']} self-check{'s' if row['self_checks'] > 1 else ''} left out)"
         why = "\n".join(f"{n}× {r[:120]}" for r, n in row["reasons"]) or "-"
         t.add_row(row["metric"], f"{row['ok']}/{row['n']}", mean, row["model"] or "-", why)
     con.print(t)
@@ -78,7 +83,7 @@ def score_summary_json(outcome: Any) -> dict:
         "out_dir": str(outcome.out_dir), "n_samples": len(outcome.results), "seconds": round(outcome.seconds, 3),
         "cache_hits": outcome.section.cache_hits, "composite_version": outcome.section.composite_version,
         "metrics": [{"metric": r["metric"], "ok": r["ok"], "n": r["n"], "mean": r["mean"],
-                     "abstained": r.get("abstained", 0), "model": r["model"],
+                     "abstained": r.get("abstained", 0), "self_checks": r.get("self_checks", 0), "model": r["model"],
                      "reasons": [{"reason": why, "count": n} for why, n in r["reasons"]]}
                     for r in metric_table_rows(outcome)],
         "composite": comp,

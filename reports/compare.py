@@ -35,11 +35,12 @@ COMPOSITE = "composite_score"
 
 def bootstrap_mean_ci(values, n_boot: int = N_BOOT, seed: int = SEED, alpha: float = 0.05
                       ) -> tuple[Optional[float], Optional[float]]:
-    """Percentile bootstrap CI of the mean (resampling samples with replacement); (None, None) when empty."""
+    """Percentile bootstrap CI of the mean (resampling samples with replacement); (None, None) for fewer than two
+    values: resampling one value gives the zero-width interval [v, v], a certainty nobody measured."""
     import numpy as np
 
     v = np.asarray(values, dtype=float)
-    if v.size == 0:
+    if v.size < 2:
         return None, None
     rng = np.random.default_rng(seed)
     chunk = max(1, min(n_boot, 4_000_000 // v.size))  # bounded memory for large runs

@@ -15,7 +15,8 @@ on its versions (and the model ids in its scores), and the output says the rest 
 
 Then it compares per metric, on the samples whose values count in both (paired). A metric *regresses* when
 its mean moves the wrong way (by ``higher_is_better``) by more than its tolerance AND the paired bootstrap
-95% CI of the difference excludes 0 (the move is beyond resampling noise). A metric also regresses when
+95% CI of the difference excludes 0 (the move is beyond resampling noise; with one paired sample there is no
+interval, and a move beyond tolerance counts). A metric also regresses when
 samples it scored ok in the baseline are not ok in the run (``error``, ``abstained``, ``not_applicable``:
 ``lost_samples``): a metric that stopped answering must not pass because nothing is left to compare;
 ``unavailable`` there (a model missing on this machine) makes the run not comparable (exit 2). A baselined
@@ -330,7 +331,10 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
         bad = -d if hib else d  # > 0: worse
         c.wrong_way = bool(c.diff < 0) if hib else bool(c.diff > 0)
         c.beyond_tolerance = abs(c.diff) > tol
-        c.beyond_noise = bool(c.ci_high < 0) if hib else bool(c.ci_low > 0)
+        if c.ci_low is None:  # one paired sample: no interval can tell noise from a change; fail closed, it counts
+            c.beyond_noise = c.wrong_way and c.beyond_tolerance
+        else:
+            c.beyond_noise = bool(c.ci_high < 0) if hib else bool(c.ci_low > 0)
         c.regressed = (c.wrong_way and c.beyond_tolerance and c.beyond_noise) or bool(c.lost_samples)
         order = np.argsort(-bad)
         c.worst_samples = [{"sample_id": common[i], "baseline": float(b[i]), "run": float(r[i]),
@@ -339,7 +343,10 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
         c.message = (f"{m} ({direction}): mean {_fmt(c.paired_baseline_mean)} -> {_fmt(c.paired_run_mean)} on "
                      f"{len(common)} paired samples, diff {_fmt(c.diff)} (95% CI {_fmt(c.ci_low)} .. "
                      f"{_fmt(c.ci_high)}), tolerance {_fmt(tol)}")
-        if c.wrong_way and c.beyond_tolerance and c.beyond_noise:
+        if c.wrong_way and c.beyond_tolerance and c.ci_low is None:
+            c.message += (": REGRESSED (wrong way and beyond tolerance; one paired sample has no bootstrap interval "
+                          "to call it noise)")
+        elif c.wrong_way and c.beyond_tolerance and c.beyond_noise:
             c.message += ": REGRESSED (wrong way, beyond tolerance and beyond bootstrap noise)"
         elif c.wrong_way and c.beyond_tolerance:
             c.message += ": worse beyond tolerance but within bootstrap noise (CI includes 0)"

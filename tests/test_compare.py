@@ -44,7 +44,7 @@ def test_bootstrap_and_wilcoxon_helpers():
     assert lo <= v.mean() <= hi and lo >= v.min() and hi <= v.max()
     assert bootstrap_mean_ci(v, 2000, 0) == (lo, hi)  # fixed seed: reproducible
     assert bootstrap_mean_ci([0.7, 0.7, 0.7]) == (pytest.approx(0.7), pytest.approx(0.7))
-    assert bootstrap_mean_ci([]) == (None, None)
+    assert bootstrap_mean_ci([]) == (None, None) == bootstrap_mean_ci([0.7])  # one value: no interval, not [v, v]
     assert wilcoxon_p([0, 0, 0]) == (None, "all paired differences are zero")
     assert wilcoxon_p([]) == (None, "no paired samples")
     # n = 5, all of one sign: exact two-sided p = 2 / 2^5

@@ -106,6 +106,11 @@ def test_offline_provider_does_not_grade_its_own_answers(examples, tmp_path):
         assert "cm_fer" not in comp.details.get("counted", [])
     man = load_manifest(run / "run.json")
     assert man.score.means["cm_fer"] is None and man.score.left_out["cm_fer"]["n"] == len(ds.samples)
+    # the console table's mean is the same: the self-checks are counted as such, not averaged (before: a mean)
+    from mer_eval.summary import metric_table_rows
+
+    row = next(r for r in metric_table_rows(out) if r["metric"] == "cm_fer")
+    assert row["ok"] == len(ds.samples) and row["mean"] is None and row["self_checks"] == len(ds.samples)
     assert "voted" in next(iter(man.score.left_out["cm_fer"]["reasons"]))
     assert man.score.fingerprints["conclusion_consistency"].code_hash
 

@@ -44,9 +44,12 @@ UNAVAILABLE: dict[str, dict[str, Any]] = {
 # What an empty annotation gets where it is not `not_applicable` (not answering is an outcome there), and the
 # crafted sample that is not_applicable for those families (None: the family has no not_applicable path).
 EMPTY_SCORED: dict[str, tuple[set[Status], Sample | None]] = {
-    "abstention": ({Status.ok}, None),
+    # abstained_score 0; integrity_score not_applicable (no provenance recorded)
+    "abstention": ({Status.ok, Status.not_applicable}, None),
     "conclusion": ({Status.abstained}, Sample(id="tester-audio", type=SampleType.audio)),
     "grounding": ({Status.abstained}, Sample(id="tester-audio", type=SampleType.audio)),
+    "cross_modal": ({Status.abstained}, Sample(id="tester-audio", type=SampleType.audio)),
+    "text_quality": ({Status.abstained}, Sample(id="tester-audio", type=SampleType.audio)),
 }
 # float32 models give batch-size-dependent rounding (padding, batched matmuls): values agree to this much
 BATCH_ATOL = {"clip": 1e-6, "clap": 1e-6, "nli": 1e-6, "cross_modal": 1e-6}

@@ -483,3 +483,31 @@ def test_baseline_with_nothing_to_pair_is_not_checked(mf, tmp_path):
     r = CliRunner().invoke(regress_cmd, [str(mf["A"]), "--baseline", str(p), "--junit", str(tmp_path / "j.xml")])
     assert r.exit_code == 2 and "NOT CHECKED: 0 of " in r.output, r.output
     assert ET.parse(tmp_path / "j.xml").getroot().get("errors") == "1"
+
+
+def test_one_paired_sample_has_no_interval_and_a_move_beyond_tolerance_counts(mf, tmp_path):
+    """One sample on both sides: the bootstrap interval of one value would be [d, d], a certainty nobody
+    measured. It is reported as none, and a wrong-way move beyond tolerance regresses (fail closed) instead of
+    resting on that interval."""
+    import shutil
+
+    from mer_eval.reports.compare import bootstrap_mean_ci
+
+    assert bootstrap_mean_ci([0.7]) == (None, None)
+    base, run = tmp_path / "one", tmp_path / "one_worse"
+    for d in (base, run):
+        d.mkdir()
+        shutil.copytree(EXAMPLES_MF / "gemini", d / "gemini")
+    p = run / "gemini" / "gemini_merr_data.json"
+    data = json.loads(p.read_text(encoding="utf-8"))
+    data["final_summary"] = degrade_text(data["final_summary"])
+    p.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    _mf_score(base)
+    _mf_score(run)
+    res = regress(run, bless(base))
+    moved = [c for c in res.checks if c.n_paired == 1 and c.wrong_way and c.beyond_tolerance]
+    assert moved, [c.message for c in res.checks]
+    for c in moved:
+        assert c.ci_low is None and c.ci_high is None and c.regressed, c.message
+        assert "one paired sample has no bootstrap interval" in c.message
+    assert res.exit_code == 1
