@@ -273,6 +273,11 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
         unranked = [r["run"] for r in ranking if r["rank"] is None]
         if unranked:
             notes.append(f"not ranked ({NO_COMPOSITE}): " + ", ".join(unranked))
+        ns = {r["run"]: r["n"] for r in ranking if r["rank"] is not None}
+        if len(set(ns.values())) > 1:  # each mean is over the samples that run's composite scored
+            notes.append("ranked on composites measured on different numbers of the common samples ("
+                         + ", ".join(f"{k} {v}" for k, v in ns.items()) + f" of {len(common)}): a sample with no "
+                         "composite is in no mean; the composite's left-out reasons say why")
     return Comparison(labels, [str(p) for p in paths], len(common), dropped, n_samples, metrics, ranking, n_boot,
                       seed, notes, [], allowed, left_out)
 

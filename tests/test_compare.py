@@ -347,3 +347,25 @@ def test_runs_without_a_composite_get_no_rank(mf, tmp_path):
     assert [(run, rank) for run, rank, _ in rows] == [("runA", "1"), ("runX", "–"), ("runY", "–")]
     assert "not ranked: no composite_score measured on the common samples" in rows[1][2]
     assert ">None<" not in html
+
+
+def test_ranking_over_different_numbers_of_samples_says_so(mf, tmp_path):
+    """Two runs whose composites were measured on different numbers of the common samples are ranked, each on
+    its own measured samples, and the comparison says so (the unscored sample is in no mean)."""
+    import pandas as pd
+
+    a = mf["A"]
+    b = copy_run(a, tmp_path / "runA_fewer")
+    df = pd.read_parquet(b / "scores.parquet")
+    hit = (df.sample_id == LLAVA) & (df.metric == "composite_score")
+    assert hit.sum() == 1 and (df.loc[hit, "status"] == "ok").all()
+    df.loc[hit, ["status", "value", "reason"]] = ["not_applicable", None, "below_min_coverage (test)"]
+    df.to_parquet(b / "scores.parquet", index=False)
+    c = compare_runs([a, b], n_boot=200)
+    ns = {r["run"]: r["n"] for r in c.ranking}
+    assert ns[a.name] == ns[b.name] + 1 and all(r["rank"] for r in c.ranking)
+    note = next(n for n in c.notes if n.startswith("ranked on composites measured on different numbers of the "
+                                                     "common samples ("))
+    assert f"{a.name} {ns[a.name]}" in note and f"{b.name} {ns[b.name]}" in note and "of 3)" in note
+    assert not any("different numbers" in n for n in compare_runs([a, copy_run(a, tmp_path / "same")],
+                                                                     n_boot=200).notes)
