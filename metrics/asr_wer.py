@@ -1,12 +1,23 @@
 """ASR word / character error rate of the annotation's transcript.
 
 * Hypothesis: ``annotation.transcript`` (a wrapper such as ``The audio transcript is: '...'`` is removed,
-  :func:`mer_eval.domain.text.unwrap_transcript`). No transcript, or an empty one: ``not_applicable``.
+  :func:`mer_eval.domain.text.unwrap_transcript`). No transcript, or an empty one (MER-Factory's
+  ``"Speech:\\nAudio Characteristics: ..."`` and ``"N/A"`` read as absent): when the sample's type promises an
+  audio analysis (``TRANSCRIPT_TYPES``: MER-Factory's ``mer`` and ``audio``) and it has a reference (human, or
+  a Whisper baseline of its audio) with words, it is scored as the *empty hypothesis*: every reference word is
+  a deletion, WER = CER = 1.0, status ``ok``, ``details.transcript_absent = true`` (not transcribing must not
+  score better than transcribing wrongly, which a ``not_applicable`` dropping out of the mean would). Other
+  types (``video``, ``au``, ``image``) promise no transcript: ``not_applicable``.
 * Reference: ``sample.reference_transcript`` when present (``details.reference = "ground_truth"``), else a
   baseline transcript of ``sample.audio`` (or the video's audio track) by faster-whisper with the model
   ``metrics.asr_wer.model`` (default ``whisper-base``, resolved offline by :mod:`mer_eval.models`; loaded once
   per process; ``details.reference = "whisper:<model id>"``, the baseline text in ``details.reference_text``).
-  Baseline transcripts are cached by audio content hash, model and decoding options.
+  Baseline transcripts are cached by audio content hash, model and decoding options. A cut-off file is not
+  transcribed: before the baseline the file is checked with :mod:`mer_eval.domain.media`'s own checks (a
+  RIFF/WAVE ``data`` chunk that declares more bytes than the file holds, ``_wav_shortfall``: a header / size
+  read, no decoding; or a part-way decoder failure an earlier ``load_audio`` of the file recorded,
+  ``partial_decode``), and such a sample is an ``error`` ("audio cut off: N of M samples decoded"): a baseline
+  of part of the clip would be compared with a transcript of all of it.
   ``metrics.asr_wer.batch_files`` (default 1: file by file) > 1 transcribes the baseline files of a batch
   together: files of at most 30 s are laid end to end (1 s of silence between) and go through faster-whisper's
   ``BatchedInferencePipeline`` with one ``clip_timestamps`` clip per file, ``batch_files`` clips per encoder /
@@ -46,8 +57,8 @@ from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.domain.records import asr_of
-from mer_eval.schema import ASRRecord, MetricResult, ModelRef, Sample, Status
-from mer_eval.domain.text import cjk_ratio, mixed_tokens, unwrap_transcript
+from mer_eval.schema import ASRRecord, MetricResult, ModelRef, Sample, Status, clean_text
+from mer_eval.domain.text import _TRANSCRIPT_WRAPPER, cjk_ratio, mixed_tokens, unwrap_transcript
 
 
 def basic_normaliser() -> Callable[[str], str]:
@@ -80,6 +91,54 @@ def same_model(recorded: Optional[ASRRecord], res: Any) -> bool:
     return bool(recorded.model_id) and recorded.model_id == res.id
 
 
+def _wav_frames(p: Path) -> Optional[tuple[int, int]]:
+    """(frames the file holds, frames its ``data`` chunk declares) of a RIFF/WAVE file, from the header and the
+    file size; None when it is not one or the header cannot be read."""
+    import struct
+
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            pos, align = 12, 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, clen = struct.unpack("<4sI", f.read(8))
+                if cid == b"fmt ":
+                    fmt = f.read(min(clen, 16))
+                    if len(fmt) >= 14:
+                        align = struct.unpack("<H", fmt[12:14])[0]
+                elif cid == b"data":
+                    if not align:
+                        return None
+                    return (size - (pos + 8)) // align, clen // align
+                pos += 8 + clen + (clen & 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def cut_off(audio: Path) -> Optional[str]:
+    """Why ``audio`` holds only part of the clip its header declares, or None: :mod:`mer_eval.domain.media`'s own
+    checks, without decoding (a wav whose ``data`` chunk declares more than the file holds; a part-way decoder
+    failure that an earlier ``load_audio`` of this file recorded)."""
+    from mer_eval.domain.media import _wav_shortfall, partial_decode
+
+    p = Path(audio)
+    short = _wav_shortfall(p)
+    if short:
+        n = _wav_frames(p)
+        if n is not None:
+            return f"audio cut off: {n[0]} of {n[1]} samples decoded ({p.name}: {short})"
+        return f"audio cut off ({p.name}: {short})"
+    broke = partial_decode(p)
+    if broke:
+        return f"audio cut off: {p.name} decoded only in part ({broke})"
+    return None
+
+
 def error_rates(reference: str, hypothesis: str, cjk: bool) -> dict[str, Any]:
     """jiwer figures for already-normalised texts; ``reference`` first."""
     import jiwer
@@ -97,6 +156,14 @@ def error_rates(reference: str, hypothesis: str, cjk: bool) -> dict[str, Any]:
 
 
 
+# MER-Factory types whose annotation carries an audio analysis (transcript first): an absent transcript there is
+# an unanswered part, scored as the empty hypothesis (see metrics/abstention.py: ``mer`` and ``audio``)
+TRANSCRIPT_TYPES = ("mer", "audio")
+
+ABSENT_NOTE = ("the annotation has no transcript although its type ({type}) promises an audio analysis; scored as "
+               "the empty hypothesis (every reference word a deletion)")
+
+
 class ASRParams(MetricParams):
     backend: Literal["faster-whisper"] = "faster-whisper"  # openai-whisper: not supported yet
     model: str = "whisper-base"
@@ -112,7 +179,8 @@ class ASRWER(Metric):
     model_uses = "whisper-base (only without reference transcript)"
     name = "asr_wer"
     order = 90
-    version = "1.0"
+    version = "1.1"  # 1.1: an absent transcript of a mer / audio sample scores as empty (was not_applicable);
+    # a cut-off audio file gives no Whisper baseline (error)
     requires = "annotation.transcript and (sample.reference_transcript or audio/video for a Whisper baseline)"
     description = "WER / CER of the annotation's transcript against the ground truth or a Whisper baseline."
     outputs = (
@@ -128,17 +196,28 @@ class ASRWER(Metric):
     # ---- inputs -----------------------------------------------------------------------------------
     @staticmethod
     def hypothesis(sample: Sample) -> Optional[str]:
-        t = sample.annotation.transcript
-        t = unwrap_transcript(t) if t else None
-        return t or None
+        """The transcript, unwrapped; None when absent, empty, MER-Factory's "N/A" (:func:`clean_text`) or an
+        empty wrapper (``The audio transcript is: ''``)."""
+        t = clean_text(sample.annotation.transcript)
+        if t is None:
+            return None
+        m = _TRANSCRIPT_WRAPPER.match(t)
+        if m and not m.group("t").strip(" '\"“”‘’「」"):
+            return None
+        return clean_text(unwrap_transcript(t))
 
     @staticmethod
     def audio_source(sample: Sample) -> Optional[Path]:
         return sample.audio or sample.video
 
+    @staticmethod
+    def promises_transcript(sample: Sample) -> bool:
+        return getattr(sample.type, "value", sample.type) in TRANSCRIPT_TYPES
+
     def missing_inputs(self, sample: Sample) -> Optional[str]:
-        if self.hypothesis(sample) is None:
-            return "annotation has no transcript"
+        if self.hypothesis(sample) is None and not self.promises_transcript(sample):
+            return (f"annotation has no transcript ({getattr(sample.type, 'value', sample.type)} annotations "
+                    "promise none)")
         if not (sample.reference_transcript or "").strip() and self.audio_source(sample) is None:
             return ("no reference transcript (sample.reference_transcript) and no audio or video to "
                     "transcribe a Whisper baseline from")
@@ -147,7 +226,8 @@ class ASRWER(Metric):
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
         ref = (sample.reference_transcript or "").strip()
         rec = None if ref else asr_of(sample)
-        return {"hypothesis": self.hypothesis(sample), "reference": ref or None,
+        return {"hypothesis": self.hypothesis(sample), "type": getattr(sample.type, "value", sample.type),
+                "reference": ref or None,
                 "audio": None if ref else self.audio_source(sample), "asr_record": rec.file if rec else None}
 
     # ---- model ------------------------------------------------------------------------------------
@@ -297,21 +377,31 @@ class ASRWER(Metric):
         thr = float(self.params["cjk_threshold"])
         batched: dict[Path, dict[str, Any]] = {}
         need = [self.audio_source(s) for s in samples if not (s.reference_transcript or "").strip()]
-        if int(self.params["batch_files"]) > 1 and len(need) > 1:
+        # header / size checks only (no decoding): a cut-off file gets no baseline
+        cut = {a: cut_off(a) for a in dict.fromkeys(need) if a is not None}
+        whole = [a for a in need if a is not None and not cut.get(a)]
+        if int(self.params["batch_files"]) > 1 and len(whole) > 1:
             try:
                 model = self._whisper()
             except ModelUnavailable as e:
                 model_error = str(e)
             if model is not None:
-                batched = self._baselines_batched(model, [a for a in need if a is not None])
+                batched = self._baselines_batched(model, whole)
         for s in samples:
             hyp = self.hypothesis(s) or ""
             ref = (s.reference_transcript or "").strip()
             details: dict[str, Any] = {}
+            if not hyp:  # missing_inputs let it through: its type promises a transcript
+                details.update(transcript_absent=True, hypothesis_scored_as="empty",
+                               note=ABSENT_NOTE.format(type=getattr(s.type, "value", s.type)))
             ref_model: Optional[ModelRef] = None
             if ref:
                 details["reference"] = "ground_truth"
             else:
+                audio = self.audio_source(s)
+                if cut.get(audio):
+                    out[s.id] = self.not_ok(s.id, Status.error, str(cut[audio]), details=details)
+                    continue
                 if model is None and model_error is None:
                     try:
                         model = self._whisper()
@@ -320,7 +410,6 @@ class ASRWER(Metric):
                 if model_error is not None:
                     out[s.id] = self.not_ok(s.id, Status.unavailable, model_error)
                     continue
-                audio = self.audio_source(s)
                 try:
                     base = batched.get(audio) or self._baseline(model, audio)
                 except Exception as e:  # noqa: BLE001 (one unreadable file is that sample's error, not the batch's)

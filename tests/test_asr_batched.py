@@ -58,3 +58,25 @@ def test_batched_baselines_match_file_by_file(speech, tmp_path):
     # the two decodings are cached apart: a batched re-run is served from the cache, never the file-by-file texts
     again = run(batch_files=8)
     assert all(r.cached for rs in again.values() for r in rs.values())
+
+
+def test_cut_off_file_is_left_out_of_the_batch(speech, tmp_path):
+    """A wav cut off after its header (first half of a LibriVox file, header still full length) gets no batched
+    baseline either: that sample is an error, the whole files of the batch are scored."""
+    import struct
+
+    src = next(s.audio for s in speech if s.audio.suffix == ".wav")
+    b = src.read_bytes()
+    i = b.index(b"data")
+    n = struct.unpack("<I", b[i + 4: i + 8])[0]
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(b[: i + 8 + (n // 2) // 2 * 2])
+    samples = speech[:2] + [Sample(id="cut", type="audio", audio=cut, annotation=speech[0].annotation)]
+    m = ASRWER({"model": "whisper-base", "beam_size": 1, "batch_files": 8},
+               ScoreContext(device="cpu", config=Config(), cache=Cache(tmp_path / "cache")))
+    out = {s: {r.metric: r for r in rs} for s, rs in m.score(samples).items()}
+    assert all(r.status == Status.error and r.value is None for r in out["cut"].values())
+    assert out["cut"]["asr_wer"].reason.startswith(f"audio cut off: {(n // 2) // 2} of {n // 2} samples decoded")
+    for s in speech[:2]:
+        r = out[s.id]["asr_wer"]
+        assert r.status == Status.ok and r.details["whisper_batched"] is True

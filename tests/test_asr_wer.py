@@ -97,18 +97,174 @@ def test_chinese_transcripts_give_cer(shared_data):
 
 
 def test_missing_transcript_is_not_applicable(shared_data):
+    """Types that promise no transcript (video, au, image) stay not_applicable without one; so does a sample with
+    a transcript but nothing to compare it with."""
     jfk = shared_data / "speech-jfk" / "jfk.flac"
     samples = [
-        Sample(id="none", audio=jfk),
-        Sample(id="empty", audio=jfk, annotation=Annotation(transcript="")),
+        Sample(id="none", type="video", audio=jfk),
+        Sample(id="empty", type="au", audio=jfk, annotation=Annotation(transcript="")),
+        Sample(id="image", type="image", reference_transcript="hello there"),
         Sample(id="noref", annotation=Annotation(transcript="hello there")),
     ]
     out = _score(samples)
-    for sid in ("none", "empty"):
+    for sid in ("none", "empty", "image"):
         assert all(r.status == Status.not_applicable and r.value is None for r in out[sid])
-        assert "no transcript" in out[sid][0].reason
+        assert "no transcript" in out[sid][0].reason and "promise none" in out[sid][0].reason
     assert all(r.status == Status.not_applicable for r in out["noref"])
     assert "no reference transcript" in out["noref"][0].reason
+
+
+def _absent_ok(results, n_words):
+    r = _by_name(results)
+    for m in ("asr_wer", "asr_cer"):
+        assert r[m].status == Status.ok and r[m].value == 1.0, (m, r[m].status, r[m].reason)
+        assert r[m].details["transcript_absent"] is True and r[m].details["hypothesis_scored_as"] == "empty"
+        assert "scored as the empty hypothesis" in r[m].details["note"]
+    d = r["asr_wer"].details
+    assert (d["hits"], d["substitutions"], d["insertions"], d["deletions"]) == (0, 0, 0, n_words)
+    assert d["reference_words"] == n_words and d["hypothesis_normalised"] == ""
+    return r
+
+
+def test_absent_transcript_scores_as_empty_not_skipped(shared_data):
+    """A mer / audio annotation promises an audio analysis: no transcript there is scored as the empty hypothesis
+    (WER = CER = 1, all deletions), never left out of the mean while a wrong transcript ("...") scores 1."""
+    from mer_eval.discovery import discover
+
+    k = "sense_and_sensibility_01_austen_64kb-0880"  # he was not an ill disposed young man
+    ref, wav = _refs(shared_data)[k], shared_data / "speech-librivox" / f"{k}.wav"
+    # MER-Factory's own empty transcript: "Speech:\nAudio Characteristics: ..." reads as no transcript, tone kept
+    mer = discover(shared_data / "annotations-mer-factory").by_id()["default_merr_data_MER"]
+    assert mer.type.value == "mer" and mer.annotation.transcript is None and mer.annotation.audio_description
+    samples = [
+        mer.model_copy(update={"id": "mer", "reference_transcript": ref, "audio": wav}),
+        mer.model_copy(update={"id": "mer_noaudio", "reference_transcript": ref}),  # the human reference has words
+        Sample(id="audio_none", type="audio", audio=wav, reference_transcript=ref),
+        Sample(id="audio_empty", type="audio", audio=wav, reference_transcript=ref,
+               annotation=Annotation(transcript="")),
+        Sample(id="audio_na", type="audio", audio=wav, reference_transcript=ref,
+               annotation=Annotation(transcript="N/A")),
+        Sample(id="audio_wrapper", type="audio", audio=wav, reference_transcript=ref,
+               annotation=Annotation(transcript="The audio transcript is: ''")),
+        Sample(id="dots", type="audio", audio=wav, reference_transcript=ref, annotation=Annotation(transcript="...")),
+        Sample(id="video", type="video", audio=wav, reference_transcript=ref),
+    ]
+    out = _score(samples)
+    n = len(_norm(ref).split())
+    assert n == 8
+    for sid in ("mer", "mer_noaudio", "audio_none", "audio_empty", "audio_na"):
+        r = _absent_ok(out[sid], n)
+        assert r["asr_wer"].details["reference"] == "ground_truth"
+        assert r["asr_wer"].value == jiwer.wer(_norm(ref), "")  # reference first: all deletions
+    # "The audio transcript is: ''" unwraps to nothing: no transcript either (was scored as the wrapper's words)
+    _absent_ok(out["audio_wrapper"], n)
+    # answering wrongly ("..." normalises to nothing) scores 1.0: not answering scores no better
+    dots = _by_name(out["dots"])["asr_wer"]
+    assert dots.status == Status.ok and dots.value == 1.0 and "transcript_absent" not in dots.details
+    assert all(r.status == Status.not_applicable and "promise none" in r.reason for r in out["video"])
+
+
+def test_merfactory_audio_folders_without_transcript_count_in_the_mean(shared_data, tmp_path):
+    """The auditor's case end to end: MER-Factory audio-analysis JSONs on LibriVox clips, references from a CSV.
+    Absent transcripts ("Speech:\nAudio Characteristics: ...", "N/A") are scored (1.0) and counted."""
+    import json
+    import shutil
+
+    from mer_eval.discovery import discover
+
+    refs = _refs(shared_data)
+    real = json.loads((shared_data / "annotations-mer-factory" / "default_merr_data_MER.json").read_text())
+    speech_empty = real["coarse_descriptions_at_peak"]["audio_analysis"]  # MER-Factory's real output for a clip it did not transcribe
+    assert speech_empty.startswith("Speech:\nAudio Characteristics:")
+    clips = {"exact": ("sense_and_sensibility_01_austen_64kb-0880", refs["sense_and_sensibility_01_austen_64kb-0880"]
+                       + "\nTone: calm."),
+             "empty": ("sense_and_sensibility_01_austen_64kb-0930", speech_empty),
+             "na": ("sense_and_sensibility_01_austen_64kb-0890", "N/A"),
+             "dots": ("sense_and_sensibility_01_austen_64kb-0920", "...\nTone: calm")}
+    rows = ["name,transcript"]
+    for sid, (k, analysis) in clips.items():
+        d = tmp_path / "run" / sid
+        d.mkdir(parents=True)
+        shutil.copy(shared_data / "speech-librivox" / f"{k}.wav", d / f"{sid}.wav")
+        (d / f"{sid}_audio_analysis.json").write_text(json.dumps({"source_path": f"{sid}.wav",
+                                                                  "audio_analysis": analysis}))
+        rows.append(f"{sid},{refs[k]}")
+    (tmp_path / "refs.csv").write_text("\n".join(rows) + "\n")
+    ds = discover(tmp_path / "run", transcripts=tmp_path / "refs.csv").by_id()
+    assert ds["empty"].annotation.transcript is None and ds["na"].annotation.transcript is None
+    assert all(s.type.value == "audio" and s.audio is not None for s in ds.values())
+    out = _score(list(ds.values()))
+    for sid in ("empty", "na"):
+        _absent_ok(out[sid], len(_norm(refs[clips[sid][0]]).split()))
+    wer = {sid: _by_name(out[sid])["asr_wer"] for sid in clips}
+    assert all(r.status == Status.ok for r in wer.values())  # 4/4 counted, none dropped
+    assert wer["exact"].value == 0.0 and wer["dots"].value == 1.0
+    assert sum(r.value for r in wer.values()) / 4 == 0.75
+
+
+def test_absent_transcript_against_whisper_baseline(shared_data):
+    """No human reference: the Whisper baseline of the audio has words, so an absent transcript of an audio
+    annotation is all deletions against it."""
+    pytest.importorskip("faster_whisper")
+    from mer_eval.models import resolve_from_config
+
+    if not resolve_from_config("whisper-base", Config()).available:
+        pytest.skip("whisper-base weights are not here")
+    s = Sample(id="jfk", type="audio", audio=shared_data / "speech-jfk" / "jfk.flac")
+    r = _by_name(_score([s], model="whisper-base")["jfk"])["asr_wer"]
+    assert r.details["reference"].startswith("whisper:") and r.model is not None
+    n = len(r.details["reference_normalised"].split())
+    assert n >= JFK_WORDS - 2  # whisper-base hears the sentence
+    _absent_ok(_score([s], model="whisper-base")["jfk"], n)
+
+
+def _cut_wav(src, dst):
+    """``src``'s header unchanged (it still declares every sample) with only the first half of its data."""
+    import struct
+
+    b = src.read_bytes()
+    i = b.index(b"data")
+    n = struct.unpack("<I", b[i + 4: i + 8])[0]
+    dst.write_bytes(b[: i + 8 + (n // 2) // 2 * 2])
+    return dst
+
+
+def test_cut_off_wav_is_an_error_not_a_baseline(shared_data, tmp_path, monkeypatch):
+    """A wav whose header declares more samples than the file holds gets no (partial) Whisper baseline: error,
+    found from the header and file size alone (nothing is decoded for the check)."""
+    import soundfile as sf
+
+    from mer_eval.domain import media
+
+    k = "sense_and_sensibility_01_austen_64kb-0870"
+    full = shared_data / "speech-librivox" / f"{k}.wav"
+    cut = _cut_wav(full, tmp_path / "cut.wav")
+    declared = sf.info(str(full)).frames
+    held = len(media.load_audio(cut, sr=16000))  # what a decoder really gets (16 kHz file)
+    assert 0.45 < held / declared < 0.55 and media.partial_decode(cut)  # the media module says so too
+    media._PARTIAL.clear()  # the metric must find it without an earlier load_audio
+
+    def no_decoding(*a, **kw):
+        raise AssertionError("the cut-off check decoded audio")
+
+    monkeypatch.setattr(media, "_decode_audio_av", no_decoding)
+    monkeypatch.setattr(media, "_decode_audio_sf", no_decoding)
+    ref = _refs(shared_data)[k]
+    out = _score([Sample(id="cut", type="audio", audio=cut, annotation=Annotation(transcript=ref)),
+                  Sample(id="cut_absent", type="audio", audio=cut)])
+    why = f"audio cut off: {held} of {declared} samples decoded"
+    for sid in ("cut", "cut_absent"):
+        assert all(r.status == Status.error and r.value is None for r in out[sid]), (sid, out[sid][0].status,
+                                                                                   out[sid][0].value)
+        assert out[sid][0].reason.startswith(why) and "cut.wav" in out[sid][0].reason
+    from mer_eval.metrics.asr_wer import cut_off
+
+    assert cut_off(cut) == out["cut"][0].reason
+    assert cut_off(full) is None and cut_off(shared_data / "speech-jfk" / "jfk.flac") is None
+    # with the human reference there is no baseline to cut: scored as usual
+    r = _by_name(_score([Sample(id="c", type="audio", audio=cut, reference_transcript=ref,
+                                annotation=Annotation(transcript=ref))])["c"])["asr_wer"]
+    assert r.status == Status.ok and r.value == 0.0
 
 
 def test_whisper_unavailable_keeps_ground_truth_samples(shared_data, tmp_path):
