@@ -17,6 +17,10 @@ Detections (``au_f1.source``)
     ``_r`` columns, MER-Factory's rule). The window is the valid frames whose number lies within
     ``peak +- window_frames``. An AU is detected when ``(use_presence and mean(AUxx_c) >= 0.5) or
     mean(AUxx_r) >= intensity_threshold`` over the window (AU28 has ``_c`` only).
+    A CSV with several faces (``face_id``) is read as one face: the one with the most frames with
+    ``success == 1`` and ``confidence >= confidence`` (:func:`mer_eval.domain.openface.read_openface_csv`);
+    ``details.face_choice`` says which and why. Equally many for two faces: ``error``, faces are never
+    averaged together.
     ``mediapipe``: :mod:`mer_eval.domain.face` on ``sample.frame_image()`` (peak-frame image, else the image), the
     same rule on its one frame (its ``_c`` is ``_r >= 1.0``); no face -> ``not_applicable``.
     ``self``: the numbers the text was generated from: the sample's own CSV (rule as ``openface``), else
@@ -42,11 +46,19 @@ Independence
     ``mediapipe`` | ``self``), ``details.self_reason`` and ``params.au_source``; composites can choose to
     ignore ``self``.
 
-Outputs, over the AU universe OpenFace measures (its ``_r`` and ``_c`` sets, 18 AUs), with C the claimed
-present AUs and D the detected ones, TP = |C & D|:
-    ``au_pr`` = TP / |C| (not_applicable when the text claims no AU), ``au_re`` = TP / |D| (not_applicable
-    when nothing is detected), ``au_f1`` = 2 TP / (|C| + |D|) (not_applicable when both are empty). Claims
-    with nothing detected give precision 0 and F1 0: a real measurement of claims the face does not show.
+Measured AUs
+    Only AUs the source measured are compared: for a CSV, those with an ``AUxx_r`` column, or an ``AUxx_c``
+    column when ``use_presence`` (so AU28, ``_c`` only, needs both); for MediaPipe, its ``_r`` set plus its
+    ``_c`` set when ``use_presence``; for ``top_aus_intensities``, OpenFace's ``_r`` set (AU28 cannot be
+    listed). A claimed AU outside that set is not a false positive - nothing says the face does not show it -
+    and is listed in ``unmeasured_claims`` with the reason per AU in ``unmeasured_reasons``.
+
+Outputs, over M the AUs the source measured (at most OpenFace's 18), with C the claimed present AUs in M and
+D the detected ones, TP = |C & D|:
+    ``au_pr`` = TP / |C| (not_applicable when the text claims no AU, or claims only unmeasured ones),
+    ``au_re`` = TP / |D| (not_applicable when nothing is detected), ``au_f1`` = 2 TP / (|C| + |D|)
+    (not_applicable when both are empty). Claims with nothing detected give precision 0 and F1 0: a real
+    measurement of claims the face does not show.
 """
 
 from __future__ import annotations
@@ -60,7 +72,7 @@ import numpy as np
 from pydantic import Field
 
 from mer_eval.domain.au_claims import UNIVERSE, Claims, Mention, claims_of, extract_claims  # noqa: F401
-from mer_eval.domain.facs import au_code
+from mer_eval.domain.facs import OPENFACE_R_AUS, au_code
 from mer_eval.domain.records import au_source_of
 
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
@@ -94,6 +106,9 @@ class Detection:
     model: ModelRef | None = None
     self_why: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the AUs the source measured (and so can say are absent); every other UNIVERSE AU -> why not
+    measured: set[str] = field(default_factory=lambda: set(UNIVERSE))
+    unmeasured: dict[str, str] = field(default_factory=dict)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -181,11 +196,28 @@ def _au_rule(intensity: dict[str, float], presence: dict[str, float], p: AUF1Par
     return out
 
 
+def _measured(r_aus: set[str], c_aus: set[str], p: AUF1Params, where: str) -> tuple[set[str], dict[str, str]]:
+    """The AUs ``_au_rule`` can find present or absent from a source with these ``_r`` / ``_c`` AUs, and why
+    each other AU of the universe is not measured."""
+    measured = set(r_aus) | (set(c_aus) if p.use_presence else set())
+    why = {}
+    for au in UNIVERSE:
+        if au in measured:
+            continue
+        if au in c_aus:
+            why[au] = f"{where} has AU{au} as presence (_c) only, and use_presence is off"
+        else:
+            why[au] = f"no AU{au}_r or AU{au}_c column in {where}"
+    return measured, why
+
+
 def detect_openface(sample: Sample, csv: Path, p: AUF1Params, au_source: str) -> Detection:
-    from mer_eval.domain.openface import OpenFaceError, overall_intensity, read_openface_csv
+    from mer_eval.domain.openface import MultiFaceError, OpenFaceError, overall_intensity, read_openface_csv
 
     try:
-        of = read_openface_csv(csv)
+        of = read_openface_csv(csv, min_confidence=p.confidence)
+    except MultiFaceError as e:
+        raise _Skip(Status.error, f"OpenFace CSV {Path(csv).name} not scored: {e}") from None
     except (OpenFaceError, OSError) as e:
         raise _Skip(Status.error, f"OpenFace CSV {Path(csv).name} unreadable: {e}") from None
     valid = of.valid_mask(p.confidence)
@@ -214,9 +246,14 @@ def detect_openface(sample: Sample, csv: Path, p: AUF1Params, au_source: str) ->
                     f"+-{p.window_frames} of peak frame {peak}")
     inten = {c[2:4]: float(np.mean(of.data[c][win])) for c in of.au_r if c[2:4] in UNIVERSE}
     pres = {c[2:4]: float(np.mean(of.data[c][win])) for c in of.au_c if c[2:4] in UNIVERSE}
+    measured, why = _measured(set(inten), set(pres), p, Path(csv).name)
+    extra: dict[str, Any] = {}
+    if of.face_reason is not None:  # several faces: which one was scored
+        extra["face_choice"] = {"face_id": of.face_id, "frames": {str(k): v for k, v in of.face_frames.items()},
+                                "reason": of.face_reason}
     return Detection(au_source=au_source, detected=_au_rule(inten, pres, p), intensities=inten, presence=pres,
                      source_file=str(csv), how="openface-csv", frames=[int(f) for f in frames[win]],
-                     peak_frame=peak, peak_from=peak_from)
+                     peak_frame=peak, peak_from=peak_from, measured=measured, unmeasured=why, extra=extra)
 
 
 def detect_mediapipe(sample: Sample, p: AUF1Params, config: Any, timed=None) -> Detection:
@@ -236,9 +273,11 @@ def detect_mediapipe(sample: Sample, p: AUF1Params, config: Any, timed=None) -> 
         raise _Skip(Status.not_applicable, f"no face detected in {Path(img).name} (MediaPipe FaceLandmarker)")
     inten = {c[2:4]: v for c, v in r.aus.items()}
     pres = {c[2:4]: v for c, v in r.presence.items()}
+    measured, why = _measured({a for a in inten if a in UNIVERSE}, {a for a in pres if a in UNIVERSE}, p,
+                              "MediaPipe's AU mapping")
     return Detection(au_source="mediapipe", detected=_au_rule(inten, pres, p), intensities=inten,
                      presence=pres, source_file=str(img), how="mediapipe", model=ref,
-                     extra={"n_faces": r.n_faces, "bbox": list(r.bbox)})
+                     extra={"n_faces": r.n_faces, "bbox": list(r.bbox)}, measured=measured, unmeasured=why)
 
 
 def detect_top_aus(sample: Sample, p: AUF1Params) -> Detection:
@@ -249,10 +288,15 @@ def detect_top_aus(sample: Sample, p: AUF1Params) -> Detection:
         if code in UNIVERSE:
             inten[code] = float(v)
     src = sample.annotation_files.get("mer") or next(iter(sample.annotation_files.values()), None)
+    # an unlisted _r AU was measured below MER-Factory's cut; a _c-only AU (AU28) can never be listed
+    measured = set(OPENFACE_R_AUS) & set(UNIVERSE)
+    why = {au: f"top_aus_intensities list _r intensities; AU{au} has no _r in OpenFace"
+           for au in UNIVERSE if au not in measured}
     return Detection(au_source="self", detected=_au_rule(inten, {}, p), intensities=inten, presence={},
                      source_file=str(src) if src else None, how="top_aus_intensities",
                      peak_frame=sample.annotation.peak_frame, peak_from="annotation.peak_frame",
-                     self_why="top_aus_intensities are the numbers the AU text was written from")
+                     self_why="top_aus_intensities are the numbers the AU text was written from",
+                     measured=measured, unmeasured=why)
 
 
 # ---- the metric -----------------------------------------------------------------------------------
@@ -274,9 +318,12 @@ class AUF1(Metric):
     model_uses = "face-landmarker (when no OpenFace CSV)"
     name = "au_f1"
     order = 80
-    version = "1.1"  # 1.1: negation keeps its scope over a list of AUs ("no AU04, AU07 or AU23"); "missing"
+    # 1.1: negation keeps its scope over a list of AUs ("no AU04, AU07 or AU23"); "missing"
+    # 1.2: claims of AUs the source did not measure are left out (unmeasured_claims), not false positives;
+    #      a multi-face OpenFace CSV is read as one face (face_choice), never averaged across faces
+    version = "1.2"
     outputs = (
-        OutputSpec("au_pr", True, (0.0, 1.0), "|claimed & detected| / |claimed| over OpenFace's 18 AUs"),
+        OutputSpec("au_pr", True, (0.0, 1.0), "|claimed & detected| / |claimed| over the AUs the source measured"),
         OutputSpec("au_re", True, (0.0, 1.0), "|claimed & detected| / |detected|", primary=False),
         OutputSpec("au_f1", True, (0.0, 1.0), "2 |claimed & detected| / (|claimed| + |detected|)"),
     )
@@ -432,7 +479,9 @@ class AUF1(Metric):
                                params={**self.public_params(), "au_source": None},
                                details={"au_source": None, "claimed": sorted(claims.present),
                                         "negated": sorted(claims.absent), "texts": list(texts)})
-        C, D = claims.present, det.detected
+        M = det.measured
+        unmeasured = claims.present - M  # nothing says the face does not show these: not scored
+        C, D = claims.present & M, det.detected & M
         tp, fp, fn = C & D, C - D, D - C
         details = {
             "au_source": det.au_source,
@@ -442,8 +491,11 @@ class AUF1(Metric):
             "source_file": det.source_file,
             "texts": list(texts),
             "skipped_texts": skipped_texts,
-            "claimed": sorted(C),
+            "claimed": sorted(claims.present),
             "claimed_by_text": per_field,
+            "measured": sorted(M),
+            "unmeasured_claims": sorted(unmeasured),
+            "unmeasured_reasons": {au: det.unmeasured.get(au, "not measured") for au in sorted(unmeasured)},
             "negated": sorted(claims.absent),
             "conflicting": sorted(claims.conflicting),
             "outside_universe": sorted(claims.outside_universe),
@@ -475,8 +527,14 @@ class AUF1(Metric):
                                        "did not use")
         kw = {"params": params, "details": details, "model": det.model, "evidence": evidence}
         out: list[MetricResult] = []
+        not_measured = ("; ".join(f"AU{au}: {details['unmeasured_reasons'][au]}" for au in sorted(unmeasured))
+                        if unmeasured else "")
         if C:
             out.append(self.ok(s.id, "au_pr", len(tp) / len(C), **kw))
+        elif unmeasured:
+            out += self.not_ok(s.id, Status.not_applicable,
+                               f"the text claims only AUs the source ({det.how}) did not measure ({not_measured}): "
+                               "precision undefined", ["au_pr"], params=params, details=details, evidence=evidence)
         else:
             out += self.not_ok(s.id, Status.not_applicable, "the text claims no AU: precision undefined",
                                ["au_pr"], params=params, details=details, evidence=evidence)
@@ -488,6 +546,11 @@ class AUF1(Metric):
                                params=params, details=details)
         if C or D:
             out.append(self.ok(s.id, "au_f1", 2 * len(tp) / (len(C) + len(D)), **kw))
+        elif unmeasured:
+            out += self.not_ok(s.id, Status.not_applicable,
+                               f"the text claims only AUs the source ({det.how}) did not measure ({not_measured}) "
+                               f"and none detected ({det.au_source}): F1 undefined", ["au_f1"],
+                               params=params, details=details)
         else:
             out += self.not_ok(s.id, Status.not_applicable,
                                f"no AU claimed and none detected ({det.au_source}): F1 undefined", ["au_f1"],

@@ -12,7 +12,7 @@ import json
 import shutil
 
 import pytest
-from mer_eval.domain.au_claims import extract_claims
+from mer_eval.domain.au_claims import UNIVERSE, extract_claims
 from mer_eval.metrics.au_f1 import AUF1
 
 from mer_eval.cache import Cache
@@ -342,3 +342,159 @@ def test_auto_prefers_peak_frame_over_self_csv(tmp_path, shared_data, wmv, mer_j
     assert r["au_f1"].model is not None and r["au_f1"].model.sha256
     # forcing the CSV gives the self check again
     assert _score(s, source="openface")["au_f1"].details["au_source"] == "self"
+
+
+# ---- claims the source did not measure ---------------------------------------------------------
+
+def _drop_columns(src, dst, drop):
+    """A copy of the real CSV ``src`` without the columns whose (stripped) name is in ``drop``; the cut-off
+    last row stays cut off."""
+    lines = src.read_text().splitlines()
+    header = [h.strip() for h in lines[0].split(",")]
+    keep = [i for i, h in enumerate(header) if h not in drop]
+    out = []
+    for line in lines:
+        f = line.split(",")
+        out.append(",".join(f[i] for i in keep if i < len(f)) if len(f) == len(header) else line)
+    dst.write_text("\n".join(out) + "\n")
+    return dst
+
+
+def test_unmeasured_claims_are_not_false_positives(tmp_path, wmv):
+    # the real CSV without its AU06 and AU12 columns: a claimed smile / cheek raiser was never measured
+    csv = _drop_columns(wmv, tmp_path / "no0612.csv", {"AU06_r", "AU06_c", "AU12_r", "AU12_c"})
+    r = _score(_wmv_sample(csv, "A smile with raised cheeks; lips part, jaw drop"))
+    assert r["au_pr"].value == 1.0  # 2 / 2 measured claims, not 2 / 4
+    d = r["au_f1"].details
+    assert d["claimed"] == ["06", "12", "25", "26"] and d["detected"] == ["05", "25", "26"]
+    assert d["unmeasured_claims"] == ["06", "12"]
+    assert "no AU06_r or AU06_c column in no0612.csv" in d["unmeasured_reasons"]["06"]
+    assert d["fp"] == [] and d["tp"] == ["25", "26"] and d["fn"] == ["05"]
+    assert "06" not in d["measured"] and "25" in d["measured"]
+    assert r["au_re"].value == pytest.approx(2 / 3)
+    assert r["au_f1"].value == pytest.approx(0.8)  # 2*2 / (2 + 3)
+    assert r["au_f1"].metric_version == AUF1.version != "1.1"
+    # only unmeasured claims: precision undefined (says why); the text still names none of what was detected
+    r = _score(_wmv_sample(csv, "A broad smile with raised cheeks"))
+    assert r["au_pr"].status == Status.not_applicable
+    assert "did not measure" in r["au_pr"].reason and "06" in r["au_pr"].reason and "12" in r["au_pr"].reason
+    assert r["au_re"].value == 0.0 and r["au_f1"].value == 0.0
+    # ... and nothing detected either: all three undefined, with the reason
+    r = _score(_wmv_sample(csv, "A broad smile with raised cheeks"), use_presence=False, intensity_threshold=5.0)
+    assert all(x.status == Status.not_applicable for x in r.values())
+    assert "did not measure" in r["au_f1"].reason and "F1 undefined" in r["au_f1"].reason
+    assert r["au_f1"].details["unmeasured_claims"] == ["06", "12"]
+
+
+def test_au28_needs_presence_columns(tmp_path, wmv):
+    # AU28 has a _c column only: a CSV without _c columns (or use_presence off) does not measure it
+    no_c = _drop_columns(wmv, tmp_path / "no_c.csv", {f"AU{a}_c" for a in UNIVERSE})
+    r = _score(_wmv_sample(no_c, "Lip suck; lips part, jaw drop"))
+    assert r["au_pr"].value == 1.0 and r["au_f1"].value == 1.0  # not 2/3, 0.8: AU28 was never measured
+    d = r["au_f1"].details
+    assert d["claimed"] == ["25", "26", "28"] and d["unmeasured_claims"] == ["28"]
+    assert "no AU28_r or AU28_c column in no_c.csv" in d["unmeasured_reasons"]["28"]
+    assert d["detected"] == ["25", "26"] and d["fp"] == []
+    r = _score(_wmv_sample(wmv, "Lip suck; lips part, jaw drop"), use_presence=False)
+    d = r["au_f1"].details
+    assert d["unmeasured_claims"] == ["28"] and "use_presence" in d["unmeasured_reasons"]["28"]
+    assert r["au_f1"].value == 1.0
+    # with presence the original CSV measures AU28 (absent at the peak): a real false positive
+    r = _score(_wmv_sample(wmv, "Lip suck; lips part, jaw drop"))
+    assert r["au_f1"].details["unmeasured_claims"] == [] and r["au_f1"].details["fp"] == ["28"]
+    assert r["au_pr"].value == pytest.approx(2 / 3)
+    # top_aus_intensities are _r values: AU28 cannot be listed, so a claim of it is not scored
+    s = Sample(id="x", annotation=Annotation(visual_expression="Lip suck, jaw drop",
+                                             top_aus_intensities={"AU26_r": 1.33}))
+    r = _score(s)
+    assert r["au_f1"].details["unmeasured_claims"] == ["28"] and r["au_pr"].value == 1.0
+
+
+# ---- multi-face CSVs ---------------------------------------------------------------------------
+
+def _add_face(src, dst, edit):
+    """The real CSV ``src`` with a second face (``face_id`` 1) after each complete row: a copy of the row
+    changed by ``edit(frame, {column: value})``. The cut-off last row stays, face 0's, cut off."""
+    lines = src.read_text().splitlines()
+    header = [h.strip() for h in lines[0].split(",")]
+    out = [lines[0]]
+    for line in lines[1:]:
+        out.append(line)
+        f = line.split(",")
+        if len(f) != len(header):
+            continue
+        row = dict(zip(header, f))
+        row["face_id"] = "1"
+        edit(int(row["frame"]), row)
+        out.append(",".join(row[h] for h in header))
+    dst.write_text("\n".join(out) + "\n")
+    return dst
+
+
+def _smiler(enters_at=None):
+    def edit(frame, row):
+        for c in ("AU06_r", "AU12_r"):
+            row[c] = "3.00"
+        for c in ("AU06_c", "AU12_c"):
+            row[c] = "1.0"
+        if enters_at is not None and frame < enters_at:
+            row["success"], row["confidence"] = "0", "0.00"
+    return edit
+
+
+def test_multiface_csv_uses_one_face(tmp_path, wmv):
+    from mer_eval.domain.openface import read_openface_csv
+
+    # a second person, smiling, tracked from frame 200 on (the peak window too): face 0 has the most
+    csv = _add_face(wmv, tmp_path / "two.csv", _smiler(enters_at=200))
+    r = _score(_wmv_sample(csv, "A smile with raised cheeks"))
+    assert r["au_pr"].value == 0.0 and r["au_f1"].value == 0.0  # face 0 alone: no smile (faces mixed: 1.0 and 4/7)
+    of = read_openface_csv(csv)
+    assert of.face_id == 0 and of.face_ids == [0, 1]
+    assert (of.data["face_id"] == 0).all() and of.n == read_openface_csv(wmv).n
+    assert any("kept face 0" in n and "most frames" in n for n in of.notes)
+    assert read_openface_csv(csv, face="all").n == 2 * of.n
+    d = r["au_f1"].details
+    assert d["face_choice"]["face_id"] == 0 and d["face_choice"]["frames"] == {"0": 223, "1": 24}
+    assert "most frames" in d["face_choice"]["reason"]
+    assert d["frames"] == [219, 220, 221, 222, 223] and d["detected"] == ["05", "25", "26"]
+    # the smiling person is the one tracked throughout: face 1 is kept
+    csv = _add_face(wmv, tmp_path / "two_b.csv", _smiler())
+    lines = csv.read_text().splitlines()
+    for i, line in enumerate(lines[1:], start=1):  # face 0 lost (success 0) after frame 100
+        f = line.split(",")
+        if len(f) > 4 and f[1] == "0" and int(f[0]) > 100:
+            f[4] = "0"
+            lines[i] = ",".join(f)
+    csv.write_text("\n".join(lines) + "\n")
+    r = _score(_wmv_sample(csv, "A smile with raised cheeks"))
+    assert r["au_f1"].details["face_choice"]["face_id"] == 1
+    assert r["au_f1"].details["detected"] == ["05", "06", "12", "25", "26"]
+    assert r["au_pr"].value == 1.0
+
+
+def test_multiface_tie_is_an_error(tmp_path, wmv):
+    from mer_eval.domain.openface import OpenFaceError, read_openface_csv
+
+    csv = _add_face(wmv, tmp_path / "tie.csv", _smiler())  # both tracked in every frame
+    with pytest.raises(OpenFaceError, match="cannot tell which face"):
+        read_openface_csv(csv)
+    r = _score(_wmv_sample(csv, "A smile with raised cheeks"))
+    assert all(x.status == Status.error for x in r.values())
+    assert "cannot tell which face" in r["au_f1"].reason and "tie.csv not scored" in r["au_f1"].reason
+    # a face asked for by id is read alone
+    of = read_openface_csv(csv, face=1)
+    assert of.face_id == 1 and (of.data["AU12_r"] == 3.0).all() and "as asked" in of.notes[-1]
+    with pytest.raises(OpenFaceError, match="no face_id 7"):
+        read_openface_csv(csv, face=7)
+
+
+def test_single_face_csv_unchanged(wmv, shared_data):
+    from mer_eval.domain.openface import read_openface_csv
+
+    for p in (wmv, shared_data / "openface" / "OpenFace_Test.csv"):
+        a, b = read_openface_csv(p), read_openface_csv(p, face="all")
+        assert a.columns == b.columns and a.notes == b.notes and a.n == b.n
+        assert all((a.data[c] == b.data[c]).all() for c in a.columns)
+    r = _score(_wmv_sample(wmv, "Lips part, Jaw drop"))
+    assert "face_choice" not in r["au_f1"].details
