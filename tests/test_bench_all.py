@@ -313,3 +313,17 @@ def test_driver_cpu_never_read_is_none_not_zero():
     assert scale_bench._peak_rss_poll(proc) == (0, None)
     assert "driver_cpu_ms_per_sample" not in scale_bench.cpu_budget(100, 1.0, 2.0, cpus=2, driver_cpu_seconds=None)
     assert scale_bench._ms(None) == "not read" and scale_bench._ms(0.1234) == "0.12"
+
+
+def test_onnx_check_without_its_packages_measures_nothing_and_says_so(tmp_path):
+    """bench/onnx_check.py needs onnx (not a dependency): without it, exit 2, the missing package named, and no
+    result file (a figure it did not measure is never written)."""
+    out = tmp_path / "onnx.json"
+    code = ("import importlib.util, runpy, sys; real = importlib.util.find_spec; "
+            "importlib.util.find_spec = lambda n, *a: None if n == 'onnx' else real(n, *a); "
+            f"sys.argv = ['onnx_check.py', '--json', {str(out)!r}]; "
+            f"runpy.run_path({str(REPO / 'bench' / 'onnx_check.py')!r}, run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "needs the python package(s) onnx" in r.stderr and "nothing was measured" in r.stderr
+    assert not out.exists()
