@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 from mer_eval import registry
 from mer_eval.discovery import Dataset, discover_tree
-from mer_eval.domain.openface import OpenFaceError, read_openface_csv
+from mer_eval.domain.openface import MultiFaceError, OpenFaceError, read_openface_csv
 from mer_eval.schema import Sample, SampleType
 
 # generate stage -> sample -> reason it cannot run (None: it can)
@@ -89,6 +89,8 @@ def render_dataset(con, ds: Dataset, config: Any) -> None:
                 of = read_openface_csv(s.openface_csv)
                 notes.append(f"OpenFace: {of.n} frames kept of {of.rows_read}"
                              + (f"; {'; '.join(of.notes)}" if of.notes else ""))
+            except MultiFaceError as e:  # read, but which face is the annotated person cannot be told
+                notes.append(f"OpenFace CSV not used: {e}")
             except OpenFaceError as e:
                 notes.append(f"OpenFace CSV unreadable: {e}")
         t.add_row(s.id, s.type.value, f["media"], s.label or "-", "yes" if s.reference_transcript else "-",

@@ -487,6 +487,20 @@ def test_multiface_tie_is_an_error(tmp_path, wmv):
     assert of.face_id == 1 and (of.data["AU12_r"] == 3.0).all() and "as asked" in of.notes[-1]
     with pytest.raises(OpenFaceError, match="no face_id 7"):
         read_openface_csv(csv, face=7)
+    # validate says the file was read but not used (not "unreadable")
+    import io
+
+    from rich.console import Console
+
+    from mer_eval.discovery import Dataset
+    from mer_eval.config import load_config
+    from mer_eval.validate import render_dataset
+
+    buf = io.StringIO()
+    render_dataset(Console(file=buf, width=400), Dataset(kind="manifest", root=tmp_path, samples=[
+        _wmv_sample(csv, "A smile with raised cheeks")]), load_config())
+    out = " ".join(buf.getvalue().split())
+    assert "OpenFace CSV not used:" in out and "cannot tell which face" in out and "unreadable" not in out
 
 
 def test_single_face_csv_unchanged(wmv, shared_data):

@@ -126,6 +126,8 @@ def test_review_in_chromium(browser, server, run, tmp_path):
         page.wait_for_function("t => document.getElementById('status').textContent.indexOf(t) >= 0", arg=text)
 
     assert current() == ids[0]
+    # why the sample is in the queue, then the gate's own words
+    assert page.text_content("#why") == f"{queue[0]['reason']}: {queue[0]['why']}" and queue[0]["reason"]
     page.keyboard.press("j")
     assert current() == ids[1]
     page.keyboard.press("k")
