@@ -849,6 +849,23 @@ def load_gate(run_dir: Path) -> Optional[dict[str, bool]]:
     return out
 
 
+NEEDS_REVIEW = "needs review"
+UNKNOWN_INCLUDED = "nothing could check it: included by --include-unknown"
+
+
+def left_to_person(row: dict[str, Any]) -> Optional[str]:
+    """Why the gate left a sample's decision to a person, or None: a ``review`` decision, or a sample nothing could
+    check (``unknown``) that is in the dataset only because unknowns were included on request. A curator's own
+    decision (``decided_by`` human) settles both. ``row``: a gate.csv row, or the report's row of it."""
+    if row.get("decided_by") == "human":
+        return None
+    if row.get("decision") == "review":
+        return NEEDS_REVIEW
+    if row.get("decision") == "include" and row.get("unknown"):
+        return UNKNOWN_INCLUDED
+    return None
+
+
 def read_gate_table(run_dir: Path) -> Optional[list[dict[str, str]]]:
     p = Path(run_dir) / GATE_CSV
     if not p.is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from mer_eval.schema import Status
@@ -14,36 +13,11 @@ def metric_table_rows(outcome: Any) -> list[dict]:
     output's worst value (None where the output has none)."""
     if getattr(outcome, "metric_rows", None) is not None:  # accumulated while scoring (a streamed run)
         return outcome.metric_rows
-    from mer_eval.scoring import _judged, _worst_values
+    from mer_eval.scoring import _Stats
 
-    worst = _worst_values(getattr(outcome, "families", None) or {})
-    rows = []
-    per_metric: dict[str, list] = {}
-    for rs in outcome.results.values():
-        for r in rs:
-            per_metric.setdefault(r.metric, []).append(r)
-    for metric, rs in per_metric.items():
-        ok = [r.value for r in rs if r.status == Status.ok]
-        counted = [r.value for r in rs if r.status == Status.ok and _judged(r)[0] is None]
-        n_abst = sum(1 for r in rs if r.status == Status.abstained)
-        reasons = Counter(f"{r.status.value}: {r.reason}" for r in rs if r.status != Status.ok)
-        model = next((r.model.id for r in rs if r.model is not None), None)
-        if n_abst and worst.get(metric) is None:
-            mean = None
-        else:
-            vals = counted + [worst[metric]] * n_abst if n_abst else counted
-            mean = sum(vals) / len(vals) if vals else None
-        rows.append({
-            "metric": metric,
-            "ok": len(ok),
-            "n": len(rs),
-            "mean": mean,
-            "abstained": n_abst,
-            "self_checks": len(ok) - len(counted),
-            "model": model,
-            "reasons": reasons.most_common(3),
-        })
-    return rows
+    stats = _Stats(getattr(outcome, "families", None) or {})  # the same counts and means a streamed run keeps
+    stats.add(outcome.results)
+    return stats.metric_rows()
 
 
 def print_score_summary(con, outcome: Any, top: int = 3) -> None:

@@ -40,6 +40,7 @@ from typing import Any, Optional
 
 from pydantic import Field
 
+from mer_eval.domain.emotion_text import summary_or_abstention
 from mer_eval.domain.text import split_sentences
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.models import ModelSpec
@@ -192,8 +193,6 @@ class ReferenceReasoning(Metric):
             return None  # scored as an error with the reason (compute)
         if ref is None:
             return f"no reference reasoning for this sample in {self.params['references']}"
-        from mer_eval.domain.emotion_text import summary_or_abstention
-
         _, status, why = summary_or_abstention(sample)
         return why if status == "not_applicable" else None  # abstained: every output says so (compute)
 
@@ -333,8 +332,6 @@ class ReferenceReasoning(Metric):
         except ValueError as e:
             return {s.id: self.not_ok(s.id, Status.error, str(e)) for s in samples}
         emap = self.params["emotion_map"] or None
-        from mer_eval.domain.emotion_text import summary_or_abstention
-
         refs = {s.id: self.reference_for(s) for s in samples}
         empty = {s.id: why for s in samples for _, status, why in [summary_or_abstention(s)] if status == "abstained"}
         pairs = [(s.id, s.annotation.final_summary or "", refs[s.id].text) for s in samples if s.id not in empty]

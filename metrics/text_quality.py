@@ -396,20 +396,7 @@ def _textstat_internals() -> Optional[tuple]:
     return count_words, words_per_sentence, list_words, get_lang_cfg, get_lang_root
 
 
-def readability(text: str) -> tuple[float, float]:
-    """``(textstat.flesch_kincaid_grade(text), textstat.flesch_reading_ease(text))``, 0.0 for both where the
-    formulas are undefined (no words, or no syllables), as textstat gives them. The metric uses
-    :func:`readability_or_none`, which says so instead."""
-    r = readability_or_none(text)
-    if r is None:
-        import textstat
-
-        legacy_round = getattr(getattr(textstat, "textstat", None), "_legacy_round", None)
-        return (float(legacy_round(0.0)), float(legacy_round(0.0))) if legacy_round else (0.0, 0.0)
-    return r
-
-
-def readability_or_none(text: str) -> Optional[tuple[float, float]]:
+def readability(text: str) -> Optional[tuple[float, float]]:
     """``(textstat.flesch_kincaid_grade(text), textstat.flesch_reading_ease(text))`` in en_US: the same formulas on
     textstat's own word and sentence counts (computed as textstat 0.7.x does, :func:`_textstat_counts`, checked
     once against the installed textstat), with the syllables summed from per-word memoised counts
@@ -531,7 +518,7 @@ class TextQuality(Metric):
                 out.extend(self.not_ok(s.id, Status.unavailable, why, ["fkgl", "flesch_reading_ease"],
                                        details=base))
             else:
-                fkgl, fre = readability_or_none(text) or (None, None)
+                fkgl, fre = readability(text) or (None, None)
                 why = ("readability is undefined for this summary: no word with a syllable (textstat would give "
                        "0.0, a grade nobody measured)")
                 put("fkgl", fkgl, why, backend="textstat", syllables=src)

@@ -483,8 +483,6 @@ GATE_DECISIONS = ("include", "exclude", "review")
 GATE_COUNT_KEYS = {"include": "included", "exclude": "excluded", "review": "review"}
 ON_UNKNOWN = {"include": "unknowns included by --include-unknown", "exclude": "unknowns excluded (fail closed)",
               "review": "unknowns sent to review"}
-NEEDS_REVIEW = "needs review"
-UNKNOWN_INCLUDED = "nothing could check it: included by --include-unknown"
 
 
 def _gate_counts(gate_rows: list[dict[str, str]], gate_meta: dict[str, Any]) -> dict[str, Any]:
@@ -519,21 +517,19 @@ def _is_excluded(r: dict[str, Any]) -> bool:
 
 
 def _needs_person(r: dict[str, Any]) -> bool:
-    """The gate left the decision to a person: a ``review`` decision, or a sample nothing could check that is in
-    the dataset only because unknowns were included on request (a human decision settles both)."""
-    if r.get("decided_by") == "human" or not isinstance(r.get("decision"), str):
-        return False
-    return r["decision"] == "review" or (r["decision"] == "include" and bool(r.get("unknown")))
+    """The gate left the decision to a person (:func:`mer_eval.gates.left_to_person`)."""
+    from mer_eval.gates import left_to_person
+
+    return left_to_person(r) is not None
 
 
 def _flags(r: dict[str, Any]) -> list[str]:
     """Why a sample needs a curator's look besides an exclusion: a review decision, a sample nothing could
     check included by ``--include-unknown``, abstentions and errors."""
-    out = []
-    if r.get("decided_by") != "human" and r.get("decision") == "review":
-        out.append(NEEDS_REVIEW)
-    if r.get("decided_by") != "human" and r.get("decision") == "include" and r.get("unknown"):
-        out.append(UNKNOWN_INCLUDED)
+    from mer_eval.gates import left_to_person
+
+    person = left_to_person(r)
+    out = [person] if person else []
     if r["abstained"]:
         out.append("abstained: " + ", ".join(r["abstained"]))
     errs = [m["metric"] for m in r["metrics"] if m["status"] == "error"]

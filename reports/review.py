@@ -36,7 +36,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
 
-from mer_eval.gates import (EDIT_FIELDS, GateError, append_review, read_gate_table, read_review, read_scores)
+from mer_eval.gates import (EDIT_FIELDS, GateError, append_review, left_to_person, read_gate_table, read_review,
+                             read_scores)
 from mer_eval.paths import is_within
 
 TEXT_FIELDS = ("transcript", "audio_description", "visual_expression", "visual_objective", "video_content",
@@ -53,9 +54,6 @@ def _num(v: Any) -> Optional[float]:
     return f if math.isfinite(f) else None
 
 
-UNKNOWN_INCLUDED = "nothing could check it: included by --include-unknown"
-
-
 def queue_reason(row: dict[str, str]) -> Optional[str]:
     """Why a gate.csv row goes to a reviewer, or None (included by rules that could check it): a human decision,
     an exclusion, a ``review`` decision, or a sample nothing could check (gate.csv's ``unknown``) that is included
@@ -66,10 +64,8 @@ def queue_reason(row: dict[str, str]) -> Optional[str]:
         return f"decided by a human: {human}"
     if dec == "exclude":
         return "excluded by the gate"
-    if dec == "review":
-        return "needs review"
-    if dec == "include":
-        return UNKNOWN_INCLUDED if row.get("unknown") else None
+    if dec in ("review", "include"):
+        return left_to_person(row)
     return f"gate decision {dec!r} unknown to this version"  # never dropped silently
 
 

@@ -111,6 +111,9 @@ def test_offline_provider_does_not_grade_its_own_answers(examples, tmp_path):
 
     row = next(r for r in metric_table_rows(out) if r["metric"] == "cm_fer")
     assert row["ok"] == len(ds.samples) and row["mean"] is None and row["self_checks"] == len(ds.samples)
+    # an outcome without the streamed rows computes them from its results, the same way
+    streamed, out.metric_rows = out.metric_rows, None
+    assert metric_table_rows(out) == streamed
     assert "voted" in next(iter(man.score.left_out["cm_fer"]["reasons"]))
     assert man.score.fingerprints["conclusion_consistency"].code_hash
 
