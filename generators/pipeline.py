@@ -329,6 +329,7 @@ class _Run:
         async with sem:
             sample_dir = self.store.sample_dir(sample.id)
             sample_dir.mkdir(parents=True, exist_ok=True)
+            self.store.remove_orphan_temps(sample.id)  # a killed earlier try of this sample left them
             if self.force:  # --force recomputes: drop the stages' saved results (they would be reused)
                 from mer_eval.generators.stages import STAGE_ORDER, stage_json_path
 

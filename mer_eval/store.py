@@ -172,12 +172,22 @@ class RunStore:
             os.close(fd)
             self._lock_fd = None
 
-    def remove_orphan_temps(self) -> list[Path]:
+    def remove_orphan_temps(self, sample_id: str | None = None) -> list[Path]:
         """Delete the temporary files a killed writer left (``.<name>.<random>.tmp`` of :func:`atomic_write_bytes`
         and the parquet / CSV writers) in the run folder and its sample folders. Called with the lock held, so
-        no live writer of this run owns one."""
+        no live writer of this run owns one.
+
+        With ``sample_id``, only that sample's folder: called as a worker (re)starts the sample, which no other
+        writer of the run touches then. This is what clears the temp file of a worker killed mid-run (a Ray actor
+        restarted and its piece run again) without waiting for the next run's lock."""
         gone = []
-        for d in [self.root, *(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink())]:
+        if sample_id is not None:
+            dirs = [self.sample_dir(sample_id)]
+        else:
+            dirs = [self.root, *(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink())]
+        for d in dirs:
+            if not d.is_dir():
+                continue
             for p in d.glob(".*.tmp"):
                 if p.is_file() and not p.is_symlink():
                     p.unlink(missing_ok=True)

@@ -346,3 +346,39 @@ def test_asr_wer_against_the_generating_whisper_is_marked_dependent(run):
     other = ASRWER({"model": "whisper-base"}, ScoreContext(device="cpu", config=run["cfg"])).score([jfk])
     r2 = {x.metric: x for x in other["jfk"]}["asr_wer"]
     assert r2.status.value == "ok" and "independent" not in r2.details
+
+
+def test_a_restarted_worker_clears_the_temp_file_its_killed_try_left(tmp_path):
+    """A Ray actor SIGKILLed mid-write leaves ``.<file>.<pid>.<tid>.tmp`` in the sample's folder; the run's lock was
+    taken (and its sweep done) before, so the restarted actor running the piece again must clear it as it restarts
+    the sample (CI caught one left on a real run). Here: a real photo annotated once, its meta removed (the kill
+    came before the end) and a half-written temp planted while the driver holds the lock, then the actor class
+    runs the piece in this process."""
+    from datetime import datetime, timezone
+
+    from mer_eval.generators import synthesis
+    from mer_eval.generators.engine_ray import GenerateActor
+    from mer_eval.generators.pipeline import generate_config_hash, plan_of
+    from mer_eval.store import RunStore
+
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SHARED / "faces" / "0-f15-hao-ph.jpg", inp / "p.jpg")
+    out = tmp_path / "out"
+    cfg = _cfg(tmp_path)
+    assert run_generate(inp, out, cfg, progress=False)["done"] == 1
+    (out / "p" / META_NAME).unlink()
+    orphan = out / "p" / ".p_merr_data.json.999999.999999.tmp"
+    store = RunStore(out)
+    phashes = synthesis.prompt_hashes()
+    with store.locked():
+        orphan.write_text('{"final_summ', encoding="utf-8")  # after the lock's own sweep, as a killed actor's
+        actor = GenerateActor(cfg, str(out), phashes, generate_config_hash(cfg, phashes), False, {}, {},
+                              datetime.now(timezone.utc).isoformat())
+        got = actor.run_piece(plan_of(discover(inp), cfg))
+    assert got["results"]["p"]["status"] == "done"
+    assert not orphan.exists()
+    assert not list((out / "p").glob(".*.tmp"))
+    assert (out / "p" / META_NAME).is_file()
