@@ -261,11 +261,9 @@ def breakdown(n: int, data: Path, semantic: bool = False) -> dict:
                 t = time.perf_counter()
                 evs = []
                 for s in part:
-                    comp = sc.spec.compute(s.id, results[s.id], mode="strict")
-                    lenient = sc.spec.compute(s.id, results[s.id], mode="lenient")
-                    results[s.id] += [composite_metric_result(comp), composite_metric_result(lenient)]
-                    evs.append(SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp,
-                                                composite_lenient=lenient))
+                    comp = sc.spec.compute(s.id, results[s.id])
+                    results[s.id].append(composite_metric_result(comp))
+                    evs.append(SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp))
                 tick("composites", t)
                 t = time.perf_counter()
                 texts = [ev.model_dump_json(indent=2) + "\n" for ev in evs]

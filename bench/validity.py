@@ -12,7 +12,7 @@ Sets, each probed with the same default config (`score.composite: mer-v2`), twin
 * ``devset`` / ``devset-nolabel``: ``bench/devset`` (64 hand-written records, NOT real data; see its README),
   with its ``ground_truth_label`` and with the labels removed.
 
-Prints, per set, the AUROC (original vs twin, 95% bootstrap CI) of the strict and lenient composites and of
+Prints, per set, the AUROC (original vs twin, 95% bootstrap CI) of the composite and of
 the metrics mer-v2 counts, per corruption kind; writes everything to ``--json``. Weight-free metrics only
 (the families that run offline); nothing is timed.
 """
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "annotations-mer-factory"
 FAMILIES = ["text_quality", "label_agreement", "conclusion", "grounding", "au_faithfulness", "abstention",
             "cross_modal", "au_f1"]
-SHOW = ["composite_score", "composite_lenient", "conclusion_consistency", "grounding", "specificity",
+SHOW = ["composite_score", "conclusion_consistency", "grounding", "specificity",
         "quote_fidelity", "number_fidelity", "au_faithfulness", "repetition_rate", "abstained_score",
         "label_match", "distinct2", "cross_modal_agreement", "cm_semantic"]
 

@@ -19,7 +19,7 @@ from mer_eval.config import read_bundled_yaml
 from mer_eval.evidence import counts
 from mer_eval.schema import CompositeResult, MetricResult, Status
 
-# members bound once: reading ``Status.x`` goes through the enum machinery, and the composite runs twice per sample
+# members bound once: reading ``Status.x`` goes through the enum machinery, and the composite runs once per sample
 _OK, _ABSTAINED = Status.ok, Status.abstained
 _COUNTABLE = (_OK, _ABSTAINED)
 
@@ -57,7 +57,6 @@ class CompositeSpec:
     aggregate: str = "arithmetic"
     floor: float = 0.0
     accuracy: dict[str, CompositeMetric] = field(default_factory=dict)
-    strict_only: tuple[str, ...] = ()  # counted by the strict composite only (abstention scores)
     spec_hash: Optional[str] = None
 
     @classmethod
@@ -91,6 +90,8 @@ class CompositeSpec:
         for name, m in accuracy.items():
             if not 0 < m.weight <= 1:
                 raise ValueError(f"composite {data['version']}: accuracy weight of {name} must be in (0, 1]")
+        # strict_only named what the lenient composite (retired) left out; it stays in the hash so that the
+        # fingerprints of mer-v2 runs scored before and after stay equal
         canon = json.dumps({k: data.get(k) for k in ("version", "aggregate", "floor", "min_coverage", "metrics",
                                                      "accuracy", "substitutes", "ignore_self_au", "strict_only")},
                            sort_keys=True, default=str)
@@ -103,7 +104,6 @@ class CompositeSpec:
             aggregate=aggregate,
             floor=float(data.get("floor", 0.0)),
             accuracy=accuracy,
-            strict_only=tuple(data.get("strict_only") or ()),
             spec_hash=hashlib.sha256(canon.encode()).hexdigest()[:16],
         )
 
@@ -120,15 +120,13 @@ class CompositeSpec:
                 r, src = alt, self.substitutes[name]
         return r, src
 
-    def _judge(self, r: Optional[MetricResult], mode: str) -> tuple[Optional[float], Optional[str], bool]:
+    def _judge(self, r: Optional[MetricResult]) -> tuple[Optional[float], Optional[str], bool]:
         """(value to normalise, or None with why it does not count, abstained?)"""
         if r is None:
             return None, "not computed in this run", False
         status = r.status
         if status == _ABSTAINED:
-            if mode == "strict":
-                return float("-inf"), None, True  # the metric's worst value
-            return None, f"abstained: {r.reason} (left out of the lenient composite)", True
+            return float("-inf"), None, True  # the metric's worst value: never better than answering wrong
         if status != _OK:
             return None, f"{status.value}: {r.reason}", False
         ok, why = counts(r)
@@ -136,9 +134,10 @@ class CompositeSpec:
             return None, f"not evidence: {why}", False
         return float(r.value), None, False
 
-    def compute(self, sample_id: str, results: list[MetricResult], mode: str = "strict") -> CompositeResult:
-        if mode not in ("strict", "lenient"):
-            raise ValueError(f"composite mode {mode!r}: strict or lenient")
+    def compute(self, sample_id: str, results: list[MetricResult]) -> CompositeResult:
+        """The composite of one sample's results. An abstention counts as the metric's worst value: not answering
+        is never scored better than answering wrong (the lenient composite, which left abstentions out and so
+        scored a summary that concluded nothing above one that concluded wrongly, was retired)."""
         by_name = {r.metric: r for r in results}
         counted: dict[str, float] = {}
         used_w: dict[str, float] = {}
@@ -147,7 +146,7 @@ class CompositeSpec:
         def take(name: str, m: CompositeMetric) -> Optional[tuple[str, float]]:
             """(source metric, normalised value) or None, noting why it does not count or that it abstained."""
             r, src = self._pick(name, by_name)
-            v, why, abst = self._judge(r, mode)
+            v, why, abst = self._judge(r)
             if abst:
                 abstained.append(src)
             if v is None:
@@ -157,9 +156,6 @@ class CompositeSpec:
 
         for name, m in self.metrics.items():
             if m.weight <= 0:
-                continue
-            if mode == "lenient" and name in self.strict_only:
-                missing[name] = "an abstention score: counted by the strict composite only"
                 continue
             got = take(name, m)
             if got is not None:
@@ -171,12 +167,11 @@ class CompositeSpec:
             if got is not None:
                 counted[got[0]] = got[1]
                 factors[got[0]] = 1.0 - m.weight + m.weight * got[1]
-        total = self.total_weight - (sum(self.metrics[n].weight for n in self.strict_only if n in self.metrics)
-                                     if mode == "lenient" else 0.0)
+        total = self.total_weight
         used = sum(used_w.values())
         coverage = used / total if total > 0 else 0.0
         base = dict(sample_id=sample_id, composite_version=self.version, coverage=round(coverage, 4),
-                    counted=counted, missing=missing, mode=mode, abstained=sorted(set(abstained)))
+                    counted=counted, missing=missing, abstained=sorted(set(abstained)))
         if used <= 0 or coverage < self.min_coverage:
             return CompositeResult(value=None, weights={}, **base,
                                    flag="below_min_coverage" if used > 0 else "no_metric_counted")
@@ -199,14 +194,10 @@ class CompositeSpec:
         return CompositeResult(value=round(100.0 * value, 4), weights=weights, **base)
 
 
-COMPOSITE_NAMES = {"strict": "composite_score", "lenient": "composite_lenient"}
-
-
 def composite_metric_result(c: CompositeResult) -> MetricResult:
-    """The composite as a row like every other metric (status, reason): ``composite_score`` (strict) or
-    ``composite_lenient``."""
-    name = COMPOSITE_NAMES[c.mode]
-    details = {"coverage": c.coverage, "mode": c.mode, "abstained": c.abstained}
+    """The composite as a row like every other metric (status, reason): ``composite_score``."""
+    name = "composite_score"
+    details = {"coverage": c.coverage, "abstained": c.abstained}
     if c.value is None:
         why = c.flag or "no composite"
         detail = "; ".join(f"{k}: {v}" for k, v in list(c.missing.items())[:4])

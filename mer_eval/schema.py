@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 SCHEMA_VERSION = "1.1"
 # 1.1: Status.abstained, MetricResult.evidence (typed provenance), Sample.provenance, ScoreSection
-#      fingerprints / left_out, the lenient composite beside the strict one. 1.0 files load unchanged.
+#      fingerprints / left_out. 1.0 files load unchanged; 1.1 files written while the lenient composite existed
+#      (it left abstentions out, retired) load with it.
 SUPPORTED_SCHEMA_VERSIONS = ("1.0", "1.1")
 
 
@@ -39,7 +40,7 @@ class Status(str, Enum):
     error = "error"  # the metric ran and failed
     # the annotation did not answer what this metric checks (an empty annotation, a summary that concludes
     # no emotion, a transcript the sample type promises but lacks): a defect of the annotation, not a gap.
-    # The strict composite counts it as the metric's worst value; the lenient one leaves it out.
+    # The composite, gates and run means count it as the metric's worst value.
     abstained = "abstained"
 
 
@@ -291,7 +292,7 @@ class CompositeResult(_Base):
     weights: dict[str, float] = Field(default_factory=dict)  # metric -> renormalised weight
     missing: dict[str, str] = Field(default_factory=dict)  # metric -> why it did not count
     flag: Optional[str] = None  # e.g. "below_min_coverage"
-    mode: str = "strict"  # strict: abstentions count as worst | lenient: abstentions left out
+    mode: str = "strict"  # abstentions count as worst; "lenient" only in files of the retired lenient composite
     abstained: list[str] = Field(default_factory=list)  # metrics the annotation abstained on
 
 
@@ -301,8 +302,8 @@ class SampleEvaluation(_Base):
     schema_version: str = SCHEMA_VERSION
     sample_id: str
     results: list[MetricResult]
-    composite: Optional[CompositeResult] = None  # strict
-    composite_lenient: Optional[CompositeResult] = None
+    composite: Optional[CompositeResult] = None
+    composite_lenient: Optional[CompositeResult] = None  # retired (left abstentions out): read in older files only
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
 

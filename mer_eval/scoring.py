@@ -97,7 +97,7 @@ def resolve_device(device: str) -> str:
 def _worst_values(families: dict[str, Metric]) -> dict[str, Optional[float]]:
     """Each output's worst value, the bound of its range on the bad side (None when unbounded there): what an
     abstention counts as in a run's means. The composites' is 0."""
-    worst: dict[str, Optional[float]] = {"composite_score": 0.0, "composite_lenient": 0.0}
+    worst: dict[str, Optional[float]] = {"composite_score": 0.0}
     for m in families.values():
         for o in m.outputs:
             lo, hi = o.range
@@ -106,7 +106,7 @@ def _worst_values(families: dict[str, Metric]) -> dict[str, Optional[float]]:
 
 
 def _output_index(families: dict[str, Metric]) -> dict[str, tuple[str, bool]]:
-    idx = {"composite_score": ("composite", True), "composite_lenient": ("composite", True)}
+    idx = {"composite_score": ("composite", True)}
     for fam, m in families.items():
         for o in m.outputs:
             idx[o.name] = (fam, o.higher_is_better)
@@ -205,7 +205,7 @@ def gc_paused():
 
 
 class ChunkScorer:
-    """Scores chunks of samples: every family, then the strict and lenient composites, and writes each sample's
+    """Scores chunks of samples: every family, then the composite, and writes each sample's
     ``mer_eval_scores.json``. The families are built once (their models load lazily, once per process), so one
     scorer serves every chunk: in this process (engine ``local``), in each worker process (``process``) and in
     each Ray actor (``ray``, :mod:`mer_eval.engine_ray`), which is why the engines' outputs are the same."""
@@ -251,11 +251,9 @@ class ChunkScorer:
         finally:
             self.ctx.progress = None
         for s in part:
-            comp = self.spec.compute(s.id, results[s.id], mode="strict")
-            lenient = self.spec.compute(s.id, results[s.id], mode="lenient")
+            comp = self.spec.compute(s.id, results[s.id])
             results[s.id].append(composite_metric_result(comp))
-            results[s.id].append(composite_metric_result(lenient))
-            ev = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp, composite_lenient=lenient)
+            ev = SampleEvaluation(sample_id=s.id, results=results[s.id], composite=comp)
             atomic_write_text(self.store.sample_dir(s.id) / EVAL_FILE, ev.model_dump_json(indent=2) + "\n",
                               fsync=False)
         if self.cache is not None:
@@ -868,8 +866,7 @@ def fingerprints(families: dict[str, Metric], spec: Any = None) -> dict[str, Fin
         for o in m.outputs:
             out[o.name] = fp
     if spec is not None:
-        for name in ("composite_score", "composite_lenient"):
-            out[name] = Fingerprint(metric_version=spec.version, params_hash=spec.spec_hash)
+        out["composite_score"] = Fingerprint(metric_version=spec.version, params_hash=spec.spec_hash)
     return out
 
 
@@ -880,7 +877,6 @@ def _section(o: ScoreOutcome, spec: Any, started: datetime, hits: int, stats: "_
         for out in m.outputs:
             versions[out.name] = m.version
     versions["composite_score"] = composite_version
-    versions["composite_lenient"] = composite_version
     counts = stats.counts
     return ScoreSection(
         metrics=list(o.families), metric_versions=versions, composite_version=composite_version,

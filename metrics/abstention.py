@@ -20,8 +20,8 @@ cleanlab-style issue scores (1 = no issue; ``gate`` derives ``is_<rule>_issue`` 
     ``audio`` / ``video`` / ``au`` / ``image``: its one text         1
     ===========================================================  =========
 
-    Not answering is never scored better than answering wrong: the strict composite counts a 0 here as the
-    worst value; the lenient composite leaves this family out.
+    Not answering is never scored better than answering wrong: the composite counts a 0 here as the
+    worst value.
 
 ``integrity_score``
     1 minus 0.5 per flag the generator recorded (``provenance.flags``: ``truncated_llm_output`` -- an LLM

@@ -291,7 +291,7 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
 # ``--allow-mismatch KEY`` allows it; an allowed difference is recorded in every output.
 
 FP_FIELDS = ("metric_version", "params_hash", "model_id", "model_sha256", "model_revision", "code_hash")
-COMPOSITES = ("composite_score", "composite_lenient")
+COMPOSITES = ("composite_score", "composite_lenient")  # the second only in runs scored before it was retired
 # None on one side of these means "not known" (a model loaded without hashing, an older mer-eval),
 # not "different": said in a note, not refused. model_id None is a value (the metric uses no model).
 _MAYBE_UNKNOWN = ("params_hash", "model_sha256", "model_revision", "code_hash")

@@ -29,14 +29,16 @@ MAX_THUMBNAILS = 2000  # beyond this many samples the report would grow past a f
 TEXT_FIELDS = ("transcript", "audio_description", "visual_expression", "visual_objective", "video_content",
                "image_description", "au_text_description", "llm_au_description", "final_summary")
 SCRIPT_HASH_PLACEHOLDER = "__MER_EVAL_SCRIPT_SHA256__"
-# strict (abstentions count as worst) and lenient (abstentions left out)
+# the composite (abstentions count as worst); composite_lenient (abstentions left out) only in runs scored before
+# it was retired, shown as such
 COMPOSITES = ("composite_score", "composite_lenient")
 # the per-sample table's columns shown by default (the rest are toggled in the column chooser)
-DEFAULT_COLUMNS = ("run", "id", "label", "decision", "m:composite_score", "m:composite_lenient")
+DEFAULT_COLUMNS = ("run", "id", "label", "decision", "m:composite_score")
 ATTENTION_MAX = 50  # cards in "needs attention" (the table lists them all, in the same order)
 ATTENTION_WORST = 10  # without gate decisions or flags: this many worst composites
-COMPOSITE_TITLES = {"composite_score": "strict: abstentions count as worst",
-                    "composite_lenient": "lenient: abstentions left out"}
+COMPOSITE_TITLES = {"composite_score": "abstentions count as worst",
+                    "composite_lenient": "retired lenient composite of an older run: abstentions left out, so not "
+                                         "answering could score above answering wrong"}
 # what each corruption kind of ``mer-eval probe`` does (generators/corrupt.py)
 PROBE_KINDS = {
     "flip": "the concluded emotion's words replaced by another emotion's",

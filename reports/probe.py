@@ -190,7 +190,7 @@ def analyse(df, twins: list[Any], originals: list[str], kinds: list[str], skippe
                               for t in twins])
 
 
-HEADLINE = ("composite_score", "composite_lenient")
+HEADLINE = ("composite_score",)
 
 
 def _fmt(c: Cell) -> str:

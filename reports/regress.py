@@ -48,6 +48,7 @@ LOST_STATUSES = ("error", "abstained", "not_applicable")
 MISSING = "missing"
 NOT_IN_RUN = f"{MISSING}: not in the run"
 NO_ROW = f"{MISSING}: the run has no score of this metric for this sample"
+RETIRED = "composite_lenient"  # the lenient composite (left abstentions out): in baselines blessed before it went
 
 
 class BaselineError(ValueError):
@@ -139,7 +140,7 @@ def baseline_identity(baseline: dict[str, Any]) -> dict[str, Any]:
     bm = baseline.get("metrics") or {}
     versions = dict(baseline.get("metric_versions") or {})
     cv = baseline.get("composite_version")
-    for c in ("composite_score", "composite_lenient"):
+    for c in ("composite_score", RETIRED):
         if cv is not None and c in bm:
             versions.setdefault(c, cv)
     return {
@@ -251,12 +252,16 @@ def regress(run_dir: Path, baseline: dict[str, Any], tolerances: Optional[dict[s
     ident = run_identity(run_dir, df)
     bident = baseline_identity(baseline)
     versions = ident["metric_versions"]
-    bmetrics = baseline.get("metrics", {})
+    bmetrics = dict(baseline.get("metrics", {}))
     mismatches: list[str] = []
     notes: list[str] = []
+    if RETIRED in bmetrics and RETIRED not in set(df["metric"].astype(str)):
+        # a baseline blessed while the lenient composite existed: composite_score is checked, the retired one not
+        bmetrics.pop(RETIRED)
+        notes.append(f"{RETIRED}: in the baseline, retired since (it left abstentions out); not checked")
     for m, bv in sorted((baseline.get("metric_versions") or {}).items()):
-        if m in ("composite_score", "composite_lenient"):
-            continue  # the composites are checked with their fingerprints
+        if m in ("composite_score", RETIRED):
+            continue  # the composite is checked with its fingerprint; the retired one above
         if versions.get(m) is None:
             mismatches.append(f"{m}: in the baseline (version {bv}) but not scored in the run")
     directions = metric_directions(df)

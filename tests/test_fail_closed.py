@@ -49,8 +49,10 @@ def test_abstaining_is_never_better_than_answering_wrong(examples, tmp_path):
     assert nc["cross_modal_agreement"].status == Status.abstained
     assert nc["abstained_score"].value == 0.0
     assert "conclusion_consistency" in nc["composite_score"].details["abstained"]
-    # the lenient composite leaves abstentions out and is reported beside the strict one
-    assert nc["composite_lenient"].status == Status.ok and nc["composite_lenient"].value > comp["no_conclusion"].value
+    # no lenient composite any more: it left abstentions out, and so scored this sample above the wrong answer
+    assert "composite_lenient" not in nc
+    for sid in ("gemini", "empty", "no_conclusion", "wrong_emotion"):
+        assert [r.metric for r in out.results[sid]].count("composite_score") == 1
     res = gate_run(tmp_path / "run", "default")
     dec = {d.sample_id: d for d in res.decisions}
     assert dec["gemini"].decision == "include"

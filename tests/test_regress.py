@@ -132,10 +132,10 @@ def test_regress_version_mismatch_exits_2(runs, baseline, tmp_path):
     assert r.exit_code == 2, r.output
     assert "composite version mer-v2 in the run, mer-v1-text in the baseline" in r.output
     suite = ET.parse(junit).getroot()
-    # one errored testcase per composite: the strict and the lenient one (both fingerprinted, both changed)
+    # one errored testcase: the composite (fingerprinted, changed)
     errors = suite.findall("testcase/error")
-    assert int(suite.get("errors")) == len(errors) == 2
-    assert sorted(e.get("message").split(":")[0] for e in errors) == ["composite_lenient", "composite_score"]
+    assert int(suite.get("errors")) == len(errors) == 1
+    assert [e.get("message").split(":")[0] for e in errors] == ["composite_score"]
     assert all("params_hash" in e.get("message") for e in errors)  # the spec hash differs too
     assert "not comparable" in (tmp_path / "m.md").read_text()
     # a metric version bump recorded in run.json
@@ -148,8 +148,7 @@ def test_regress_version_mismatch_exits_2(runs, baseline, tmp_path):
     assert res.exit_code == 2
     # distinct2, and the composites that weigh it (their values were computed from the other distinct2)
     assert res.mismatches == [f"distinct2: metric version {old}.next in the run, {old} in the baseline",
-                              "composite_score: weighs distinct2, whose metric_version differs",
-                              "composite_lenient: weighs distinct2, whose metric_version differs"]
+                              "composite_score: weighs distinct2, whose metric_version differs"]
 
 
 def test_regress_bad_inputs(runs, tmp_path):
@@ -323,8 +322,8 @@ def test_regress_code_hash_and_model_differences(runs, baseline, tmp_path):
     assert res.exit_code == 2 and not any(m.startswith("distinct2:") for m in res.mismatches)
     assert any(m.startswith("asr_wer: model_sha256") for m in res.mismatches)
     res = regress(other, load_baseline(baseline), allow=["distinct2.code_hash", "asr_wer"])
-    # the two, and each composite (strict, lenient) for each of the two inputs it weighs
-    assert res.exit_code == 0 and len(res.allowed_mismatches) == 2 + 2 * 2
+    # the two, and the composite for each of the two inputs it weighs
+    assert res.exit_code == 0 and len(res.allowed_mismatches) == 2 + 2
 
 
 def test_baseline_without_fingerprints_checks_versions_and_says_so(runs, baseline, window40, tmp_path):
@@ -511,3 +510,33 @@ def test_one_paired_sample_has_no_interval_and_a_move_beyond_tolerance_counts(mf
         assert c.ci_low is None and c.ci_high is None and c.regressed, c.message
         assert "one paired sample has no bootstrap interval" in c.message
     assert res.exit_code == 1
+
+
+OLD_11 = Path(__file__).resolve().parent / "data" / "schema" / "1.1"  # scored with the retired lenient composite
+TEXT_FAMILIES = "text_quality,label_agreement,conclusion,grounding,au_faithfulness,abstention"
+
+
+def test_a_baseline_with_the_retired_lenient_composite_still_checks_the_composite(tmp_path):
+    """A baseline blessed while composite_lenient existed (tests/data/schema/1.1, real files of examples/mer-factory)
+    against a run of today's mer-eval on the same data: the retired composite is a note, never a 'not scored in
+    the run' refusal, and composite_score is still checked on every sample. abstention.py's code changed since (its
+    docstring named the lenient composite), so its fingerprint differs: refused until allowed, as any code change."""
+    from mer_eval.config import load_config
+    from mer_eval.discovery import discover
+    from mer_eval.scoring import score_dataset
+
+    examples = Path(__file__).resolve().parent.parent / "examples" / "mer-factory"
+    run = tmp_path / "run"
+    score_dataset(discover(examples), run, load_config(sets=["cache.enabled=false"]), metrics=TEXT_FAMILIES.split(","))
+    assert "composite_lenient" not in set(read_scores(run).metric)
+    base = load_baseline(OLD_11 / "baseline.json")
+    assert "composite_lenient" in base["metrics"]
+    note = "composite_lenient: in the baseline, retired since (it left abstentions out); not checked"
+    refused = regress(run, base)
+    assert refused.exit_code == 2 and note in refused.notes
+    assert not any(m.startswith("composite_lenient") for m in refused.mismatches)
+    res = regress(run, base, allow=["abstained_score.code_hash", "integrity_score.code_hash"])
+    assert res.exit_code == 0 and note in res.notes
+    comp = next(c for c in res.checks if c.metric == "composite_score")
+    assert comp.n_paired == 3 and not comp.regressed
+    assert not any(c.metric == "composite_lenient" for c in res.checks)

@@ -226,7 +226,7 @@ def test_thumbnail_limit(runs):
     assert notes and all(n == "only the first 2 samples get an embedded thumbnail" for n in notes)
 
 
-# ---- evidence rule, abstentions, strict/lenient composites and the probe section (examples/mer-factory) ----
+# ---- evidence rule, abstentions, the composite and the probe section (examples/mer-factory) ----
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -326,7 +326,7 @@ def test_probe_section_shows_the_aurocs_of_probe_json(probed, tmp_path):
     assert "Probe: which metrics discriminate on this data" in html
     sec = _section(html, "probe")
     rows = re.findall(r'<tr data-metric="([^"]+)"', sec)
-    assert rows[:2] == ["composite_score", "composite_lenient"]  # composites first
+    assert rows[:1] == ["composite_score"] and "composite_lenient" not in rows  # the composite first
     assert sorted(rows) == sorted(pj["auroc"])
     kinds = pj["kinds"] + ["all"]
     heads = {e["attrs"]["data-kind"]: e["text"] for e in elements(sec) if e["tag"] == "th"}
@@ -335,7 +335,7 @@ def test_probe_section_shows_the_aurocs_of_probe_json(probed, tmp_path):
         assert heads[k] == f"{k} n={pj['twins_by_kind'][k]}"
     assert heads["all"] == f"all n={sum(pj['twins_by_kind'].values())}"
     cells = probe_cells(html)
-    for m in ("composite_score", "composite_lenient"):
+    for m in ("composite_score",):
         for k in kinds:
             c = pj["auroc"][m][k]
             want = f"{c['auroc']:.2f}" + (f" [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]" if c["ci95"] else "")
@@ -476,22 +476,27 @@ def test_self_check_values_are_left_out_of_means(probed, tmp_path):
     assert "&lt;b&gt;planted" in html and "<b>planted" not in html
 
 
-def test_strict_and_lenient_composites_side_by_side(probed):
+def _composite_cards(html: str) -> dict[str, str]:
+    return {e["attrs"]["data-metric"]: e["text"] for e in elements(html)
+            if "card composite" in e["attrs"].get("class", "")}
+
+
+def test_one_composite_card_and_column(probed):
     for run in (probed, probed / "mer-eval-probe"):
         df = read_scores(run)
+        assert "composite_lenient" not in set(df.metric)  # retired: it left abstentions out
         html = build_report([run])
-        cards = {e["attrs"]["data-metric"]: e["text"] for e in elements(html)
-                 if "card composite" in e["attrs"].get("class", "")}
-        assert list(cards) == ["composite_score", "composite_lenient"]
-        for m in cards:
-            v = df[(df.metric == m) & (df.status == "ok")].value
-            assert f"{m} mean {v.mean():.3g}" in cards[m] and f"{len(v)} samples with a composite" in cards[m]
-        assert "strict: abstentions count as worst" in cards["composite_score"]
-        assert "lenient: abstentions left out" in cards["composite_lenient"]
+        cards = _composite_cards(html)
+        assert list(cards) == ["composite_score"]
+        v = df[(df.metric == "composite_score") & (df.status == "ok")].value
+        assert f"composite_score mean {v.mean():.3g}" in cards["composite_score"]
+        assert f"{len(v)} samples with a composite" in cards["composite_score"]
+        assert "abstentions count as worst" in cards["composite_score"]
         data = table_data(html)
-        assert [m["metric"] for m in data["metrics"]][:2] == ["composite_score", "composite_lenient"]
+        assert [m["metric"] for m in data["metrics"]][:1] == ["composite_score"]
+        assert "composite_lenient" not in [m["metric"] for m in data["metrics"]]
         for s in data["samples"]:
-            for m in ("composite_score", "composite_lenient"):
+            for m in ("composite_score",):
                 row = df[(df.sample_id == s["id"]) & (df.metric == m)].iloc[0]
                 assert s["statuses"][m] == row.status
                 assert s["values"][m] == (pytest.approx(row.value) if row.status == "ok" else None)
@@ -667,3 +672,23 @@ def test_gate_card_of_an_older_gate_json_counts_gate_csv(review_gated, tmp_path)
     assert "defect" in card["attrs"]["class"]
     assert re.search(r'<p class="bad">warning: gate\.json counts excluded \d+ but gate\.csv has '
                      rf'{len(kinds["exclude"])}', html)
+
+
+def test_a_run_scored_with_the_retired_lenient_composite_shows_it_as_retired(tmp_path):
+    """tests/data/schema/1.1: real files of examples/mer-factory scored while composite_lenient existed. The report
+    still renders it, names it retired (it left abstentions out) and keeps it out of the default columns."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(Path(__file__).resolve().parent / "data" / "schema" / "1.1", old)
+    (old / "baseline.json").unlink()
+    df = read_scores(old)
+    html = build_report([old])
+    cards = _composite_cards(html)
+    assert list(cards) == ["composite_score", "composite_lenient"]
+    v = df[(df.metric == "composite_lenient") & (df.status == "ok")].value
+    assert len(v) == 3 and f"composite_lenient mean {v.mean():.3g}" in cards["composite_lenient"]
+    assert "retired lenient composite of an older run" in cards["composite_lenient"]
+    data = table_data(html)
+    assert "m:composite_lenient" not in data["default_columns"]
+    assert "composite_lenient" in [m["metric"] for m in data["metrics"]]

@@ -97,7 +97,7 @@ def test_report_in_chromium(browser, shared_data, tmp_path):
         return page.eval_on_selector_all("#samples-table th", "hs => hs.map(h => h.dataset.key)")
 
     default = heads()
-    assert default == ["run", "id", "label", "decision", "m:composite_score", "m:composite_lenient"]
+    assert default == ["run", "id", "label", "decision", "m:composite_score"]
     page.locator("#col-chooser summary").click()
     page.locator('#col-list input[data-key="m:distinct2"]').check()
     assert "m:distinct2" in heads()
@@ -200,8 +200,8 @@ def test_probe_self_check_and_abstained_in_chromium(browser, probed, tmp_path):
     sec = page.locator("section.probe")
     assert sec.count() == 1 and sec.is_visible()
     first = page.eval_on_selector_all("table.probe tbody tr",
-                                      "rs => rs.slice(0, 2).map(r => r.dataset.metric)")
-    assert first == ["composite_score", "composite_lenient"]
+                                      "rs => rs.slice(0, 1).map(r => r.dataset.metric)")
+    assert first == ["composite_score"]
     for m in first:
         for k in pj["kinds"] + ["all"]:
             c = pj["auroc"][m][k]

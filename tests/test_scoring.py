@@ -20,21 +20,21 @@ MF = {"gemini_merr.json": "gemini", "llava-llama3_llama3.2_merr_data.json": "lla
       "default_merr_data_sentiment.json": "default_sentiment", "default_au_analysis.json": "default_au"}
 
 
-def test_empty_sample_abstained_worst_strict_and_no_lenient_composite(tmp_path):
+def test_empty_sample_abstained_worst_and_composite_zero(tmp_path):
     ds = Dataset(kind="manifest", root=tmp_path, samples=[Sample(id="empty", type=SampleType.mer)])
     out = score_dataset(ds, tmp_path / "out", load_config())
     rs = {r.metric: r for r in out.results["empty"]}
     assert rs, "every metric must say something"
-    # the only numbers are the abstention score (0: nothing answered) and the strict composite (its worst)
+    # the only numbers are the abstention score (0: nothing answered) and the composite (its worst)
     assert rs["abstained_score"].value == 0.0 and rs["abstained_score"].details["is_abstained"]
     assert rs["composite_score"].status == Status.ok and rs["composite_score"].value == 0.0
     for name, r in rs.items():
         if name in ("abstained_score", "integrity_score", "composite_score"):
             continue
         assert r.value is None and r.status != Status.ok and r.reason, r
-    # a summary the type promises is an abstention, not a gap; the lenient composite has nothing to stand on
+    # a summary the type promises is an abstention, not a gap, and counts as the worst value in the composite
     assert rs["conclusion_consistency"].status == Status.abstained
-    assert rs["composite_lenient"].status == Status.not_applicable
+    assert "composite_lenient" not in rs  # retired: it left abstentions out
 
 
 def test_score_examples_writes_every_output(examples, tmp_path):
@@ -58,7 +58,7 @@ def test_score_examples_writes_every_output(examples, tmp_path):
     assert clip[clip.status == "unavailable"].reason.str.contains("looked in").all()
     ev = load_evaluation(out_dir / "gemini" / "mer_eval_scores.json")
     assert ev.composite is not None and ev.composite.composite_version == "mer-v2"
-    assert ev.composite.value is not None and ev.composite_lenient is not None  # offline, without labels
+    assert ev.composite.value is not None and ev.composite_lenient is None  # offline, without labels
     m = load_manifest(out_dir / "run.json")
     assert m.score.metric_versions["composite_score"] == "mer-v2" and m.config_hash
     assert sum(m.score.counts_by_status["distinct1"].values()) == 3

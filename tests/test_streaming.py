@@ -89,7 +89,7 @@ def test_a_streamed_run_summaries_read_only_the_composites(shared_data, tmp_path
         raise AssertionError("a summary read every result back")
 
     monkeypatch.setattr(_ParquetResults, "items", every_result)
-    for metric in ("composite_score", "composite_lenient"):
+    for metric in ("composite_score",):
         by_id = {sid: (st, v, why) for sid, st, v, why in one.composites(metric)}
         got = many.composites(metric)
         assert len(got) == n and {sid for sid, *_ in got} == set(by_id)

@@ -54,7 +54,7 @@ def run_demo(con, examples: Path, out: Path, config: Any) -> int:
 
     res, probe_dir = run_probe(examples / "mer-factory", config, out_dir=out / "mer-factory-probe", n_boot=200,
                                con=con, progress=False)
-    primary = ["composite_score", "composite_lenient", "conclusion_consistency", "grounding", "specificity",
+    primary = ["composite_score", "conclusion_consistency", "grounding", "specificity",
                "quote_fidelity", "number_fidelity", "au_faithfulness", "repetition_rate", "abstained_score"]
     load_object("mer_eval.reports.probe:print_rich")(con, res, primary)
     con.print(f"probe: [bold]{(probe_dir / 'probe.json').resolve()}[/bold]")
