@@ -4,10 +4,14 @@
   :func:`mer_eval.domain.text.unwrap_transcript`). No transcript, or an empty one (MER-Factory's
   ``"Speech:\\nAudio Characteristics: ..."`` and ``"N/A"`` read as absent): when the sample's type promises an
   audio analysis (``TRANSCRIPT_TYPES``: MER-Factory's ``mer`` and ``audio``) and it has a reference (human, or
-  a Whisper baseline of its audio) with words, it is scored as the *empty hypothesis*: every reference word is
-  a deletion, WER = CER = 1.0, status ``ok``, ``details.transcript_absent = true`` (not transcribing must not
-  score better than transcribing wrongly, which a ``not_applicable`` dropping out of the mean would). Other
-  types (``video``, ``au``, ``image``) promise no transcript: ``not_applicable``.
+  a Whisper baseline of its audio) with words, the annotation *abstained*: status ``abstained``,
+  ``details.transcript_absent = true``, no value. It counts as the worst WER (gates fail it, the composite
+  takes its worst, compare counts it a loss, and ``run.json`` has no WER mean beside it, WER having no upper
+  bound). Scoring it as the empty hypothesis (WER 1.0, as 1.1 did) ranked it above a wrong transcript with
+  insertions (a hallucinated loop of 20 words over 8 reference words is WER 2.5), and not transcribing must not
+  score better than transcribing wrongly. A reference without words (Whisper heard no speech) leaves nothing
+  to transcribe: ``not_applicable``. Other types (``video``, ``au``, ``image``) promise no transcript:
+  ``not_applicable``.
 * Reference: ``sample.reference_transcript`` when present (``details.reference = "ground_truth"``), else a
   baseline transcript of ``sample.audio`` (or the video's audio track) by faster-whisper with the model
   ``metrics.asr_wer.model`` (default ``whisper-base``, resolved offline by :mod:`mer_eval.models`; loaded once
@@ -160,8 +164,13 @@ def error_rates(reference: str, hypothesis: str, cjk: bool) -> dict[str, Any]:
 # an unanswered part, scored as the empty hypothesis (see metrics/abstention.py: ``mer`` and ``audio``)
 TRANSCRIPT_TYPES = ("mer", "audio")
 
-ABSENT_NOTE = ("the annotation has no transcript although its type ({type}) promises an audio analysis; scored as "
-               "the empty hypothesis (every reference word a deletion)")
+ABSENT_NOTE = ("the annotation has no transcript although its type ({type}) promises an audio analysis and the "
+               "reference has {n} words: abstained (counts as the worst error rate, never better than a wrong "
+               "transcript)")
+
+
+CJK_NO_WER = ("WER needs written word boundaries; CJK text has none (see asr_cer, over characters with Latin words "
+              "as units)")
 
 
 class ASRParams(MetricParams):
@@ -179,8 +188,9 @@ class ASRWER(Metric):
     model_uses = "whisper-base (only without reference transcript)"
     name = "asr_wer"
     order = 90
-    version = "1.1"  # 1.1: an absent transcript of a mer / audio sample scores as empty (was not_applicable);
-    # a cut-off audio file gives no Whisper baseline (error)
+    version = "1.2"  # 1.1: an absent transcript of a mer / audio sample scores as empty (was not_applicable);
+    # a cut-off audio file gives no Whisper baseline (error). 1.2: an absent transcript is abstained (the worst
+    # value: empty's 1.0 ranked above a wrong transcript's insertions)
     requires = "annotation.transcript and (sample.reference_transcript or audio/video for a Whisper baseline)"
     description = "WER / CER of the annotation's transcript against the ground truth or a Whisper baseline."
     outputs = (
@@ -392,8 +402,7 @@ class ASRWER(Metric):
             ref = (s.reference_transcript or "").strip()
             details: dict[str, Any] = {}
             if not hyp:  # missing_inputs let it through: its type promises a transcript
-                details.update(transcript_absent=True, hypothesis_scored_as="empty",
-                               note=ABSENT_NOTE.format(type=getattr(s.type, "value", s.type)))
+                details["transcript_absent"] = True
             ref_model: Optional[ModelRef] = None
             if ref:
                 details["reference"] = "ground_truth"
@@ -443,6 +452,14 @@ class ASRWER(Metric):
                 out[s.id] = self.not_ok(s.id, Status.not_applicable, "reference transcript is empty after "
                                         f"{norm_name} normalisation", details=details)
                 continue
+            if not hyp:  # a reference with words and no transcript: the annotation did not answer
+                why = ABSENT_NOTE.format(type=getattr(s.type, "value", s.type), n=len(ref_n.split()))
+                if cjk:
+                    out[s.id] = self.not_ok(s.id, Status.not_applicable, CJK_NO_WER, ["asr_wer"], details=details) \
+                        + self.not_ok(s.id, Status.abstained, why, ["asr_cer"], details=details, model=ref_model)
+                else:  # the model is the Whisper that heard the words (None: a human reference)
+                    out[s.id] = self.not_ok(s.id, Status.abstained, why, details=details, model=ref_model)
+                continue
             er = error_rates(ref_n, hyp_n, cjk)
             details.update({k: v for k, v in er.items() if k not in ("wer", "cer")})
             from mer_eval.schema import Evidence, InputRef, Relation
@@ -459,9 +476,7 @@ class ASRWER(Metric):
                               "a Whisper baseline other than the model that wrote the transcript")
             res: list[MetricResult] = []
             if cjk:
-                res.extend(self.not_ok(s.id, Status.not_applicable,
-                                       "WER needs written word boundaries; CJK text has none (see asr_cer, over "
-                                       "characters with Latin words as units)", ["asr_wer"], details=details))
+                res.extend(self.not_ok(s.id, Status.not_applicable, CJK_NO_WER, ["asr_wer"], details=details))
             else:
                 res.append(self.ok(s.id, "asr_wer", er["wer"], details=details, model=ref_model, evidence=ev))
             res.append(self.ok(s.id, "asr_cer", er["cer"], details=details, model=ref_model, evidence=ev))

@@ -114,28 +114,33 @@ def test_missing_transcript_is_not_applicable(shared_data):
     assert "no reference transcript" in out["noref"][0].reason
 
 
-def _absent_ok(results, n_words):
+def _absent_abstained(results, n_words):
+    """No transcript where the type promises one and the reference has words: abstained, no value."""
     r = _by_name(results)
     for m in ("asr_wer", "asr_cer"):
-        assert r[m].status == Status.ok and r[m].value == 1.0, (m, r[m].status, r[m].reason)
-        assert r[m].details["transcript_absent"] is True and r[m].details["hypothesis_scored_as"] == "empty"
-        assert "scored as the empty hypothesis" in r[m].details["note"]
-    d = r["asr_wer"].details
-    assert (d["hits"], d["substitutions"], d["insertions"], d["deletions"]) == (0, 0, 0, n_words)
-    assert d["reference_words"] == n_words and d["hypothesis_normalised"] == ""
+        assert r[m].status == Status.abstained and r[m].value is None, (m, r[m].status, r[m].reason)
+        assert r[m].details["transcript_absent"] is True
+        assert f"the reference has {n_words} words: abstained" in r[m].reason
+        assert "never better than a wrong transcript" in r[m].reason
     return r
 
 
-def test_absent_transcript_scores_as_empty_not_skipped(shared_data):
-    """A mer / audio annotation promises an audio analysis: no transcript there is scored as the empty hypothesis
-    (WER = CER = 1, all deletions), never left out of the mean while a wrong transcript ("...") scores 1."""
+def test_absent_transcript_abstains_and_never_beats_a_wrong_one(shared_data, tmp_path):
+    """A mer / audio annotation promises an audio analysis: no transcript there, against a reference with words,
+    is an abstention (the worst value), never a number. Scored as the empty hypothesis (1.1) it was WER 1.0, better
+    than a hallucinated loop (WER 2.5 here) and than any wrong transcript with insertions."""
+    from mer_eval.config import load_config
     from mer_eval.discovery import discover
+    from mer_eval.gates import evaluate, parse_rule, read_scores
+    from mer_eval.discovery import Dataset
+    from mer_eval.scoring import score_dataset
 
     k = "sense_and_sensibility_01_austen_64kb-0880"  # he was not an ill disposed young man
     ref, wav = _refs(shared_data)[k], shared_data / "speech-librivox" / f"{k}.wav"
     # MER-Factory's own empty transcript: "Speech:\nAudio Characteristics: ..." reads as no transcript, tone kept
     mer = discover(shared_data / "annotations-mer-factory").by_id()["default_merr_data_MER"]
     assert mer.type.value == "mer" and mer.annotation.transcript is None and mer.annotation.audio_description
+    loop = "thank you " * 10  # 20 words over 8: 8 substitutions + 12 insertions
     samples = [
         mer.model_copy(update={"id": "mer", "reference_transcript": ref, "audio": wav}),
         mer.model_copy(update={"id": "mer_noaudio", "reference_transcript": ref}),  # the human reference has words
@@ -147,30 +152,42 @@ def test_absent_transcript_scores_as_empty_not_skipped(shared_data):
         Sample(id="audio_wrapper", type="audio", audio=wav, reference_transcript=ref,
                annotation=Annotation(transcript="The audio transcript is: ''")),
         Sample(id="dots", type="audio", audio=wav, reference_transcript=ref, annotation=Annotation(transcript="...")),
+        Sample(id="loop", type="audio", audio=wav, reference_transcript=ref, annotation=Annotation(transcript=loop)),
         Sample(id="video", type="video", audio=wav, reference_transcript=ref),
     ]
     out = _score(samples)
     n = len(_norm(ref).split())
     assert n == 8
-    for sid in ("mer", "mer_noaudio", "audio_none", "audio_empty", "audio_na"):
-        r = _absent_ok(out[sid], n)
+    absent = ("mer", "mer_noaudio", "audio_none", "audio_empty", "audio_na", "audio_wrapper")
+    for sid in absent:  # "The audio transcript is: ''" unwraps to nothing: no transcript either
+        r = _absent_abstained(out[sid], n)
         assert r["asr_wer"].details["reference"] == "ground_truth"
-        assert r["asr_wer"].value == jiwer.wer(_norm(ref), "")  # reference first: all deletions
-    # "The audio transcript is: ''" unwraps to nothing: no transcript either (was scored as the wrapper's words)
-    _absent_ok(out["audio_wrapper"], n)
-    # answering wrongly ("..." normalises to nothing) scores 1.0: not answering scores no better
+    # answering wrongly: "..." normalises to nothing (1.0), the loop is 2.5 (jiwer, reference first)
     dots = _by_name(out["dots"])["asr_wer"]
     assert dots.status == Status.ok and dots.value == 1.0 and "transcript_absent" not in dots.details
+    wrong = _by_name(out["loop"])["asr_wer"]
+    assert wrong.status == Status.ok and wrong.value == pytest.approx(jiwer.wer(_norm(ref), _norm(loop))) == 2.5
     assert all(r.status == Status.not_applicable and "promise none" in r.reason for r in out["video"])
+    # a gate any wrong transcript passes: every abstention fails it (counts as worst), in a scored run
+    ds = Dataset(kind="manifest", root=tmp_path, samples=samples)
+    score_dataset(ds, tmp_path / "run", load_config(sets=["cache.enabled=false"]), metrics=["asr_wer"])
+    res = evaluate(read_scores(tmp_path / "run"), [parse_rule("asr_wer <= 3")])
+    dec = {d.sample_id: d.decision for d in res.decisions}
+    assert dec["loop"] == dec["dots"] == "include"
+    assert all(dec[sid] == "exclude" for sid in absent)
 
 
-def test_merfactory_audio_folders_without_transcript_count_in_the_mean(shared_data, tmp_path):
+def test_merfactory_audio_folders_without_transcript_abstain(shared_data, tmp_path):
     """The auditor's case end to end: MER-Factory audio-analysis JSONs on LibriVox clips, references from a CSV.
-    Absent transcripts ("Speech:\nAudio Characteristics: ...", "N/A") are scored (1.0) and counted."""
+    Absent transcripts ("Speech:\nAudio Characteristics: ...", "N/A") abstain; the run's WER mean is not one that
+    leaves them out (WER has no worst value to count them at: no mean, and run.json says why)."""
     import json
     import shutil
 
+    from mer_eval.config import load_config
     from mer_eval.discovery import discover
+    from mer_eval.schema import load_manifest
+    from mer_eval.scoring import score_dataset
 
     refs = _refs(shared_data)
     real = json.loads((shared_data / "annotations-mer-factory" / "default_merr_data_MER.json").read_text())
@@ -190,21 +207,25 @@ def test_merfactory_audio_folders_without_transcript_count_in_the_mean(shared_da
                                                                   "audio_analysis": analysis}))
         rows.append(f"{sid},{refs[k]}")
     (tmp_path / "refs.csv").write_text("\n".join(rows) + "\n")
-    ds = discover(tmp_path / "run", transcripts=tmp_path / "refs.csv").by_id()
-    assert ds["empty"].annotation.transcript is None and ds["na"].annotation.transcript is None
-    assert all(s.type.value == "audio" and s.audio is not None for s in ds.values())
-    out = _score(list(ds.values()))
+    ds = discover(tmp_path / "run", transcripts=tmp_path / "refs.csv")
+    by_id = ds.by_id()
+    assert by_id["empty"].annotation.transcript is None and by_id["na"].annotation.transcript is None
+    assert all(s.type.value == "audio" and s.audio is not None for s in by_id.values())
+    out = _score(list(by_id.values()))
     for sid in ("empty", "na"):
-        _absent_ok(out[sid], len(_norm(refs[clips[sid][0]]).split()))
+        _absent_abstained(out[sid], len(_norm(refs[clips[sid][0]]).split()))
     wer = {sid: _by_name(out[sid])["asr_wer"] for sid in clips}
-    assert all(r.status == Status.ok for r in wer.values())  # 4/4 counted, none dropped
     assert wer["exact"].value == 0.0 and wer["dots"].value == 1.0
-    assert sum(r.value for r in wer.values()) / 4 == 0.75
+    score_dataset(ds, tmp_path / "scored", load_config(sets=["cache.enabled=false"]), metrics=["asr_wer"])
+    sc = load_manifest(tmp_path / "scored" / "run.json").score
+    assert {k: v for k, v in sc.counts_by_status["asr_wer"].items() if v} == {"ok": 2, "abstained": 2}
+    assert sc.means["asr_wer"] is None  # not (0 + 1) / 2 = 0.5, which would leave the two abstentions out
+    assert sc.abstained_in_means["asr_wer"] == {"n": 2, "counted_as": None}
 
 
 def test_absent_transcript_against_whisper_baseline(shared_data):
     """No human reference: the Whisper baseline of the audio has words, so an absent transcript of an audio
-    annotation is all deletions against it."""
+    annotation abstains against it."""
     pytest.importorskip("faster_whisper")
     from mer_eval.models import resolve_from_config
 
@@ -215,7 +236,7 @@ def test_absent_transcript_against_whisper_baseline(shared_data):
     assert r.details["reference"].startswith("whisper:") and r.model is not None
     n = len(r.details["reference_normalised"].split())
     assert n >= JFK_WORDS - 2  # whisper-base hears the sentence
-    _absent_ok(_score([s], model="whisper-base")["jfk"], n)
+    _absent_abstained(_score([s], model="whisper-base")["jfk"], n)
 
 
 def _cut_wav(src, dst):
