@@ -85,6 +85,12 @@ class Metric:
         """Why this sample cannot be scored (``not_applicable``), or None."""
         return None
 
+    def abstention(self, sample: Sample) -> Optional[str]:
+        """Why the annotation did not answer what this family checks (``abstained``: the worst value), or None.
+        Asked after :meth:`missing_inputs` and before any model loads: an unanswered part needs no model to be
+        found, and is reported even where the family's weights are missing."""
+        return None
+
     def load(self) -> None:
         """Load models once. Raise ModelUnavailable(reason) when weights/backends are missing."""
 
@@ -231,6 +237,9 @@ class Metric:
             why = self.missing_inputs(s)
             if why:
                 out[s.id] = self.not_ok(s.id, Status.not_applicable, why)
+                self._advance(1)
+            elif (why := self.abstention(s)):
+                out[s.id] = self.not_ok(s.id, Status.abstained, why)
                 self._advance(1)
             else:
                 todo.append(s)

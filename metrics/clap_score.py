@@ -21,6 +21,9 @@ better; not rescaled).
 
 A sample whose audio source has no audio stream, or whose audio is digital silence (every sample 0, e.g.
 the silent track of ``WolfgangLanger_Pexels.mp4``), is ``not_applicable``: there is no audio to describe.
+Over audio with sound, no audio analysis at all (no transcript, no tone) where the sample's type promises one
+(``mer``, ``audio``: :func:`mer_eval.domain.emotion_text.tone_or_abstention`) is ``abstained``, the worst value;
+a transcript without a tone description is ``not_applicable`` (nothing of the tone to compare).
 An unreadable file is an ``error``.
 
 Backend: transformers ``ClapModel`` + ``ClapProcessor`` (model key ``clap``). The laion-clap package is
@@ -54,6 +57,7 @@ from mer_eval.metrics.clip_score import (
     special_tokens,
     text_chunks,
 )
+from mer_eval.domain.emotion_text import tone_or_abstention
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
 
 
@@ -120,7 +124,8 @@ class ClapAudioText(Metric):
 
     name = "clap"
     order = 110
-    version = "1.0"
+    version = "1.1"  # 1.1: no audio analysis at all (no transcript, no tone) where the sample's type promises one
+    # and the audio has sound is abstained (was not_applicable: not describing beat describing wrongly)
     requires = "annotation.audio_description and an audio file (or a video with an audio track)"
     description = "CLAP cosine similarity of the audio description against the audio, deterministic windows"
     outputs = (
@@ -135,11 +140,26 @@ class ClapAudioText(Metric):
         self._ref: Optional[ModelRef] = None
 
     def missing_inputs(self, sample: Sample) -> Optional[str]:
-        if not sample.annotation.audio_description:
-            return "no audio description (annotation.audio_description is absent)"
         if sample.audio is None and sample.video is None:
             return "no audio or video file"
+        _, status, why = tone_or_abstention(sample)
+        if status == "not_applicable":
+            return f"no audio description (annotation.audio_description): {why}"
         return None
+
+    def abstention(self, sample: Sample) -> Optional[str]:
+        """No audio analysis where one is promised, over audio with sound (decoded here, without the model; silent
+        or unreadable audio goes on to :meth:`compute`, which says not_applicable or error)."""
+        from mer_eval.domain.media import MediaError, load_audio  # noqa: PLC0415
+
+        _, status, why = tone_or_abstention(sample)
+        if status != "abstained":
+            return None
+        try:
+            load_audio(sample.audio or sample.video, sr=16000)
+        except MediaError:  # NoAudioError (no stream, digital silence) is one
+            return None
+        return why
 
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
         return {"text": sample.annotation.audio_description, "audio": sample.audio or sample.video}

@@ -4,7 +4,10 @@ Text: the sample's visual description (``Annotation.visual_text()``: ``visual_ob
 ``image_description``, else ``video_content``). Image: the still it is about (``Sample.frame_image()``:
 the peak-frame image, else the image). A video sample without such a still uses the frame of
 ``annotation.peak_frame`` decoded from the video (OpenFace frames are 1-based), else the video's middle
-frame; ``details.frame_source`` says which.
+frame; ``details.frame_source`` says which. No visual description where the sample's type promises one
+(``mer``, ``video``, ``image``: :func:`mer_eval.domain.emotion_text.visual_or_abstention`) and there is an
+image or video is ``abstained``, the worst value: not describing never scores better than describing wrongly.
+Other types, or no image / video, are ``not_applicable``.
 
 Outputs
 
@@ -48,6 +51,7 @@ from pydantic import Field
 from mer_eval.models import ModelSpec
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
+from mer_eval.domain.emotion_text import visual_or_abstention
 from mer_eval.domain.text import split_sentences
 
 CLIPSCORE_W = 2.5
@@ -348,7 +352,8 @@ class ClipImageText(Metric):
 
     name = "clip"
     order = 100
-    version = "1.0"
+    version = "1.1"  # 1.1: no visual description where the sample's type promises one is abstained (was
+    # not_applicable, which a gate skipped and the composite multiplied by 1: not describing beat describing wrongly)
     requires = ("a visual description (visual_objective / image_description / video_content) and a peak-frame "
                 "image, image or video")
     description = "CLIPScore (Hessel et al. 2021) of the visual description against the peak frame or image"
@@ -372,11 +377,16 @@ class ClipImageText(Metric):
         return int(self.params["video_frames"] or 0)
 
     def missing_inputs(self, sample: Sample) -> Optional[str]:
-        if not sample.annotation.visual_text():
-            return "no visual description (visual_objective, image_description and video_content are absent)"
         if sample.frame_image() is None and sample.video is None:
             return "no peak-frame image, image or video to compare the visual description with"
+        _, status, why = visual_or_abstention(sample)
+        if status == "not_applicable":
+            return f"no visual description (visual_objective, image_description and video_content): {why}"
         return None
+
+    def abstention(self, sample: Sample) -> Optional[str]:
+        _, status, why = visual_or_abstention(sample)
+        return why if status == "abstained" else None
 
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
         img = sample.frame_image()

@@ -20,6 +20,10 @@ the model's maximum length, so a premise that still does not fit loses its end, 
 (``details.premises_truncated`` counts the pairs where that happened). A hypothesis sentence longer than
 half the window is cut into pieces of at most half the window tokens.
 
+No final summary where the sample's type promises one (``mer``, ``image``) is ``abstained``, the worst value
+(:func:`mer_eval.domain.emotion_text.summary_or_abstention`); other types are ``not_applicable``, and so is a
+summary with no description to check it against.
+
 Outputs, over all pairs of a sample (both directions, all fields):
 
 * ``nli_entail_rate`` = share of pairs whose argmax label is entailment;
@@ -47,6 +51,7 @@ from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.metrics.clip_score import (Precision, apply_precision, encoder_forward, load_backend, precision_problem,
                                          resolve_device)
 from mer_eval.schema import MetricResult, ModelRef, Sample, Status
+from mer_eval.domain.emotion_text import summary_or_abstention
 from mer_eval.domain.text import split_sentences
 
 DIRECTIONS = ("summary_to_desc", "desc_to_summary")
@@ -148,7 +153,7 @@ class NLIConsistency(Metric):
 
     name = "nli"
     order = 120
-    version = "1.0"
+    version = "1.1"  # 1.1: no final summary where the sample's type promises one is abstained (was not_applicable)
     requires = "annotation.final_summary and at least one description field listed in metrics.nli.pairs"
     description = "NLI entailment/contradiction between each modality description and the final summary, both ways"
     outputs = (
@@ -173,11 +178,18 @@ class NLIConsistency(Metric):
         return {f: getattr(s.annotation, f) for f in self._fields() if getattr(s.annotation, f, None)}
 
     def missing_inputs(self, sample: Sample) -> Optional[str]:
-        if not sample.annotation.final_summary:
-            return "no final_summary"
+        _, status, why = summary_or_abstention(sample)
+        if status == "not_applicable":
+            return f"no final_summary: {why}"
+        if status == "abstained":
+            return None  # abstention() says so, with or without descriptions to check the summary against
         if not self._present(sample):
             return f"none of the description fields {', '.join(self._fields())} is present"
         return None
+
+    def abstention(self, sample: Sample) -> Optional[str]:
+        _, status, why = summary_or_abstention(sample)
+        return why if status == "abstained" else None
 
     def cache_key_inputs(self, sample: Sample) -> Optional[dict[str, Any]]:
         return {"summary": sample.annotation.final_summary, "fields": self._present(sample)}
@@ -220,11 +232,11 @@ class NLIConsistency(Metric):
         be = self._backend
         if be.label_problem:
             raise ValueError(be.label_problem)
+        out: dict[str, list[MetricResult]] = {}
         per_sample = [(s, self._pairs(s)) for s in samples]
         flat = [(p[2], p[3]) for _, ps in per_sample for p in ps]
         preds = self.timed(be.predict, flat, self.batch_size())
         ent, con = be.labels["entailment"], be.labels["contradiction"]
-        out: dict[str, list[MetricResult]] = {}
         i = 0
         for s, ps in per_sample:
             pr = preds[i: i + len(ps)]

@@ -36,7 +36,7 @@ ScoreContext``; the default is ``ScoreContext(device="cpu", ...)``. ``atol`` (co
 tolerance for values compared across batch sizes (0: identical; a batched model may need ~1e-6).
 
 Samples must have unique ids and should be real data; checks that need a sample the family can score
-(``missing_inputs(sample) is None``) fail when there is none, so a check never passes by scoring nothing.
+(``missing_inputs(sample)`` and ``abstention(sample)`` None) fail when there is none, so a check never passes by scoring nothing.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ class MetricTester:
         return res
 
     def _applicable(self, m: Metric, samples: list[Sample], what: str) -> list[Sample]:
-        ok = [s for s in samples if m.missing_inputs(s) is None]
+        ok = [s for s in samples if m.missing_inputs(s) is None and m.abstention(s) is None]
         assert ok, f"{m.name}: {what} needs a sample the family can score; all {len(samples)} lack inputs"
         return ok
 
@@ -337,8 +337,9 @@ class MetricTester:
                 for r in res[s.id]:
                     assert r.status == Status.error and r.value is None, f"{name}/{s.id}/{r.metric}: {r.status.value}"
                     assert "Boom: tester: compute failed" in (r.reason or ""), f"{name}/{s.id}: reason {r.reason!r}"
-            for s in na:
-                assert all(r.status == Status.not_applicable for r in res[s.id]), f"{name}/{s.id}: not not_applicable"
+            for s in na:  # never computed: what missing_inputs / abstention said
+                want = Status.not_applicable if m.missing_inputs(s) else Status.abstained
+                assert all(r.status == want for r in res[s.id]), f"{name}/{s.id}: not {want.value}"
             # nothing of the failed run was cached: scoring again with the real compute recomputes
             _, again = self.score(metric_cls, todo, config=config, params=params, cache=Cache(Path(d)))
             for s in todo:

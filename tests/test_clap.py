@@ -144,8 +144,36 @@ def test_silent_video_and_missing_inputs(clap_dir, shared_data):
     res = metric([f"models.paths.clap={clap_dir}"]).score(ss)
     assert res["silent"][0].status == Status.not_applicable and "digital silence" in res["silent"][0].reason
     assert res["notext"][0].status == Status.not_applicable and "audio_description" in res["notext"][0].reason
+    assert "transcript only" in res["notext"][0].reason  # the analysis answered: no tone to compare
     assert res["nomedia"][0].status == Status.not_applicable
     assert res["ok"][0].status == Status.ok
+
+
+def test_no_audio_analysis_over_sound_is_abstained(clap_dir, shared_data):
+    """A MER / audio annotation promises an audio analysis: none at all over audio with sound is an abstention (a
+    gate fails it, the composite counts its worst), never not_applicable (a skipped rule, a composite factor of 1,
+    which let not describing beat describing wrongly). Over the silent track of a real video there is nothing to
+    describe: not_applicable still. Real MER-Factory output (default_merr_data_MER) with its analysis removed."""
+    from mer_eval.discovery import discover
+
+    d = shared_data
+    mer = discover(d / "annotations-mer-factory" / "default_merr_data_MER.json").samples[0]
+    assert mer.type == SampleType.mer
+    blank = mer.annotation.model_copy(update={"transcript": None, "audio_description": None})
+    ss = [
+        Sample(id="speech", type=SampleType.audio, audio=d / LIBRI, annotation=Annotation(final_summary="calm")),
+        mer.model_copy(update={"id": "mer", "audio": d / LIBRI, "annotation": blank}),
+        mer.model_copy(update={"id": "mer_silent", "audio": None,
+                               "video": d / "faces" / "WolfgangLanger_Pexels.mp4", "annotation": blank}),
+        Sample(id="video", type=SampleType.video, audio=d / LIBRI, annotation=Annotation(video_content="A man.")),
+    ]
+    res = metric([f"models.paths.clap={clap_dir}"]).score(ss)
+    for sid, kind in (("speech", "audio"), ("mer", "mer")):
+        r = res[sid][0]
+        assert r.status == Status.abstained and r.value is None, (sid, r.status, r.reason)
+        assert r.reason == f"a {kind} annotation promises an audio analysis; it is empty (no transcript, no tone)"
+    assert res["mer_silent"][0].status == Status.not_applicable and "digital silence" in res["mer_silent"][0].reason
+    assert res["video"][0].status == Status.not_applicable and "video annotations carry no" in res["video"][0].reason
 
 
 def test_unavailable(clap_dir, shared_data, tmp_path, monkeypatch):

@@ -192,15 +192,36 @@ def test_video_without_peak_frame_uses_middle_frame(tiny, shared_data):
     assert "video frame 12" in r2["clip_image_score"].details["frame_source"]
 
 
-def test_missing_inputs_not_applicable(tiny, shared_data):
-    m = metric([f"models.paths.clip={tiny['open_clip']}"])
-    no_text = Sample(id="a", type=SampleType.image, image=shared_data / "faces" / "single_face.jpg",
-                     annotation=Annotation(final_summary="happy"))
+def test_missing_inputs_not_applicable_and_no_description_abstained(tiny, shared_data, tmp_path):
+    """An image annotation promises a description of the image (MER-Factory's image_visual_description): none
+    there is an abstention, which a gate fails and the composite counts as worst, never a skipped rule that
+    let it beat a wrong description. Types that promise none (au) and samples without an image stay
+    not_applicable."""
+    from mer_eval.discovery import Dataset
+    from mer_eval.gates import evaluate, parse_rule, read_scores
+    from mer_eval.scoring import score_dataset
+
+    sets = [f"models.paths.clip={tiny['open_clip']}", "cache.enabled=false"]
+    face = shared_data / "faces" / "single_face.jpg"
+    no_text = Sample(id="a", type=SampleType.image, image=face, annotation=Annotation(final_summary="happy"))
     no_img = Sample(id="b", type=SampleType.audio, audio=shared_data / "speech-jfk" / "jfk.flac",
                     annotation=Annotation(visual_objective="A smiling man."))
-    res = m.score([no_text, no_img])
-    assert all(r.status == Status.not_applicable for r in res["a"]) and "visual description" in res["a"][0].reason
+    au = Sample(id="c", type=SampleType.au, image=face, annotation=Annotation(visual_expression="AU12 (smile)."))
+    wrong = Sample(id="d", type=SampleType.image, image=face,
+                   annotation=Annotation(image_description="A red car parked on an empty street at night.",
+                                         final_summary="happy"))
+    res = metric(sets).score([no_text, no_img, au, wrong])
+    assert all(r.status == Status.abstained and r.value is None for r in res["a"])
+    assert res["a"][0].reason == "a image annotation promises a visual description; it is empty"
     assert all(r.status == Status.not_applicable for r in res["b"]) and "image" in res["b"][0].reason
+    assert all(r.status == Status.not_applicable for r in res["c"]) and "au annotations carry no" in res["c"][0].reason
+    assert by_metric(res["d"])["clip_image_score"].status == Status.ok
+    ds = Dataset(kind="manifest", root=tmp_path, samples=[no_text, wrong])
+    score_dataset(ds, tmp_path / "run", load_config(sets=sets), metrics=["clip"])
+    df = read_scores(tmp_path / "run")
+    floor = float(df[(df.sample_id == "d") & (df.metric == "clip_image_score")].value.iloc[0])
+    dec = {d.sample_id: d.decision for d in evaluate(df, [parse_rule(f"clip_image_score >= {floor}")]).decisions}
+    assert dec == {"a": "exclude", "d": "include"}  # the wrong description passes a rule the silent one fails
 
 
 def test_missing_weights_unavailable_lists_places(tiny, shared_data, tmp_path, monkeypatch):

@@ -50,6 +50,7 @@ EMPTY_SCORED: dict[str, tuple[set[Status], Sample | None]] = {
     "grounding": ({Status.abstained}, Sample(id="tester-audio", type=SampleType.audio)),
     "cross_modal": ({Status.abstained}, Sample(id="tester-audio", type=SampleType.audio)),
     "text_quality": ({Status.abstained}, Sample(id="tester-audio", type=SampleType.audio)),
+    "nli": ({Status.abstained}, Sample(id="tester-audio", type=SampleType.audio)),
 }
 # float32 models give batch-size-dependent rounding (padding, batched matmuls): values agree to this much
 BATCH_ATOL = {"clip": 1e-6, "clap": 1e-6, "nli": 1e-6, "cross_modal": 1e-6}

@@ -129,14 +129,21 @@ def test_labels_not_found_is_error(tmp_path):
 
 
 def test_not_applicable_and_unavailable(nli_dir, tmp_path, monkeypatch):
-    no_sum = Sample(id="a", annotation=Annotation(visual_objective="A smile."))
+    no_sum = Sample(id="a", annotation=Annotation(visual_objective="A smile."))  # a mer annotation
     no_desc = Sample(id="b", annotation=Annotation(final_summary="Happy.", transcript="hello"))
-    res = metric([f"models.paths.nli={nli_dir}"]).score([no_sum, no_desc])
-    assert res["a"][0].status == Status.not_applicable and "final_summary" in res["a"][0].reason
+    video = Sample(id="c", type="video", annotation=Annotation(video_content="A man smiles."))
+    res = metric([f"models.paths.nli={nli_dir}"]).score([no_sum, no_desc, video])
+    # a mer annotation promises a final summary: none is an abstention (a gate fails it), not a skipped check
+    assert all(r.status == Status.abstained and r.value is None for r in res["a"])
+    assert res["a"][0].reason == "a mer annotation promises a final summary; it is empty"
     assert res["b"][0].status == Status.not_applicable and "visual_objective" in res["b"][0].reason
+    assert res["c"][0].status == Status.not_applicable
+    assert "video annotations carry no final summary" in res["c"][0].reason
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    r = metric([]).score([small_sample()])["small"]
+    res = metric([]).score([small_sample(), no_sum])
+    r = res["small"]
     assert all(x.status == Status.unavailable for x in r)
+    assert all(x.status == Status.abstained for x in res["a"])  # found without the model
     assert "cross-encoder/nli-deberta-v3-base" in r[0].reason and str(tmp_path / "hf") in r[0].reason
 
 

@@ -749,12 +749,56 @@ def summary_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Op
     text = (sample.annotation.final_summary or "").strip()
     if text:
         return text, None, None
-    stype = getattr(sample.type, "value", sample.type)
+    stype = _stype(sample)
     if stype in SUMMARY_TYPES:
         if sample.annotation.is_empty():
             return None, "abstained", "the annotation is empty (no summary, no description)"
         return None, "abstained", f"a {stype} annotation promises a final summary; it is empty"
     return None, "not_applicable", f"{stype} annotations carry no final summary"
+
+
+# MER-Factory types whose result describes what is seen (MER's visual_objective / video_content, the video
+# pipeline's llm_video_summary, the image pipeline's image_visual_description) and whose result carries an audio
+# analysis (MER's and the audio pipeline's audio_analysis: a transcript, then tone)
+VISUAL_TYPES = ("mer", "video", "image")
+AUDIO_TYPES = ("mer", "audio")
+
+
+def _stype(sample: Any) -> str:
+    return getattr(sample.type, "value", sample.type)
+
+
+def visual_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """(visual description, status, reason), as :func:`summary_or_abstention`: ``abstained`` when the sample's
+    type promises a description of what is seen and it is empty, ``not_applicable`` when the type has none."""
+    text = (sample.annotation.visual_text() or "").strip()
+    if text:
+        return text, None, None
+    stype = _stype(sample)
+    if stype in VISUAL_TYPES:
+        if sample.annotation.is_empty():
+            return None, "abstained", "the annotation is empty (no summary, no description)"
+        return None, "abstained", f"a {stype} annotation promises a visual description; it is empty"
+    return None, "not_applicable", f"{stype} annotations carry no visual description"
+
+
+def tone_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """(tone description, status, reason): ``abstained`` when the sample's type promises an audio analysis and it
+    is wholly empty (no transcript, no tone); ``not_applicable`` when there is a transcript but no tone (the
+    analysis answered; the part this compares is missing: ``abstained_score`` sees no abstention there either)
+    or the type has no audio analysis."""
+    text = (sample.annotation.audio_description or "").strip()
+    if text:
+        return text, None, None
+    stype = _stype(sample)
+    if stype not in AUDIO_TYPES:
+        return None, "not_applicable", f"{stype} annotations carry no audio analysis"
+    if (sample.annotation.transcript or "").strip():
+        return None, "not_applicable", "no tone description (annotation.audio_description is absent; the audio " \
+            "analysis has a transcript only)"
+    if sample.annotation.is_empty():
+        return None, "abstained", "the annotation is empty (no summary, no description)"
+    return None, "abstained", f"a {stype} annotation promises an audio analysis; it is empty (no transcript, no tone)"
 
 
 def conclusion_or_abstention(text: str, extra: Optional[dict[str, str]] = None,
