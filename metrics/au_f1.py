@@ -9,6 +9,9 @@ Claims
     in ``outside_universe`` and not scored.
     Texts with more than :data:`CJK_MAX` CJK characters are skipped (``skipped_texts``): the vocabulary is
     English, and a Chinese description would otherwise read as "claims nothing".
+    No text at all on a ``mer`` / ``au`` sample (types whose result describes the face's AUs) while the source
+    detects AUs is ``abstained``, the worst value: saying nothing never scores better than claiming the wrong
+    AUs. With nothing detected either, silence is no error (``not_applicable``, F1 undefined).
 
 Detections (``au_f1.source``)
     ``openface``: the sample's OpenFace CSV. Frames with ``success == 1`` and ``confidence >= confidence``
@@ -73,6 +76,7 @@ from pydantic import Field
 
 from mer_eval.domain.au_claims import UNIVERSE, Claims, Mention, claims_of, extract_claims  # noqa: F401
 from mer_eval.domain.facs import OPENFACE_R_AUS, au_code
+from mer_eval.domain.emotion_text import AU_TYPES
 from mer_eval.domain.records import au_source_of
 
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
@@ -321,7 +325,9 @@ class AUF1(Metric):
     # 1.1: negation keeps its scope over a list of AUs ("no AU04, AU07 or AU23"); "missing"
     # 1.2: claims of AUs the source did not measure are left out (unmeasured_claims), not false positives;
     #      a multi-face OpenFace CSV is read as one face (face_choice), never averaged across faces
-    version = "1.2"
+    # 1.3: no AU-describing text on a mer / au sample whose source detects AUs is abstained (was not_applicable:
+    #      a gate skipped it and it beat a text that claimed the wrong AUs)
+    version = "1.3"
     outputs = (
         OutputSpec("au_pr", True, (0.0, 1.0), "|claimed & detected| / |claimed| over the AUs the source measured"),
         OutputSpec("au_re", True, (0.0, 1.0), "|claimed & detected| / |detected|", primary=False),
@@ -355,7 +361,10 @@ class AUF1(Metric):
         if not texts:
             if skipped:
                 return "; ".join(f"{k}: {v}" for k, v in skipped.items())
-            return f"no AU-describing text ({', '.join(self.cfg.texts)} all empty)"
+            stype = getattr(sample.type, "value", sample.type)
+            if stype not in AU_TYPES:
+                return f"no AU-describing text ({', '.join(self.cfg.texts)} all empty)"
+            # a mer / au annotation promises an AU analysis: abstained where the source detects AUs (_score)
         src = self.cfg.source
         has_csv = sample.openface_csv is not None
         has_img = sample.frame_image() is not None
@@ -482,6 +491,13 @@ class AUF1(Metric):
         M = det.measured
         unmeasured = claims.present - M  # nothing says the face does not show these: not scored
         C, D = claims.present & M, det.detected & M
+        if not texts and not skipped_texts and D:  # (missing_inputs let no text through only for AU_TYPES)
+            stype = getattr(s.type, "value", s.type)
+            why = (f"a {stype} annotation promises an AU analysis; {', '.join(self.cfg.texts)} are all empty while "
+                   f"{det.how} detected {', '.join(f'AU{au}' for au in sorted(D))}")
+            return self.not_ok(s.id, Status.abstained, why, params={**self.public_params(), "au_source": det.au_source},
+                               details={"au_source": det.au_source, "source": det.how, "detected": sorted(D),
+                                        "texts": []}, model=det.model)
         tp, fp, fn = C & D, C - D, D - C
         details = {
             "au_source": det.au_source,

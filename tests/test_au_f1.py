@@ -286,9 +286,12 @@ def test_missing_weights_unavailable(tmp_path, shared_data):
 
 
 def test_missing_everything_not_applicable(wmv):
-    r = _score(Sample(id="e"))
+    r = _score(Sample(id="e", type="video"))  # a type that promises no AU text
     assert all(x.status == Status.not_applicable for x in r.values())
     assert "no AU-describing text" in r["au_f1"].reason
+    r = _score(Sample(id="e"))  # a mer annotation without text, and nothing to detect AUs with
+    assert all(x.status == Status.not_applicable for x in r.values())
+    assert "no AU source" in r["au_f1"].reason
     r = _score(Sample(id="e", annotation=Annotation(visual_expression="smiling")))
     assert r["au_f1"].status == Status.not_applicable and "no AU source" in r["au_f1"].reason
     r = _score(Sample(id="e", openface_csv=wmv, annotation=Annotation(visual_expression="smiling")),
@@ -512,3 +515,32 @@ def test_single_face_csv_unchanged(wmv, shared_data):
         assert all((a.data[c] == b.data[c]).all() for c in a.columns)
     r = _score(_wmv_sample(wmv, "Lips part, Jaw drop"))
     assert "face_choice" not in r["au_f1"].details
+
+
+def test_no_au_text_where_aus_are_detected_is_abstained(wmv, tmp_path):
+    """A mer / au annotation promises an AU analysis. With no AU-describing text at all while the real OpenFace CSV
+    detects AUs at the peak it is abstained (a gate fails it), no longer not_applicable (a skipped rule, so it beat
+    a text that claimed the wrong AU). Where nothing is detected, silence is no error: not_applicable."""
+    from mer_eval.config import load_config
+    from mer_eval.discovery import Dataset
+    from mer_eval.gates import evaluate, parse_rule, read_scores
+    from mer_eval.scoring import score_dataset
+
+    silent = {t: Sample(id=f"silent_{t}", type=t, openface_csv=wmv, annotation=Annotation(peak_frame=222))
+              for t in ("mer", "au")}
+    for t, s in silent.items():
+        r = _score(s)
+        assert all(x.status == Status.abstained and x.value is None for x in r.values()), (t, r)
+        assert r["au_f1"].reason == (f"a {t} annotation promises an AU analysis; visual_expression, llm_au_description, "
+                                     "final_summary are all empty while openface-csv detected AU05, AU25, AU26")
+        assert r["au_f1"].details["detected"] == ["05", "25", "26"]
+    # nothing detected (no presence rule, intensity threshold 5): no AU claimed and none detected
+    r = _score(silent["mer"], use_presence=False, intensity_threshold=5.0)
+    assert all(x.status == Status.not_applicable for x in r.values())
+    wrong = _wmv_sample(wmv, "Brow lowerer (intensity: 2.10)")
+    ds = Dataset(kind="manifest", root=tmp_path, samples=[silent["mer"], wrong])
+    score_dataset(ds, tmp_path / "run", load_config(sets=["cache.enabled=false"]), metrics=["au_f1"])
+    df = read_scores(tmp_path / "run")
+    assert float(df[(df.sample_id == "wmv") & (df.metric == "au_f1")].value.iloc[0]) == 0.0
+    dec = {d.sample_id: d.decision for d in evaluate(df, [parse_rule("au_f1 >= 0")]).decisions}
+    assert dec == {"silent_mer": "exclude", "wmv": "include"}

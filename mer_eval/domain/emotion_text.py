@@ -758,10 +758,12 @@ def summary_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Op
 
 
 # MER-Factory types whose result describes what is seen (MER's visual_objective / video_content, the video
-# pipeline's llm_video_summary, the image pipeline's image_visual_description) and whose result carries an audio
-# analysis (MER's and the audio pipeline's audio_analysis: a transcript, then tone)
+# pipeline's llm_video_summary, the image pipeline's image_visual_description), whose result carries an audio
+# analysis (MER's and the audio pipeline's audio_analysis: a transcript, then tone) and whose result describes
+# the face's action units
 VISUAL_TYPES = ("mer", "video", "image")
 AUDIO_TYPES = ("mer", "audio")
+AU_TYPES = ("mer", "au")  # whose result describes the face's AUs (visual_expression / overall_peak_au_description)
 
 
 def _stype(sample: Any) -> str:
