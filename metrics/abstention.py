@@ -17,7 +17,8 @@ cleanlab-style issue scores (1 = no issue; ``gate`` derives ``is_<rule>_issue`` 
     ``mer``: any audio analysis (transcript and tone both empty)     0.25
     ``mer``: any visual description (peak frame and clip)           0.25
     ``mer``: any AU analysis (no AU text, no AU intensities)        0.25
-    ``audio`` / ``video`` / ``au`` / ``image``: its one text         1
+    ``image``: its visual description (image_visual_description)    0.25
+    ``audio`` / ``video`` / ``au``: its one text                     1
     ===========================================================  =========
 
     Not answering is never scored better than answering wrong: the composite counts a 0 here as the
@@ -37,7 +38,7 @@ from typing import Any, Optional
 
 from mer_eval.evidence import relate
 from mer_eval.metric import Metric, MetricParams, OutputSpec
-from mer_eval.domain.emotion_text import conclusion_or_abstention, sentiment_conclusion
+from mer_eval.domain.emotion_text import conclusion_or_abstention, sentiment_conclusion, visual_or_abstention
 from mer_eval.schema import MetricResult, Sample, Status
 
 NOT_RECORDED = ("no generation provenance recorded (MER-Factory outputs carry none): whether an LLM answer was cut "
@@ -56,7 +57,9 @@ class Abstention(Metric):
     Params = AbstentionParams
     name = "abstention"
     order = 60
-    version = "1.1"  # 1.1: integrity_score is not_applicable where no provenance was recorded (was 1)
+    version = "1.2"  # 1.1: integrity_score is not_applicable where no provenance was recorded (was 1)
+    # 1.2: an image annotation without a visual description (image_visual_description) loses 0.25, as a mer one
+    # does: the part clip_image_score abstains on
     requires = "any annotation"
     description = "What the annotation promised and did not give; flags recorded about partial inputs."
     outputs = (
@@ -86,6 +89,10 @@ class Abstention(Metric):
                 elif f.method == "dominant_words":
                     out.append(("no concluding statement ('the core emotional state is X ...'): the emotion can only "
                                 f"be guessed from the words it uses most ({f.emotion})", 0.5))
+        if stype == "image":  # MER-Factory's image_visual_description: what clip_image_score checks
+            _, status, why = visual_or_abstention(s)
+            if status == "abstained":
+                out.append((why, 0.25))
         if stype == "mer":
             if not (a.transcript or a.audio_description):
                 out.append(("no audio analysis (transcript and tone both empty)", 0.25))

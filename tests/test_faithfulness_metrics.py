@@ -185,3 +185,20 @@ def test_negation_keeps_its_scope_over_a_list_of_aus():
         assert {"04", "07", "23"} <= c.absent and not ({"04", "07", "23"} & c.present), text
     # a comma after something that is no AU ends the negation: "without cheek raising, lip corner puller ..."
     assert extract_claims("Without cheek raising, the lip corner puller (AU12) is weak.").present == {"12"}
+
+
+def test_image_annotation_without_a_visual_description_loses_a_quarter(mf, shared_data):
+    """MER-Factory's image pipeline writes image_visual_description; without it (as the offline provider, which has
+    no vision model, leaves it) the annotation lacks the part clip_image_score abstains on: 0.25 off, as for a mer
+    annotation without a visual description."""
+    summary = mf["gemini"].annotation.final_summary  # a real summary that concludes an emotion
+    photo = shared_data / "faces" / "0-f15-hao-ph.jpg"
+    bare = Sample(id="bare", type=SampleType.image, image=photo, annotation=Annotation(final_summary=summary))
+    seen = Sample(id="seen", type=SampleType.image, image=photo,
+                  annotation=Annotation(final_summary=summary, image_description="A smiling young woman."))
+    res = Abstention({}).score([bare, seen])
+    r = by(res, "bare")["abstained_score"]
+    assert r.value == 0.75 and r.details["is_abstained"]
+    assert r.details["missing"] == [{"what": "a image annotation promises a visual description; it is empty",
+                                     "penalty": 0.25}]
+    assert by(res, "seen")["abstained_score"].value == 1.0
