@@ -182,15 +182,21 @@ def test_resume_skips_then_force_redoes(run):
     assert meta["stages"]["au"]["reused"] is True and meta["stages"]["peaks"]["reused"] is False
 
 
-def test_changed_input_is_redone(tmp_path):
+def _one_photo_generated(tmp_path: Path, name: str) -> tuple[Path, Path, object]:
+    """A real face photo as INPUT/<name>.jpg, annotated once (offline provider): (INPUT, OUT, config)."""
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present")
     inp = tmp_path / "in"
     inp.mkdir()
-    shutil.copy(SHARED / "faces" / "0-f15-hao-ph.jpg", inp / "a.jpg")
+    shutil.copy(SHARED / "faces" / "0-f15-hao-ph.jpg", inp / f"{name}.jpg")
     out = tmp_path / "out"
     cfg = _cfg(tmp_path)
     assert run_generate(inp, out, cfg, progress=False)["done"] == 1
+    return inp, out, cfg
+
+
+def test_changed_input_is_redone(tmp_path):
+    inp, out, cfg = _one_photo_generated(tmp_path, "a")
     shutil.copy(SHARED / "faces" / "0-f1-su-ph.jpg", inp / "a.jpg")  # same name, other content
     s = run_generate(inp, out, cfg, progress=False)
     assert s["done"] == 1 and s["skipped"] == 0
@@ -361,14 +367,7 @@ def test_a_restarted_worker_clears_the_temp_file_its_killed_try_left(tmp_path):
     from mer_eval.generators.pipeline import generate_config_hash, plan_of
     from mer_eval.store import RunStore
 
-    if not SHARED.is_dir():
-        pytest.skip("../shared/data is not present")
-    inp = tmp_path / "in"
-    inp.mkdir()
-    shutil.copy(SHARED / "faces" / "0-f15-hao-ph.jpg", inp / "p.jpg")
-    out = tmp_path / "out"
-    cfg = _cfg(tmp_path)
-    assert run_generate(inp, out, cfg, progress=False)["done"] == 1
+    inp, out, cfg = _one_photo_generated(tmp_path, "p")
     (out / "p" / META_NAME).unlink()
     orphan = out / "p" / ".p_merr_data.json.999999.999999.tmp"
     store = RunStore(out)

@@ -746,15 +746,7 @@ PLACEHOLDERS = {"x", "[x]", "y", "[y]", "emotion", "[emotion]", "<emotion>", "un
 def summary_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Optional[str]]:
     """(summary text, status, reason): status ``abstained`` when the sample's type promises a final summary
     and it is empty, ``not_applicable`` when the type has none to give; (text, None, None) otherwise."""
-    text = (sample.annotation.final_summary or "").strip()
-    if text:
-        return text, None, None
-    stype = _stype(sample)
-    if stype in SUMMARY_TYPES:
-        if sample.annotation.is_empty():
-            return None, "abstained", "the annotation is empty (no summary, no description)"
-        return None, "abstained", f"a {stype} annotation promises a final summary; it is empty"
-    return None, "not_applicable", f"{stype} annotations carry no final summary"
+    return _promised(sample, sample.annotation.final_summary, SUMMARY_TYPES, "final summary")
 
 
 # MER-Factory types whose result describes what is seen (MER's visual_objective / video_content, the video
@@ -770,18 +762,25 @@ def _stype(sample: Any) -> str:
     return getattr(sample.type, "value", sample.type)
 
 
-def visual_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Optional[str]]:
-    """(visual description, status, reason), as :func:`summary_or_abstention`: ``abstained`` when the sample's
-    type promises a description of what is seen and it is empty, ``not_applicable`` when the type has none."""
-    text = (sample.annotation.visual_text() or "").strip()
+def _promised(sample: Any, text: Optional[str], types: tuple[str, ...],
+              what: str) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """(text, status, reason) of one part a MER-Factory result of the sample's type holds (``types``): the text
+    when there is one; ``abstained`` when the type promises it and it is empty; ``not_applicable`` otherwise."""
+    text = (text or "").strip()
     if text:
         return text, None, None
     stype = _stype(sample)
-    if stype in VISUAL_TYPES:
+    if stype in types:
         if sample.annotation.is_empty():
             return None, "abstained", "the annotation is empty (no summary, no description)"
-        return None, "abstained", f"a {stype} annotation promises a visual description; it is empty"
-    return None, "not_applicable", f"{stype} annotations carry no visual description"
+        return None, "abstained", f"a {stype} annotation promises a {what}; it is empty"
+    return None, "not_applicable", f"{stype} annotations carry no {what}"
+
+
+def visual_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """(visual description, status, reason), as :func:`summary_or_abstention`: ``abstained`` when the sample's
+    type promises a description of what is seen and it is empty, ``not_applicable`` when the type has none."""
+    return _promised(sample, sample.annotation.visual_text(), VISUAL_TYPES, "visual description")
 
 
 def tone_or_abstention(sample: Any) -> tuple[Optional[str], Optional[str], Optional[str]]:
