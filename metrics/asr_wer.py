@@ -62,6 +62,7 @@ from pydantic import Field
 from mer_eval.metric import Metric, MetricParams, ModelUnavailable, OutputSpec
 from mer_eval.domain.records import asr_of
 from mer_eval.schema import ASRRecord, MetricResult, ModelRef, Sample, Status, clean_text
+from mer_eval.domain.emotion_text import AUDIO_TYPES
 from mer_eval.domain.text import _TRANSCRIPT_WRAPPER, cjk_ratio, mixed_tokens, unwrap_transcript
 
 
@@ -161,8 +162,8 @@ def error_rates(reference: str, hypothesis: str, cjk: bool) -> dict[str, Any]:
 
 
 # MER-Factory types whose annotation carries an audio analysis (transcript first): an absent transcript there is
-# an unanswered part, scored as the empty hypothesis (see metrics/abstention.py: ``mer`` and ``audio``)
-TRANSCRIPT_TYPES = ("mer", "audio")
+# an unanswered part, abstained (the same types CLAP and abstained_score hold to it)
+TRANSCRIPT_TYPES = AUDIO_TYPES
 
 ABSENT_NOTE = ("the annotation has no transcript although its type ({type}) promises an audio analysis and the "
                "reference has {n} words: abstained (counts as the worst error rate, never better than a wrong "
