@@ -4,6 +4,13 @@ Weights and normalisation anchors live in ``configs/composite/<version>.yaml``. 
 its status is ``ok``; the weights of the metrics that count are renormalised and ``coverage`` records the
 share of the configured weight that could be used. Below ``min_coverage`` the composite is null and
 flagged, never a number made of too little evidence.
+
+A component that failed (status ``error``: a metric crashed on this sample, an unreadable image, audio or
+OpenFace CSV) is not renormalised away: the check was due and did not happen, so the composite is not
+computed either (status ``error``, flag ``component_error``, the failed components and their reasons in
+``missing``). A composite made of the checks that happened to survive would rank the sample as if it had
+passed the one that failed. ``unavailable`` (no model in this run), ``not_applicable`` and "not computed in
+this run" stay gaps that ``coverage`` accounts for: they are the same for every sample, or principled.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from mer_eval.evidence import counts
 from mer_eval.schema import CompositeResult, MetricResult, Status
 
 # members bound once: reading ``Status.x`` goes through the enum machinery, and the composite runs once per sample
-_OK, _ABSTAINED = Status.ok, Status.abstained
+_OK, _ABSTAINED, _ERROR = Status.ok, Status.abstained, Status.error
+COMPONENT_ERROR = "component_error"  # the flag of a composite not computed because a component failed
 _COUNTABLE = (_OK, _ABSTAINED)
 
 
@@ -143,12 +151,16 @@ class CompositeSpec:
         used_w: dict[str, float] = {}
         missing: dict[str, str] = {}
         abstained: list[str] = []
+        failed: list[str] = []  # components whose check failed (status error)
+
         def take(name: str, m: CompositeMetric) -> Optional[tuple[str, float]]:
             """(source metric, normalised value) or None, noting why it does not count or that it abstained."""
             r, src = self._pick(name, by_name)
             v, why, abst = self._judge(r)
             if abst:
                 abstained.append(src)
+            if r is not None and r.status == _ERROR:
+                failed.append(name)
             if v is None:
                 missing[name] = why or "not counted"
                 return None
@@ -172,6 +184,8 @@ class CompositeSpec:
         coverage = used / total if total > 0 else 0.0
         base = dict(sample_id=sample_id, composite_version=self.version, coverage=round(coverage, 4),
                     counted=counted, missing=missing, abstained=sorted(set(abstained)))
+        if failed:  # fail closed: a due check that failed is no gap to renormalise over
+            return CompositeResult(value=None, weights={}, **base, flag=COMPONENT_ERROR)
         if used <= 0 or coverage < self.min_coverage:
             return CompositeResult(value=None, weights={}, **base,
                                    flag="below_min_coverage" if used > 0 else "no_metric_counted")
@@ -198,6 +212,11 @@ def composite_metric_result(c: CompositeResult) -> MetricResult:
     """The composite as a row like every other metric (status, reason): ``composite_score``."""
     name = "composite_score"
     details = {"coverage": c.coverage, "abstained": c.abstained}
+    if c.value is None and c.flag == COMPONENT_ERROR:
+        detail = "; ".join(f"{k}: {v}" for k, v in c.missing.items() if v.startswith("error:"))
+        return MetricResult.missing(c.sample_id, name, Status.error,
+                                    f"{COMPONENT_ERROR}: a check the composite needs failed; {detail}",
+                                    c.composite_version, details=details)
     if c.value is None:
         why = c.flag or "no composite"
         detail = "; ".join(f"{k}: {v}" for k, v in list(c.missing.items())[:4])

@@ -14,7 +14,9 @@ A gate is a list of rules read from ``configs/gates/<name>.yaml`` (bundled), a Y
 
 A metric that is not ``ok`` for a sample is never silently passed or failed: the rule is recorded as
 ``skipped: <status>: <reason>``, unless the rule's ``required`` names that status (``true`` = every
-status but ok; a list such as ``[error, unavailable]``), in which case the sample is excluded.
+status but ok; a list such as ``[error, unavailable]``), in which case the sample is unknown (excluded by
+default). A metric that failed (``error``) always makes the sample unknown: a check that crashed is not one
+that did not apply.
 
 Outputs in the run folder: ``gate.csv`` (per sample: decision, failed and skipped rules, cleanlab-style
 ``is_<rule>_issue`` / ``<rule>_score`` columns, where the score is the value the rule tested),
@@ -378,8 +380,10 @@ def evaluate(df, rules: list[Rule], origin: str = "", on_unknown: str = "exclude
     """Apply ``rules`` to the long-form scores ``df``; every sample in ``df`` gets a decision.
 
     Fail closed: a rule whose metric *abstained* (no conclusion, empty summary) fails, as the metric's worst
-    value would; a rule whose metric was not measured is skipped, unless ``required`` names that status,
-    and then the sample is *unknown*; a sample no rule could judge is unknown too. Unknown samples get
+    value would; a rule whose metric *failed* (status ``error``: the check was due and crashed) makes the
+    sample *unknown*, whatever ``required`` says; a rule whose metric was not measured otherwise is skipped,
+    unless ``required`` names that status, and then the sample is unknown; a sample no rule could judge is
+    unknown too. Unknown samples get
     ``on_unknown`` (``exclude`` by default, ``review``, or ``include`` -- only ever by explicit choice).
     A failed rule decides by its ``action`` (``exclude``, or ``review``: a person should look)."""
     if on_unknown not in ("exclude", "review", "include"):
@@ -420,9 +424,10 @@ def evaluate(df, rules: list[Rule], origin: str = "", on_unknown: str = "exclude
             if status != "ok":
                 why = f"{status}: {reason or 'no reason given'}"
                 d.scores[r.name] = None
-                if status in r.required:
+                if status in r.required or status == "error":  # a failed check never passes by being skipped
                     d.issues[r.name] = True
-                    d.failed.append(f"{r.name}: {r.metric} is {why} (required)")
+                    how = "required" if status in r.required else "the check failed"
+                    d.failed.append(f"{r.name}: {r.metric} is {why} ({how})")
                     d.unknown.append(f"{r.metric} {why}")
                 else:
                     d.issues[r.name] = None

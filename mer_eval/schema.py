@@ -291,7 +291,7 @@ class CompositeResult(_Base):
     counted: dict[str, float] = Field(default_factory=dict)  # metric -> normalised 0..1 score used
     weights: dict[str, float] = Field(default_factory=dict)  # metric -> renormalised weight
     missing: dict[str, str] = Field(default_factory=dict)  # metric -> why it did not count
-    flag: Optional[str] = None  # e.g. "below_min_coverage"
+    flag: Optional[str] = None  # "below_min_coverage", "no_metric_counted", "component_error" (a component failed)
     mode: str = "strict"  # abstentions count as worst; "lenient" only in files of the retired lenient composite
     abstained: list[str] = Field(default_factory=list)  # metrics the annotation abstained on
 

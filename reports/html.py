@@ -128,9 +128,10 @@ def self_check_mask(df):
 
     mask = pd.Series(False, index=df.index)
     if "independent" in df.columns:
-        mask |= df["independent"].map(lambda x: not pd.isna(x) and not bool(x))  # NaN/None: not recorded
+        mask |= df["independent"].map(lambda x: not pd.isna(x) and not bool(x)).astype(bool)  # NaN/None: unrecorded
     if "dependence" in df.columns:
-        mask |= df["dependence"].map(lambda x: isinstance(x, str) and bool(x.strip()))
+        # astype: on an empty column map keeps the column's dtype (str), and bool | str is deprecated in pandas
+        mask |= df["dependence"].map(lambda x: isinstance(x, str) and bool(x.strip())).astype(bool)
     return mask
 
 

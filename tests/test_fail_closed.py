@@ -236,3 +236,47 @@ def test_integrity_is_not_claimed_for_outputs_that_recorded_nothing(examples, tm
     for d in res.decisions:
         assert list(d.issues.values()) == [None] and NOT_RECORDED in d.skipped[0], d
         assert d.unknown and d.decision == "exclude", d
+
+
+def test_a_check_that_crashed_is_never_renormalised_away(examples, tmp_path, monkeypatch):
+    """A family that fails on one real sample (status error): before, the composite renormalised over the checks
+    that survived and the default gate included the sample as if it had passed the failed one."""
+    from mer_eval.metrics.grounding import Grounding
+
+    ds = discover(examples / "mer-factory")
+    cfg = load_config(sets=["score.batch_size=1", "cache.enabled=false"])  # one sample per batch: one fails
+    clean = score_dataset(ds, tmp_path / "clean", cfg, metrics=TEXT)
+    assert _by(clean, "gemini")["composite_score"].status == Status.ok
+    assert {d.sample_id: d.decision for d in gate_run(tmp_path / "clean", "default").decisions}["gemini"] == "include"
+
+    real = Grounding.compute
+
+    def crash_on_gemini(self, samples):
+        if any(s.id == "gemini" for s in samples):
+            raise RuntimeError("grounding crashed on this sample")
+        return real(self, samples)
+
+    monkeypatch.setattr(Grounding, "compute", crash_on_gemini)
+    out = score_dataset(discover(examples / "mer-factory"), tmp_path / "run", cfg, metrics=TEXT)
+    g = _by(out, "gemini")
+    assert g["grounding"].status == Status.error and g["specificity"].status == Status.error
+    comp = g["composite_score"]
+    assert comp.status == Status.error and comp.value is None
+    assert comp.reason.startswith("component_error: a check the composite needs failed; grounding: error: "
+                                  "RuntimeError: grounding crashed on this sample")
+    assert "specificity: error" in comp.reason and "conclusion_consistency" not in comp.reason
+    saved = json.loads((tmp_path / "run" / "gemini" / "mer_eval_scores.json").read_text())
+    assert saved["composite"]["flag"] == "component_error" and saved["composite"]["value"] is None
+    for sid in ("default", "llava-llama3_llama3.2"):  # the other samples' composites are untouched
+        assert _by(out, sid)["composite_score"].value == _by(clean, sid)["composite_score"].value
+    dec = {d.sample_id: d for d in gate_run(tmp_path / "run", "default").decisions}
+    assert dec["gemini"].decision == "exclude" and dec["gemini"].unknown
+    assert any(f.startswith("scoring_errors: composite_score is error: component_error") for f in dec["gemini"].failed)
+    assert {dec[s].decision for s in ("default", "llava-llama3_llama3.2")} == {"include"}
+    # a rule on the failed metric itself: before skipped (the sample then passed on the other rules)
+    res = gate_run(tmp_path / "run", None, ["specificity >= 0.5", "abstained_score >= 1"])
+    d = {x.sample_id: x for x in res.decisions}["gemini"]
+    assert d.decision == "exclude" and not d.skipped
+    assert len(d.failed) == 1 and d.failed[0].endswith("(the check failed)")
+    assert d.failed[0].startswith("specificity_ge_0_5: specificity is error: RuntimeError: grounding crashed on "
+                                  "this sample at test_fail_closed.py:")
