@@ -202,6 +202,22 @@ def _fmt(c: Cell) -> str:
     return f"{c.auroc:.2f}{ci}"
 
 
+def paired_line(row: dict[str, Cell], kinds: list[str]) -> str:
+    """The paired counts of one metric, kind by kind: "flip 3/4, swap 5/5, ... originals above their own twin
+    (a tie counts half)". The pooled AUROC also compares an original with *other* samples' twins, so on a few
+    samples of unequal quality it mixes how good the samples are with what the corruption did; the paired count
+    says only the second."""
+    parts = []
+    for k in kinds:
+        c = row[k]
+        if c.not_measured or c.win_rate is None or not c.n_pairs:
+            parts.append(f"{k} -")
+            continue
+        wins = c.win_rate * c.n_pairs
+        parts.append(f"{k} {wins:.0f}/{c.n_pairs}" if abs(wins - round(wins)) < 1e-9 else f"{k} {wins:.1f}/{c.n_pairs}")
+    return ", ".join(parts) + " originals above their own twin (a tie counts half)"
+
+
 def print_rich(con: Any, res: ProbeResult, only_primary: Optional[list[str]] = None) -> None:
     from rich.table import Table
 
@@ -218,6 +234,10 @@ def print_rich(con: Any, res: ProbeResult, only_primary: Optional[list[str]] = N
         style = "bold" if m in HEADLINE else None
         t.add_row(m, *[_fmt(res.cells[m][k]) for k in res.kinds + ["all"]], style=style)
     con.print(t)
+    for m in HEADLINE:
+        if m in res.cells:
+            con.print(f"  {m}, each original against its own twin: " + paired_line(res.cells[m], res.kinds),
+                      highlight=False)
     for m in order:
         if only_primary is not None and m not in only_primary and m not in HEADLINE:
             continue

@@ -177,3 +177,12 @@ def test_probe_on_shared_mer_factory_outputs(shared_data, tmp_path):
     assert comp["all"]["ci95"][0] <= comp["all"]["auroc"] <= comp["all"]["ci95"][1]
     # the AU-only output has no summary: every kind says so instead of inventing a twin
     assert pj["skipped"]["flip"]["default"] == "no final summary"
+    # beside the pooled AUROC, the paired count: each original against its own twin only
+    au = comp["au"]
+    assert au["win_rate"] == 1.0 and au["auroc"] < 1.0  # every AU twin scores below its own original ...
+    flat = " ".join(r.output.split())  # the console may wrap the line
+    line = flat[flat.index("each original against its own twin"):].split("(a tie counts half)")[0]
+    assert f"au {au['n_pairs']}/{au['n_pairs']}" in line  # ... which the pooled AUROC, across samples, hides
+    for k in ("flip", "swap", "drop"):
+        wins = comp[k]["win_rate"] * comp[k]["n_pairs"]
+        assert f"{k} {wins:.0f}/{comp[k]['n_pairs']}" in line
