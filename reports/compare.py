@@ -6,7 +6,9 @@ Per metric and run after the first: the paired difference to the first run (boot
 samples both scored ok), Wilcoxon signed-rank p-value, and the win / tie / loss counts (direction from
 ``higher_is_better``). Win / tie / loss counts abstentions too: a sample ok in one run and abstained in the
 other is a loss for the run that abstained (a win for it when the first run abstained and it answered),
-abstained in both a tie, so not answering never scores better than answering wrong. Runs are ranked by
+abstained in both a tie, so not answering never scores better than answering wrong. A failed check (status
+``error``) counts the same way: it is never a sample left out, where a run whose outputs crash the checks
+would lose nothing by it. Runs are ranked by
 their composite mean on the common samples; a run with no composite measured there gets no rank
 (``rank`` None, with the reason).
 
@@ -98,6 +100,14 @@ class RunStat:
     abstain_wins: Optional[int] = None
     abstain_ties: Optional[int] = None
     abstain_losses: Optional[int] = None
+    # common samples whose check of this metric failed in this run (status error: not in n or the mean), and
+    # the part of wins / ties / losses that comes from them, as for abstentions: a check that failed in this run
+    # where the first run's worked is a loss, one that worked where the first run's failed a win, failed or
+    # unanswered in both a tie
+    n_error: int = 0
+    error_wins: Optional[int] = None
+    error_ties: Optional[int] = None
+    error_losses: Optional[int] = None
 
 
 @dataclass
@@ -152,12 +162,14 @@ def _ok_series(df, metric: str, ids: set[str]) -> dict[str, float]:
 
 
 ABSTAINED = "abstained"
+ERROR = "error"
 NO_COMPOSITE = f"no {COMPOSITE} measured on the common samples"
 
 
-def _abstained_ids(df, metric: str, ids: set[str]) -> set[str]:
-    """Samples of ``ids`` whose ``metric`` abstained: the annotation did not answer what the metric checks."""
-    g = df[(df["metric"] == metric) & (df["status"] == ABSTAINED) & (df["sample_id"].isin(ids))]
+def _abstained_ids(df, metric: str, ids: set[str], status: str = ABSTAINED) -> set[str]:
+    """Samples of ``ids`` whose ``metric`` abstained (the annotation did not answer what the metric checks), or
+    has another ``status`` (``error``: the check failed)."""
+    g = df[(df["metric"] == metric) & (df["status"] == status) & (df["sample_id"].isin(ids))]
     return {str(s) for s in g["sample_id"]}
 
 
@@ -218,17 +230,18 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
         hib = directions[m]
         series = [_ok_series(df, m, common) for df in frames]
         abstained = [_abstained_ids(df, m, common) - set(s) for df, s in zip(frames, series)]
+        failed = [_abstained_ids(df, m, common, ERROR) - set(s) for df, s in zip(frames, series)]
         for lab, df in zip(labels, frames):
             lo = left_out_of(df, m, common)
             if lo["n"]:
                 left_out.setdefault(m, {})[lab] = {"n": lo["n"], "reasons": lo["reasons"]}
-        base, base_abst = series[0], abstained[0]
+        base, base_abst, base_err = series[0], abstained[0], failed[0]
         stats_ = []
-        for i, (lab, s, abst) in enumerate(zip(labels, series, abstained)):
+        for i, (lab, s, abst, err) in enumerate(zip(labels, series, abstained, failed)):
             vals = np.array(list(s.values()), dtype=float)
             lo, hi = bootstrap_mean_ci(vals, n_boot, seed)
             st = RunStat(lab, int(vals.size), float(vals.mean()) if vals.size else None, lo, hi,
-                         n_abstained=len(abst))
+                         n_abstained=len(abst), n_error=len(err))
             if i > 0:
                 both = sorted(set(base) & set(s))
                 d = np.array([s[k] - base[k] for k in both], dtype=float)
@@ -248,10 +261,15 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
                 st.abstain_losses = len(abst & set(base))
                 st.abstain_wins = len(base_abst & set(s))
                 st.abstain_ties = len(abst & base_abst)
-                st.n_wtl = int(d.size) + st.abstain_losses + st.abstain_wins + st.abstain_ties
+                # fail closed: a check that failed is no better than not answering
+                st.error_losses = len(err & set(base))
+                st.error_wins = len(base_err & set(s))
+                st.error_ties = len((err & (base_abst | base_err)) | (abst & base_err))
+                st.n_wtl = (int(d.size) + st.abstain_losses + st.abstain_wins + st.abstain_ties + st.error_losses
+                            + st.error_wins + st.error_ties)
                 if st.n_wtl:
-                    st.wins = wins + st.abstain_wins
-                    st.losses = losses + st.abstain_losses
+                    st.wins = wins + st.abstain_wins + st.error_wins
+                    st.losses = losses + st.abstain_losses + st.error_losses
                     st.ties = st.n_wtl - st.wins - st.losses
                     st.win_rate = st.wins / st.n_wtl
             stats_.append(st)
@@ -273,6 +291,11 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
         unranked = [r["run"] for r in ranking if r["rank"] is None]
         if unranked:
             notes.append(f"not ranked ({NO_COMPOSITE}): " + ", ".join(unranked))
+        errs = {r.run: r.n_error for r in comp.runs if r.n_error}
+        if errs:
+            notes.append(f"{COMPOSITE} failed (error: a check it needs failed) on " + ", ".join(
+                f"{k} {v}" for k, v in errs.items()) + f" of the {len(common)} common samples: in no mean, and "
+                "each a loss in win / tie / loss against a run whose check worked")
         ns = {r["run"]: r["n"] for r in ranking if r["rank"] is not None}
         if len(set(ns.values())) > 1:  # each mean is over the samples that run's composite scored
             notes.append("ranked on composites measured on different numbers of the common samples ("
@@ -605,7 +628,8 @@ def _ci(lo: Optional[float], hi: Optional[float]) -> str:
 
 CSV_FIELDS = ["metric", "higher_is_better", "run", "n", "n_abstained", "mean", "ci_low", "ci_high", "n_paired",
               "diff", "diff_ci_low", "diff_ci_high", "p_wilcoxon", "p_note", "n_wtl", "wins", "ties", "losses",
-              "win_rate", "abstain_wins", "abstain_ties", "abstain_losses", "allowed_mismatch", "left_out"]
+              "win_rate", "abstain_wins", "abstain_ties", "abstain_losses", "n_error", "error_wins", "error_ties",
+              "error_losses", "allowed_mismatch", "left_out"]
 
 
 def _allowed_for(c: Comparison, metric: str) -> str:
@@ -645,18 +669,22 @@ def comparability_lines(c: Comparison) -> list[str]:
     return lines
 
 
-ABSTAIN_RULE = ("abstentions count in win / tie / loss (not in n, means, Δ or p): a sample ok in one run and "
-                "abstained in the other is a loss for the run that abstained, abstained in both a tie; "
-                "'abstained' = common samples that abstained on the metric")
+ABSTAIN_RULE = ("abstentions and failed checks count in win / tie / loss (not in n, means, Δ or p): a sample ok "
+                "in one run and abstained or error in the other is a loss for the run that abstained or failed, "
+                "neither ok in both a tie; 'abstained' = common samples that abstained on the metric")
 
 
 def _wtl(r: RunStat, sep: str) -> str:
     if r.wins is None:
         return ""
     out = sep.join(str(x) for x in (r.wins, r.ties, r.losses))
-    parts = [f"{n} {w}" for n, w in ((r.abstain_wins, "won"), (r.abstain_ties, "tied"), (r.abstain_losses, "lost"))
-             if n]
-    return out + (f" (abstentions: {', '.join(parts)})" if parts else "")
+    notes = []
+    for what, counts in (("abstentions", (r.abstain_wins, r.abstain_ties, r.abstain_losses)),
+                         ("errors", (r.error_wins, r.error_ties, r.error_losses))):
+        parts = [f"{n} {w}" for n, w in zip(counts, ("won", "tied", "lost")) if n]
+        if parts:
+            notes.append(f"{what}: {', '.join(parts)}")
+    return out + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _rank(r: dict[str, Any]) -> str:

@@ -229,7 +229,7 @@ MF_METRICS = "text_quality,conclusion,grounding,au_faithfulness,abstention"
 LLAVA = "llava-llama3_llama3.2"
 
 
-def mf_copy(dest: Path, summary: Optional[str] = None, metrics: str = MF_METRICS) -> Path:
+def mf_copy(dest: Path, summary: Optional[str] = None, metrics: str = MF_METRICS, extra: tuple = ()) -> Path:
     """A copy of examples/mer-factory (llava's final summary replaced when ``summary`` is given), scored
     through the CLI."""
     import json
@@ -243,7 +243,7 @@ def mf_copy(dest: Path, summary: Optional[str] = None, metrics: str = MF_METRICS
         data = json.loads(p.read_text(encoding="utf-8"))
         data["final_summary"] = summary
         p.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    r = CliRunner().invoke(main, ["score", str(dest), "--metrics", metrics, "--no-cache"])
+    r = CliRunner().invoke(main, ["score", str(dest), "--metrics", metrics, "--no-cache", *extra])
     assert r.exit_code == 0, r.output
     return dest
 
@@ -299,7 +299,7 @@ def test_cli_compare_reports_abstentions(mf, tmp_path):
     r = CliRunner().invoke(compare_cmd, [str(mf["A"]), str(mf["B"]), "--markdown", str(md), "--csv", str(cs),
                                          "--json", str(js), "--bootstrap", "200"], env={"COLUMNS": "250"})
     assert r.exit_code == 0, r.output
-    assert "abstentions count in win / tie / loss" in r.output and "abstained" in r.output
+    assert "abstentions and failed checks count in win / tie / loss" in r.output and "abstained" in r.output
     assert "0/2/1 (abstentions: 1 lost)" in r.output
     import json
 
@@ -307,11 +307,50 @@ def test_cli_compare_reports_abstentions(mf, tmp_path):
     cc = next(x for x in data["metrics"] if x["metric"] == "conclusion_consistency")
     assert [x["n_abstained"] for x in cc["runs"]] == [0, 1] and cc["runs"][1]["losses"] == 1
     text = md.read_text()
-    assert "| abstained |" in text and "abstentions count in win / tie / loss" in text
+    assert "| abstained |" in text and "abstentions and failed checks count in win / tie / loss" in text
     assert "| conclusion_consistency ↑ | runB | 2 | 1 | " in text and "0 / 2 / 1 (abstentions: 1 lost)" in text
     row = next(x for x in csv.DictReader(io.StringIO(cs.read_text()))
                if x["metric"] == "conclusion_consistency" and x["run"] == "runB")
     assert (row["n_abstained"], row["losses"], row["abstain_losses"], row["n_wtl"]) == ("1", "1", "1", "3")
+
+
+def test_a_failed_check_is_a_loss_not_left_out(mf, tmp_path, monkeypatch):
+    """A run whose grounding check crashed on the real llava output (status error, so its composite is error too):
+    before, the sample was in neither run's win / tie / loss, so a run whose outputs crash the checks lost
+    nothing by it."""
+    import json
+
+    from mer_eval.metrics.grounding import Grounding
+
+    real = Grounding.compute
+
+    def crash_on_llava(self, samples):
+        if any(s.id == LLAVA for s in samples):
+            raise RuntimeError("grounding crashed on this sample")
+        return real(self, samples)
+
+    monkeypatch.setattr(Grounding, "compute", crash_on_llava)
+    e = mf_copy(tmp_path / "runE", extra=("--set", "score.batch_size=1"))  # one sample a batch: only llava fails
+    monkeypatch.undo()
+    assert status_of(e, "grounding", "gemini") == "ok"
+    assert status_of(e, "grounding", LLAVA) == status_of(e, "composite_score", LLAVA) == "error"
+    a = mf["A"]
+    c = compare_runs([a, e], n_boot=200)
+    for m in ("grounding", "composite_score"):
+        r = by_metric(c, m).runs[1]
+        assert r.n_error == 1 and r.error_losses == 1 and r.losses >= 1 and r.n == 2, m
+        assert r.wins + r.ties + r.losses == r.n_wtl == r.n_paired + 1, m
+    back = compare_runs([e, a], n_boot=200)  # seen from the run that failed, the other run wins it
+    assert by_metric(back, "composite_score").runs[1].error_wins == 1
+    assert any(n.startswith("composite_score failed (error: a check it needs failed) on runE 1 of the 3 common")
+               for n in c.notes)
+    js = tmp_path / "c.json"
+    r = CliRunner().invoke(compare_cmd, [str(a), str(e), "--json", str(js), "--bootstrap", "200"],
+                           env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert "(errors: 1 lost)" in r.output
+    row = next(x for x in json.loads(js.read_text())["metrics"] if x["metric"] == "composite_score")["runs"][1]
+    assert (row["n_error"], row["error_losses"]) == (1, 1)
 
 
 def test_runs_without_a_composite_get_no_rank(mf, tmp_path):
