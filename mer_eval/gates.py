@@ -376,6 +376,29 @@ def _resolve(rule: Rule, values, higher_is_better: bool) -> None:
 _OP_TXT = {"ge": ">=", "le": "<=", "gt": ">", "lt": "<", "eq": "==", "ne": "!="}
 
 
+def check_rule_metrics(df, rules: list[Rule]) -> None:
+    """Refuse a rule whose metric no score table could hold: not in this run, and no installed metric family
+    writes it (a misspelt ``composit_score >= 60`` would otherwise be skipped on every sample, and the other
+    rules would decide alone, as if it had passed). A known metric this run did not compute stays a rule that
+    is skipped with that reason."""
+    import difflib
+
+    from mer_eval.registry import metric_outputs
+
+    present = set(df["metric"].astype(str))
+    absent = [r for r in rules if r.metric not in present]
+    if not absent:
+        return
+    known = set(metric_outputs()) | {"composite_score"}
+    bad = [r for r in absent if r.metric not in known]
+    if bad:
+        names = sorted(known | present)
+        raise GateError("; ".join(
+            f"rule {r.name}: no metric {r.metric!r} in this run or in any installed metric family"
+            + (f" (did you mean {', '.join(difflib.get_close_matches(r.metric, names, n=2))}?)"
+               if difflib.get_close_matches(r.metric, names, n=2) else "") for r in bad))
+
+
 def evaluate(df, rules: list[Rule], origin: str = "", on_unknown: str = "exclude") -> GateResult:
     """Apply ``rules`` to the long-form scores ``df``; every sample in ``df`` gets a decision.
 
@@ -388,6 +411,7 @@ def evaluate(df, rules: list[Rule], origin: str = "", on_unknown: str = "exclude
     A failed rule decides by its ``action`` (``exclude``, or ``review``: a person should look)."""
     if on_unknown not in ("exclude", "review", "include"):
         raise GateError(f"on_unknown must be exclude, review or include, got {on_unknown!r}")
+    check_rule_metrics(df, rules)
     directions = metric_directions(df)
     ids = sample_ids(df)
     cells: dict[tuple[str, str], tuple[str, Optional[float], Optional[str]]] = {}
@@ -413,7 +437,8 @@ def evaluate(df, rules: list[Rule], origin: str = "", on_unknown: str = "exclude
         actions: list[str] = []
         judged = 0  # rules decided on a measured value (or an abstention)
         for r in rules:
-            status, value, reason = cells.get((sid, r.metric), ("missing", None, f"no {r.metric} row in scores"))
+            status, value, reason = cells.get(
+                (sid, r.metric), ("missing", None, f"no {r.metric} row in scores (not computed in this run)"))
             if status == "abstained" and r.kind != "status":
                 d.scores[r.name] = None
                 d.issues[r.name] = True

@@ -100,3 +100,13 @@ def get_metric(name: str) -> Any:
 
 def get_provider(name: str) -> Any:
     return get("providers", name)
+
+
+def metric_outputs() -> dict[str, str]:
+    """``{output name: family}`` of every installed metric family (built-in and entry points): the names a
+    score table can hold, besides ``composite_score``. Imports every family's module (not its models)."""
+    out: dict[str, str] = {}
+    for fam in available("metrics"):
+        for o in get_metric(fam).output_names():
+            out.setdefault(o, fam)
+    return out

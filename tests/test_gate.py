@@ -311,3 +311,19 @@ def test_scored_run_marks_self_checks(shared_data, tmp_path):
     df = load_scores(tmp_path / "run")
     au = df[df.metric == "au_f1"].iloc[0]
     assert au.status == "ok" and not au.independent and "self" in au.dependence
+
+
+def test_a_misspelt_metric_is_refused_not_skipped(runs, tmp_path):
+    """Before, ``composit_score >= 60`` was skipped on every sample and the other rule decided alone: the real
+    run's samples were included as if they had passed the misspelt rule."""
+    run = copy_run(runs["good"], tmp_path / "run")
+    with pytest.raises(GateError, match=r"rule composit_score_ge_60: no metric 'composit_score' in this run or in "
+                                        r"any installed metric family \(did you mean composite_score"):
+        gate_run(run, None, ["composit_score >= 60", "abstained_score >= 1"])
+    assert not (run / "gate.csv").exists()  # nothing decided
+    r = CliRunner().invoke(gate_cmd, [str(run), "--rule", "distinct_2 >= 0.5"])
+    assert r.exit_code == 2 and "did you mean distinct2" in r.output
+    # a known metric this run did not compute (no CLIP weights, no NLI family here) is skipped, with that reason
+    res = gate_run(run, None, ["nli_contra_rate > 3 x median", "composite_score >= 60"])
+    assert all(d.skipped == ["nli_contra_rate_gt_3x_median: skipped: missing: no nli_contra_rate row in scores "
+                             "(not computed in this run)"] for d in res.decisions)
