@@ -290,7 +290,31 @@ def load_config(path: Optional[Path] = None, sets: Optional[list[str]] = None) -
         raise ConfigError(format_validation_error(e)) from None
     check_metric_sections(cfg.metrics)
     check_provider_sections(cfg.providers)
+    check_composite(cfg.score.composite)
     return cfg
+
+
+def check_composite(name: str) -> None:
+    """``score.composite`` names a bundled composite or a YAML file that loads, and every metric it weighs,
+    substitutes or scales by is an output some installed family writes: a misspelt component would otherwise
+    be "not computed in this run" on every sample and renormalised away, and the composite would rise."""
+    import difflib
+
+    from mer_eval.composite import CompositeSpec
+    from mer_eval.registry import metric_outputs
+
+    try:
+        spec = CompositeSpec.load(name)
+    except (ValueError, KeyError, TypeError, OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"bad value for 'score.composite': {name!r}: {e}") from None
+    known = set(metric_outputs())
+    named = list(spec.metrics) + list(spec.accuracy) + list(spec.substitutes.values())
+    bad = [m for m in dict.fromkeys(named) if m not in known]
+    if bad:
+        raise ConfigError(f"composite {spec.version} ({name}): " + "; ".join(
+            f"no installed metric family writes {m!r}"
+            + (f" (did you mean {', '.join(difflib.get_close_matches(m, sorted(known), n=2))}?)"
+               if difflib.get_close_matches(m, sorted(known), n=2) else "") for m in bad))
 
 
 def _format_errors(e: ValidationError, prefix: list[str], allowed: list[str]) -> list[str]:

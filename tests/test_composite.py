@@ -85,3 +85,31 @@ def test_dependent_evidence_does_not_count(spec):
     c = spec.compute("s", base + [ok("label_match", 1.0, independent=False, dependence="label-aware prompt")])
     assert "label_match" in c.missing and "label-aware prompt" in c.missing["label_match"]
     assert "label_match" not in c.counted
+
+
+def test_a_misspelt_component_of_a_custom_composite_is_refused(tmp_path, examples):
+    """Before, a custom composite weighing 'conclusion_consistancy' scored the real MER-Factory outputs with that
+    component "not computed in this run" on every sample, renormalised away: llava's composite rose 81.0 -> 97.3."""
+    import yaml
+    from click.testing import CliRunner
+
+    from mer_eval.cli import main
+    from mer_eval.config import ConfigError, load_config
+
+    data = yaml.safe_load((examples.parent / "configs" / "composite" / "mer-v2.yaml").read_text(encoding="utf-8"))
+    data["version"] = "my-v1"
+    data["metrics"]["conclusion_consistancy"] = data["metrics"].pop("conclusion_consistency")
+    custom = tmp_path / "my.yaml"
+    custom.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"composite my-v1 \(.*my.yaml\): no installed metric family writes "
+                                          r"'conclusion_consistancy' \(did you mean conclusion_consistency"):
+        load_config(sets=[f"score.composite={custom}"])
+    r = CliRunner().invoke(main, ["score", str(examples / "mer-factory"), "--out", str(tmp_path / "run"),
+                                  "--metrics", "text_quality,conclusion", "--set", f"score.composite={custom}"])
+    assert r.exit_code == 2 and "conclusion_consistancy" in r.output
+    assert not (tmp_path / "run").exists()  # refused before anything was scored
+    with pytest.raises(ConfigError, match="bad value for 'score.composite': 'mer-v9'"):
+        load_config(sets=["score.composite=mer-v9"])
+    data["metrics"]["conclusion_consistency"] = data["metrics"].pop("conclusion_consistancy")
+    custom.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert load_config(sets=[f"score.composite={custom}"]).score.composite == str(custom)  # spelt right: fine
