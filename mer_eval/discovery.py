@@ -46,6 +46,9 @@ class Dataset:
     samples: list[Sample]
     notes: list[str] = field(default_factory=list)  # dataset-level: skipped files and why
     label_file: Optional[Path] = None
+    # samples that got a label / a reference transcript from a file the caller named (None: no file named)
+    labels_matched: Optional[int] = None
+    transcripts_matched: Optional[int] = None
 
     def by_id(self) -> dict[str, Sample]:
         return {s.id: s for s in self.samples}
@@ -286,9 +289,14 @@ def discover(
     media_roots: Optional[list[Path]] = None,
     media_dir: Optional[Path] = None,
     workers: int = 1,
+    require_matches: bool = True,
 ) -> Dataset:
     """``workers`` > 1: a MER-Factory root of more than :data:`PARALLEL_ABOVE` sample folders is read by that many
-    spawned processes (the same samples and notes, in the same order, as one process reads)."""
+    spawned processes (the same samples and notes, in the same order, as one process reads).
+
+    ``require_matches``: a ``label_file`` or ``transcripts`` file the caller named that matches none of the
+    samples is a :class:`DiscoveryError` (the run would go on without the labels or references the user asked
+    for, label accuracy and WER silently not measured); :func:`discover_tree` checks the datasets together."""
     input_path = Path(input_path)
     kind = detect_kind(input_path)
     root = input_path if input_path.is_dir() else input_path.parent
@@ -308,6 +316,8 @@ def discover(
         ds.samples = compact(ds.samples)
     _apply_labels(ds, label_file)
     _apply_transcripts(ds, transcripts)
+    if require_matches:
+        check_matches([ds], label_file, transcripts)
     if media_dir is not None:  # media a MER-Factory output records but lacks, found under DIR only
         from mer_eval.media_dir import apply_media_dir
 
@@ -345,19 +355,41 @@ def _apply_labels(ds: Dataset, label_file: Optional[Path]) -> None:
                 matched += 1
                 break
     ds.notes.append(f"labels: {matched} of {len(ds.samples)} samples matched in {Path(label_file).name}")
+    if not auto:
+        ds.labels_matched = matched
+
+
+def check_matches(datasets: list[Dataset], label_file: Optional[Path], transcripts: Optional[Path]) -> None:
+    """A label or transcript file the caller named that gave none of the samples anything is an error."""
+    n = sum(len(d.samples) for d in datasets)
+    if not n:
+        return
+    ids = [d.samples[i].id for d in datasets for i in range(min(3, len(d.samples)))][:3]  # no unpacking of all
+    for what, path, got in (("label file", label_file, [d.labels_matched for d in datasets]),
+                            ("transcript file", transcripts, [d.transcripts_matched for d in datasets])):
+        if path is not None and sum(g or 0 for g in got) == 0:
+            table = read_label_file(path) if what == "label file" else read_transcripts(path)
+            names = list(table)[:3]
+            raise DiscoveryError(
+                f"{Path(path).name}: {what} matches none of the {n} samples: its names ({len(table)}, e.g. "
+                f"{', '.join(names) or 'none'}) are neither a sample id (e.g. {', '.join(ids)}) nor a media file's "
+                f"stem")
 
 
 def _apply_transcripts(ds: Dataset, transcripts: Optional[Path]) -> None:
     if transcripts is None:
         return
     table = read_transcripts(transcripts)
+    matched = 0
     for i, s in enumerate(ds.samples):
         keys = [s.id] + [Path(p).stem for p in s.media().values()]
         for k in keys:
             if k in table:
                 s.reference_transcript = table[k]
                 ds.samples[i] = s  # written back (a SampleStore holds copies)
+                matched += 1
                 break
+    ds.transcripts_matched = matched
 
 
 def _discover_media(root: Path) -> Dataset:
@@ -771,10 +803,12 @@ def discover_tree(root: Path, label_file: Optional[Path] = None, transcripts: Op
     nested = [d for d in subs if detect_kind(d) != "media"]
     if not nested:
         return [discover(root, label_file=label_file, transcripts=transcripts)]
-    out = [discover(d, label_file=label_file, transcripts=transcripts) for d in nested]
+    # one file for every dataset of the tree: each may match only its own samples, so they are checked together
+    out = [discover(d, label_file=label_file, transcripts=transcripts, require_matches=False) for d in nested]
     media_subs = [d for d in subs if d not in nested]
     for d in media_subs:
-        ds = discover(d, label_file=label_file, transcripts=transcripts)
+        ds = discover(d, label_file=label_file, transcripts=transcripts, require_matches=False)
         if ds.samples:
             out.insert(0, ds)
+    check_matches(out, label_file, transcripts)
     return out

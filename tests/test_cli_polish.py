@@ -186,3 +186,40 @@ def test_explicit_unreadable_inputs_are_one_line(tmp_path):
         assert r.exit_code == 1, r.output
         assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
         assert ("not UTF-8" in r.output) if "validate" in args else ("needs columns 'name,transcript'" in r.output)
+
+
+def test_a_named_label_or_transcript_file_that_matches_no_sample_is_an_error(tmp_path, shared_data):
+    """Before, a --label-file whose names match no sample scored the real outputs without labels (label_match
+    not_applicable everywhere, label accuracy never measured) and only a note nobody printed said so."""
+    from click.testing import CliRunner
+
+    from mer_eval.cli import main
+    from mer_eval.discovery import DiscoveryError, discover, discover_tree
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    mf = examples / "mer-factory"
+    wrong = tmp_path / "labels.csv"
+    wrong.write_text("name,label\nclip_0001,happy\nclip_0002,sad\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["score", str(mf), "--out", str(tmp_path / "o"), "--label-file", str(wrong),
+                                  "--metrics", "text_quality,label_agreement"])
+    assert r.exit_code == 1 and not (tmp_path / "o").exists()
+    flat = " ".join(r.output.split())
+    assert ("labels.csv: label file matches none of the 3 samples: its names (2, e.g. clip_0001, clip_0002) are "
+            "neither a sample id (e.g. default, gemini, llava-llama3_llama3.2) nor a media file's stem") in flat
+    one = tmp_path / "one.csv"
+    one.write_text("name,label\ngemini,happy\nclip_0002,sad\n", encoding="utf-8")
+    ds = discover(mf, label_file=one)  # one match is the user's file applied (the rest are notes)
+    assert ds.labels_matched == 1 and {s.id: s.label for s in ds.samples}["gemini"] == "happy"
+    assert "labels: 1 of 3 samples matched in one.csv" in ds.notes
+    # a tree of datasets: the file is checked against all of them together (here it labels mer-factory only)
+    assert [d.labels_matched for d in discover_tree(examples, label_file=one)][-1] == 1
+    with pytest.raises(DiscoveryError, match="label file matches none of the"):
+        discover_tree(examples, label_file=wrong)
+    # reference transcripts for the real LibriVox speech, named after other files
+    speech = shared_data / "speech-librivox"
+    refs = tmp_path / "refs.csv"
+    refs.write_text("name,transcript\nutt_1,hello there\n", encoding="utf-8")
+    with pytest.raises(DiscoveryError, match=r"refs.csv: transcript file matches none of the 5 samples"):
+        discover(speech, transcripts=refs)
+    ok = discover(speech, transcripts=speech / "transcription")
+    assert ok.transcripts_matched == 5 and all(s.reference_transcript for s in ok.samples)
