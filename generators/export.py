@@ -264,11 +264,14 @@ def select_samples(run_dir: Path, only_included: bool) -> tuple[list[Sample], di
     samples = ds.samples
     if only_included:
         try:
-            from mer_eval.gates import load_gate
+            from mer_eval.gates import GateError, load_gate
         except ImportError as e:
             raise ExportError(f"--only-included needs mer_eval.gates.load_gate, which is not available ({e})") \
                 from None
-        decision = load_gate(Path(run_dir))
+        try:
+            decision = load_gate(Path(run_dir))
+        except GateError as e:  # a stale decision, an unreadable gate.csv: no samples are picked by it
+            raise ExportError(f"--only-included: {e}") from None
         if decision is None:
             raise ExportError(f"--only-included: {run_dir} has no gate decision; run `mer-eval gate {run_dir}` "
                               "first")

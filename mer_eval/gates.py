@@ -542,8 +542,39 @@ def write_gate(run_dir: Path, result: GateResult) -> dict[str, Path]:
         "warnings": result.warnings,
         "human_decisions": {d.sample_id: d.human for d in result.decisions if d.human},
         "near_duplicates": {d.sample_id: d.duplicate_of for d in result.decisions if d.duplicate_of},
+        # what the decision was made on: a later export refuses it once the scores have changed (gate_staleness)
+        "scores": scores_fingerprint(run_dir),
     })
     return paths
+
+
+def scores_fingerprint(run_dir: Path) -> Optional[dict[str, Any]]:
+    """``{"file", "bytes", "sha256"}`` of the run's scores.parquet (the gate's input), or None without one."""
+    p = Path(run_dir) / "scores.parquet"
+    if not p.is_file():
+        return None
+    return {"file": p.name, "bytes": p.stat().st_size, "sha256": _file_sha256(p)}
+
+
+def gate_staleness(run_dir: Path) -> Optional[str]:
+    """Why the run's gate decision no longer holds, or None: the scores it decided on (gate.json's ``scores``)
+    are not the run's scores now (re-scored, or a sample re-annotated and re-scored after ``mer-eval gate``). A
+    gate.json written before it recorded them (or none) cannot be checked: None."""
+    gj = Path(run_dir) / GATE_JSON
+    try:
+        meta = json.loads(gj.read_text(encoding="utf-8")) if gj.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return None
+    then = meta.get("scores") if isinstance(meta, dict) else None
+    if not isinstance(then, dict) or not then.get("sha256"):
+        return None
+    now = scores_fingerprint(run_dir)
+    if now is None:
+        return f"the gate decided on a scores.parquet (sha256 {then['sha256'][:12]}) that is gone"
+    if now["sha256"] != then["sha256"]:
+        return (f"scores.parquet changed after the gate decided (sha256 {then['sha256'][:12]} then, "
+                f"{now['sha256'][:12]} now): its decisions are about other scores; run `mer-eval gate` again")
+    return None
 
 
 # ---- curation: near-duplicates, per-label caps, human decisions ----------------------------------------
@@ -865,10 +896,14 @@ def gate_run(run_dir: Path, source: Union[str, Path, None] = "default", rules: I
 
 
 def load_gate(run_dir: Path) -> Optional[dict[str, bool]]:
-    """``{sample_id: included}`` from ``RUN/gate.csv``, or None when the run was never gated."""
+    """``{sample_id: included}`` from ``RUN/gate.csv``, or None when the run was never gated. A decision made on
+    scores the run no longer has is a :class:`GateError` (:func:`gate_staleness`): it never selects samples."""
     p = Path(run_dir) / GATE_CSV
     if not p.is_file():
         return None
+    stale = gate_staleness(run_dir)
+    if stale:
+        raise GateError(f"{Path(run_dir) / GATE_CSV}: {stale}")
     out: dict[str, bool] = {}
     with p.open(encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):

@@ -307,7 +307,7 @@ def _probe_section(run_dir: Path, coverage: list[dict[str, Any]], manifest: Any)
 def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: int = MAX_THUMBNAILS
                  ) -> dict[str, Any]:
     from mer_eval.discovery import discover
-    from mer_eval.gates import metric_directions, read_gate_table, read_scores
+    from mer_eval.gates import gate_staleness, metric_directions, read_gate_table, read_scores
     from mer_eval.schema import load_evaluation, load_manifest
     from mer_eval.store import evaluation_path
 
@@ -397,7 +397,8 @@ def _run_section(run_dir: Path, label: str, with_samples: bool, max_thumbnails: 
                        "origin": gate_meta.get("origin"),
                        "human": sum(1 for r in gate_rows if r.get("decided_by") == "human"),
                        "histogram": gate_meta.get("label_histogram") or {},
-                       "warnings": list(gate_meta.get("warnings") or []) + counts["mismatch"]}
+                       "warnings": list(gate_meta.get("warnings") or []) + counts["mismatch"]
+                       + [f"stale gate decision: {w}" for w in [gate_staleness(run_dir)] if w]}
     if not with_samples:
         return sec
     ds = discover(run_dir)

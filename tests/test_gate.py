@@ -327,3 +327,33 @@ def test_a_misspelt_metric_is_refused_not_skipped(runs, tmp_path):
     res = gate_run(run, None, ["nli_contra_rate > 3 x median", "composite_score >= 60"])
     assert all(d.skipped == ["nli_contra_rate_gt_3x_median: skipped: missing: no nli_contra_rate row in scores "
                              "(not computed in this run)"] for d in res.decisions)
+
+
+def test_a_gate_decision_on_scores_the_run_no_longer_has_selects_nothing(runs, tmp_path):
+    """Gate, then re-annotate one included sample badly and re-score: before, export --only-included still took
+    it, on the strength of a decision made on its old scores."""
+    from mer_eval.generators.export import ExportError, select_samples
+    from mer_eval.gates import gate_staleness
+    from mer_eval.reports.html import write_report
+    from score_fixtures import SHARED_DATA, degrade_text, score
+
+    run = copy_run(runs["good"], tmp_path / "run")
+    res = gate_run(run, None, ["repetition_rate <= 0.2"])
+    victim = next(s for s in ("gemini_merr", "llava_merr", "default_merr_data_MER") if s in res.included)
+    assert gate_staleness(run) is None and json.loads((run / "gate.json").read_text())["scores"]["sha256"]
+    p = next((run / victim).glob("*_merr_data.json"))
+    data = json.loads(p.read_text(encoding="utf-8"))
+    data["final_summary"] = degrade_text(data["final_summary"])  # its first 12 words three times
+    p.write_text(json.dumps(data), encoding="utf-8")
+    score(run, SHARED_DATA)
+    assert ok_values(run, "repetition_rate")[victim] > 0.2  # the new scores fail the rule the gate applied
+    why = gate_staleness(run)
+    assert why and why.startswith("scores.parquet changed after the gate decided")
+    with pytest.raises(ExportError, match="--only-included: .*gate.csv: scores.parquet changed after the gate"):
+        select_samples(run, only_included=True)
+    html = write_report([run], tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "stale gate decision: scores.parquet changed after the gate decided" in html
+    res = gate_run(run, None, ["repetition_rate <= 0.2"])  # decided again, on these scores
+    assert victim not in res.included and gate_staleness(run) is None
+    kept, _ = select_samples(run, only_included=True)
+    assert sorted(s.id for s in kept) == sorted(res.included)
