@@ -291,7 +291,24 @@ def load_config(path: Optional[Path] = None, sets: Optional[list[str]] = None) -
     check_metric_sections(cfg.metrics)
     check_provider_sections(cfg.providers)
     check_composite(cfg.score.composite)
+    check_tolerances(cfg.tolerances)
     return cfg
+
+
+def check_tolerances(tolerances: dict[str, float]) -> None:
+    """``tolerances`` (regress) name outputs some installed family writes, or ``composite_score``: a misspelt
+    key would leave the metric at tolerance 0 while the user believes it has the one they wrote."""
+    import difflib
+
+    from mer_eval.registry import metric_outputs
+
+    known = sorted(set(metric_outputs()) | {"composite_score"})
+    bad = [k for k in tolerances if k not in known]
+    if bad:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(
+            f"unknown metric 'tolerances.{k}'"
+            + (f"; did you mean {', '.join(difflib.get_close_matches(k, known, n=2))}?"
+               if difflib.get_close_matches(k, known, n=2) else "") for k in bad))
 
 
 def check_composite(name: str) -> None:

@@ -164,6 +164,13 @@ def _parse_tolerances(items: tuple[str, ...]) -> dict[str, float]:
             raise click.UsageError(f"--tolerance {it!r}: expected METRIC=NUMBER, e.g. composite_score=2") from None
         if out[k.strip()] < 0:
             raise click.UsageError(f"--tolerance {it!r}: must be >= 0")
+    from mer_eval.config import ConfigError, check_tolerances
+
+    try:
+        check_tolerances(out)
+    except ConfigError as e:  # a misspelt metric would keep tolerance 0 while the user believes it has X
+        raise click.UsageError(str(e).replace("invalid configuration:\n  ", "").replace("'tolerances.", "'--tolerance ")
+                               ) from None
     return out
 
 

@@ -186,6 +186,11 @@ def test_cli_tolerances_from_flags_set_and_config(runs, baseline, tmp_path):
     assert r.exit_code == 1 and "composite_score (higher is better)" in r.output and "REGRESSED" in r.output
     r = CliRunner().invoke(regress_cmd, args + ["--set", "tolerancez.x=1"])
     assert r.exit_code == 2 and "unknown config key" in r.output
+    # a misspelt metric: before, "composite" got tolerance 1e6 and composite_score kept 2, and the run regressed
+    # for a reason the user had meant to allow; now refused, naming the metric it is close to
+    for extra in (["--set", "tolerances.composite=1e6"], ["--tolerance", "composite=1e6"]):
+        r = CliRunner().invoke(regress_cmd, args + extra)
+        assert r.exit_code == 2 and "did you mean composite_score?" in r.output, r.output
 
 
 def test_metric_that_stopped_working_regresses(runs, baseline, tmp_path):
