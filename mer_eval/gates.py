@@ -891,8 +891,23 @@ def gate_run(run_dir: Path, source: Union[str, Path, None] = "default", rules: I
     result = evaluate(df, rule_list, origin, on_unknown)
     spec = _read_gate_yaml(source) if source else {}
     curate(result, df, run_dir, Curation.from_spec(spec.get("curation"), spec.get("_origin", "--rule")))
+    skipped = skipped_inputs(run_dir)
+    if skipped:
+        result.warnings.append(f"{len(skipped)} input(s) skipped when the run was scored (unreadable, or not a "
+                               f"sample): in no decision; e.g. {skipped[0]}")
     write_gate(run_dir, result)
     return result
+
+
+def skipped_inputs(run_dir: Path) -> list[str]:
+    """Discovery's notes of inputs it skipped when the run was scored (run.json ``extra.input_notes``): files or
+    folders that are in no score row, so in no gate decision either. [] for runs scored before they were kept."""
+    try:
+        meta = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    notes = (meta.get("extra") or {}).get("input_notes") if isinstance(meta, dict) else None
+    return [n for n in notes if isinstance(n, str) and "skipped" in n] if isinstance(notes, list) else []
 
 
 def load_gate(run_dir: Path) -> Optional[dict[str, bool]]:

@@ -927,8 +927,14 @@ def _write(o: ScoreOutcome, config: Config, writer: "_LongWriter", stats: "_Stat
     o.section.config_hash = config.hash()
     manifest.score = o.section
     manifest.extra["score_aggregates"] = o.aggregates
+    # what discovery could not read or skipped (and why): those inputs are in no score, gate or export
+    manifest.extra["input_notes"] = list(o.dataset.notes[:INPUT_NOTES_MAX])
+    manifest.extra["input_notes_total"] = len(o.dataset.notes)
     store.write_manifest(manifest)
     (o.out_dir / SCORE_INCOMPLETE).unlink(missing_ok=True)  # every score file is this attempt's now
+
+
+INPUT_NOTES_MAX = 1000  # discovery notes kept in run.json (the total is kept beside them)
 
 
 def wide_summary(long, metrics_order: Optional[list[str]] = None):

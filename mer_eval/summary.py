@@ -36,6 +36,16 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
         why = "\n".join(f"{n}× {r[:120]}" for r, n in row["reasons"]) or "-"
         t.add_row(row["metric"], f"{row['ok']}/{row['n']}", mean, row["model"] or "-", why)
     con.print(t)
+    notes = list(getattr(outcome.dataset, "notes", []) or [])
+    skipped = [n for n in notes if "skipped" in n]
+    if notes:
+        con.print(f"input: {len(notes)} note(s) from reading it" + (
+            f", {len(skipped)} of them input(s) skipped: not scored, in no gate or export" if skipped else "")
+            + " (all in run.json, extra.input_notes)", highlight=False)
+        for n in (skipped or notes)[:5]:
+            con.print(f"  {n}", highlight=False, markup=False)
+        if len(skipped or notes) > 5:
+            con.print(f"  … and {len(skipped or notes) - 5} more", highlight=False)
     comps = [(sid, v) for sid, st, v, _ in outcome.composites() if st == Status.ok.value and v is not None]
     comps.sort(key=lambda x: x[1], reverse=True)
     if comps:

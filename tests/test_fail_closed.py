@@ -280,3 +280,35 @@ def test_a_check_that_crashed_is_never_renormalised_away(examples, tmp_path, mon
     assert len(d.failed) == 1 and d.failed[0].endswith("(the check failed)")
     assert d.failed[0].startswith("specificity_ge_0_5: specificity is error: RuntimeError: grounding crashed on "
                                   "this sample at test_fail_closed.py:")
+
+
+def test_an_input_that_could_not_be_read_is_said_not_dropped_in_silence(examples, tmp_path):
+    """A real MER-Factory output cut short (an interrupted copy): before, score and gate went on with the other two
+    ("2 of 2 samples included") and nothing they printed or wrote said a third folder was there."""
+    from click.testing import CliRunner
+
+    from mer_eval.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(examples / "mer-factory", run)
+    p = run / "gemini" / "gemini_merr_data.json"
+    p.write_bytes(p.read_bytes()[:1500])
+    r = CliRunner().invoke(main, ["score", str(run), "--metrics", ",".join(TEXT), "--no-cache"],
+                           env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.output.split())
+    assert "input: 1 note(s) from reading it, 1 of them input(s) skipped: not scored, in no gate or export" in flat
+    assert "gemini: gemini_merr_data.json: not valid JSON" in flat
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["extra"]["input_notes_total"] == 1 and meta["extra"]["input_notes"][0].startswith(
+        "gemini: gemini_merr_data.json: not valid JSON")
+    res = gate_run(run, "default")
+    assert sorted(d.sample_id for d in res.decisions) == ["default", "llava-llama3_llama3.2"]
+    assert res.warnings[-1].startswith("1 input(s) skipped when the run was scored (unreadable, or not a sample): "
+                                       "in no decision; e.g. gemini: gemini_merr_data.json: not valid JSON")
+    assert json.loads((run / "gate.json").read_text())["warnings"] == res.warnings
+    shutil.copy(examples / "mer-factory" / "gemini" / "gemini_merr_data.json", p)  # repaired and scored again
+    r = CliRunner().invoke(main, ["score", str(run), "--metrics", ",".join(TEXT), "--no-cache"])
+    assert r.exit_code == 0 and "input:" not in r.output
+    assert json.loads((run / "run.json").read_text())["extra"]["input_notes"] == []
+    assert not any("skipped when the run was scored" in w for w in gate_run(run, "default").warnings)
