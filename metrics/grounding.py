@@ -27,7 +27,11 @@ Outputs:
   ``not_applicable`` without checkable quotations;
 * ``number_fidelity``: the share of decimal numbers the summary cites (timestamps, AU intensities) that are
   among the evidence's numbers (peak timestamps, intensities; equal to two decimals, or to one when the
-  summary gives one). ``not_applicable`` when it cites none.
+  summary gives one). ``not_applicable`` when it cites none. Since 1.1 a peak's timestamp cited in a sentence
+  that speaks of the peak ("peaking at 11.73 and 14.73 seconds") and names emotions, none of them the emotion
+  ``chronological_emotion_peaks`` gives at that time, is not supported either: the number is right, what the
+  sentence says happened there is not (``details.misattributed``). A sentence that names the peak's emotion
+  beside others ("flagged as contempt, but it reads as restrained approval") is no misattribution.
 
 A summary in another script than all its evidence descriptions (a Chinese summary of English descriptions)
 gets ``not_applicable`` for ``grounding`` and ``specificity``: word overlap cannot cross languages. A summary
@@ -213,6 +217,40 @@ def _numbers_cited(text: str) -> list[tuple[float, int]]:
     return [(float(x), len(x.split(".")[1])) for x in _DECIMAL.findall(text)]
 
 
+_PEAK_LINE = re.compile(r"\s*peak at\s+(\d+(?:\.\d+)?)\s*s\b[^:]*:\s*([A-Za-z]+)", re.I)
+_PEAK_TALK = re.compile(r"\b(?:peak(?:s|ed|ing)?|flag(?:s|ged)?|detect(?:s|ed)?|spike[sd]?)\b", re.I)
+
+
+def misattributed_peaks(summary: str, peaks: list[str]) -> list[dict[str, Any]]:
+    """Peak timestamps the summary cites in a sentence that speaks of the peak and names emotions, none of them
+    the emotion the peak line gives at that time: ``[{"at", "peak", "named", "sentence"}]``."""
+    from mer_eval.domain.emotion_text import emotion_profile
+    from mer_eval.domain.facs import canonical_emotion
+    from mer_eval.domain.text import split_sentences
+
+    at: dict[float, str] = {}
+    for line in peaks:
+        m = _PEAK_LINE.match(line)
+        emo = canonical_emotion(m.group(2)) if m else None
+        if emo:
+            at[round(float(m.group(1)), 2)] = emo
+    if not at:
+        return []
+    out = []
+    for sent in split_sentences(summary):
+        if not _PEAK_TALK.search(sent):
+            continue
+        hits = [(v, e) for v, dec in _numbers_cited(sent) for t, e in at.items()
+                if abs(v - t) <= 0.0051 or (dec == 1 and round(t, 1) == v)]
+        if not hits:
+            continue
+        named = set(emotion_profile(sent, words=True, cues=False).scores)
+        for v, e in hits:
+            if named and e not in named:
+                out.append({"at": v, "peak": e, "named": sorted(named), "sentence": sent[:160]})
+    return out
+
+
 
 class GroundingParams(MetricParams):
     saturation: int = Field(12, ge=1)  # grounded content words at which specificity reaches 1
@@ -224,7 +262,7 @@ class Grounding(Metric):
     Params = GroundingParams
     name = "grounding"
     order = 40
-    version = "1.0"
+    version = "1.1"
     requires = "annotation.final_summary and at least one evidence text"
     description = "How much of the summary is supported by the sample's own evidence, and how specific it is."
     outputs = (
@@ -317,11 +355,18 @@ class Grounding(Metric):
         # numbers
         cited = _numbers_cited(summary)
         nums = evidence_numbers(s, texts)
+        wrong = misattributed_peaks(summary, s.annotation.chronological_emotion_peaks)
+        left = [w["at"] for w in wrong]  # each misattributed citation takes one citation of its number
         hits, misses = [], []
         for v, dec in cited:
             ok = any(abs(v - x) <= 0.0051 or (dec == 1 and round(x, 1) == v) for x in nums)
+            if ok and v in left:
+                left.remove(v)
+                ok = False
             (hits if ok else misses).append(v)
-        nd = {"cited": [v for v, _ in cited][:40], "not_in_evidence": misses[:20]}
+        nd = {"cited": [v for v, _ in cited][:40], "not_in_evidence": [v for v in misses if v not in
+                                                                      {w["at"] for w in wrong}][:20],
+              "misattributed": wrong[:10]}
         if cited:
             out.append(self.ok(s.id, "number_fidelity", len(hits) / len(cited), details=nd, evidence=ev))
         else:

@@ -50,6 +50,30 @@ def test_grounding_of_real_summaries_and_of_a_swap(mf):
     assert "stethoscop" in by(res, "gemini")["grounding"].details["grounded_sample"]
 
 
+def test_a_peak_given_another_emotion_is_a_number_the_summary_got_wrong(shared_data):
+    """number_fidelity 1.1 on the real MER output of MER-Factory's default clip (peaks: disgust at 10.20 s,
+    surprise at 11.73 s and 14.73 s) and its flipped twin, which says "two instances of happiness, peaking at
+    11.73 and 14.73 seconds": before, every number of the twin was right (1.0) and it outscored its original."""
+    from mer_eval.metrics.grounding import misattributed_peaks
+
+    src = shared_data / "annotations-mer-factory" / "default_merr_data_MER.json"
+    orig = next(iter(discover(src).samples))
+    flip = corrupt.make_flip(orig, seed=0)[0].sample
+    g = Grounding({})
+    a, b = by(g.score([orig]), orig.id)["number_fidelity"], by(g.score([flip]), flip.id)["number_fidelity"]
+    assert a.value == 1.0 and a.details["misattributed"] == []
+    assert [(w["at"], w["peak"], w["named"]) for w in b.details["misattributed"]] == [
+        (11.73, "surprise", ["happy"]), (14.73, "surprise", ["happy"])]
+    assert b.value == pytest.approx(1 - 2 / len(b.details["cited"])) and b.details["not_in_evidence"] == []
+    peaks = orig.annotation.chronological_emotion_peaks
+    # naming the peak's emotion beside another is no misattribution; nor is a sentence that does not speak of
+    # the peak, or one that names no emotion
+    for ok in ("The surprise peaking at 14.73 seconds could also be read as happiness.",
+               "At 14.73 seconds he looks happy.", "Focusing on the peak at 14.73 seconds, the jaw drops."):
+        assert misattributed_peaks(ok, peaks) == [], ok
+    assert misattributed_peaks("The disgust peak at 11.73s is brief.", peaks)[0]["peak"] == "surprise"
+
+
 def test_specificity_of_boilerplate_is_zero_and_content_units_skip_generic_words(mf):
     s = mf["gemini"].model_copy(deep=True)
     s.annotation.final_summary = "The person in the video appears to be angry."

@@ -525,8 +525,8 @@ def test_a_baseline_with_the_retired_lenient_composite_still_checks_the_composit
     """A baseline blessed while composite_lenient existed (tests/data/schema/1.1, real files of examples/mer-factory)
     against a run of today's mer-eval on the same data: the retired composite is a note, never a 'not scored in
     the run' refusal, and composite_score is still checked on every sample. The abstention family changed since (its
-    docstring named the lenient composite; 1.2 weighs an image's visual description), so its fingerprint differs:
-    refused until allowed, as any change of a metric."""
+    docstring named the lenient composite; 1.2 weighs an image's visual description), and grounding (1.1: a peak
+    given another emotion), so their fingerprints differ: refused until allowed, as any change of a metric."""
     from mer_eval.config import load_config
     from mer_eval.discovery import discover
     from mer_eval.scoring import score_dataset
@@ -541,7 +541,11 @@ def test_a_baseline_with_the_retired_lenient_composite_still_checks_the_composit
     refused = regress(run, base)
     assert refused.exit_code == 2 and note in refused.notes
     assert not any(m.startswith("composite_lenient") for m in refused.mismatches)
-    res = regress(run, base, allow=["abstained_score", "integrity_score"])
+    # (composite_score too: it weighs those metrics, and says which)
+    assert {m.split(":")[0] for m in refused.mismatches} == {"abstained_score", "integrity_score", "grounding",
+                                                             "specificity", "quote_fidelity", "number_fidelity",
+                                                             "composite_score"}
+    res = regress(run, base, allow=["abstained_score", "integrity_score", "grounding"])
     assert res.exit_code == 0 and note in res.notes
     comp = next(c for c in res.checks if c.metric == "composite_score")
     assert comp.n_paired == 3 and not comp.regressed
