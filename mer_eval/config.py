@@ -295,28 +295,30 @@ def load_config(path: Optional[Path] = None, sets: Optional[list[str]] = None) -
     return cfg
 
 
+def close_names(name: str, names: list[str]) -> list[str]:
+    """The (at most two) names of ``names`` nearest to a misspelt ``name``, for a "did you mean" hint."""
+    import difflib
+
+    return difflib.get_close_matches(name, names, n=2)
+
+
 def check_tolerances(tolerances: dict[str, float]) -> None:
     """``tolerances`` (regress) name outputs some installed family writes, or ``composite_score``: a misspelt
     key would leave the metric at tolerance 0 while the user believes it has the one they wrote."""
-    import difflib
-
     from mer_eval.registry import metric_outputs
 
     known = sorted(set(metric_outputs()) | {"composite_score"})
-    bad = [k for k in tolerances if k not in known]
+    bad = {k: close_names(k, known) for k in tolerances if k not in known}
     if bad:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(
-            f"unknown metric 'tolerances.{k}'"
-            + (f"; did you mean {', '.join(difflib.get_close_matches(k, known, n=2))}?"
-               if difflib.get_close_matches(k, known, n=2) else "") for k in bad))
+            f"unknown metric 'tolerances.{k}'" + (f"; did you mean {', '.join(near)}?" if near else "")
+            for k, near in bad.items()))
 
 
 def check_composite(name: str) -> None:
     """``score.composite`` names a bundled composite or a YAML file that loads, and every metric it weighs,
     substitutes or scales by is an output some installed family writes: a misspelt component would otherwise
     be "not computed in this run" on every sample and renormalised away, and the composite would rise."""
-    import difflib
-
     from mer_eval.composite import CompositeSpec
     from mer_eval.registry import metric_outputs
 
@@ -324,14 +326,13 @@ def check_composite(name: str) -> None:
         spec = CompositeSpec.load(name)
     except (ValueError, KeyError, TypeError, OSError, yaml.YAMLError) as e:
         raise ConfigError(f"bad value for 'score.composite': {name!r}: {e}") from None
-    known = set(metric_outputs())
+    known = sorted(metric_outputs())
     named = list(spec.metrics) + list(spec.accuracy) + list(spec.substitutes.values())
-    bad = [m for m in dict.fromkeys(named) if m not in known]
+    bad = {m: close_names(m, known) for m in dict.fromkeys(named) if m not in known}
     if bad:
         raise ConfigError(f"composite {spec.version} ({name}): " + "; ".join(
-            f"no installed metric family writes {m!r}"
-            + (f" (did you mean {', '.join(difflib.get_close_matches(m, sorted(known), n=2))}?)"
-               if difflib.get_close_matches(m, sorted(known), n=2) else "") for m in bad))
+            f"no installed metric family writes {m!r}" + (f" (did you mean {', '.join(near)}?)" if near else "")
+            for m, near in bad.items()))
 
 
 def _format_errors(e: ValidationError, prefix: list[str], allowed: list[str]) -> list[str]:

@@ -359,6 +359,11 @@ def _apply_labels(ds: Dataset, label_file: Optional[Path]) -> None:
         ds.labels_matched = matched
 
 
+def skipped_notes(notes: list[str]) -> list[str]:
+    """The notes of inputs reading skipped (each such note says "skipped"): in no score, gate or export."""
+    return [n for n in notes if "skipped" in n]
+
+
 def check_matches(datasets: list[Dataset], label_file: Optional[Path], transcripts: Optional[Path]) -> None:
     """A label or transcript file the caller named that gave none of the samples anything is an error."""
     n = sum(len(d.samples) for d in datasets)

@@ -381,8 +381,7 @@ def check_rule_metrics(df, rules: list[Rule]) -> None:
     writes it (a misspelt ``composit_score >= 60`` would otherwise be skipped on every sample, and the other
     rules would decide alone, as if it had passed). A known metric this run did not compute stays a rule that
     is skipped with that reason."""
-    import difflib
-
+    from mer_eval.config import close_names
     from mer_eval.registry import metric_outputs
 
     present = set(df["metric"].astype(str))
@@ -390,13 +389,12 @@ def check_rule_metrics(df, rules: list[Rule]) -> None:
     if not absent:
         return
     known = set(metric_outputs()) | {"composite_score"}
-    bad = [r for r in absent if r.metric not in known]
+    names = sorted(known | present)
+    bad = [(r, close_names(r.metric, names)) for r in absent if r.metric not in known]
     if bad:
-        names = sorted(known | present)
         raise GateError("; ".join(
             f"rule {r.name}: no metric {r.metric!r} in this run or in any installed metric family"
-            + (f" (did you mean {', '.join(difflib.get_close_matches(r.metric, names, n=2))}?)"
-               if difflib.get_close_matches(r.metric, names, n=2) else "") for r in bad))
+            + (f" (did you mean {', '.join(near)}?)" if near else "") for r, near in bad))
 
 
 def evaluate(df, rules: list[Rule], origin: str = "", on_unknown: str = "exclude") -> GateResult:
@@ -906,8 +904,10 @@ def skipped_inputs(run_dir: Path) -> list[str]:
         meta = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return []
+    from mer_eval.discovery import skipped_notes
+
     notes = (meta.get("extra") or {}).get("input_notes") if isinstance(meta, dict) else None
-    return [n for n in notes if isinstance(n, str) and "skipped" in n] if isinstance(notes, list) else []
+    return skipped_notes([n for n in notes if isinstance(n, str)]) if isinstance(notes, list) else []
 
 
 def load_gate(run_dir: Path) -> Optional[dict[str, bool]]:

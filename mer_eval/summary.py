@@ -36,8 +36,10 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
         why = "\n".join(f"{n}× {r[:120]}" for r, n in row["reasons"]) or "-"
         t.add_row(row["metric"], f"{row['ok']}/{row['n']}", mean, row["model"] or "-", why)
     con.print(t)
+    from mer_eval.discovery import skipped_notes
+
     notes = list(getattr(outcome.dataset, "notes", []) or [])
-    skipped = [n for n in notes if "skipped" in n]
+    skipped = skipped_notes(notes)
     if notes:
         con.print(f"input: {len(notes)} note(s) from reading it" + (
             f", {len(skipped)} of them input(s) skipped: not scored, in no gate or export" if skipped else "")

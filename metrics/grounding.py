@@ -217,6 +217,12 @@ def _numbers_cited(text: str) -> list[tuple[float, int]]:
     return [(float(x), len(x.split(".")[1])) for x in _DECIMAL.findall(text)]
 
 
+def _same_number(cited: float, decimals: int, x: float) -> bool:
+    """A number the summary cites (with ``decimals`` places) is ``x``: equal to two decimals, or to one when the
+    summary gives one."""
+    return abs(cited - x) <= 0.0051 or (decimals == 1 and round(x, 1) == cited)
+
+
 _PEAK_LINE = re.compile(r"\s*peak at\s+(\d+(?:\.\d+)?)\s*s\b[^:]*:\s*([A-Za-z]+)", re.I)
 _PEAK_TALK = re.compile(r"\b(?:peak(?:s|ed|ing)?|flag(?:s|ged)?|detect(?:s|ed)?|spike[sd]?)\b", re.I)
 
@@ -240,8 +246,7 @@ def misattributed_peaks(summary: str, peaks: list[str]) -> list[dict[str, Any]]:
     for sent in split_sentences(summary):
         if not _PEAK_TALK.search(sent):
             continue
-        hits = [(v, e) for v, dec in _numbers_cited(sent) for t, e in at.items()
-                if abs(v - t) <= 0.0051 or (dec == 1 and round(t, 1) == v)]
+        hits = [(v, e) for v, dec in _numbers_cited(sent) for t, e in at.items() if _same_number(v, dec, t)]
         if not hits:
             continue
         named = set(emotion_profile(sent, words=True, cues=False).scores)
@@ -359,14 +364,13 @@ class Grounding(Metric):
         left = [w["at"] for w in wrong]  # each misattributed citation takes one citation of its number
         hits, misses = [], []
         for v, dec in cited:
-            ok = any(abs(v - x) <= 0.0051 or (dec == 1 and round(x, 1) == v) for x in nums)
-            if ok and v in left:
+            if not any(_same_number(v, dec, x) for x in nums):
+                misses.append(v)
+            elif v in left:  # the evidence's number, given another emotion than the peak's there
                 left.remove(v)
-                ok = False
-            (hits if ok else misses).append(v)
-        nd = {"cited": [v for v, _ in cited][:40], "not_in_evidence": [v for v in misses if v not in
-                                                                      {w["at"] for w in wrong}][:20],
-              "misattributed": wrong[:10]}
+            else:
+                hits.append(v)
+        nd = {"cited": [v for v, _ in cited][:40], "not_in_evidence": misses[:20], "misattributed": wrong[:10]}
         if cited:
             out.append(self.ok(s.id, "number_fidelity", len(hits) / len(cited), details=nd, evidence=ev))
         else:

@@ -166,7 +166,7 @@ ERROR = "error"
 NO_COMPOSITE = f"no {COMPOSITE} measured on the common samples"
 
 
-def _abstained_ids(df, metric: str, ids: set[str], status: str = ABSTAINED) -> set[str]:
+def _ids_with_status(df, metric: str, ids: set[str], status: str = ABSTAINED) -> set[str]:
     """Samples of ``ids`` whose ``metric`` abstained (the annotation did not answer what the metric checks), or
     has another ``status`` (``error``: the check failed)."""
     g = df[(df["metric"] == metric) & (df["status"] == status) & (df["sample_id"].isin(ids))]
@@ -229,8 +229,8 @@ def compare_runs(run_dirs: list[Path], n_boot: int = N_BOOT, seed: int = SEED,
     for m in order:
         hib = directions[m]
         series = [_ok_series(df, m, common) for df in frames]
-        abstained = [_abstained_ids(df, m, common) - set(s) for df, s in zip(frames, series)]
-        failed = [_abstained_ids(df, m, common, ERROR) - set(s) for df, s in zip(frames, series)]
+        abstained = [_ids_with_status(df, m, common) - set(s) for df, s in zip(frames, series)]
+        failed = [_ids_with_status(df, m, common, ERROR) - set(s) for df, s in zip(frames, series)]
         for lab, df in zip(labels, frames):
             lo = left_out_of(df, m, common)
             if lo["n"]:
