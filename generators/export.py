@@ -284,25 +284,36 @@ def select_samples(run_dir: Path, only_included: bool) -> tuple[list[Sample], di
             else:
                 kept.append(s)
         samples = kept
-    apply_review_edits(Path(run_dir), samples)
+    samples = apply_review_edits(Path(run_dir), samples, skipped)
     return samples, skipped
 
 
-def apply_review_edits(run_dir: Path, samples: list[Sample]) -> None:
+def apply_review_edits(run_dir: Path, samples: list[Sample], skipped: dict[str, str]) -> list[Sample]:
     """A curator's edits from ``RUN/review.jsonl`` (``mer-eval review``): the edited final summary and label
-    replace the generated ones in the export (the run's files stay as generated)."""
-    from mer_eval.gates import GateError, read_review
+    replace the generated ones in the export (the run's files stay as generated). A summary edited on an
+    annotation that has changed since (re-generated after the review) is neither exported nor silently dropped
+    for the new text: the sample is skipped, said why, until a curator looks again. Returns the samples kept."""
+    from mer_eval.gates import GateError, annotation_sha256, human_staleness, read_review
 
     try:
         review = read_review(run_dir)
     except GateError as e:
         raise ExportError(str(e)) from None
+    kept = []
     for s in samples:
         ed = review.get(s.id, {}).get("edits", {})
         if "final_summary" in ed:
-            s.annotation.final_summary = ed["final_summary"]["after"] or None
+            e = ed["final_summary"]
+            stale = human_staleness(e.get("sha256"), annotation_sha256(s)) if e.get("sha256") else None
+            if stale:
+                skipped[s.id] = (f"its final_summary was edited by {e.get('who')} at {e.get('when')}, but {stale}; "
+                                 "review it again (`mer-eval review`)")
+                continue
+            s.annotation.final_summary = e["after"] or None
         if "label" in ed:
             s.label = ed["label"]["after"] or None
+        kept.append(s)
+    return kept
 
 
 # ---- formats --------------------------------------------------------------------------------------

@@ -580,6 +580,7 @@ def gate_staleness(run_dir: Path) -> Optional[str]:
 REVIEW_JSONL = "review.jsonl"
 REVIEW_ACTIONS = ("accept", "reject", "edit")
 EDIT_FIELDS = ("final_summary", "label")
+REVIEWED_SHA = "annotation_sha256"  # review.jsonl: the annotation a decision was made on (annotation_sha256)
 DUP_JACCARD = 0.9  # default: summaries whose 3-word-shingle Jaccard similarity is >= 0.9 are near-duplicates
 DUP_SHINGLE = 3
 MINHASH_PERM = 128
@@ -603,15 +604,47 @@ def read_review(run_dir: Path) -> dict[str, dict[str, Any]]:
             raise GateError(f"{p}:{n}: not JSON ({ex})") from None
         if not isinstance(e, dict) or e.get("action") not in REVIEW_ACTIONS or not isinstance(e.get("sample_id"), str):
             raise GateError(f"{p}:{n}: a review entry needs sample_id and action ({', '.join(REVIEW_ACTIONS)})")
-        st = out.setdefault(e["sample_id"], {"decision": None, "who": None, "when": None, "edits": {}})
+        st = out.setdefault(e["sample_id"], {"decision": None, "who": None, "when": None, "sha256": None,
+                                             "edits": {}})
         if e["action"] == "edit":
             if e.get("field") not in EDIT_FIELDS:
                 raise GateError(f"{p}:{n}: edit of {e.get('field')!r}; editable: {', '.join(EDIT_FIELDS)}")
             st["edits"][e["field"]] = {"after": e.get("after"), "before": e.get("before"), "who": e.get("who"),
-                                       "when": e.get("when")}
+                                       "when": e.get("when"), "sha256": e.get(REVIEWED_SHA)}
         else:
-            st.update(decision=e["action"], who=e.get("who"), when=e.get("when"))
+            st.update(decision=e["action"], who=e.get("who"), when=e.get("when"), sha256=e.get(REVIEWED_SHA))
     return out
+
+
+def annotation_sha256(sample: Any) -> Optional[str]:
+    """sha256 of what a curator judges: the sample's annotation files (each kind's name and bytes, in kind
+    order), or None for a sample without one. ``mer-eval review`` records it with each decision
+    (``annotation_sha256``); a decision whose annotation has changed since is stale (:func:`human_staleness`)."""
+    import hashlib
+
+    files = getattr(sample, "annotation_files", None) or {}
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for kind in sorted(files):
+        h.update(kind.encode("utf-8") + b"\0")
+        try:
+            h.update(_file_sha256(Path(files[kind])).encode("ascii"))
+        except OSError as e:
+            h.update(f"unreadable: {e.strerror}".encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def human_staleness(recorded: Optional[str], now: Optional[str]) -> Optional[str]:
+    """Why a curator's decision no longer applies, or None: the annotation it was made on (``recorded``) is not
+    the sample's annotation ``now`` (re-generated, or its files edited after the review). A decision recorded
+    before mer-eval kept that hash (None) cannot be checked and applies as before."""
+    if not recorded or recorded == now:
+        return None
+    if now is None:
+        return f"the annotation it was made on (sha256 {recorded[:12]}) is gone"
+    return f"the annotation changed after it (sha256 {recorded[:12]} then, {now[:12]} now)"
 
 
 def append_review(run_dir: Path, entry: dict[str, Any]) -> None:
@@ -847,15 +880,33 @@ def curate(result: GateResult, df, run_dir: Path, curation: Curation) -> GateRes
                 d.failed.append(f"label_cap: label {lab!r} over max_per_label {cap} (kept the {cap} best by "
                                 f"{curation.rank_by})")
                 d.decision, d.why = "exclude", f"label {lab!r} capped at {cap}"
+    current = {s.id: annotation_sha256(s) for s in samples if review.get(s.id, {}).get("decision")}
+    stale_n = 0
     for d in result.decisions:
         r = review.get(d.sample_id)
-        if r and r["decision"] in ("accept", "reject"):
+        stale = human_staleness(r["sha256"], current.get(d.sample_id)) if r and r["decision"] else None
+        if stale:  # made on another annotation: an accept opens nothing; a reject goes back to a person
+            stale_n += 1
+            d.human = {"decision": r["decision"], "who": r["who"], "when": r["when"], "rules": d.decision,
+                       "stale": stale}
+            said = f"{r['decision']}ed by {r['who']} at {r['when']}"
+            if r["decision"] == "reject" and d.decision == "include":
+                d.decision = "review"
+                d.why = (f"review: {said}, not applied: {stale}; the rules alone would include it ({d.why}); "
+                         "review it again")
+            else:
+                d.why = f"{d.why}; {said}, not applied: {stale}"
+        elif r and r["decision"] in ("accept", "reject"):
             d.decided_by = "human"
             d.human = {"decision": r["decision"], "who": r["who"], "when": r["when"], "rules": d.decision}
             d.decision = "include" if r["decision"] == "accept" else "exclude"
             d.why = (f"{d.decision} (human): {r['decision']}ed by {r['who']} at {r['when']}; the rules said "
                      f"{d.human['rules']} ({d.why})")
         d.include = d.decision == "include"
+    if stale_n:
+        result.warnings.append(f"{stale_n} human decision(s) in {REVIEW_JSONL} were made on an annotation that "
+                               "has changed since: not applied (a reject whose sample the rules would include is "
+                               "sent to review); run `mer-eval review` again")
     after = _histogram(labels, [d.sample_id for d in result.decisions if d.decision == "include"])
     if curation.min_per_label is not None:
         for lab in sorted(set(before) | set(after) | (set(curation.min_per_label) - {"*"} if isinstance(

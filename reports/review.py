@@ -36,8 +36,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
 
-from mer_eval.gates import (EDIT_FIELDS, GateError, append_review, left_to_person, read_gate_table, read_review,
-                             read_scores)
+from mer_eval.gates import (EDIT_FIELDS, REVIEWED_SHA, GateError, annotation_sha256, append_review, human_staleness,
+                             left_to_person, read_gate_table, read_review, read_scores)
 from mer_eval.paths import is_within
 
 TEXT_FIELDS = ("transcript", "audio_description", "visual_expression", "visual_objective", "video_content",
@@ -108,6 +108,9 @@ def build_queue(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
             media.append({"kind": k, "url": url, "name": rp.name})
         comp = next((m["value"] for m in metrics.get(sid, []) if m["metric"] == "composite_score"
                      and m["status"] == "ok"), None)
+        digest = annotation_sha256(s) if s else None
+        r = review.get(sid, {})
+        stale = human_staleness(r.get("sha256"), digest) if r.get("decision") else None
         items.append({
             "id": sid, "decision": row.get("decision"), "decided_by": row.get("decided_by") or "rules",
             "reason": reason, "why": row.get("why") or "", "composite": comp,
@@ -118,7 +121,8 @@ def build_queue(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
             "summary": (ed["final_summary"]["after"] if "final_summary" in ed
                         else (ann.final_summary if ann else None)),
             "label": ed["label"]["after"] if "label" in ed else (s.label if s else None) or row.get("label"),
-            "edited": sorted(ed), "human": review.get(sid, {}).get("decision"),
+            "edited": sorted(ed), "human": None if stale else r.get("decision"), "human_stale": stale,
+            "annotation_sha256": digest,
             "metrics": sorted(metrics.get(sid, []), key=lambda m: (m["status"] == "ok", m["metric"])),
             "media": media,
         })
@@ -178,7 +182,7 @@ class ReviewServer:
             if item is None:
                 raise GateError(f"{sid!r} is not in the review queue")
             entry = {"who": self.reviewer, "when": datetime.now(timezone.utc).isoformat(), "sample_id": sid,
-                     "action": action}
+                     "action": action, REVIEWED_SHA: item["annotation_sha256"]}  # what was judged
             if action == "edit":
                 field, after = body.get("field"), body.get("after")
                 if field not in EDIT_FIELDS or not isinstance(after, str):

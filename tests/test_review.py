@@ -229,3 +229,71 @@ def test_queue_holds_review_and_unknown_included_samples(tmp_path):
     gate_run(run, run.parent / "rules_review.yaml", include_unknown=True)
     it = {i["id"]: i for i in build_queue(run)[0]}[sid]
     assert it["decided_by"] == "human" and it["human"] == "accept" and it["reason"] == "decided by a human: accept"
+
+
+def _reannotate(run: Path, sid: str, summary: str) -> None:
+    p = run / sid / f"{sid}_merr_data.json"
+    data = json.loads(p.read_text(encoding="utf-8"))
+    data["final_summary"] = summary
+    p.write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_a_human_decision_on_an_annotation_that_changed_is_not_applied(run, tmp_path):
+    """A curator accepts the real llava_merr and rejects gemini_merr, and edits bakllava_merr's summary; then each
+    is re-generated (its MER-Factory JSON rewritten). The old decisions were about other texts: the accept opens
+    nothing (the rules decide), the reject of a sample the rules would include goes back to review, and the
+    edited summary is not exported over the new text. A decision on an unchanged annotation still applies."""
+    from mer_eval.gates import REVIEW_JSONL, append_review
+    from mer_eval.generators.export import export_run
+    from mer_eval.reports.review import ReviewServer, build_queue
+
+    srv = ReviewServer(run, "tester")  # decide() needs no listening socket
+    try:
+        for sid, action in (("llava_merr", "accept"), ("gemini_merr", "reject"), ("default_merr_data_MER", "accept")):
+            e = srv.decide({"sample_id": sid, "action": action})
+            assert len(e["annotation_sha256"]) == 64  # what was judged is recorded with the decision
+        srv.decide({"sample_id": "bakllava_merr", "action": "edit", "field": "final_summary",
+                    "after": "The speaker looks calm and content; a curator wrote this."})
+        srv.decide({"sample_id": "bakllava_merr", "action": "accept"})
+    finally:
+        srv.httpd.server_close()
+    r = gate_run(run, None, RULES)
+    before = {d.sample_id: d for d in r.decisions}
+    assert before["llava_merr"].decision == "include" and before["llava_merr"].decided_by == "human"
+    assert before["default_merr_data_MER"].decided_by == "human" and before["gemini_merr"].decision == "exclude"
+
+    _reannotate(run, "llava_merr", "Unknown.")
+    _reannotate(run, "gemini_merr", "The person is sad: lowered brows and a quiet, slow voice.")
+    _reannotate(run, "bakllava_merr", "The person is angry.")
+    r = gate_run(run, None, RULES)
+    d = {x.sample_id: x for x in r.decisions}
+    assert d["llava_merr"].decision == "exclude" and d["llava_merr"].decided_by == "rules"  # accept not applied
+    assert "accepted by tester" in d["llava_merr"].why and "annotation changed after it" in d["llava_merr"].why
+    assert d["llava_merr"].human["stale"] and d["llava_merr"].human["decision"] == "accept"
+    assert d["default_merr_data_MER"].decision == "include" and d["default_merr_data_MER"].decided_by == "human"
+    assert any("made on an annotation that has changed since" in w for w in r.warnings), r.warnings
+    assert not load_gate(run)["llava_merr"] and not load_gate(run)["bakllava_merr"]
+    g = json.loads((run / "gate.json").read_text(encoding="utf-8"))
+    assert g["human_decisions"]["llava_merr"]["stale"].startswith("the annotation changed")
+
+    # rules that include everything: the stale reject is sent to a person, never silently included
+    r = gate_run(run, None, ["composite_score >= 0"])
+    d = {x.sample_id: x for x in r.decisions}
+    assert d["gemini_merr"].decision == "review" and "rejected by tester" in d["gemini_merr"].why
+    assert d["llava_merr"].decision == "include" and d["llava_merr"].decided_by == "rules"
+    assert not load_gate(run)["gemini_merr"]
+    q = {it["id"]: it for it in build_queue(run)[0]}
+    assert q["gemini_merr"]["human"] is None and "annotation changed" in q["gemini_merr"]["human_stale"]
+
+    # the summary edited on the old annotation is not exported over the new one
+    res = export_run(run, "csv", tmp_path / "out.csv", only_included=False)
+    assert "bakllava_merr" in res.skipped and "edited by tester" in res.skipped["bakllava_merr"], res.skipped
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
+        exp = {x["sample_id"]: x for x in csv.DictReader(f)}
+    assert "bakllava_merr" not in exp and "gemini_merr" in exp
+
+    # a decision recorded before mer-eval kept the hash cannot be checked: it applies as before
+    (run / REVIEW_JSONL).unlink()
+    append_review(run, {"sample_id": "llava_merr", "action": "accept", "who": "old", "when": "t0"})
+    d = {x.sample_id: x for x in gate_run(run, None, RULES).decisions}
+    assert d["llava_merr"].decision == "include" and d["llava_merr"].decided_by == "human"
