@@ -15,7 +15,7 @@ folder). Kinds:
 ``degen``      one sentence of the summary repeated as many times as the summary had sentences (>= 4)
 ``generic``    a one-sentence boilerplate naming the label (or, without one, the summary's own conclusion)
 ``transcript`` the transcript's words (CJK: characters) shuffled, a third of them replaced by words of
-               another sample's transcript
+               other samples' transcripts in the same script (CJK or not; none: its own words)
 ``drop``       one modality's description removed: the audio analysis (transcript and tone), else the
                peak-frame / image description, else the video description
 =============  ===========================================================================================
@@ -290,7 +290,10 @@ def make_transcript(s: Sample, others: list[Sample], seed: int) -> tuple[Optiona
     toks = [c for c in tr if not c.isspace()] if cjk else tr.split()
     if len(toks) < 3:
         return None, "transcript shorter than 3 tokens"
-    donors = [o.annotation.transcript for o in others if o.id != s.id and o.annotation.transcript]
+    # donors in the transcript's own script: a third of the words wrong, not a second language spliced in (a
+    # mixed-script transcript reads as a possible translation to quote_fidelity, which then checks nothing)
+    donors = [o.annotation.transcript for o in others if o.id != s.id and o.annotation.transcript
+              and (cjk_ratio(o.annotation.transcript) > 0.3) == cjk]
     pool = ([c for d in donors for c in d if not c.isspace()] if cjk else [w for d in donors for w in d.split()])
     pool = pool or toks
     n_rep = max(1, len(toks) // 3)

@@ -97,6 +97,28 @@ def test_degen_generic_transcript_drop(mf):
     assert s.annotation.transcript  # the original keeps its audio analysis
 
 
+def test_transcript_twin_takes_donor_words_of_its_own_script(mf):
+    """A wrong transcript, not a second language spliced in. The real Gemini output (Chinese speech) next to a
+    copy of it whose transcript is a real LibriVox reference sentence (English): before, the English twin took
+    whole Chinese sentences from the Chinese donors (split on spaces), and a transcript that is a third CJK reads
+    as a possible translation to quote_fidelity, which then checked nothing and the composite rose (2 of 64
+    transcript twins of bench/devset)."""
+    from mer_eval.domain.text import cjk_ratio
+    from score_fixtures import librivox_refs, shared_or_skip
+
+    english = next(iter(librivox_refs(shared_or_skip()).values()))
+    en = mf["gemini"].model_copy(deep=True)
+    en.id, en.annotation.transcript = "gemini_en", english
+    pool = list(mf.values()) + [en]
+    t, why = corrupt.make_transcript(en, pool, 0)
+    assert t is not None, why
+    assert cjk_ratio(t.sample.annotation.transcript) == 0.0, t.sample.annotation.transcript
+    assert t.sample.annotation.transcript != english
+    assert set(t.sample.annotation.transcript.split()) <= set(english.split())  # its own words: no English donor
+    zh, _ = corrupt.make_transcript(mf["gemini"], pool, 0)
+    assert zh.sample.annotation.transcript.isascii() is False
+    assert not any(w in zh.sample.annotation.transcript for w in english.split() if len(w) > 3)
+
 def test_twins_are_reproducible_and_order_free(mf):
     a, _ = corrupt.make_twins(list(mf.values()), seed=3)
     b, _ = corrupt.make_twins(list(reversed(list(mf.values()))), seed=3)
