@@ -19,12 +19,13 @@ Outputs:
 * ``specificity`` = min(1, |S & E| / ``saturation``) (default 12): how much sample-specific, grounded content
   it carries; a boilerplate sentence carries none, however true;
 * ``quote_fidelity``: over the summary's quotations of at least ``min_quote_words`` words
-  (``min_quote_chars`` CJK characters), the best match of a quotation with an evidence text of its script
-  (difflib ratio over tokens, over characters for CJK, searched over windows of the quote's length): a
-  summary that quotes its transcript right is faithful to it, whatever else it puts in quotation marks
-  (``details.mean_match`` is the mean). A quotation in another script than the transcript (an English
-  translation of a Chinese line) that matches nothing is not checkable (``details.unchecked_quotes``).
-  ``not_applicable`` without checkable quotations;
+  (``min_quote_chars`` CJK characters), the mean of each quotation's match with the evidence texts of its
+  script: the share of its tokens (characters for CJK) found in order in the best window of a text
+  (:func:`best_match`; verbatim = 1). Since 1.2 the mean, not the best quotation: one line quoted right no
+  longer hides another misquoted. A quotation that only names emotions and their strength (a peak label, in
+  any language: ``details.label_quotes``) is not a quotation of what was said and is not scored. A quotation in
+  another script than the transcript (an English translation of a Chinese line) that matches nothing is not
+  checkable (``details.unchecked_quotes``). ``not_applicable`` without checkable quotations;
 * ``number_fidelity``: the share of decimal numbers the summary cites (timestamps, AU intensities) that are
   among the evidence's numbers (peak timestamps, intensities; equal to two decimals, or to one when the
   summary gives one). ``not_applicable`` when it cites none. Since 1.1 a peak's timestamp cited in a sentence
@@ -50,7 +51,7 @@ from mer_eval.domain.facs import EMOTION_SYNONYMS
 from pydantic import Field
 
 from mer_eval.metric import Metric, MetricParams, OutputSpec
-from mer_eval.domain.emotion_text import summary_or_abstention
+from mer_eval.domain.emotion_text import emotion_mentions, summary_or_abstention
 from mer_eval.schema import MetricResult, Sample, Status
 from mer_eval.domain.text import cjk_ratio, unwrap_transcript
 
@@ -190,27 +191,52 @@ def _tokens(text: str, cjk: bool) -> list[str]:
 
 
 def best_match(quote: str, texts: list[str]) -> float:
-    """Best difflib ratio of the quote against any window of the same length in any text."""
+    """How much of the quotation any text holds, in order: the best share of the quote's tokens (characters for
+    CJK) that difflib matches in order within a window of a quarter more tokens than the quote, over every text.
+    A verbatim quotation is 1.0 wherever it sits (1.1 took difflib's ratio against the longer window, which held
+    a verbatim three-word quote at 0.86 unless it ended its text); a shuffled or invented one is low."""
     cjk = cjk_ratio(quote) > 0.3
     q = _tokens(quote, cjk)
     if not q:
         return 0.0
     best = 0.0
+    n = len(q)
+    step = max(1, n // 4)
     for t in texts:
         toks = _tokens(t, cjk)
         if not toks:
             continue
-        n = len(q)
-        step = max(1, n // 4)
         starts = range(0, max(1, len(toks) - n + 1), step) if len(toks) > n else [0]
         for i in starts:
-            win = toks[i:i + n + max(1, n // 4)]
-            r = SequenceMatcher(None, q, win, autojunk=False).ratio()
+            win = toks[i:i + n + step]  # a quote starting anywhere in [i, i + step) lies wholly in the window
+            if min(n, len(win)) <= best * n:
+                continue  # too short a window to beat the best
+            r = sum(b.size for b in SequenceMatcher(None, q, win, autojunk=False).get_matching_blocks()) / n
             if r > best:
                 best = r
                 if best >= 0.999:
                     return 1.0
     return best
+
+
+_INTENSITY = frozenset("""slight slightly mild mildly moderate moderately strong strongly high low intense weak very
+intensity level peak peaks and or with""".split())
+_ZH_INTENSITY = ("轻微", "中等", "强烈", "明显", "轻度", "中度", "重度", "强度", "高峰", "峰值", "和", "与", "或")
+
+
+def is_label_quote(quote: str) -> bool:
+    """A quotation that names emotions and their strength and nothing else ("angry (slight), contempt (slight)",
+    "愤怒（中等）、厌恶（轻微）"): a peak label, in any language, not a quotation of what was said or written.
+    Whether it is the right label is number_fidelity's and conclusion's question."""
+    found = emotion_mentions(quote)
+    if not found:
+        return False
+    rest = quote.lower()
+    for _, word, at in sorted(found, key=lambda m: -m[2]):
+        rest = rest[:at] + " " + rest[at + len(word):]
+    for w in _ZH_INTENSITY:
+        rest = rest.replace(w, " ")
+    return not _CJK_RUN.search(rest) and all(w in _INTENSITY for w in _LATIN_WORD.findall(rest))
 
 
 def _numbers_cited(text: str) -> list[tuple[float, int]]:
@@ -267,7 +293,7 @@ class Grounding(Metric):
     Params = GroundingParams
     name = "grounding"
     order = 40
-    version = "1.1"
+    version = "1.2"  # 1.2: quote_fidelity is the mean over quotations, verbatim = 1, emotion labels not scored
     requires = "annotation.final_summary and at least one evidence text"
     description = "How much of the summary is supported by the sample's own evidence, and how specific it is."
     outputs = (
@@ -329,13 +355,16 @@ class Grounding(Metric):
         # quotations
         min_w = int(self.params["min_quote_words"])
         min_c = int(self.params["min_quote_chars"])
-        checked, unchecked = [], []
+        checked, unchecked, labels = [], [], []
         ev_list = list(texts.values())
         speech = texts.get("transcript")
         for q in quotes(summary):
             cjk = cjk_ratio(q) > 0.3
             n = len(_tokens(q, cjk))
             if n < (min_c if cjk else min_w):
+                continue
+            if is_label_quote(q):
+                labels.append(q[:120])
                 continue
             same = [t for t in ev_list if (cjk_ratio(t) > 0.3) == cjk]
             r = best_match(q, same) if same else 0.0
@@ -346,15 +375,17 @@ class Grounding(Metric):
                 unchecked.append(q[:120])
                 continue
             checked.append({"quote": q[:120], "match": round(r, 4)})
-        qd = {"quotes": checked, "unchecked_quotes": unchecked,
-              "mean_match": round(sum(c["match"] for c in checked) / len(checked), 4) if checked else None}
+        mean = sum(c["match"] for c in checked) / len(checked) if checked else None
+        qd = {"quotes": checked, "unchecked_quotes": unchecked, "label_quotes": labels,
+              "mean_match": round(mean, 4) if checked else None}
         if checked:
-            # the best-matching quotation: a summary that quotes its transcript right is faithful to it,
-            # whatever else it puts in quotation marks (a translated peak label, a paraphrase)
-            out.append(self.ok(s.id, "quote_fidelity", max(c["match"] for c in checked), details=qd, evidence=ev))
+            # every quotation counts: one quoted right does not make another, misquoted, faithful (1.1 took the
+            # best one, and a peak label quoted right hid a transcript quoted wrong)
+            out.append(self.ok(s.id, "quote_fidelity", mean, details=qd, evidence=ev))
         else:
             why_q = ("the summary's quotations cannot be checked (another script than the transcript: "
-                     "translations?)" if unchecked else "the summary quotes nothing")
+                     "translations?)" if unchecked else "the summary quotes only emotion labels" if labels
+                     else "the summary quotes nothing")
             out.extend(self.not_ok(s.id, Status.not_applicable, why_q, ["quote_fidelity"], details=qd,
                                    evidence=ev))
         # numbers

@@ -50,6 +50,36 @@ def test_grounding_of_real_summaries_and_of_a_swap(mf):
     assert "stethoscop" in by(res, "gemini")["grounding"].details["grounded_sample"]
 
 
+def test_quote_fidelity_scores_every_quotation_not_the_best_one(mf):
+    """grounding 1.2 on the real Gemini output (its summary quotes the Chinese transcript exactly). A second line
+    it attributes to the speaker, the transcript's characters shuffled, used to be hidden by the right one (the
+    best quotation counted: 1.0); a peak label quoted from the AU peaks (English or translated) is no quotation
+    of speech and is neither scored nor allowed to hide a misquote; a verbatim quote of the transcript's middle
+    is 1.0 (1.1: 0.89, held down by the window it was compared with)."""
+    g = Grounding({})
+    base = mf["gemini"]
+    tr = base.annotation.transcript  # 我哪知道啊？ 我也没有这方面的经验。
+
+    def variant(sid: str, extra: str):
+        v = base.model_copy(deep=True)
+        v.id = sid
+        v.annotation.final_summary = base.annotation.final_summary + " " + extra
+        return by(g.score([v]), sid)["quote_fidelity"]
+
+    assert by(g.score([base]), "gemini")["quote_fidelity"].value == 1.0
+    shuffled = "".join(reversed("我也没有这方面的经验"))
+    mis = variant("misquoted", f'Later he adds "{shuffled}", which the clip never says.')
+    assert mis.status == Status.ok and mis.value < 0.75, mis.details
+    assert sorted(q["match"] for q in mis.details["quotes"])[0] < 0.5
+    label = variant("label", 'The AU peak is labelled "angry (slight), contempt (slight)" and, translated, '
+                             '"愤怒（轻微）、蔑视（轻微）".')
+    assert label.value == 1.0 and len(label.details["label_quotes"]) == 2 and len(label.details["quotes"]) == 1
+    both = variant("label_and_misquote", f'The peak reads "angry (slight), contempt (slight)"; he says "{shuffled}".')
+    assert both.value < 0.75 and len(both.details["label_quotes"]) == 1
+    middle = variant("middle", '"我也没有这方" is the heart of it.')
+    assert middle.value == 1.0 and [q["match"] for q in middle.details["quotes"]] == [1.0, 1.0]
+    assert tr.index("我也没有这方") > 0 and not tr.endswith("我也没有这方")
+
 def test_a_peak_given_another_emotion_is_a_number_the_summary_got_wrong(shared_data):
     """number_fidelity 1.1 on the real MER output of MER-Factory's default clip (peaks: disgust at 10.20 s,
     surprise at 11.73 s and 14.73 s) and its flipped twin, which says "two instances of happiness, peaking at
