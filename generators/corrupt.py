@@ -10,8 +10,8 @@ folder). Kinds:
 ``swap``       the summary of another clip's sample that concludes a different emotion (or has another
                label); annotations of the same clip (same AU peaks, or same media) are not donors
 ``au``         one detected AU the summary names is renamed, wherever it is named, to an AU that was not
-               detected (the rest of its AU reasoning stays true); a summary that names no AU gets one
-               sentence claiming two undetected AUs at the peak
+               detected nor seen in a visual description (the rest of its AU reasoning stays true); a summary
+               that names no AU gets one sentence claiming two such AUs at the peak
 ``degen``      one sentence of the summary repeated as many times as the summary had sentences (>= 4)
 ``generic``    a one-sentence boilerplate naming the label (or, without one, the summary's own conclusion)
 ``transcript`` the transcript's words (CJK: characters) shuffled, a third of them replaced by words of
@@ -193,6 +193,18 @@ def reported_aus(s: Sample, threshold: float = 0.8) -> set[str]:
     return {a for a in out if a}
 
 
+def visible_aus(s: Sample) -> set[str]:
+    """AUs a visual description of the sample mentions (the evidence au_faithfulness also accepts)."""
+    from mer_eval.domain.au_claims import extract_claims
+
+    out: set[str] = set()
+    for f in ("visual_objective", "image_description", "video_content"):
+        v = getattr(s.annotation, f)
+        if v:
+            out |= extract_claims(v).present
+    return out
+
+
 _AU_POOL = ("01", "02", "04", "05", "06", "07", "09", "10", "12", "14", "15", "17", "20", "23", "26")
 
 
@@ -210,7 +222,10 @@ def make_au(s: Sample, seed: int) -> tuple[Optional[Twin], str]:
         return None, "the summary is not English (AU names are English)"
     rng = _rng(seed, "au", s.id)
     have = reported_aus(s)
-    pool = [a for a in _AU_POOL if a not in have]
+    # the AU claimed instead is one no evidence shows: neither reported nor seen in a visual description ("her
+    # mouth is open" shows a jaw drop), else the twin's claim would be true of the clip
+    shown = have | visible_aus(s)
+    pool = [a for a in _AU_POOL if a not in shown]
     if len(pool) < 2:
         return None, "nearly every AU is reported: no undetected AU to claim"
     rng.shuffle(pool)

@@ -97,6 +97,21 @@ def test_degen_generic_transcript_drop(mf):
     assert s.annotation.transcript  # the original keeps its audio analysis
 
 
+def test_au_twin_claims_an_au_no_evidence_shows(mf):
+    """The real default clip's output: its video description says the person smiles (AU12 seen), though AU12 is
+    not among the reported AUs. A twin that renames a reported AU to AU12 claims what the clip shows, which
+    au_faithfulness rightly accepts: no corruption at all. The twin's AU is one no evidence shows, at any seed."""
+    import re
+
+    s = mf["default"]
+    assert "12" in corrupt.visible_aus(s) and "12" not in corrupt.reported_aus(s)
+    fakes = set()
+    for seed in range(60):
+        t, why = corrupt.make_au(s, seed)
+        assert t is not None, why
+        fakes |= set(re.findall(r"AU(\d\d)", t.what.split("renamed to")[-1].split("added a claim of")[-1]))
+    assert fakes and not fakes & (corrupt.visible_aus(s) | corrupt.reported_aus(s)), fakes
+
 def test_transcript_twin_takes_donor_words_of_its_own_script(mf):
     """A wrong transcript, not a second language spliced in. The real Gemini output (Chinese speech) next to a
     copy of it whose transcript is a real LibriVox reference sentence (English): before, the English twin took
