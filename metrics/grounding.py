@@ -32,7 +32,9 @@ Outputs:
   that speaks of the peak ("peaking at 11.73 and 14.73 seconds") and names emotions, none of them the emotion
   ``chronological_emotion_peaks`` gives at that time, is not supported either: the number is right, what the
   sentence says happened there is not (``details.misattributed``). A sentence that names the peak's emotion
-  beside others ("flagged as contempt, but it reads as restrained approval") is no misattribution.
+  beside others ("flagged as contempt, but it reads as restrained approval") is no misattribution. Since 1.2
+  an intensity cited right after an AU's name that is another reported AU's and not this one's ("Jaw drop
+  1.66" where AU04 is 1.66) is not supported either (``details.misattributed_intensities``).
 
 A summary in another script than all its evidence descriptions (a Chinese summary of English descriptions)
 gets ``not_applicable`` for ``grounding`` and ``specificity``: word overlap cannot cross languages. A summary
@@ -282,6 +284,42 @@ def misattributed_peaks(summary: str, peaks: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+# right after an AU's name: "Brow lowerer 1.66", "AU04 (1.66)", "Brow lowerer (intensity: 1.66)", "Jaw drop at 1.2";
+# a number followed by "s" / "sec" is a time, not an intensity, and one followed by another ("Inner and Outer brow
+# raisers (1.22 / 0.99)") one of a list that a list of AUs shares
+_AU_NUMBER = re.compile(r"[\s()]*(?:(?:intensity|level|at|of|an?|with)\b[\s:=]*)*(\d+\.\d+)"
+                        r"(?!\d|\s*(?:s\b|sec)|\s*(?:/|,|;|and|&|to)\s*\d)", re.I)
+
+
+def misattributed_intensities(summary: str, top_aus: dict[str, float]) -> list[dict[str, Any]]:
+    """Intensities the summary gives an AU right after its name that are another reported AU's and not this
+    one's ("Jaw drop 1.66" where ``top_aus_intensities`` give AU04 1.66 and no AU26 at 1.66): the number is the
+    evidence's, the movement it is cited for is not. ``[{"at", "au", "belongs_to", "text"}]``."""
+    from mer_eval.domain.au_claims import extract_claims
+    from mer_eval.domain.facs import au_code
+
+    inten: dict[str, list[float]] = {}
+    for k, v in top_aus.items():
+        code = au_code(k)
+        if code and v == v:
+            inten.setdefault(code, []).append(float(v))
+    if not inten:
+        return []
+    out = []
+    for m in extract_claims(summary).mentions:
+        if m.negated or m.end <= m.start:
+            continue
+        g = _AU_NUMBER.match(summary, m.end)
+        if g is None:
+            continue
+        v, dec = float(g.group(1)), len(g.group(1).split(".")[1])
+        if any(_same_number(v, dec, x) for x in inten.get(m.au, ())):
+            continue
+        others = sorted(a for a, xs in inten.items() if a != m.au and any(_same_number(v, dec, x) for x in xs))
+        if others:
+            out.append({"at": v, "au": m.au, "belongs_to": others, "text": summary[m.start:g.end()][:80]})
+    return out
+
 
 class GroundingParams(MetricParams):
     saturation: int = Field(12, ge=1)  # grounded content words at which specificity reaches 1
@@ -293,7 +331,9 @@ class Grounding(Metric):
     Params = GroundingParams
     name = "grounding"
     order = 40
-    version = "1.2"  # 1.2: quote_fidelity is the mean over quotations, verbatim = 1, emotion labels not scored
+    # 1.2: quote_fidelity is the mean over quotations, verbatim = 1, emotion labels not scored; number_fidelity
+    # counts an AU intensity cited for another AU as wrong
+    version = "1.2"
     requires = "annotation.final_summary and at least one evidence text"
     description = "How much of the summary is supported by the sample's own evidence, and how specific it is."
     outputs = (
@@ -392,7 +432,8 @@ class Grounding(Metric):
         cited = _numbers_cited(summary)
         nums = evidence_numbers(s, texts)
         wrong = misattributed_peaks(summary, s.annotation.chronological_emotion_peaks)
-        left = [w["at"] for w in wrong]  # each misattributed citation takes one citation of its number
+        wrong_au = misattributed_intensities(summary, s.annotation.top_aus_intensities)
+        left = [w["at"] for w in wrong + wrong_au]  # each misattributed citation takes one citation of its number
         hits, misses = [], []
         for v, dec in cited:
             if not any(_same_number(v, dec, x) for x in nums):
@@ -401,7 +442,8 @@ class Grounding(Metric):
                 left.remove(v)
             else:
                 hits.append(v)
-        nd = {"cited": [v for v, _ in cited][:40], "not_in_evidence": misses[:20], "misattributed": wrong[:10]}
+        nd = {"cited": [v for v, _ in cited][:40], "not_in_evidence": misses[:20], "misattributed": wrong[:10],
+              "misattributed_intensities": wrong_au[:10]}
         if cited:
             out.append(self.ok(s.id, "number_fidelity", len(hits) / len(cited), details=nd, evidence=ev))
         else:

@@ -50,6 +50,34 @@ def test_grounding_of_real_summaries_and_of_a_swap(mf):
     assert "stethoscop" in by(res, "gemini")["grounding"].details["grounded_sample"]
 
 
+def test_an_au_intensity_cited_for_another_au_is_a_number_the_summary_got_wrong(mf):
+    """grounding 1.2 on the real LLaVA output, whose summary cites six AU intensities, each right ("lid tightener
+    (intensity: 2.78)", "upper lip raiser (intensity: 2.62)"). Swap two of them: both numbers are still the
+    evidence's (1.1: number_fidelity 1.0, nothing wrong), but each is cited for the other AU. Likewise the real
+    default clip's "lips are parted with an intensity of 1.94" / "jaw drops with an intensity of 2.08"."""
+    g = Grounding({})
+
+    def nf(sample, sid=None, swap=None):
+        v = sample.model_copy(deep=True)
+        v.id = sid or sample.id
+        if swap:
+            a, b = swap
+            v.annotation.final_summary = (v.annotation.final_summary.replace(a, "\0").replace(b, a)
+                                          .replace("\0", b))
+        return by(g.score([v]), v.id)["number_fidelity"]
+
+    llava = mf["llava-llama3_llama3.2"]
+    orig = nf(llava)
+    assert orig.value == 1.0 and orig.details["misattributed_intensities"] == []
+    sw = nf(llava, "swapped", ("(intensity: 2.78", "(intensity: 2.62"))
+    assert sw.value < orig.value and sw.details["not_in_evidence"] == []  # every number is the evidence's ...
+    assert sorted((w["au"], w["belongs_to"]) for w in sw.details["misattributed_intensities"]) == [
+        ("07", ["10"]), ("10", ["07"])]  # ... cited for the wrong movement
+    d = nf(mf["default"])
+    assert d.details["misattributed_intensities"] == []
+    d2 = nf(mf["default"], "default_swapped", ("intensity of 1.94", "intensity of 2.08"))
+    assert d2.value < d.value and {w["au"] for w in d2.details["misattributed_intensities"]} == {"25", "26"}
+
 def test_quote_fidelity_scores_every_quotation_not_the_best_one(mf):
     """grounding 1.2 on the real Gemini output (its summary quotes the Chinese transcript exactly). A second line
     it attributes to the speaker, the transcript's characters shuffled, used to be hidden by the right one (the
