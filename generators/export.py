@@ -261,7 +261,12 @@ def _wav(s: Sample) -> Path | None:
 def select_samples(run_dir: Path, only_included: bool) -> tuple[list[Sample], dict[str, str]]:
     ds = discover(Path(run_dir))
     skipped: dict[str, str] = {}
-    samples = ds.samples
+    samples = []
+    for s in ds.samples:
+        if s.generation_error:
+            skipped[s.id] = f"no annotation: generate failed ({s.generation_error})"
+        else:
+            samples.append(s)
     if only_included:
         try:
             from mer_eval.gates import GateError, load_gate

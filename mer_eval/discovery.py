@@ -534,6 +534,7 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path], workers: int
         read = _read_folders_parallel(todo, root, media, workers, packed=isinstance(samples, sample_store.SampleStore))
     else:
         read = (_read_mer_factory_folder(d, sid, root, media) for d, sid in todo)
+    types: dict[str, int] = {}
     for s, folder_notes in read:
         notes.extend(folder_notes)
         if s is None:
@@ -542,7 +543,71 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path], workers: int
             samples.append_packed(*s)
         else:
             samples.append(s)
+            types[s.type.value] = types.get(s.type.value, 0) + 1
+    known = set(samples.ids) if isinstance(samples, sample_store.SampleStore) else {s.id for s in samples}
+    for f in failed_generations(root, known, ids, max(types, key=types.get) if types else SampleType.mer.value):
+        notes[:] = [n for n in notes if not (n.startswith(f"{f.folder.name if f.folder else f.id}: ")
+                                             and "skipped" in n)]
+        notes.append(f"{f.id}: {FAILED_NOTE.format(why=f.generation_error)}")
+        samples.append(f)
     return Dataset(kind="mer-factory", root=root, samples=samples, notes=notes)
+
+
+FAILED_NOTE = "generate failed ({why}) and wrote no annotation: scored as abstained on every metric"
+
+
+def failed_generations(root: Path, known: set[str], folder_ids: dict[str, str], run_type: str) -> list[Sample]:
+    """The samples generation failed on and wrote no result for, from the run's error logs: mer-eval's
+    ``error_logs/<id>.json`` (stage, reason, type; an old run's ``errors/<id>.json``) and MER-Factory's
+    ``error_logs/<name>_error.log`` (its text; the type is the run's). Not answering is never scored better than
+    answering wrong: each such sample is kept, with no annotation and ``generation_error`` set, so that every
+    metric scores it abstained (the worst value), compare counts it against the provider that failed it and no
+    gate includes it. A log whose sample was read (a partial failure, or a failure an earlier attempt left
+    behind) adds nothing."""
+    from mer_eval.paths import check_sample_id
+
+    out: dict[str, Sample] = {}
+    for sub in ("errors", "error_logs"):  # an old run's errors/ first: the newer error_logs/ log wins
+        d = root / sub
+        if not d.is_dir() or d.is_symlink():
+            continue
+        for f in sorted(d.iterdir(), key=lambda x: x.name):
+            if not f.is_file() or f.is_symlink():
+                continue
+            stype = run_type
+            if f.name.endswith("_error.log"):  # MER-Factory: <name>_error.log, free text
+                name = f.name[: -len("_error.log")]
+                try:
+                    text = f.read_text(encoding="utf-8", errors="replace")
+                except OSError as e:
+                    text = f"its error log is unreadable ({e.strerror})"
+                first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no reason logged")
+                why = f"MER-Factory's error log: {first[:300]}"
+            elif f.suffix == ".json":  # mer-eval: <id>.json
+                name = f.stem
+                try:
+                    doc = json.loads(f.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as e:
+                    doc = {"reason": f"its error log is unreadable ({e})"}
+                if not isinstance(doc, dict):
+                    doc = {"reason": "its error log is not a JSON object"}
+                stage, reason = doc.get("stage"), str(doc.get("reason") or "no reason logged")
+                why = f"stage {stage}: {reason[:300]}" if stage else reason[:300]
+                if doc.get("type") in {t.value for t in SampleType}:
+                    stype = doc["type"]
+            else:
+                continue
+            sid = folder_ids.get(name) or sanitize_sample_id(name)
+            try:
+                check_sample_id(sid)
+            except UnsafePathError:
+                continue
+            if sid in known:
+                continue
+            folder = root / name if (root / name).is_dir() and not (root / name).is_symlink() else None
+            out[sid] = Sample(id=sid, type=SampleType(stype), source="mer-factory", folder=folder,
+                              generation_error=why, notes=[f"{sub}/{f.name}: {why}"])
+    return [out[k] for k in sorted(out)]
 
 
 PARALLEL_ABOVE = 2000  # sample folders: above this many (and workers > 1), they are read in worker processes

@@ -234,6 +234,11 @@ class Metric:
         out: dict[str, list[MetricResult]] = {}
         todo: list[Sample] = []
         for s in samples:
+            if s.generation_error:  # no annotation was ever written: it answered nothing
+                why = f"no annotation: generate failed ({s.generation_error})"
+                out[s.id] = self.not_ok(s.id, Status.abstained, why)
+                self._advance(1)
+                continue
             why = self.missing_inputs(s)
             if why:
                 out[s.id] = self.not_ok(s.id, Status.not_applicable, why)

@@ -209,6 +209,9 @@ class Sample(_Base):
     folder: Optional[Path] = None  # the sample's folder in a run / MER-Factory output, if any
     notes: list[str] = Field(default_factory=list)  # what discovery noticed (dropped rows, ...)
     provenance: SampleProvenance = Field(default_factory=SampleProvenance)
+    # generate failed on this sample and wrote no annotation (its error log: stage and reason); every metric
+    # scores it abstained (mer_eval.discovery.failed_generations)
+    generation_error: Optional[str] = None
 
     @field_validator("id")
     @classmethod

@@ -408,3 +408,46 @@ def test_ranking_over_different_numbers_of_samples_says_so(mf, tmp_path):
     assert f"{a.name} {ns[a.name]}" in note and f"{b.name} {ns[b.name]}" in note and "of 3)" in note
     assert not any("different numbers" in n for n in compare_runs([a, copy_run(a, tmp_path / "same")],
                                                                      n_boot=200).notes)
+
+
+def test_a_sample_generation_failed_on_is_a_loss_not_a_smaller_run(mf, tmp_path):
+    """MER-Factory failed on llava's clip in run F (no result, only error_logs/<name>_error.log, as it writes).
+    Before, score skipped the folder and compare dropped the sample ("not in every run"): a provider that fails
+    on hard clips was compared on the clips it managed. Now the sample is scored abstained on every metric with
+    the log's reason (composite 0), it is a loss in compare, the gate excludes it and export skips it."""
+    import json
+    import shutil
+
+    from mer_eval.cli import main
+    from mer_eval.gates import gate_run
+    from mer_eval.generators.export import export_run
+
+    f = tmp_path / "runF"
+    shutil.copytree(EXAMPLES_MF, f)
+    for p in (f / LLAVA).glob("*.json"):
+        p.unlink()  # the result never written (its folder keeps what came before the failure)
+    (f / "error_logs").mkdir()
+    (f / "error_logs" / f"{LLAVA}_error.log").write_text(
+        "Error processing llava-llama3_llama3.2: 429 Resource has been exhausted (e.g. check quota).\nTraceback ...",
+        encoding="utf-8")
+    r = CliRunner().invoke(main, ["score", str(f), "--metrics", MF_METRICS, "--no-cache"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert "generate failed (MER-Factory's error log: Error processing llava" in r.output
+    df = read_scores(f)
+    rows = df[df.sample_id == LLAVA]
+    assert len(rows) > 10 and set(rows.status) == {"abstained", "ok"}  # ok: the composite alone
+    assert all("no annotation: generate failed (MER-Factory's error log: Error processing" in w
+               for w in rows[rows.status == "abstained"].reason)
+    assert ok(f, "composite_score")[LLAVA] == 0.0
+    c = compare_runs([mf["A"], f], n_boot=200)
+    comp = by_metric(c, "composite_score").runs[1]
+    assert comp.losses >= 1 and comp.n_wtl == 3  # llava is a common sample, lost by the run that failed it
+    assert not any("dropped" in n and "runF" in n for n in c.notes), c.notes
+    cc = by_metric(c, "conclusion_consistency").runs[1]
+    assert cc.abstain_losses == 1 and cc.n_abstained == 1
+    g = gate_run(f)
+    assert LLAVA not in g.included and "gemini" in g.included
+    res = export_run(f, "csv", tmp_path / "out.csv", only_included=False)
+    assert res.skipped[LLAVA].startswith("no annotation: generate failed"), res.skipped
+    run_json = json.loads((f / "run.json").read_text(encoding="utf-8"))
+    assert any("scored as abstained on every metric" in n for n in run_json["extra"]["input_notes"])

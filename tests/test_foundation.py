@@ -155,7 +155,8 @@ def test_audio_analysis_as_dict_loads(tmp_path, shared_data):
 
 
 def test_mer_factory_output_root_layout(tmp_path, shared_data):
-    """A MER-Factory OUT root read as it is: <id>/<id>_merr_data.json, <id>.csv, <id>.wav; error_logs skipped."""
+    """A MER-Factory OUT root read as it is: <id>/<id>_merr_data.json, <id>.csv, <id>.wav; error_logs is no sample
+    folder, but a sample it logs a failure for and that has no result is one generation failed on."""
     d = tmp_path / "default"
     d.mkdir()
     shutil.copy(shared_data / "annotations-mer-factory" / "default_merr_data_MER.json", d / "default_merr_data.json")
@@ -164,8 +165,11 @@ def test_mer_factory_output_root_layout(tmp_path, shared_data):
     shutil.copy(shared_data / "speech-librivox" / "sense_and_sensibility_01_austen_64kb-0880.wav", d / "default.wav")
     (tmp_path / "error_logs").mkdir()
     (tmp_path / "error_logs" / "x_error.log").write_text("boom")
+    (tmp_path / "error_logs" / "default_error.log").write_text("an earlier attempt failed")  # its result is here
     ds = discover(tmp_path)
-    assert ds.kind == "mer-factory" and [s.id for s in ds.samples] == ["default"]
+    assert ds.kind == "mer-factory" and [s.id for s in ds.samples] == ["default", "x"]
+    assert ds.by_id()["x"].generation_error == "MER-Factory's error log: boom"
+    assert ds.by_id()["default"].generation_error is None
     s = ds.samples[0]
     assert s.type == SampleType.mer and s.openface_csv.name == "default.csv" and s.audio.name == "default.wav"
     assert set(s.annotation_files) == {"mer", "au"}

@@ -76,6 +76,11 @@ def test_corrupt_media_gets_an_error_file_and_the_run_goes_on(run):
     err = _json(run["out"] / "error_logs" / "corrupt.json")
     assert err["stage"] == "media" and err["reason"]
     assert not (run["out"] / "corrupt" / "corrupt_merr_data.json").exists()
+    # score sees the sample generation failed on (not a silently smaller run): no annotation, the log's reason
+    from mer_eval.discovery import discover
+
+    failed = discover(run["out"]).by_id()["corrupt"]
+    assert failed.generation_error.startswith("stage media: ") and failed.type.value == "mer"
 
 
 def test_face_video_with_sound_mer_factory_layout(run):
@@ -146,7 +151,7 @@ def test_outputs_are_discoverable_and_score(run):
     by = ds.by_id()
     assert by["single_face"].type == SampleType.mer and by["0-f15-hao-ph"].type == SampleType.image
     assert by["jfk"].type == SampleType.audio
-    assert "corrupt" not in by
+    assert by["corrupt"].generation_error and not by["corrupt"].annotation_files  # failed: no result to read
     sf = by["single_face"]
     assert sf.video is not None and sf.video.name == "single_face.mp4"  # found through run.json's input
     assert sf.openface_csv is not None and sf.peak_frame_image is not None
