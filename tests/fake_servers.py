@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ class Reply:
     kind: str  # ok | status | hang | malformed | empty | raw
     text: str = "fake answer"
     code: int = 200
-    retry_after: str | None = None
+    retry_after: Any = None  # str, or a callable giving it when the reply is sent
     body: str | None = None
     seconds: float = 0.0
 
@@ -199,8 +200,8 @@ class FakeServer:
                         }
                     }
                 ).encode()
-            if r.retry_after is not None:
-                headers["Retry-After"] = r.retry_after
+            if r.retry_after is not None:  # a callable is rendered as the reply goes out (an HTTP date from now)
+                headers["Retry-After"] = r.retry_after() if callable(r.retry_after) else r.retry_after
         else:
             raise ValueError(r.kind)
         try:

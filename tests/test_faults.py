@@ -101,8 +101,8 @@ def _http_date(seconds: float) -> str:
                                    status(500), status(503)],
                          ids=["429-seconds", "429-http-date", "500", "503"])
 def test_transient_fault_is_retried_and_recorded(fake_server, image_in, tmp_path, first):
-    if first.retry_after == "HTTPDATE":
-        first.retry_after = _http_date(2)
+    if first.retry_after == "HTTPDATE":  # dated when the 429 goes out, not when the test starts (setup takes time)
+        first.retry_after = lambda: _http_date(2)
     fake_server.push(first, *GOOD)
     s, out, prov = _generate(fake_server, image_in, tmp_path)
     assert s["done"] == 1 and s["failed"] == 0, s["failures"]
