@@ -185,7 +185,8 @@ def validate(input_path, label_file, transcripts, limit, as_json, config_path, s
         out.append({
             "root": str(ds.root), "kind": ds.kind, "n_samples": len(ds.samples), "notes": list(ds.notes),
             "samples": [{"id": s.id, "type": s.type.value, "label": s.label,
-                         "reference_transcript": bool(s.reference_transcript), "notes": list(s.notes)}
+                         "reference_transcript": bool(s.reference_transcript), "notes": list(s.notes),
+                         "generation_error": s.generation_error}
                         for s in ds.samples],
             "stages": {k: {"ready": len(g.get("", [])), "cannot_run": {r: ids for r, ids in g.items() if r}}
                        for k, g in check_stages(ds.samples).items()},

@@ -52,6 +52,9 @@ def check_stages(samples: list[Sample]) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+FAILED = "no annotation: generate failed on it (error_logs/); scored abstained on every metric"
+
+
 def check_metrics(samples: list[Sample], names: list[str], config: Any) -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
     for name in names:
@@ -64,7 +67,7 @@ def check_metrics(samples: list[Sample], names: list[str], config: Any) -> dict[
             continue
         m = cls(config.metric_params(name))
         for s in samples:
-            groups[m.missing_inputs(s) or ""].append(s.id)
+            groups[FAILED if s.generation_error else m.missing_inputs(s) or ""].append(s.id)
         out[name] = dict(groups)
     return out
 

@@ -451,3 +451,9 @@ def test_a_sample_generation_failed_on_is_a_loss_not_a_smaller_run(mf, tmp_path)
     assert res.skipped[LLAVA].startswith("no annotation: generate failed"), res.skipped
     run_json = json.loads((f / "run.json").read_text(encoding="utf-8"))
     assert any("scored as abstained on every metric" in n for n in run_json["extra"]["input_notes"])
+    v = CliRunner().invoke(main, ["validate", str(f), "--json"])
+    assert v.exit_code == 0, v.output
+    ds = json.loads(v.stdout)["datasets"][0]
+    assert next(x for x in ds["samples"] if x["id"] == LLAVA)["generation_error"].startswith("MER-Factory's")
+    for fam, m in ds["metrics"].items():  # no metric claims it can use what was never written
+        assert [LLAVA] == next(ids for why, ids in m["cannot_run"].items() if "generate failed" in why), fam
