@@ -219,6 +219,8 @@ def limit_datasets(datasets: list, limit: Optional[int]) -> list:
 @config_options
 def models(as_json, config_path, sets):
     """List every model mer-eval knows: role, where it resolved, sha256, or exactly why it is missing."""
+    from rich.markup import escape
+
     from mer_eval.models import all_models, resolve_from_config
 
     cfg = load_cfg(config_path, sets)
@@ -245,7 +247,7 @@ def models(as_json, config_path, sets):
                 if "downloads are off" in (r.reason or "") else ""
             detail = "\n".join([first, "looked in:"] + [f"• {p}" for p in r.looked] + ([offline] if offline else []))
             where, avail = "-", "[red]no[/red]"
-        t.add_row(r.key, r.role, r.id, avail, where, detail)
+        t.add_row(r.key, r.role, escape(r.id), avail, escape(where), escape(detail))  # paths, reasons: no markup
     console().print(t)
 
 

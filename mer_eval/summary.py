@@ -21,9 +21,10 @@ def metric_table_rows(outcome: Any) -> list[dict]:
 
 
 def print_score_summary(con, outcome: Any, top: int = 3) -> None:
+    from rich.markup import escape  # paths, reasons and model names are data: never rich markup
     from rich.table import Table
 
-    t = Table(title=f"scores: {outcome.out_dir}  ({len(outcome.results)} samples, "
+    t = Table(title=f"scores: {escape(str(outcome.out_dir))}  ({len(outcome.results)} samples, "
                     f"{outcome.seconds:.1f} s, cache hits {outcome.section.cache_hits})")
     for c in ("metric", "coverage", "mean", "model", "why not (most common)"):
         t.add_column(c, overflow="fold")
@@ -34,7 +35,7 @@ def print_score_summary(con, outcome: Any, top: int = 3) -> None:
         if row.get("self_checks"):  # ok values that re-check the annotation's own inputs: in no mean
             mean += f" ({row['self_checks']} self-check{'s' if row['self_checks'] > 1 else ''} left out)"
         why = "\n".join(f"{n}× {r[:120]}" for r, n in row["reasons"]) or "-"
-        t.add_row(row["metric"], f"{row['ok']}/{row['n']}", mean, row["model"] or "-", why)
+        t.add_row(row["metric"], f"{row['ok']}/{row['n']}", mean, escape(row["model"] or "-"), escape(why))
     con.print(t)
     from mer_eval.discovery import skipped_notes
 

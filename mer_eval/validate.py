@@ -77,9 +77,10 @@ def _ids(ids: list[str], n: int = 6) -> str:
 
 
 def render_dataset(con, ds: Dataset, config: Any) -> None:
+    from rich.markup import escape  # paths, labels, notes and reasons are data: never rich markup
     from rich.table import Table
 
-    con.rule(f"[bold]{ds.root}[/bold]  ({ds.kind}, {len(ds.samples)} samples)")
+    con.rule(f"[bold]{escape(str(ds.root))}[/bold]  ({ds.kind}, {len(ds.samples)} samples)")
     t = Table(caption="media: V video, A audio, I image, P peak frame, C OpenFace CSV · "
                       "texts: t transcript, o tone/audio, x AU text, v visual, s summary")
     for c in ("sample", "type", "media", "label", "ref. transcript", "texts", "notes"):
@@ -96,11 +97,11 @@ def render_dataset(con, ds: Dataset, config: Any) -> None:
                 notes.append(f"OpenFace CSV not used: {e}")
             except OpenFaceError as e:
                 notes.append(f"OpenFace CSV unreadable: {e}")
-        t.add_row(s.id, s.type.value, f["media"], s.label or "-", "yes" if s.reference_transcript else "-",
-                  f["texts"], "; ".join(notes))
+        t.add_row(s.id, s.type.value, f["media"], escape(s.label or "-"), "yes" if s.reference_transcript else "-",
+                  f["texts"], escape("; ".join(notes)))
     con.print(t)
     for n in ds.notes:
-        con.print(f"  [dim]note:[/dim] {n}")
+        con.print(f"  [dim]note:[/dim] {escape(n)}")
     for title, table in (("generate stage", check_stages(ds.samples)),
                          ("metric", check_metrics(ds.samples, config.score_metrics(), config))):
         tt = Table(title=f"per {title}: which samples have the inputs it needs")
@@ -109,7 +110,7 @@ def render_dataset(con, ds: Dataset, config: Any) -> None:
         tt.add_column("cannot run: why (samples)", overflow="fold")
         for name, groups in table.items():
             ready = len(groups.get("", []))
-            why = "\n".join(f"{r} ({_ids(ids)})" for r, ids in groups.items() if r)
+            why = escape("\n".join(f"{r} ({_ids(ids)})" for r, ids in groups.items() if r))
             uses = metric_models(name) if title == "metric" else ""
             label = f"{name}\nmodel: {uses}" if uses else name
             tt.add_row(label, f"{ready}/{len(ds.samples)}", why or "-")

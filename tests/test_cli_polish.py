@@ -223,3 +223,23 @@ def test_a_named_label_or_transcript_file_that_matches_no_sample_is_an_error(tmp
         discover(speech, transcripts=refs)
     ok = discover(speech, transcripts=speech / "transcription")
     assert ok.transcripts_matched == 5 and all(s.reference_transcript for s in ok.samples)
+
+
+def test_text_from_the_data_is_printed_as_text_not_rich_markup(mf_run, tmp_path):
+    """A MER-Factory error log next to the real outputs whose line holds '[/]' and rich tags (a traceback can): its
+    reason reaches the score table, validate's notes and the report. Before, rich read it as markup and `score`
+    died of a MarkupError after writing the scores; now it is printed as the text it is."""
+    (mf_run / "error_logs").mkdir()
+    line = "Error processing clip9: bad token [/] and [bold red]LOUD[/bold red] <script>alert(1)</script>"
+    (mf_run / "error_logs" / "clip9_error.log").write_text(line + "\nTraceback ...\n", encoding="utf-8")
+    env = {"COLUMNS": "250"}
+    r = _runner().invoke(main, ["score", str(mf_run), "--metrics", "text_quality,abstention", "--no-cache"], env=env)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "bad token [/] and [bold red]LOUD" in r.output
+    v = _runner().invoke(main, ["validate", str(mf_run)], env=env)
+    assert v.exit_code == 0, (v.output, v.exception)
+    assert "[bold red]LOUD[/bold red]" in v.output
+    rep = _runner().invoke(main, ["report", str(mf_run), "-o", str(tmp_path / "r.html")], env=env)
+    assert rep.exit_code == 0, (rep.output, rep.exception)
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)" in html and "<script>alert(1)" not in html
