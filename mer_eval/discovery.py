@@ -554,6 +554,8 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path], workers: int
 
 
 FAILED_NOTE = "generate failed ({why}) and wrote no annotation: scored as abstained on every metric"
+ERROR_LOG_HEAD = 64 * 1024  # bytes of a MER-Factory error log read for its reason (its first line)
+ERROR_LOG_MAX = 1 << 20  # a mer-eval error record larger than this is not read
 
 
 def failed_generations(root: Path, known: set[str], folder_ids: dict[str, str], run_type: str) -> list[Sample]:
@@ -578,7 +580,8 @@ def failed_generations(root: Path, known: set[str], folder_ids: dict[str, str], 
             if f.name.endswith("_error.log"):  # MER-Factory: <name>_error.log, free text
                 name = f.name[: -len("_error.log")]
                 try:
-                    text = f.read_text(encoding="utf-8", errors="replace")
+                    with open(f, "rb") as fh:  # its first lines say why; a traceback log can be long
+                        text = fh.read(ERROR_LOG_HEAD).decode("utf-8", errors="replace")
                 except OSError as e:
                     text = f"its error log is unreadable ({e.strerror})"
                 first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no reason logged")
@@ -586,6 +589,8 @@ def failed_generations(root: Path, known: set[str], folder_ids: dict[str, str], 
             elif f.suffix == ".json":  # mer-eval: <id>.json
                 name = f.stem
                 try:
+                    if f.stat().st_size > ERROR_LOG_MAX:
+                        raise ValueError(f"{f.stat().st_size} bytes, more than an error record holds")
                     doc = json.loads(f.read_text(encoding="utf-8"))
                 except (OSError, ValueError) as e:
                     doc = {"reason": f"its error log is unreadable ({e})"}
