@@ -43,10 +43,10 @@ COMPOSITE_TITLES = {"composite_score": "abstentions count as worst",
 PROBE_KINDS = {
     "flip": "the concluded emotion's words replaced by another emotion's",
     "swap": "the summary of another clip that concludes a different emotion",
-    "au": "a detected AU the summary names renamed to one that was not detected",
+    "au": "a detected AU the summary names renamed to one no evidence shows",
     "degen": "one sentence of the summary repeated",
     "generic": "a one-sentence boilerplate naming the label or conclusion",
-    "transcript": "the transcript shuffled, a third replaced by another sample's words",
+    "transcript": "the transcript shuffled, a third replaced by other samples' words of its script",
     "drop": "one modality's description removed",
     "all": "every twin of every kind against the originals",
 }
