@@ -418,8 +418,16 @@ def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Opti
     probe_json = load_object("mer_eval.reports.probe:PROBE_JSON")
     ds = discover(Path(input_path), label_file=label_file, transcripts=transcripts, media_dir=media_dir)
     ds = limit_datasets([ds], limit)[0] if limit else ds
+    # a sample generation failed on has no annotation: no original to corrupt, and no good annotation to set
+    # against the twins (counted as one, it would rank last and pull every pooled AUROC down)
+    left_out = {s.id: f"generate failed, no annotation ({s.generation_error})" for s in ds.samples
+                if s.generation_error}
+    if left_out:
+        ds = Dataset(kind=ds.kind, root=ds.root, samples=[s for s in ds.samples if not s.generation_error],
+                     notes=list(ds.notes), label_file=ds.label_file)
     if not ds.samples:
-        raise click.ClickException(f"{input_path}: no samples to probe")
+        raise click.ClickException(f"{input_path}: no samples to probe" + (
+            f" ({len(left_out)} that generation failed on: no annotation)" if left_out else ""))
     kinds = list(kinds or kinds_all)
     twins, skipped = corrupt(ds.samples, tuple(kinds), seed=seed)
     out = Path(out_dir) if out_dir else (Path(input_path) if Path(input_path).is_dir()
@@ -430,7 +438,7 @@ def run_probe(input_path: Path, cfg, out_dir: Optional[Path] = None, kinds: Opti
     res = analyse(outcome.frame(), twins, [s.id for s in ds.samples], kinds, skipped, n_boot=n_boot, seed=seed)
     res.meta = {"input": str(Path(input_path).resolve()), "seed": seed, "n_boot": n_boot,
                 "composite_version": cfg.score.composite, "config_hash": cfg.hash(),
-                "metric_families": list(outcome.families), "tool_version": __version__}
+                "metric_families": list(outcome.families), "tool_version": __version__, "left_out": left_out}
     atomic_write_json(out / probe_json, res.to_dict())
     return res, out
 
@@ -473,6 +481,11 @@ def probe(input_path, out_dir, kinds, metrics, seed, n_boot, all_metrics, no_cac
         for fam in (names or cfg.score_metrics()):
             primary += [o.name for o in get_metric(fam).outputs if o.primary]
     load_object("mer_eval.reports.probe:print_rich")(con, res, primary)
+    left_out = (res.meta or {}).get("left_out") or {}
+    if left_out:
+        con.print(f"  {len(left_out)} sample(s) left out, generation failed on them (no annotation to probe): "
+                  + ", ".join(list(left_out)[:5]) + (" …" if len(left_out) > 5 else ""), highlight=False,
+                  markup=False)
     con.print(f"probe.json: [bold]{(out / 'probe.json').resolve()}[/bold]")
 
 

@@ -223,3 +223,20 @@ def test_probe_on_shared_mer_factory_outputs(shared_data, tmp_path):
     for k in ("flip", "swap", "drop"):
         wins = comp[k]["win_rate"] * comp[k]["n_pairs"]
         assert f"{k} {wins:.0f}/{comp[k]['n_pairs']}" in line
+
+
+def test_a_sample_generation_failed_on_is_left_out_of_the_probe(examples, tmp_path):
+    """The real MER-Factory outputs plus a MER-Factory error log for a clip it failed on. That sample has no
+    annotation: nothing to corrupt, and it is no good annotation to set against the twins. Counted as an original
+    (composite 0, ranking last) it pulled the pooled AUROC of composite_score from 1.0 to 0.76."""
+    run = tmp_path / "run"
+    shutil.copytree(examples / "mer-factory", run)
+    (run / "error_logs").mkdir()
+    (run / "error_logs" / "clipX_error.log").write_text("Error processing clipX: timeout\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["probe", str(run), "--metrics", TEXT_METRICS, "--bootstrap", "0",
+                                  "--kinds", "flip,swap,degen"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "1 sample(s) left out, generation failed on them (no annotation to probe): clipX" in r.output
+    d = json.loads((run / "mer-eval-probe" / "probe.json").read_text(encoding="utf-8"))
+    assert d["n_originals"] == 3 and list(d["left_out"]) == ["clipX"]
+    assert d["auroc"]["composite_score"]["all"]["auroc"] == 1.0
