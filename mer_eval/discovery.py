@@ -545,11 +545,13 @@ def _discover_mer_factory_root(root: Path, media_roots: list[Path], workers: int
             samples.append(s)
             types[s.type.value] = types.get(s.type.value, 0) + 1
     known = set(samples.ids) if isinstance(samples, sample_store.SampleStore) else {s.id for s in samples}
-    for f in failed_generations(root, known, ids, max(types, key=types.get) if types else SampleType.mer.value):
-        notes[:] = [n for n in notes if not (n.startswith(f"{f.folder.name if f.folder else f.id}: ")
-                                             and "skipped" in n)]
-        notes.append(f"{f.id}: {FAILED_NOTE.format(why=f.generation_error)}")
-        samples.append(f)
+    failed = failed_generations(root, known, ids, max(types, key=types.get) if types else SampleType.mer.value)
+    if failed:  # a failed sample's folder is accounted for: its "skipped" note gives way to the failure's
+        heads = tuple(f"{f.folder.name if f.folder else f.id}: " for f in failed)
+        notes = [n for n in notes if not (n.startswith(heads) and "skipped" in n)]
+        for f in failed:
+            notes.append(f"{f.id}: {FAILED_NOTE.format(why=f.generation_error)}")
+            samples.append(f)
     return Dataset(kind="mer-factory", root=root, samples=samples, notes=notes)
 
 
@@ -568,6 +570,7 @@ def failed_generations(root: Path, known: set[str], folder_ids: dict[str, str], 
     behind) adds nothing."""
     from mer_eval.paths import check_sample_id
 
+    types = {t.value for t in SampleType}
     out: dict[str, Sample] = {}
     for sub in ("errors", "error_logs"):  # an old run's errors/ first: the newer error_logs/ log wins
         d = root / sub
@@ -589,8 +592,9 @@ def failed_generations(root: Path, known: set[str], folder_ids: dict[str, str], 
             elif f.suffix == ".json":  # mer-eval: <id>.json
                 name = f.stem
                 try:
-                    if f.stat().st_size > ERROR_LOG_MAX:
-                        raise ValueError(f"{f.stat().st_size} bytes, more than an error record holds")
+                    size = f.stat().st_size
+                    if size > ERROR_LOG_MAX:
+                        raise ValueError(f"{size} bytes, more than an error record holds")
                     doc = json.loads(f.read_text(encoding="utf-8"))
                 except (OSError, ValueError) as e:
                     doc = {"reason": f"its error log is unreadable ({e})"}
@@ -598,7 +602,7 @@ def failed_generations(root: Path, known: set[str], folder_ids: dict[str, str], 
                     doc = {"reason": "its error log is not a JSON object"}
                 stage, reason = doc.get("stage"), str(doc.get("reason") or "no reason logged")
                 why = f"stage {stage}: {reason[:300]}" if stage else reason[:300]
-                if doc.get("type") in {t.value for t in SampleType}:
+                if doc.get("type") in types:
                     stype = doc["type"]
             else:
                 continue

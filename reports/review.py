@@ -69,7 +69,7 @@ def queue_reason(row: dict[str, str]) -> Optional[str]:
     return f"gate decision {dec!r} unknown to this version"  # never dropped silently
 
 
-def build_queue(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+def build_queue(run_dir: Path, digests: bool = False) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """The samples the gate excluded, sent to review or included only because nothing could check them and
     unknowns were included on request (plus those a human already decided), worst first: lowest composite first,
     a sample without a composite before all. Returns (items, allowed media files by URL path)."""
@@ -108,8 +108,10 @@ def build_queue(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
             media.append({"kind": k, "url": url, "name": rp.name})
         comp = next((m["value"] for m in metrics.get(sid, []) if m["metric"] == "composite_score"
                      and m["status"] == "ok"), None)
-        digest = annotation_sha256(s) if s else None
         r = review.get(sid, {})
+        # the annotation's hash: to record with a decision (``digests``), or to tell an earlier one stale; not
+        # read for the page's other requests (every media file fetched rebuilds the queue)
+        digest = annotation_sha256(s) if s and (digests or r.get("decision")) else None
         stale = human_staleness(r.get("sha256"), digest) if r.get("decision") else None
         items.append({
             "id": sid, "decision": row.get("decision"), "decided_by": row.get("decided_by") or "rules",
@@ -177,7 +179,7 @@ class ReviewServer:
         if not isinstance(sid, str) or action not in ("accept", "reject", "edit"):
             raise GateError("need sample_id and action accept | reject | edit")
         with self.lock:
-            items, _ = build_queue(self.run_dir)
+            items, _ = build_queue(self.run_dir, digests=True)
             item = next((it for it in items if it["id"] == sid), None)
             if item is None:
                 raise GateError(f"{sid!r} is not in the review queue")
